@@ -1,0 +1,3 @@
+declare module 'luamin' {
+  export function minify(code: string): string;
+}

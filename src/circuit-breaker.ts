@@ -1,0 +1,656 @@
+import { type SharedConnections, attachConnections, detachConnections } from './connections.js';
+import { CallResult, CircuitRole, CircuitState, HealthCheckType, StrategyKind } from './constants.js';
+import { BackgroundError, CircuitOpenError, LibraryMissingError } from './errors.js';
+import {
+  BreakerFunctions,
+  type FeedMessage,
+  type HealthReply,
+  type SharedView,
+  type Snapshot,
+} from './functions.js';
+import { type Duty, HealthChecker } from './health-checker.js';
+import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
+import { LeaseKeeper } from './lease.js';
+import { verifyLibrary } from './library.js';
+import { LocalWindow, type WindowFacts } from './local-window.js';
+import { type CircuitBreakerOptions, type ResolvedOptions, resolveOptions } from './options.js';
+import { Recorder, type Summary } from './recorder.js';
+import type { FeedListener } from './state-feed.js';
+import { LocalReason, type Transition } from './transition.js';
+
+/** While Redis is unreachable, the shared state is read again this often, in ms. */
+const RESYNC_INTERVAL_MS = 1000;
+/** Longest a success waits to be sent with other outcomes, in ms. */
+const FLUSH_DELAY_MS = 1000;
+/** Outcomes one pending summary may hold before further ones are dropped. */
+const MAX_PENDING_OUTCOMES = 100_000;
+/** Most missed transitions read back from the audit stream after a gap. */
+const MAX_CATCH_UP = 1000;
+
+/** Errors that only repeat ZV_REDIS_UNREACHABLE while Redis cannot be reached. */
+const QUIET_WHILE_DEGRADED = new Set(['ZV_LEASE_FAILED', 'ZV_HEALTH_REPORT_FAILED']);
+
+/** What execute() decides on. A new object for every change, so that outcomes of calls
+ * started under an older view can be recognised and dropped. */
+interface View {
+  readonly state: CircuitState;
+  readonly generation: number;
+  /** True while Redis is unreachable and the state is this process's own. */
+  readonly local: boolean;
+}
+
+/** Progress of recovery checks in the current open period, on the local clock. */
+interface RecoveryProgress {
+  readonly generation: number;
+  readonly failures: number;
+  readonly lastAt: number;
+}
+
+/**
+ * A circuit breaker shared by every instance that uses the same `id` and Redis. The
+ * decisions are made in Redis; this object caches the state for `execute()`, reports
+ * outcomes, follows the state feed and, while it holds the lease, runs the health checks.
+ */
+export class CircuitBreaker implements FeedListener {
+  private readonly o: ResolvedOptions;
+  private readonly keys: BreakerKeys;
+  private readonly channel: string;
+  private readonly checker: HealthChecker;
+
+  private view: View = { state: CircuitState.CLOSED, generation: 0, local: false };
+  private shared: SharedView = { state: CircuitState.CLOSED, generation: 0, epoch: '' };
+  private recovery: RecoveryProgress = { generation: 0, failures: 0, lastAt: performance.now() };
+  private currentRole: CircuitRole = CircuitRole.FOLLOWER;
+
+  private running = false;
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  private connections: SharedConnections | undefined;
+  private functions: BreakerFunctions | undefined;
+  private recorder: Recorder | undefined;
+  private lease: LeaseKeeper | undefined;
+
+  private degraded = false;
+  private local: LocalWindow | undefined;
+  private localEpisode = 0;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private resyncing = false;
+  private resyncAgain = false;
+  private emitting: Promise<void> = Promise.resolve();
+  private reshapeReported = false;
+
+  constructor(options: CircuitBreakerOptions) {
+    this.o = resolveOptions(options);
+    this.keys = breakerKeys(this.o.prefix, this.o.id);
+    this.channel = feedChannel(this.o.prefix);
+    this.checker = new HealthChecker({
+      check: this.o.check,
+      backoff: this.o.backoff,
+      observe: (type, result, durationMs, error) => this.observeCheck(type, result, durationMs, error),
+      onError: (error) => this.report('ZV_HEALTH_CHECK_FAILED', 'the health-check loop failed', error),
+    });
+    this.o.metrics?.initialize?.(this.o.id);
+  }
+
+  /** The breaker's id. */
+  get id(): string {
+    return this.o.id;
+  }
+
+  /** The name of this instance in leases and audit entries. */
+  get instanceId(): string {
+    return this.o.instanceId;
+  }
+
+  /** The state execute() acts on: the shared one, or this process's own while Redis is unreachable. */
+  get state(): CircuitState {
+    return this.view.state;
+  }
+
+  /** 'leader' while this instance holds the health-check lease. */
+  get role(): CircuitRole {
+    return this.currentRole;
+  }
+
+  /**
+   * Runs `fn` unless the circuit is open, in which case it throws CircuitOpenError without
+   * calling it. Never waits for Redis: the outcome is recorded in the background.
+   */
+  async execute<T>(fn: () => Promise<T>): Promise<T> {
+    const view = this.view;
+    if (view.state === CircuitState.OPEN) {
+      if (this.o.metrics) this.observeBlocked();
+      throw new CircuitOpenError(this.o.id);
+    }
+    if (typeof fn !== 'function') throw new TypeError('execute(fn): fn must be a function');
+    const startedAt = this.o.metrics ? performance.now() : 0;
+    let result: T;
+    try {
+      result = await fn();
+    } catch (error) {
+      this.settle(view, true, startedAt);
+      throw error;
+    }
+    this.settle(view, false, startedAt);
+    return result;
+  }
+
+  /**
+   * Connects, checks the function library, loads the shared state and joins the lease.
+   * Fails when Redis cannot be reached within a few seconds or the library is missing or
+   * older than this package (unless `loadFunctions` is set). Idempotent.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.startOnce().catch((error: unknown) => {
+      this.starting = undefined;
+      throw error;
+    });
+    return this.starting;
+  }
+
+  /** Stops every timer, releases the lease and gives the connections back. Idempotent. */
+  stop(): Promise<void> {
+    const starting = this.starting;
+    if (!starting) return Promise.resolve();
+    this.stopping ??= starting
+      .then(
+        () => this.stopOnce(),
+        () => undefined,
+      )
+      .finally(() => {
+        this.starting = undefined;
+        this.stopping = undefined;
+      });
+    return this.stopping;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------
+
+  private async startOnce(): Promise<void> {
+    const connections = attachConnections(this.o.redis);
+    this.connections = connections;
+    let subscribed = false;
+    try {
+      await connections.whenReady();
+      await verifyLibrary(connections.command, this.o.loadFunctions);
+      const functions = new BreakerFunctions(
+        connections.command,
+        this.keys,
+        { channel: this.channel, actor: this.o.instanceId, retention: this.o.auditRetention },
+        this.o.breaker,
+      );
+      this.functions = functions;
+      await connections.feed.add(this.channel, this.keys.state, this);
+      subscribed = true;
+      const snapshot = await functions.state();
+
+      // The initial load is not a transition: no onStateChange for it.
+      this.shared = { state: snapshot.state, generation: snapshot.generation, epoch: snapshot.epoch };
+      this.view = { state: snapshot.state, generation: snapshot.generation, local: false };
+      this.trackRecovery(snapshot);
+      this.degraded = false;
+      this.recorder = new Recorder({
+        send: (generation, summary) => this.send(generation, summary),
+        flushDelayMs: FLUSH_DELAY_MS,
+        maxPending: MAX_PENDING_OUTCOMES,
+      });
+      this.recorder.reset(snapshot.generation);
+      this.lease = new LeaseKeeper({
+        functions,
+        ttlMs: this.o.leaseTtlMs,
+        onGranted: (_token, leaseSnapshot) => this.onLeaseGranted(leaseSnapshot),
+        onLost: () => this.onLeaseLost(),
+        onError: (error, operation) => this.report('ZV_LEASE_FAILED', `lease ${operation} failed`, error),
+      });
+      connections.addListener(this);
+      this.running = true;
+      this.lease.start();
+      this.updateDuties();
+    } catch (error) {
+      if (subscribed) connections.feed.remove(this.channel, this.keys.state, this);
+      this.connections = undefined;
+      this.functions = undefined;
+      await detachConnections(this.o.redis, connections);
+      throw error;
+    }
+  }
+
+  private async stopOnce(): Promise<void> {
+    const connections = this.connections;
+    this.running = false;
+    this.checker.stop();
+    this.clearResyncTimer();
+    connections?.removeListener(this);
+    await this.recorder?.drain();
+    await this.lease?.stop();
+    if (connections) connections.feed.remove(this.channel, this.keys.state, this);
+    await this.emitting;
+    this.connections = undefined;
+    this.functions = undefined;
+    this.lease = undefined;
+    this.degraded = false;
+    this.local = undefined;
+    if (connections) await detachConnections(this.o.redis, connections);
+  }
+
+  // ---- outcomes --------------------------------------------------------------------
+
+  private settle(view: View, failure: boolean, startedAt: number): void {
+    if (this.o.metrics) this.observeCall(failure, startedAt);
+    if (view !== this.view || !this.running) return;
+    if (!this.degraded) {
+      this.recorder?.add(failure, false);
+      return;
+    }
+    const facts = this.local?.add(failure);
+    if (facts && view.state === CircuitState.CLOSED) this.openLocally(facts);
+  }
+
+  private async send(generation: number, summary: Summary): Promise<void> {
+    const functions = this.functions;
+    if (!functions) return;
+    try {
+      const reply = await functions.record(generation, summary);
+      if (!this.running) return;
+      if (reply.status === 'reshaped' && !this.reshapeReported) {
+        this.reshapeReported = true;
+        this.report(
+          'ZV_WINDOW_RESHAPED',
+          'the stored window had another shape and was reset: do all instances of this breaker use the same strategy?',
+        );
+      }
+      this.applyShared(reply.view, reply.transition);
+    } catch (error) {
+      this.callFailed(error, 'recording outcomes');
+    }
+  }
+
+  // ---- the shared state ------------------------------------------------------------
+
+  /**
+   * Applies a shared view newer than the cached one. A view of another epoch (the state
+   * hash was recreated) replaces the cache whatever its generation.
+   */
+  private applyShared(next: SharedView, transition?: Transition): void {
+    const current = this.shared;
+    const sameEpoch = next.epoch === current.epoch;
+    if (sameEpoch && next.generation <= current.generation) return;
+    this.shared = next;
+    if (next.state === current.state && next.generation === current.generation) return;
+    if (this.recovery.generation !== next.generation) {
+      this.recovery = { generation: next.generation, failures: 0, lastAt: performance.now() };
+    }
+    if (this.degraded) return;
+    this.view = { state: next.state, generation: next.generation, local: false };
+    this.recorder?.reset(next.generation);
+    if (transition && sameEpoch && next.generation === current.generation + 1) {
+      this.emit(transition);
+    } else if (sameEpoch) {
+      this.catchUp(current, next);
+    } else if (next.state !== current.state) {
+      this.emit(this.localTransitionRecord(current.state, next.state, LocalReason.RESYNC));
+    }
+    this.updateDuties();
+  }
+
+  private trackRecovery(snapshot: Snapshot): void {
+    this.recovery = {
+      generation: snapshot.generation,
+      failures: snapshot.recoveryFailures,
+      lastAt: performance.now() - snapshot.recoveryAgeMs,
+    };
+  }
+
+  /** Reads the shared state again; leaves degraded mode when that works. */
+  private async resync(): Promise<void> {
+    const functions = this.functions;
+    if (!this.running || !functions) return;
+    if (this.resyncing) {
+      this.resyncAgain = true;
+      return;
+    }
+    this.resyncing = true;
+    try {
+      const snapshot = await functions.state();
+      if (!this.running) return;
+      if (this.degraded) {
+        this.leaveDegraded(snapshot);
+      } else {
+        this.applyShared(snapshot);
+        if (snapshot.generation === this.shared.generation) this.trackRecovery(snapshot);
+      }
+    } catch (error) {
+      this.callFailed(error, 'reading the shared state');
+    } finally {
+      this.resyncing = false;
+      if (this.resyncAgain && this.running) {
+        this.resyncAgain = false;
+        void this.resync();
+      } else if (this.degraded && this.running) {
+        this.scheduleResync();
+      }
+    }
+  }
+
+  // ---- the feed and the connection (FeedListener, ConnectionListener) ----------------
+
+  /** @internal */
+  onFeedMessage(message: FeedMessage): void {
+    if (!this.running) return;
+    if (message.kind === 'released') {
+      this.lease?.wake();
+      return;
+    }
+    const t = message.transition;
+    this.applyShared({ state: t.to, generation: t.generation, epoch: message.epoch }, t);
+  }
+
+  /** @internal */
+  onResubscribed(): void {
+    void this.resync();
+  }
+
+  /** @internal */
+  onFeedError(error: Error): void {
+    this.report('ZV_FEED_FAILED', 'the state feed failed', error);
+  }
+
+  /** @internal */
+  onConnectionLost(cause: Error | undefined): void {
+    this.enterDegraded(cause ?? new Error('connection closed'), 'the connection to Redis');
+  }
+
+  /** @internal */
+  onConnectionRestored(): void {
+    void this.resync();
+  }
+
+  // ---- degraded mode (DESIGN §9) -----------------------------------------------------
+
+  private callFailed(error: unknown, what: string): void {
+    if (!this.running) return;
+    if (error instanceof LibraryMissingError && this.o.loadFunctions && this.connections) {
+      const command = this.connections.command;
+      verifyLibrary(command, true).catch((cause: unknown) =>
+        this.report('ZV_LIBRARY_MISSING', 'reloading the function library failed', cause),
+      );
+    }
+    this.enterDegraded(error, what);
+  }
+
+  private enterDegraded(cause: unknown, what: string): void {
+    if (!this.running) return;
+    if (this.degraded) return;
+    this.degraded = true;
+    this.localEpisode += 1;
+    const mode = this.o.localFallback ? 'evaluating the strategy locally' : 'keeping the last known state';
+    this.report('ZV_REDIS_UNREACHABLE', `${what} failed; ${mode} until Redis answers again`, cause);
+    this.recorder?.reset(this.shared.generation);
+    this.local = this.o.localFallback ? new LocalWindow(this.o.breaker) : undefined;
+    this.view = { state: this.view.state, generation: this.view.generation, local: true };
+    this.recovery = { generation: -this.localEpisode, failures: 0, lastAt: performance.now() };
+    this.updateDuties();
+    this.scheduleResync();
+  }
+
+  private leaveDegraded(snapshot: Snapshot): void {
+    this.degraded = false;
+    this.local = undefined;
+    this.clearResyncTimer();
+    const before = this.view.state;
+    this.shared = { state: snapshot.state, generation: snapshot.generation, epoch: snapshot.epoch };
+    this.view = { state: snapshot.state, generation: snapshot.generation, local: false };
+    this.trackRecovery(snapshot);
+    this.recorder?.reset(snapshot.generation);
+    if (before !== snapshot.state) {
+      this.emit(this.localTransitionRecord(before, snapshot.state, LocalReason.RESYNC));
+    }
+    this.updateDuties();
+  }
+
+  private openLocally(facts: WindowFacts): void {
+    this.changeLocally(CircuitState.OPEN, LocalReason.LOCAL_FAILURES, facts);
+  }
+
+  private changeLocally(to: CircuitState, reason: LocalReason, facts?: WindowFacts): void {
+    const from = this.view.state;
+    this.view = { state: to, generation: this.view.generation, local: true };
+    if (to === CircuitState.CLOSED) this.local = this.o.localFallback ? new LocalWindow(this.o.breaker) : undefined;
+    this.recovery = { generation: -this.localEpisode, failures: 0, lastAt: performance.now() };
+    this.emit(this.localTransitionRecord(from, to, reason, facts));
+    this.updateDuties();
+  }
+
+  private scheduleResync(): void {
+    if (this.resyncTimer || !this.running) return;
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = undefined;
+      void this.resync();
+    }, RESYNC_INTERVAL_MS);
+  }
+
+  private clearResyncTimer(): void {
+    if (this.resyncTimer) clearTimeout(this.resyncTimer);
+    this.resyncTimer = undefined;
+  }
+
+  // ---- lease and health checks ----------------------------------------------------
+
+  private onLeaseGranted(snapshot: Snapshot): void {
+    this.applyShared(snapshot);
+    if (snapshot.generation === this.shared.generation && snapshot.epoch === this.shared.epoch) {
+      this.trackRecovery(snapshot);
+    }
+    this.setRole(CircuitRole.LEADER);
+    this.updateDuties();
+  }
+
+  private onLeaseLost(): void {
+    this.setRole(CircuitRole.FOLLOWER);
+    this.updateDuties();
+  }
+
+  private setRole(role: CircuitRole): void {
+    if (this.currentRole === role) return;
+    this.currentRole = role;
+    const callback = this.o.onRoleChange;
+    if (!callback) return;
+    try {
+      callback(role);
+    } catch (error) {
+      this.report('ZV_CALLBACK_FAILED', 'onRoleChange threw', error);
+    }
+  }
+
+  /** Gives the health checker the duty that fits the current role and state. */
+  private updateDuties(): void {
+    this.checker.assign(this.running ? this.currentDuty() : undefined);
+  }
+
+  private currentDuty(): Duty | undefined {
+    const recovery = this.recovery;
+    if (this.degraded) {
+      if (!this.o.localFallback || this.view.state !== CircuitState.OPEN) return undefined;
+      return {
+        type: HealthCheckType.RECOVERY,
+        key: `local:${this.localEpisode}:${recovery.lastAt}`,
+        failuresSoFar: 0,
+        sinceLastMs: performance.now() - recovery.lastAt,
+        report: async (success) => {
+          if (success) this.changeLocally(CircuitState.CLOSED, LocalReason.LOCAL_RECOVERY);
+          return success;
+        },
+      };
+    }
+    const token = this.lease?.token;
+    const functions = this.functions;
+    if (token === undefined || !functions) return undefined;
+    const { generation, epoch, state } = this.shared;
+    if (state === CircuitState.OPEN) {
+      const progress = recovery.generation === generation ? recovery : { failures: 0, lastAt: performance.now() };
+      return {
+        type: HealthCheckType.RECOVERY,
+        key: `recovery:${epoch}:${generation}:${token}`,
+        failuresSoFar: progress.failures,
+        sinceLastMs: performance.now() - progress.lastAt,
+        report: (success) =>
+          this.reportHealth(() => functions.health(token, generation, HealthCheckType.RECOVERY, result(success))),
+      };
+    }
+    const intervalMs = this.o.idleProbeIntervalMs;
+    if (intervalMs === undefined) return undefined;
+    return {
+      type: HealthCheckType.IDLE,
+      key: `idle:${epoch}:${generation}:${token}`,
+      intervalMs,
+      idleFor: () => this.idleFor(functions),
+      reportFailure: () =>
+        this.reportHealth(() => functions.health(token, generation, HealthCheckType.IDLE, CallResult.FAILURE)),
+    };
+  }
+
+  /** Sends a health report; resolves true when the current check loop should end. */
+  private async reportHealth(send: () => Promise<HealthReply>): Promise<boolean> {
+    let reply: HealthReply;
+    try {
+      reply = await send();
+    } catch (error) {
+      this.report('ZV_HEALTH_REPORT_FAILED', 'reporting a health-check result failed', error);
+      return false;
+    }
+    if (!this.running) return true;
+    switch (reply.status) {
+      case 'counted':
+        this.recovery = { generation: reply.view.generation, failures: reply.recoveryFailures, lastAt: performance.now() };
+        return false;
+      case 'stale_token':
+        this.lease?.recheck();
+        return true;
+      default:
+        this.applyShared(reply.view, reply.transition);
+        return true;
+    }
+  }
+
+  /** How long no instance has used the breaker: Redis knows the fleet's last call. */
+  private async idleFor(functions: BreakerFunctions): Promise<number> {
+    try {
+      const snapshot = await functions.state();
+      return snapshot.idleMs < 0 ? snapshot.ageMs : snapshot.idleMs;
+    } catch (error) {
+      this.report('ZV_HEALTH_REPORT_FAILED', 'reading when the breaker was last used failed', error);
+      return 0;
+    }
+  }
+
+  // ---- notifications ---------------------------------------------------------------
+
+  private localTransitionRecord(
+    from: CircuitState,
+    to: CircuitState,
+    reason: LocalReason,
+    facts?: WindowFacts,
+  ): Transition {
+    const strategy = this.o.breaker;
+    const rate = facts && facts.calls > 0 ? (facts.failures / facts.calls).toFixed(4) : '';
+    return {
+      id: '',
+      from,
+      to,
+      reason,
+      generation: this.shared.generation,
+      failures: facts ? String(facts.failures) : '',
+      calls: facts ? String(facts.calls) : '',
+      rate: facts && strategy.kind !== StrategyKind.CONSECUTIVE ? rate : '',
+      threshold: facts ? String(strategy.threshold) : '',
+      window: '',
+      actor: this.o.instanceId,
+      token: '',
+      time: Date.now(),
+      local: true,
+    };
+  }
+
+  /** Hands transitions to onStateChange in order, each once. */
+  private emit(transition: Transition): void {
+    this.emitting = this.emitting.then(() => this.notify(transition));
+  }
+
+  /** The view jumped more than one generation: read what was missed from the audit log. */
+  private catchUp(from: SharedView, to: SharedView): void {
+    const functions = this.functions;
+    this.emitting = this.emitting.then(async () => {
+      let missed: Transition[] = [];
+      try {
+        if (functions) {
+          const all = await functions.history(Math.min(to.generation - from.generation, MAX_CATCH_UP));
+          missed = all.filter((t) => t.generation > from.generation && t.generation <= to.generation);
+        }
+      } catch (error) {
+        this.report('ZV_FEED_FAILED', 'reading missed transitions from the audit stream failed', error);
+      }
+      if (missed.length === 0 && from.state !== to.state) {
+        missed = [this.localTransitionRecord(from.state, to.state, LocalReason.RESYNC)];
+      }
+      for (const t of missed) this.notify(t);
+    });
+  }
+
+  private notify(transition: Transition): void {
+    const callback = this.o.onStateChange;
+    if (!callback) return;
+    try {
+      callback(transition.to, transition);
+    } catch (error) {
+      this.report('ZV_CALLBACK_FAILED', 'onStateChange threw', error);
+    }
+  }
+
+  /**
+   * Hands a background error to onError. While degraded, failures of calls that cannot
+   * reach Redis are expected and were reported once on entry; they are not repeated.
+   */
+  private report(code: string, message: string, cause?: unknown): void {
+    if (this.degraded && QUIET_WHILE_DEGRADED.has(code)) return;
+    try {
+      this.o.onError(new BackgroundError(code, this.o.id, message, cause));
+    } catch {
+      // onError itself failed; there is nobody left to tell.
+    }
+  }
+
+  private observeCall(failure: boolean, startedAt: number): void {
+    try {
+      this.o.metrics?.recordCall({
+        breakerId: this.o.id,
+        result: failure ? CallResult.FAILURE : CallResult.SUCCESS,
+        durationMs: performance.now() - startedAt,
+      });
+    } catch (error) {
+      this.report('ZV_CALLBACK_FAILED', 'metrics.recordCall threw', error);
+    }
+  }
+
+  private observeBlocked(): void {
+    try {
+      this.o.metrics?.recordBlockedRequest({ breakerId: this.o.id });
+    } catch (error) {
+      this.report('ZV_CALLBACK_FAILED', 'metrics.recordBlockedRequest threw', error);
+    }
+  }
+
+  private observeCheck(type: HealthCheckType, outcome: CallResult, durationMs: number, error: unknown): void {
+    if (outcome === CallResult.FAILURE) {
+      this.report('ZV_HEALTH_CHECK_FAILED', `the ${type} health check failed`, error);
+    }
+    try {
+      this.o.metrics?.recordHealthCheck({ breakerId: this.o.id, type, result: outcome, durationMs });
+    } catch (caught) {
+      this.report('ZV_CALLBACK_FAILED', 'metrics.recordHealthCheck threw', caught);
+    }
+  }
+}
+
+function result(success: boolean): CallResult {
+  return success ? CallResult.SUCCESS : CallResult.FAILURE;
+}

@@ -1,0 +1,88 @@
+/** Base class of every error Zenvark creates; `code` is stable, the message is for people. */
+export class ZenvarkError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/**
+ * Thrown by `execute()` without calling `fn` while the circuit is open. No stack trace is
+ * captured: the error is created on the fast-fail path, where a stack would cost more than
+ * everything else and would only point at `execute()`.
+ */
+export class CircuitOpenError extends ZenvarkError {
+  readonly breakerId: string;
+
+  constructor(breakerId: string) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super('ZV_CIRCUIT_OPEN', `circuit '${breakerId}' is open`);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+    this.breakerId = breakerId;
+  }
+}
+
+/** The Redis function library is not loaded on a server the breaker uses. */
+export class LibraryMissingError extends ZenvarkError {
+  constructor(server: string, expected: number) {
+    super(
+      'ZV_LIBRARY_MISSING',
+      `the Zenvark function library zenvark_v1 is not loaded on ${server}; ` +
+        `load revision ${expected} with \`npx zenvark-deploy-functions --url <redis-url>\` ` +
+        '(in this repository: `npm run deploy-functions -- --url <redis-url>`), ' +
+        'or pass `loadFunctions: true` to let the breaker load it',
+    );
+  }
+}
+
+/** The loaded library is older than this package needs. */
+export class LibraryOutdatedError extends ZenvarkError {
+  constructor(server: string, installed: number, expected: number) {
+    super(
+      'ZV_LIBRARY_OUTDATED',
+      `the Zenvark function library on ${server} is at revision ${installed}, ` +
+        `this package needs ${expected}; upgrade it with \`npx zenvark-deploy-functions --url <redis-url>\` ` +
+        '(in this repository: `npm run deploy-functions -- --url <redis-url>`), ' +
+        'or pass `loadFunctions: true` to let the breaker load it',
+    );
+  }
+}
+
+/**
+ * A Redis function refused a call: ZV_BADARG (bad argument), ZV_WRONGTYPE (a breaker key
+ * holds another type) or ZV_CORRUPT (a breaker key holds data Zenvark did not write).
+ */
+export class RedisFunctionError extends ZenvarkError {
+  readonly functionName: string;
+
+  constructor(code: string, functionName: string, message: string) {
+    super(code, `${functionName}: ${message}`);
+    this.functionName = functionName;
+  }
+}
+
+/**
+ * A failure in the background (recording, lease, state feed, health checks, callbacks),
+ * handed to `onError` with what was being done and the underlying cause.
+ */
+export class BackgroundError extends ZenvarkError {
+  readonly breakerId: string;
+
+  constructor(code: string, breakerId: string, message: string, cause?: unknown) {
+    super(code, `breaker '${breakerId}': ${message}${describeCause(cause)}`, { cause });
+    this.breakerId = breakerId;
+  }
+}
+
+function describeCause(cause: unknown): string {
+  if (cause === undefined) return '';
+  if (cause instanceof Error) return `: ${cause.message}`;
+  return `: ${String(cause)}`;
+}

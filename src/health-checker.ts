@@ -1,0 +1,145 @@
+/**
+ * Runs one breaker's health checks: recovery checks while the circuit is open, spaced by
+ * the backoff, and optional idle probes while it is closed and unused. The breaker says
+ * which duty applies (only the lease holder gets one, or every instance while Redis is
+ * unreachable); a new duty aborts the old one through its AbortSignal, and nothing runs
+ * after stop().
+ */
+import type { BackoffStrategy } from './backoff.js';
+import { MAX_DELAY_MS } from './backoff.js';
+import { CallResult, HealthCheckType } from './constants.js';
+
+export interface RecoveryDuty {
+  readonly type: typeof HealthCheckType.RECOVERY;
+  /** Distinguishes duties: the same key keeps the running loop. */
+  readonly key: string;
+  /** Failed recovery checks so far in this open period. */
+  readonly failuresSoFar: number;
+  /** Time since the last check (or the opening), in ms. */
+  readonly sinceLastMs: number;
+  /** Reports a result; resolves true when the loop should end. */
+  report(success: boolean): Promise<boolean>;
+}
+
+export interface IdleDuty {
+  readonly type: typeof HealthCheckType.IDLE;
+  readonly key: string;
+  readonly intervalMs: number;
+  /** How long no instance has used the breaker, in ms. */
+  idleFor(): Promise<number>;
+  /** Reports a failed probe; resolves true when the loop should end. */
+  reportFailure(): Promise<boolean>;
+}
+
+export type Duty = RecoveryDuty | IdleDuty;
+
+export interface HealthCheckerOptions {
+  check: (type: HealthCheckType, signal: AbortSignal) => Promise<void>;
+  backoff: BackoffStrategy;
+  /** Observes every check: its result and duration. */
+  observe(type: HealthCheckType, result: CallResult, durationMs: number, error: unknown): void;
+  onError(error: unknown): void;
+}
+
+/** Resolves after ms, or as soon as the signal aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.min(Math.max(0, ms), MAX_DELAY_MS));
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+export class HealthChecker {
+  private current: { key: string; controller: AbortController } | undefined;
+
+  constructor(private readonly options: HealthCheckerOptions) {}
+
+  /** Makes `duty` the running one; undefined stops checking. */
+  assign(duty: Duty | undefined): void {
+    if (duty && this.current?.key === duty.key) return;
+    this.current?.controller.abort();
+    this.current = undefined;
+    if (!duty) return;
+    const controller = new AbortController();
+    this.current = { key: duty.key, controller };
+    const loop = duty.type === HealthCheckType.RECOVERY ? this.recover(duty, controller.signal) : this.probe(duty, controller.signal);
+    loop
+      .catch((error: unknown) => this.options.onError(error))
+      .finally(() => {
+        if (this.current?.controller === controller) this.current = undefined;
+      });
+  }
+
+  stop(): void {
+    this.assign(undefined);
+  }
+
+  private delayMs(attempt: number): number {
+    const delay = this.options.backoff.getDelayMs(attempt);
+    if (typeof delay !== 'number' || !(delay >= 0)) {
+      throw new RangeError(`backoff.getDelayMs(${attempt}) must return a number >= 0, got ${String(delay)}`);
+    }
+    return delay;
+  }
+
+  private async recover(duty: RecoveryDuty, signal: AbortSignal): Promise<void> {
+    let attempt = duty.failuresSoFar + 1;
+    let wait = this.delayMs(attempt) - duty.sinceLastMs;
+    while (!signal.aborted) {
+      await sleep(wait, signal);
+      if (signal.aborted) return;
+      const success = await this.run(HealthCheckType.RECOVERY, signal);
+      if (signal.aborted || (await duty.report(success))) return;
+      attempt += 1;
+      wait = this.delayMs(attempt);
+    }
+  }
+
+  private async probe(duty: IdleDuty, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const idle = await duty.idleFor();
+      if (signal.aborted) return;
+      if (idle < duty.intervalMs) {
+        await sleep(duty.intervalMs - idle, signal);
+        continue;
+      }
+      const success = await this.run(HealthCheckType.IDLE, signal);
+      if (signal.aborted) return;
+      if (!success && (await duty.reportFailure())) return;
+      await sleep(duty.intervalMs, signal);
+    }
+  }
+
+  /** Runs the user's check; an abort ends the wait even if the check ignores its signal. */
+  private async run(type: HealthCheckType, signal: AbortSignal): Promise<boolean> {
+    const startedAt = performance.now();
+    const check = Promise.resolve().then(() => this.options.check(type, signal));
+    // A check settling after the abort has nobody to tell.
+    check.catch(() => undefined);
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<void>((resolve) => {
+      onAbort = resolve;
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    let error: unknown;
+    try {
+      await Promise.race([check, aborted]);
+    } catch (caught) {
+      error = caught ?? new Error('health check failed');
+    } finally {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    }
+    if (signal.aborted) return false;
+    this.options.observe(type, error === undefined ? CallResult.SUCCESS : CallResult.FAILURE, performance.now() - startedAt, error);
+    return error === undefined;
+  }
+}

@@ -1,0 +1,44 @@
+export { CircuitBreaker } from './circuit-breaker.js';
+export type { CircuitBreakerOptions, HealthOptions } from './options.js';
+export { DEFAULTS } from './options.js';
+export {
+  ConsecutiveBreaker,
+  CountBreaker,
+  SamplingBreaker,
+  type BreakerStrategy,
+  type ConsecutiveBreakerOptions,
+  type CountBreakerOptions,
+  type SamplingBreakerOptions,
+} from './strategies.js';
+export {
+  ConstantBackoff,
+  ExponentialBackoff,
+  type BackoffStrategy,
+  type ConstantBackoffOptions,
+  type ExponentialBackoffOptions,
+} from './backoff.js';
+export { CircuitState, CircuitRole, HealthCheckType, CallResult, TransitionReason } from './constants.js';
+export { LocalReason, type Transition } from './transition.js';
+export {
+  ZenvarkError,
+  CircuitOpenError,
+  LibraryMissingError,
+  LibraryOutdatedError,
+  RedisFunctionError,
+  BackgroundError,
+} from './errors.js';
+export type {
+  BreakerMetricsRecorder,
+  RecordCallParams,
+  RecordBlockedRequestParams,
+  RecordHealthCheckParams,
+} from './metrics.js';
+export { breakerKeys, feedChannel, type BreakerKeys } from './keys.js';
+export {
+  deployLibrary,
+  installedRevision,
+  LIBRARY_NAME,
+  LIBRARY_REVISION,
+  type DeployResult,
+  type DeployAction,
+} from './library.js';

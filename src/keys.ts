@@ -1,0 +1,34 @@
+/**
+ * The only module that names Redis keys and channels. A breaker's keys are
+ * `<prefix>:{<id>}:<part>`: the braces make Redis Cluster hash only the id, so all of a
+ * breaker's keys share one slot. Inside the braces the id is escaped (`%`, `{`, `}` as
+ * %25, %7B, %7D) so that no id can end the hash tag early or leave it empty.
+ */
+
+export interface BreakerKeys {
+  /** Hash: state, generation, lease and recovery progress. */
+  readonly state: string;
+  /** Stream: one entry per transition; the audit log. */
+  readonly events: string;
+  /** String: the sliding window of a count or time strategy. */
+  readonly window: string;
+}
+
+export function encodeId(id: string): string {
+  return id.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+export function breakerKeys(prefix: string, id: string): BreakerKeys {
+  const base = `${prefix}:{${encodeId(id)}}:`;
+  return { state: `${base}state`, events: `${base}events`, window: `${base}window` };
+}
+
+/** The keys in the order the Lua library takes them. */
+export function keyList(keys: BreakerKeys): [string, string, string] {
+  return [keys.state, keys.events, keys.window];
+}
+
+/** The pub/sub channel on which the library publishes every transition under a prefix. */
+export function feedChannel(prefix: string): string {
+  return `${prefix}:feed`;
+}

@@ -1,0 +1,169 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Cluster, Redis } from 'ioredis';
+import type { BackoffStrategy } from './backoff.js';
+import type { CircuitRole, CircuitState, HealthCheckType } from './constants.js';
+import type { BreakerMetricsRecorder } from './metrics.js';
+import { type BreakerStrategy, validateStrategy } from './strategies.js';
+import type { Transition } from './transition.js';
+import {
+  durationIn,
+  functionOrUndefined,
+  integerIn,
+  nonEmptyString,
+  requiredFunction,
+  requiredObject,
+} from './validate.js';
+
+export interface HealthOptions {
+  /** Delays between recovery checks while the circuit is open. */
+  backoff: BackoffStrategy;
+  /**
+   * The health check: resolve when the dependency is healthy, throw when it is not.
+   * `signal` aborts when the check is no longer wanted (stop(), lease lost).
+   */
+  check: (type: HealthCheckType, signal: AbortSignal) => Promise<void>;
+  /** Probe a closed circuit that no instance has used for this long, in ms. Default: off. */
+  idleProbeIntervalMs?: number;
+}
+
+export interface CircuitBreakerOptions {
+  /** Name of the protected dependency; every instance that shares the breaker uses it. */
+  id: string;
+  /** The application's ioredis client (Redis or Cluster); the breaker derives its own connections. */
+  redis: Redis | Cluster;
+  /** When to open the circuit. */
+  breaker: BreakerStrategy;
+  /** How the lease holder checks whether the dependency recovered. */
+  health: HealthOptions;
+  /** Receives every background error. Default: console.error. */
+  onError?: (error: Error) => void;
+  /** Called on every instance, once, for every transition. */
+  onStateChange?: (state: CircuitState, transition: Transition) => void;
+  /** Called when this instance gains or loses the lease. */
+  onRoleChange?: (role: CircuitRole) => void;
+  /** Receives call, fast-fail and health-check observations. */
+  metrics?: BreakerMetricsRecorder;
+  /** Prefix of every key and of the feed channel. Default: 'zenvark'. */
+  prefix?: string;
+  /** Lifetime of the health-check lease in ms; a dead holder is replaced within it. Default: 5000. */
+  leaseTtlMs?: number;
+  /** Approximate number of transitions kept in the audit stream (XADD MAXLEN ~). Default: 1000. */
+  auditRetention?: number;
+  /** Name of this instance in leases and audit entries. Default: '<hostname>:<pid>:<random>'. */
+  instanceId?: string;
+  /** Load or upgrade the function library at start() instead of failing. Default: false. */
+  loadFunctions?: boolean;
+  /** While Redis is unreachable, evaluate the strategy in this process. Default: true. */
+  localFallback?: boolean;
+}
+
+export interface ResolvedOptions {
+  readonly id: string;
+  readonly redis: Redis | Cluster;
+  readonly breaker: BreakerStrategy;
+  readonly backoff: BackoffStrategy;
+  readonly check: HealthOptions['check'];
+  readonly idleProbeIntervalMs: number | undefined;
+  readonly onError: (error: Error) => void;
+  readonly onStateChange: CircuitBreakerOptions['onStateChange'];
+  readonly onRoleChange: CircuitBreakerOptions['onRoleChange'];
+  readonly metrics: BreakerMetricsRecorder | undefined;
+  readonly prefix: string;
+  readonly leaseTtlMs: number;
+  readonly auditRetention: number;
+  readonly instanceId: string;
+  readonly loadFunctions: boolean;
+  readonly localFallback: boolean;
+}
+
+export const DEFAULTS = {
+  prefix: 'zenvark',
+  leaseTtlMs: 5000,
+  auditRetention: 1000,
+  loadFunctions: false,
+  localFallback: true,
+} as const;
+
+export function defaultInstanceId(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+}
+
+function isRedisClient(value: unknown): value is Redis | Cluster {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { duplicate?: unknown }).duplicate === 'function' &&
+    typeof (value as { fcall?: unknown }).fcall === 'function'
+  );
+}
+
+function optionalBoolean(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeof value}`);
+  return value;
+}
+
+/** Validates everything at construction; the message names the option and its range. */
+export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions {
+  const o = requiredObject('CircuitBreaker options', options);
+  const id = nonEmptyString('CircuitBreaker.id', o.id);
+  if (!isRedisClient(o.redis)) {
+    throw new TypeError('CircuitBreaker.redis must be an ioredis Redis or Cluster client');
+  }
+  const breaker = validateStrategy(o.breaker);
+  const health = requiredObject('CircuitBreaker.health', o.health);
+  const backoff = health.backoff as BackoffStrategy | undefined;
+  if (typeof backoff !== 'object' || backoff === null || typeof backoff.getDelayMs !== 'function') {
+    throw new TypeError('CircuitBreaker.health.backoff must be a backoff strategy with getDelayMs(attempt)');
+  }
+  const check = requiredFunction('CircuitBreaker.health.check', health.check as HealthOptions['check']);
+  const idleProbeIntervalMs =
+    health.idleProbeIntervalMs === undefined
+      ? undefined
+      : durationIn('CircuitBreaker.health.idleProbeIntervalMs', health.idleProbeIntervalMs, 1, 2_147_483_647);
+
+  const metrics = o.metrics as BreakerMetricsRecorder | undefined;
+  if (metrics !== undefined) {
+    requiredObject('CircuitBreaker.metrics', metrics);
+    for (const method of ['recordCall', 'recordBlockedRequest', 'recordHealthCheck'] as const) {
+      requiredFunction(`CircuitBreaker.metrics.${method}`, metrics[method]);
+    }
+  }
+
+  const prefix = o.prefix === undefined ? DEFAULTS.prefix : nonEmptyString('CircuitBreaker.prefix', o.prefix, 256);
+  if (/[{}]/.test(prefix)) {
+    throw new RangeError(`CircuitBreaker.prefix must not contain '{' or '}', got ${JSON.stringify(prefix)}`);
+  }
+  const instanceId =
+    o.instanceId === undefined ? defaultInstanceId() : nonEmptyString('CircuitBreaker.instanceId', o.instanceId);
+  if (Buffer.byteLength(instanceId) > 200) {
+    throw new RangeError('CircuitBreaker.instanceId must be at most 200 bytes long');
+  }
+
+  return {
+    id,
+    redis: o.redis,
+    breaker,
+    backoff,
+    check,
+    idleProbeIntervalMs,
+    onError: functionOrUndefined('CircuitBreaker.onError', o.onError as ResolvedOptions['onError'] | undefined) ?? defaultOnError,
+    onStateChange: functionOrUndefined('CircuitBreaker.onStateChange', o.onStateChange as ResolvedOptions['onStateChange']),
+    onRoleChange: functionOrUndefined('CircuitBreaker.onRoleChange', o.onRoleChange as ResolvedOptions['onRoleChange']),
+    metrics,
+    prefix,
+    leaseTtlMs: o.leaseTtlMs === undefined ? DEFAULTS.leaseTtlMs : integerIn('CircuitBreaker.leaseTtlMs', o.leaseTtlMs, 100, 3_600_000),
+    auditRetention:
+      o.auditRetention === undefined
+        ? DEFAULTS.auditRetention
+        : integerIn('CircuitBreaker.auditRetention', o.auditRetention, 1, 1_000_000),
+    instanceId,
+    loadFunctions: optionalBoolean('CircuitBreaker.loadFunctions', o.loadFunctions, DEFAULTS.loadFunctions),
+    localFallback: optionalBoolean('CircuitBreaker.localFallback', o.localFallback, DEFAULTS.localFallback),
+  };
+}
+
+function defaultOnError(error: Error): void {
+  console.error(error);
+}

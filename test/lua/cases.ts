@@ -1,0 +1,574 @@
+/**
+ * The Lua case table: every function, each strategy and threshold edge, each transition,
+ * stale generations and tokens, expired leases, and bad arguments and keys. The same table
+ * runs against the shipped (minified) library with its expectations, and against the
+ * source library to prove that minifying changed nothing.
+ */
+import { expect } from 'vitest';
+import { keyList } from '../../src/keys.js';
+import { LIBRARY_REVISION } from '../../src/shipped-library.js';
+import {
+  type LuaCase,
+  type Step,
+  acquire,
+  consecutive,
+  count,
+  existingKeys,
+  header,
+  health,
+  record,
+  release,
+  renew,
+  state,
+  summary,
+  time,
+} from './harness.js';
+
+
+const error = (pattern: RegExp) => ({ error: expect.stringMatching(pattern) });
+const opened = (gen: number, reason: string) => ({
+  status: 'opened',
+  state: 'open',
+  gen,
+  transition: expect.objectContaining({ from: 'closed', to: 'open', reason, gen: String(gen) }),
+});
+
+/** Nothing of the breaker exists: a refused call wrote nothing. */
+const nothingWritten: Step = {
+  check: async (redis, keys) => {
+    expect(await existingKeys(redis, keys)).toEqual([]);
+  },
+};
+
+const streamLength = (n: number): Step => ({
+  check: async (redis, keys) => {
+    expect(await redis.xlen(keys.events)).toBe(n);
+  },
+});
+
+/** A breaker opened by one consecutive failure, leased to 'leader' with token 1. */
+const openAndLeased: Step[] = [
+  { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
+  { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
+];
+
+/** Calls that must be refused with ZV_BADARG before anything is written. */
+const badArguments: [string, Step, RegExp][] = [
+  ['three keys are required', { fn: 'zv1_record', keys: ['only-one'], args: [...header(), '0', ...summary({ fail: 1 }), ...consecutive(1)] }, /^ZV_BADARG expected 3 keys/],
+  ['channel must be given', { fn: 'zv1_acquire', args: ['', 'i1', '100', '1000'] }, /^ZV_BADARG channel must be 1 to 1024 bytes/],
+  ['actor must be given', { fn: 'zv1_acquire', args: ['c', '', '100', '1000'] }, /^ZV_BADARG actor must be 1 to 256 bytes/],
+  ['retention must be an integer', { fn: 'zv1_acquire', args: ['c', 'i1', 'lots', '1000'] }, /^ZV_BADARG retention must be an integer, got 'lots'/],
+  ['retention must be >= 1', { fn: 'zv1_acquire', args: ['c', 'i1', '0', '1000'] }, /^ZV_BADARG retention must be in \[1, 1000000\], got 0/],
+  ['ttl is required', { fn: 'zv1_acquire', args: header() }, /^ZV_BADARG ttl is missing \(ARGV\[4\]\)/],
+  ['ttl must be >= 1', acquire('i1', 0), /^ZV_BADARG ttl must be in \[1, 3600000\], got 0/],
+  ['ttl must be an integer', { fn: 'zv1_acquire', args: [...header(), '1.5'] }, /^ZV_BADARG ttl must be an integer, got '1.5'/],
+  ['generation must be an integer', { fn: 'zv1_record', args: [...header(), 'x', ...summary({ fail: 1 }), ...consecutive(1)] }, /^ZV_BADARG generation must be an integer, got 'x'/],
+  ['generation must be >= 0', record(-1, { fail: 1 }, consecutive(1)), /^ZV_BADARG generation must be in/],
+  ['counts must be >= 0', { fn: 'zv1_record', args: [...header(), '0', '-1', '1', '0', '0', '1', '1', '1', ...consecutive(1)] }, /^ZV_BADARG successes must be in/],
+  ['a summary must hold an outcome', record(0, {}, consecutive(1)), /^ZV_BADARG the summary holds no outcome/],
+  ['runs cannot exceed failures', record(0, { ok: 1, fail: 1, head: 0, maxRun: 2, tail: 0 }, consecutive(1)), /^ZV_BADARG runs must satisfy/],
+  ['head and tail cannot overlap', record(0, { ok: 1, fail: 2, head: 2, maxRun: 2, tail: 1 }, consecutive(1)), /^ZV_BADARG head and tail runs overlap/],
+  ['all-failure batches are one run', record(0, { fail: 3, head: 1, maxRun: 1, tail: 1 }, consecutive(1)), /^ZV_BADARG without successes every run must equal failures/],
+  ['failures need a run', record(0, { ok: 1, fail: 1, head: 0, maxRun: 0, tail: 0 }, consecutive(1)), /^ZV_BADARG longest run must be at least 1/],
+  ['strategy must be known', record(0, { fail: 1 }, ['leaky', '1', '0', '0']), /^ZV_BADARG strategy must be one of consecutive, count, time, got 'leaky'/],
+  ['consecutive threshold >= 1', record(0, { fail: 1 }, consecutive(0)), /^ZV_BADARG threshold must be in \[1, 1000000000\], got 0/],
+  ['a rate above 1 is refused', record(0, { fail: 1 }, count(1.5, 10)), /^ZV_BADARG threshold must be in \(0, 1\], got 1.5/],
+  ['a rate of 0 is refused', record(0, { fail: 1 }, count(0, 10)), /^ZV_BADARG threshold must be in \(0, 1\], got 0/],
+  ['a rate must be a number', record(0, { fail: 1 }, ['count', 'nan', '10', '10']), /^ZV_BADARG threshold must be a number, got 'nan'/],
+  ['count size >= 1', record(0, { fail: 1 }, count(0.5, 0, 1)), /^ZV_BADARG window must be in \[1, 10000\], got 0/],
+  ['count size <= 10000', record(0, { fail: 1 }, count(0.5, 10_001, 1)), /^ZV_BADARG window must be in \[1, 10000\], got 10001/],
+  ['minimum calls <= size', record(0, { fail: 1 }, count(0.5, 10, 11)), /^ZV_BADARG minimum calls must be in \[1, 10\], got 11/],
+  ['duration >= 10 ms', record(0, { fail: 1 }, time(0.5, 5)), /^ZV_BADARG window must be in \[10, 86400000\], got 5/],
+  ['renew needs a token', { fn: 'zv1_renew', args: [...header(), 'abc', '1000'] }, /^ZV_BADARG token must be an integer, got 'abc'/],
+  ['release needs a token >= 1', release('i1', 0), /^ZV_BADARG token must be in/],
+  ['health type must be known', health('i1', 1, 0, 'deep', 'success'), /^ZV_BADARG type must be one of idle, recovery, got 'deep'/],
+  ['health result must be known', health('i1', 1, 0, 'recovery', 'maybe'), /^ZV_BADARG result must be one of failure, success, got 'maybe'/],
+];
+
+export const CASES: LuaCase[] = [
+  {
+    name: 'revision answers the shipped revision',
+    steps: [{ fn: 'zv1_revision', args: [], keys: [], expect: { revision: LIBRARY_REVISION } }],
+  },
+  {
+    name: 'reading a breaker that was never written answers closed, generation 0, and writes nothing',
+    steps: [
+      {
+        ...state(),
+        expect: { state: 'closed', gen: 0, epoch: '', holder: '', token: 0, lease_ms: 0, idle_ms: -1, revision: LIBRARY_REVISION },
+      },
+      nothingWritten,
+    ],
+  },
+
+  // ---- consecutive ----
+  {
+    name: 'consecutive: threshold - 1 failures stay closed, the threshold-th opens once',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(3)), expect: { status: 'ok', state: 'closed', gen: 0, transition: undefined } },
+      { ...record(0, { fail: 1 }, consecutive(3)), expect: { status: 'ok', state: 'closed', gen: 0 } },
+      {
+        ...record(0, { fail: 1 }, consecutive(3)),
+        expect: {
+          ...opened(1, 'consecutive_failures'),
+          transition: expect.objectContaining({
+            failures: '3', calls: '3', threshold: '3', window: 'consecutive', actor: 'i1', token: '', kind: 'transition',
+          }),
+        },
+      },
+      streamLength(1),
+      { ...state(), expect: { state: 'open', gen: 1 } },
+    ],
+  },
+  {
+    name: 'consecutive: a success resets the run',
+    steps: [
+      { ...record(0, { fail: 2 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...record(0, { ok: 1 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...record(0, { fail: 2 }, consecutive(3)), expect: { status: 'ok', state: 'closed' } },
+      { ...record(0, { fail: 1 }, consecutive(3)), expect: opened(1, 'consecutive_failures') },
+    ],
+  },
+  {
+    name: 'consecutive: the head run of a batch continues the stored run',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(3)), expect: { status: 'ok' } },
+      // f f s f: head 2 continues the run of 1 to 3.
+      { ...record(0, { ok: 1, fail: 3, head: 2, maxRun: 2, tail: 1 }, consecutive(3)), expect: opened(1, 'consecutive_failures') },
+    ],
+  },
+  {
+    name: 'consecutive: a run inside a batch trips even when the batch ends with a success',
+    steps: [
+      // s f f f s
+      {
+        ...record(0, { ok: 2, fail: 3, head: 0, maxRun: 3, tail: 0 }, consecutive(3)),
+        expect: { ...opened(1, 'consecutive_failures'), transition: expect.objectContaining({ failures: '3' }) },
+      },
+    ],
+  },
+  {
+    name: 'consecutive: the tail run of a batch is carried to the next',
+    steps: [
+      // f s f f: tail 2
+      { ...record(0, { ok: 1, fail: 3, head: 1, maxRun: 2, tail: 2 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...record(0, { fail: 1 }, consecutive(3)), expect: opened(1, 'consecutive_failures') },
+    ],
+  },
+
+  // ---- count window ----
+  {
+    name: 'count: below the minimum number of calls nothing trips, at the minimum the rate decides',
+    steps: [
+      { ...record(0, { fail: 5, ok: 4, head: 0, maxRun: 5, tail: 5 }, count(0.5, 10, 10)), expect: { status: 'ok' } },
+      // 5 failures in 10 calls = 0.5 = threshold.
+      {
+        ...record(0, { ok: 1 }, count(0.5, 10, 10)),
+        expect: {
+          ...opened(1, 'failure_rate'),
+          transition: expect.objectContaining({ failures: '5', calls: '10', rate: '0.5000', threshold: '0.5', window: 'count:10' }),
+        },
+      },
+    ],
+  },
+  {
+    name: 'count: a rate just below the threshold stays closed',
+    steps: [
+      { ...record(0, { ok: 6, fail: 4, head: 0, maxRun: 4, tail: 4 }, count(0.5, 10, 10)), expect: { status: 'ok', state: 'closed' } },
+      { ...record(0, { ok: 10 }, count(0.5, 10, 10)), expect: { status: 'ok', state: 'closed' } },
+    ],
+  },
+  {
+    name: 'count: the window holds only the last `size` calls',
+    steps: [
+      { ...record(0, { fail: 2 }, count(0.75, 4, 4)), expect: { status: 'ok' } },
+      // The two failures slide out behind four successes.
+      { ...record(0, { ok: 4 }, count(0.75, 4, 4)), expect: { status: 'ok' } },
+      { ...record(0, { fail: 2 }, count(0.75, 4, 4)), expect: { status: 'ok', state: 'closed' } },
+      { ...record(0, { fail: 1 }, count(0.75, 4, 4)), expect: opened(1, 'failure_rate') },
+    ],
+  },
+  {
+    name: 'count: a batch larger than the window keeps its last outcomes, failures last',
+    steps: [{ ...record(0, { ok: 20, fail: 5, head: 0, maxRun: 5, tail: 5 }, count(1, 5, 5)), expect: opened(1, 'failure_rate') }],
+  },
+  {
+    name: 'count: the minimum can be lower than the size',
+    steps: [{ ...record(0, { fail: 2 }, count(1, 100, 2)), expect: opened(1, 'failure_rate') }],
+  },
+
+  // ---- time window ----
+  {
+    name: 'time: the rate over the window opens at the threshold',
+    steps: [
+      { ...record(0, { ok: 3, fail: 2, head: 0, maxRun: 2, tail: 2 }, time(0.5, 60_000, 6)), expect: { status: 'ok' } },
+      {
+        ...record(0, { fail: 1 }, time(0.5, 60_000, 6)),
+        expect: {
+          ...opened(1, 'failure_rate'),
+          transition: expect.objectContaining({ failures: '3', calls: '6', window: 'time:60000' }),
+        },
+      },
+    ],
+  },
+  {
+    name: 'time: calls older than the window no longer count',
+    steps: [
+      { ...record(0, { fail: 3 }, time(0.5, 300, 4)), expect: { status: 'ok' } },
+      { sleepMs: 450 },
+      // Only these two calls are in the window: below the minimum of 4.
+      { ...record(0, { ok: 1, fail: 1, head: 0, maxRun: 1, tail: 1 }, time(0.5, 300, 4)), expect: { status: 'ok', state: 'closed' } },
+    ],
+  },
+  {
+    name: 'time: calls within the window add up across records',
+    steps: [
+      { ...record(0, { fail: 2 }, time(1, 60_000, 4)), expect: { status: 'ok' } },
+      { ...record(0, { fail: 1 }, time(1, 60_000, 4)), expect: { status: 'ok' } },
+      { ...record(0, { fail: 1 }, time(1, 60_000, 4)), expect: opened(1, 'failure_rate') },
+    ],
+  },
+
+  // ---- window shape and generations ----
+  {
+    name: 'a window of another shape is reset and says so',
+    steps: [
+      { ...record(0, { fail: 3 }, count(0.5, 10, 10)), expect: { status: 'ok' } },
+      { ...record(0, { fail: 1 }, count(0.5, 20, 10)), expect: { status: 'reshaped', state: 'closed' } },
+      { ...record(0, { fail: 8 }, count(0.5, 20, 10)), expect: { status: 'ok', state: 'closed' } },
+      { ...record(0, { fail: 1 }, count(0.5, 20, 10)), expect: opened(1, 'failure_rate') },
+    ],
+  },
+  {
+    name: 'outcomes of an older generation are not counted',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
+      { ...record(0, { fail: 5 }, consecutive(1)), expect: { status: 'stale_gen', state: 'open', gen: 1, transition: undefined } },
+      streamLength(1),
+    ],
+  },
+  {
+    name: 'outcomes reported while the circuit is open are not counted',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
+      { ...record(1, { fail: 1 }, consecutive(1)), expect: { status: 'not_closed', state: 'open', gen: 1 } },
+      streamLength(1),
+    ],
+  },
+  {
+    name: 'a transition resets the window: outcomes of the new generation start from zero',
+    steps: [
+      ...openAndLeased,
+      { ...health('leader', 1, 1, 'recovery', 'success'), expect: { status: 'closed', state: 'closed', gen: 2 } },
+      { ...record(2, { fail: 2 }, consecutive(3)), expect: { status: 'ok', state: 'closed' } },
+      { ...record(2, { fail: 1 }, consecutive(3)), expect: opened(3, 'consecutive_failures') },
+    ],
+  },
+  {
+    name: 'a generation ahead of the server (a client that saw an older life of the keys) is stale',
+    steps: [{ ...record(7, { fail: 1 }, consecutive(1)), expect: { status: 'stale_gen', state: 'closed', gen: 0, epoch: '' } }, nothingWritten],
+  },
+
+  // ---- leases ----
+  {
+    name: 'lease: a free lease is granted with token 1; another instance learns who holds it',
+    steps: [
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1, holder: 'a', leaseMs: 10_000 } },
+      {
+        ...acquire('b', 10_000),
+        expect: { status: 'held', token: 1, holder: 'a', leaseMs: expect.any(Number), snapshot: expect.objectContaining({ holder: 'a' }) },
+      },
+      { ...state(), expect: { holder: 'a', token: 1 } },
+    ],
+  },
+  {
+    name: 'lease: the holder asking again keeps its token',
+    steps: [
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1 } },
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1, holder: 'a' } },
+    ],
+  },
+  {
+    name: 'lease: renew extends only for the holder with its token',
+    steps: [
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1 } },
+      { ...renew('a', 1, 10_000), expect: { status: 'renewed', token: 1, holder: 'a', leaseMs: 10_000 } },
+      { ...renew('a', 2, 10_000), expect: { status: 'lost', token: 1, holder: 'a' } },
+      { ...renew('b', 1, 10_000), expect: { status: 'lost', token: 1, holder: 'a' } },
+    ],
+  },
+  {
+    name: 'lease: an expired lease cannot be renewed and goes to the next instance with a larger token',
+    steps: [
+      { ...acquire('a', 100), expect: { status: 'granted', token: 1 } },
+      { sleepMs: 250 },
+      { ...renew('a', 1, 100), expect: { status: 'lost', holder: '', leaseMs: 0 } },
+      { ...acquire('b', 10_000), expect: { status: 'granted', token: 2, holder: 'b' } },
+      { ...renew('a', 1, 10_000), expect: { status: 'lost', token: 2, holder: 'b' } },
+    ],
+  },
+  {
+    name: 'lease: release frees the lease at once, announces it, and only the holder may release',
+    steps: [
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1 } },
+      { ...release('b', 1), expect: { status: 'not_holder' } },
+      { ...release('a', 2), expect: { status: 'not_holder' } },
+      { ...release('a', 1), expect: { status: 'released' } },
+      { ...state(), expect: { holder: '', lease_ms: 0, token: 1 } },
+      { ...acquire('b', 10_000), expect: { status: 'granted', token: 2, holder: 'b' } },
+      { ...release('a', 1), expect: { status: 'not_holder' } },
+    ],
+  },
+  {
+    name: 'lease: release and renew of a breaker never written answer as data and write nothing',
+    steps: [
+      { ...release('a', 1), expect: { status: 'not_holder' } },
+      { ...renew('a', 1, 1000), expect: { status: 'lost', token: 0, holder: '' } },
+      nothingWritten,
+    ],
+  },
+  {
+    name: 'lease: concurrent acquirers, exactly one granted',
+    steps: [
+      {
+        concurrently: ['a', 'b', 'c', 'd', 'e'].map((actor) => acquire(actor, 10_000)),
+      },
+      {
+        check: async (redis, keys) => {
+          const holder = await redis.hget(keys.state, 'lh');
+          expect(['a', 'b', 'c', 'd', 'e']).toContain(holder);
+          expect(await redis.hget(keys.state, 'lt')).toBe('1');
+        },
+      },
+    ],
+  },
+
+  // ---- health reports ----
+  {
+    name: 'health: a recovery success from the holder closes the circuit, with its token in the audit entry',
+    steps: [
+      ...openAndLeased,
+      {
+        ...health('leader', 1, 1, 'recovery', 'success'),
+        expect: {
+          status: 'closed',
+          state: 'closed',
+          gen: 2,
+          recoveryFailures: 0,
+          transition: expect.objectContaining({
+            from: 'open', to: 'closed', reason: 'recovery_check_passed', actor: 'leader', token: '1', gen: '2',
+            failures: '0', calls: '1',
+          }),
+        },
+      },
+      streamLength(2),
+    ],
+  },
+  {
+    name: 'health: failed recovery checks are counted and reported in the state',
+    steps: [
+      ...openAndLeased,
+      { ...health('leader', 1, 1, 'recovery', 'failure'), expect: { status: 'counted', state: 'open', recoveryFailures: 1 } },
+      { ...health('leader', 1, 1, 'recovery', 'failure'), expect: { status: 'counted', recoveryFailures: 2 } },
+      { ...state(), expect: { recovery_failures: 2, state: 'open' } },
+      {
+        ...health('leader', 1, 1, 'recovery', 'success'),
+        expect: { status: 'closed', transition: expect.objectContaining({ failures: '2', calls: '3' }) },
+      },
+    ],
+  },
+  {
+    name: 'health: a report with a stale token changes nothing',
+    steps: [
+      ...openAndLeased,
+      { ...health('leader', 2, 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open', gen: 1 } },
+      { ...health('other', 1, 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open' } },
+      streamLength(1),
+    ],
+  },
+  {
+    name: 'health: a holder whose lease expired cannot close the circuit',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
+      { ...acquire('leader', 100), expect: { status: 'granted', token: 1 } },
+      { sleepMs: 250 },
+      { ...health('leader', 1, 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open' } },
+      { ...acquire('next', 10_000), expect: { status: 'granted', token: 2 } },
+      { ...health('leader', 1, 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open' } },
+      { ...health('next', 2, 1, 'recovery', 'success'), expect: { status: 'closed' } },
+    ],
+  },
+  {
+    name: 'health: a report for an older generation changes nothing',
+    steps: [
+      ...openAndLeased,
+      { ...health('leader', 1, 0, 'recovery', 'success'), expect: { status: 'stale_gen', state: 'open', gen: 1 } },
+      streamLength(1),
+    ],
+  },
+  {
+    name: 'health: a failed idle probe opens a closed circuit; a successful one changes nothing',
+    steps: [
+      { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
+      { ...health('leader', 1, 0, 'idle', 'success'), expect: { status: 'ignored', state: 'closed', gen: 0 } },
+      {
+        ...health('leader', 1, 0, 'idle', 'failure'),
+        expect: {
+          status: 'opened',
+          state: 'open',
+          gen: 1,
+          transition: expect.objectContaining({ reason: 'idle_probe_failed', token: '1', actor: 'leader' }),
+        },
+      },
+      { ...health('leader', 1, 1, 'idle', 'failure'), expect: { status: 'ignored', state: 'open' } },
+    ],
+  },
+  {
+    name: 'health: a recovery report while closed is ignored',
+    steps: [
+      { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
+      { ...health('leader', 1, 0, 'recovery', 'success'), expect: { status: 'ignored', state: 'closed', gen: 0 } },
+      { ...health('leader', 1, 0, 'recovery', 'failure'), expect: { status: 'ignored', state: 'closed', recoveryFailures: 0 } },
+    ],
+  },
+
+  // ---- bad arguments ----
+  ...badArguments.map(([name, step, pattern]) => ({
+    name: `bad argument: ${name}`,
+    steps: [{ ...step, expect: error(pattern) }, nothingWritten],
+  })),
+
+  // ---- keys of the wrong type, and data zenvark did not write ----
+  {
+    name: 'wrong type: a state key that is not a hash is refused and left alone',
+    steps: [
+      { setup: (redis, keys) => redis.rpush(keys.state, 'x') },
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: error(/^ZV_WRONGTYPE .*:state is not a hash/) },
+      { ...acquire('a', 1000), expect: error(/^ZV_WRONGTYPE/) },
+      { ...state(), expect: error(/^ZV_WRONGTYPE/) },
+      {
+        check: async (redis, keys) => {
+          expect(await redis.lrange(keys.state, 0, -1)).toEqual(['x']);
+          expect(await existingKeys(redis, keys)).toEqual([keys.state]);
+        },
+      },
+    ],
+  },
+  {
+    name: 'wrong type: an events key that is not a stream stops a transition before any write',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(2)), expect: { status: 'ok' } },
+      { setup: (redis, keys) => redis.set(keys.events, 'not a stream') },
+      { ...record(0, { fail: 1 }, consecutive(2)), expect: error(/^ZV_WRONGTYPE .*:events is a string, expected a stream/) },
+      { ...state(), expect: { state: 'closed', gen: 0 } },
+      {
+        check: async (redis, keys) => {
+          expect(await redis.hget(keys.state, 'run')).toBe('1');
+          expect(await redis.get(keys.events)).toBe('not a stream');
+        },
+      },
+    ],
+  },
+  {
+    name: 'wrong type: a window key that is not a string is refused',
+    steps: [
+      { setup: (redis, keys) => redis.hset(keys.window, 'f', 'v') },
+      { ...record(0, { fail: 1 }, count(0.5, 10, 1)), expect: error(/^ZV_WRONGTYPE .*:window is not a string/) },
+      // A transition deletes the window key: it must be ours too.
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: error(/^ZV_WRONGTYPE .*:window is a hash, expected a string/) },
+      {
+        check: async (redis, keys) => {
+          expect(await redis.hgetall(keys.window)).toEqual({ f: 'v' });
+          expect(await redis.exists(keys.state)).toBe(0);
+        },
+      },
+    ],
+  },
+  {
+    name: 'corrupt: an unknown state is reported, not acted on',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(5)), expect: { status: 'ok' } },
+      { setup: (redis, keys) => redis.hset(keys.state, 'state', 'banana') },
+      { ...record(0, { fail: 1 }, consecutive(5)), expect: error(/^ZV_CORRUPT .*:state field state holds 'banana'/) },
+      { ...state(), expect: error(/^ZV_CORRUPT/) },
+    ],
+  },
+  {
+    name: 'corrupt: a generation that is not a number is reported',
+    steps: [
+      { ...acquire('a', 1000), expect: { status: 'granted' } },
+      { setup: (redis, keys) => redis.hset(keys.state, 'gen', 'x') },
+      { ...acquire('a', 1000), expect: error(/^ZV_CORRUPT .*field gen holds 'x'/) },
+    ],
+  },
+  {
+    name: 'corrupt: a foreign hash at the state key is reported and left alone',
+    steps: [
+      { setup: (redis, keys) => redis.hset(keys.state, 'owner', 'someone else') },
+      { ...acquire('a', 1000), expect: error(/^ZV_CORRUPT .*is a hash without zenvark fields/) },
+      { check: async (redis, keys) => expect(await redis.hgetall(keys.state)).toEqual({ owner: 'someone else' }) },
+    ],
+  },
+  {
+    name: 'corrupt: a count window with foreign bytes is reported',
+    steps: [
+      { ...record(0, { fail: 1 }, count(0.5, 10, 10)), expect: { status: 'ok' } },
+      { setup: (redis, keys) => redis.set(keys.window, 'hello') },
+      { ...record(0, { fail: 1 }, count(0.5, 10, 10)), expect: error(/^ZV_CORRUPT .*:window/) },
+    ],
+  },
+  {
+    name: 'corrupt: a time window of the wrong length is reported',
+    steps: [
+      { ...record(0, { fail: 1 }, time(0.5, 1000, 10)), expect: { status: 'ok' } },
+      { setup: (redis, keys) => redis.append(keys.window, 'xyz') },
+      { ...record(0, { fail: 1 }, time(0.5, 1000, 10)), expect: error(/^ZV_CORRUPT .*:window field \(value\) holds '<35 bytes>'/) },
+    ],
+  },
+
+  // ---- the audit stream ----
+  {
+    name: 'audit: each transition is one entry with every documented field',
+    steps: [
+      ...openAndLeased,
+      { ...health('leader', 1, 1, 'recovery', 'success'), expect: { status: 'closed' } },
+      {
+        check: async (redis, keys) => {
+          const entries = await redis.xrange(keys.events, '-', '+');
+          expect(entries).toHaveLength(2);
+          const fields = entries.map(([, list]) => list.filter((_, i) => i % 2 === 0));
+          const names = ['from', 'to', 'reason', 'gen', 'failures', 'calls', 'rate', 'threshold', 'window', 'actor', 'token', 'time'];
+          expect(fields).toEqual([names, names]);
+          const [first] = entries;
+          const values = Object.fromEntries(
+            (first?.[1] ?? []).flatMap((v, i, list) => (i % 2 === 0 ? [[v, list[i + 1]]] : [])),
+          );
+          expect(values).toMatchObject({ from: 'closed', to: 'open', reason: 'consecutive_failures', gen: '1', actor: 'i1' });
+          expect(Number(values.time)).toBeGreaterThan(1.6e12);
+        },
+      },
+    ],
+  },
+  {
+    name: 'audit: retention trims the stream approximately',
+    steps: [
+      {
+        check: async (redis, keys) => {
+          // 300 transitions with retention 10: MAXLEN ~ trims whole stream nodes.
+          for (let gen = 0; gen < 300; gen += 2) {
+            const k = keyList(keys);
+            await redis.call('FCALL', 'zv1_record', '3', ...k, ...header('i1', 10), String(gen), ...summary({ fail: 1 }), ...consecutive(1));
+            await redis.call('FCALL', 'zv1_acquire', '3', ...k, ...header('h', 10), '10000');
+            const token = await redis.hget(keys.state, 'lt');
+            await redis.call('FCALL', 'zv1_health', '3', ...k, ...header('h', 10), String(token), String(gen + 1), 'recovery', 'success');
+          }
+          const length = await redis.xlen(keys.events);
+          expect(length).toBeGreaterThanOrEqual(10);
+          expect(length).toBeLessThan(200);
+        },
+      },
+    ],
+  },
+];
+
+

@@ -1,0 +1,193 @@
+/**
+ * Runs the Lua case table through FCALL. Each case gets fresh keys (a random breaker id);
+ * each step calls one function with raw KEYS and ARGV and decodes the reply, so that a
+ * case reads as a list of calls and the answers expected.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { expect } from 'vitest';
+import { type BreakerKeys, breakerKeys, keyList } from '../../src/keys.js';
+
+export const CHANNEL = 'zvtest:feed';
+export const PREFIX = 'zvtest';
+
+export type Fn = 'zv1_record' | 'zv1_acquire' | 'zv1_renew' | 'zv1_release' | 'zv1_health' | 'zv1_state' | 'zv1_revision';
+
+export interface CallStep {
+  readonly fn: Fn;
+  readonly args: readonly (string | number)[];
+  /** Overrides the breaker's three keys (to test the key count). */
+  readonly keys?: readonly string[];
+  /** Partial shape of the decoded reply, checked with toMatchObject. */
+  readonly expect?: Record<string, unknown>;
+}
+
+export type Step =
+  | CallStep
+  | { readonly sleepMs: number }
+  | { readonly setup: (redis: Redis, keys: BreakerKeys) => Promise<unknown> }
+  | { readonly check: (redis: Redis, keys: BreakerKeys) => Promise<void> }
+  | { readonly concurrently: readonly CallStep[] };
+
+export interface LuaCase {
+  readonly name: string;
+  readonly steps: readonly Step[];
+}
+
+// ---- argument builders --------------------------------------------------------------
+
+export const header = (actor = 'i1', retention = 100) => [CHANNEL, actor, String(retention)];
+
+export const consecutive = (threshold: number) => ['consecutive', String(threshold), '0', '0'];
+export const count = (threshold: number, size: number, min = size) => ['count', String(threshold), String(size), String(min)];
+export const time = (threshold: number, durationMs: number, min = 1) => ['time', String(threshold), String(durationMs), String(min)];
+
+interface SummaryInput {
+  ok?: number;
+  fail?: number;
+  slowOk?: number;
+  slowFail?: number;
+  head?: number;
+  maxRun?: number;
+  tail?: number;
+}
+
+/** Summary ARGV; runs default to "all failures in one run" when there is no success. */
+export function summary(s: SummaryInput): string[] {
+  const ok = s.ok ?? 0;
+  const fail = s.fail ?? 0;
+  const slowOk = s.slowOk ?? 0;
+  const slowFail = s.slowFail ?? 0;
+  const failures = fail + slowFail;
+  const allFail = ok + slowOk === 0;
+  const head = s.head ?? (allFail ? failures : 0);
+  const tail = s.tail ?? (allFail ? failures : 0);
+  const maxRun = s.maxRun ?? Math.max(head, tail, allFail ? failures : Math.min(failures, 1));
+  return [ok, fail, slowOk, slowFail, head, maxRun, tail].map(String);
+}
+
+export const record = (gen: number, s: SummaryInput, strategy: string[], actor = 'i1', retention = 100): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_record',
+  args: [...header(actor, retention), String(gen), ...summary(s), ...strategy],
+});
+export const acquire = (actor: string, ttlMs: number): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_acquire',
+  args: [...header(actor), String(ttlMs)],
+});
+export const renew = (actor: string, token: number, ttlMs: number): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_renew',
+  args: [...header(actor), String(token), String(ttlMs)],
+});
+export const release = (actor: string, token: number): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_release',
+  args: [...header(actor), String(token)],
+});
+export const health = (actor: string, token: number, gen: number, type: string, result: string): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_health',
+  args: [...header(actor), String(token), String(gen), type, result],
+});
+export const state = (): Omit<CallStep, 'expect'> => ({ fn: 'zv1_state', args: [] });
+
+// ---- decoding -------------------------------------------------------------------------
+
+function pairs(list: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < list.length; i += 2) out[String(list[i])] = list[i + 1];
+  return out;
+}
+
+function transition(json: unknown): Record<string, unknown> | undefined {
+  return typeof json === 'string' && json !== '' ? (JSON.parse(json) as Record<string, unknown>) : undefined;
+}
+
+export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
+  if (reply instanceof Error) return { error: reply.message };
+  const r = reply as unknown[];
+  switch (fn) {
+    case 'zv1_revision':
+      return { revision: reply };
+    case 'zv1_state':
+      return pairs(r);
+    case 'zv1_record':
+      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]) };
+    case 'zv1_acquire':
+      return { status: r[0], token: r[1], holder: r[2], leaseMs: r[3], snapshot: pairs(r.slice(4)) };
+    case 'zv1_renew':
+      return { status: r[0], token: r[1], holder: r[2], leaseMs: r[3] };
+    case 'zv1_release':
+      return { status: r[0] };
+    case 'zv1_health':
+      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], recoveryFailures: r[4], transition: transition(r[5]) };
+  }
+}
+
+const VOLATILE = new Set(['epoch', 'time', 'id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms']);
+
+/** Replaces values that depend on the clock, so that two runs can be compared. */
+export function normalize(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(normalize);
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = (value as Record<string, unknown>)[key];
+      out[key] = VOLATILE.has(key) && v !== '' && v !== -1 ? '<clock>' : normalize(v);
+    }
+    return out;
+  }
+  return value;
+}
+
+// ---- running ---------------------------------------------------------------------------
+
+export function freshKeys(): BreakerKeys {
+  return breakerKeys(PREFIX, `lua-${randomUUID()}`);
+}
+
+async function callStep(redis: Redis, keys: BreakerKeys, step: CallStep): Promise<Record<string, unknown>> {
+  const k = step.keys ?? keyList(keys);
+  let reply: unknown;
+  try {
+    reply = await redis.call('FCALL', step.fn, String(k.length), ...k, ...step.args.map(String));
+  } catch (error) {
+    reply = error;
+  }
+  return decode(step.fn, reply);
+}
+
+/**
+ * Runs a case; returns the decoded replies in order. With `assert`, each reply is checked
+ * against its step's expectation as it comes.
+ */
+export async function runCase(redis: Redis, c: LuaCase, assert: boolean, keys = freshKeys()): Promise<unknown[]> {
+  const transcript: unknown[] = [];
+  for (const [index, step] of c.steps.entries()) {
+    if ('sleepMs' in step) {
+      await new Promise((r) => setTimeout(r, step.sleepMs));
+    } else if ('setup' in step) {
+      await step.setup(redis, keys);
+    } else if ('check' in step) {
+      if (assert) await step.check(redis, keys);
+    } else if ('concurrently' in step) {
+      const replies = await Promise.all(step.concurrently.map((s) => callStep(redis, keys, s)));
+      transcript.push(replies.map((r) => normalize(r)));
+    } else {
+      const decoded = await callStep(redis, keys, step);
+      transcript.push(normalize(decoded));
+      if (assert && step.expect) {
+        expect(decoded, `step ${index + 1} (${step.fn})`).toMatchObject(step.expect);
+      }
+    }
+  }
+  return transcript;
+}
+
+/** The keys of a breaker that exist. */
+export async function existingKeys(redis: Redis, keys: BreakerKeys): Promise<string[]> {
+  const out: string[] = [];
+  for (const key of keyList(keys)) if ((await redis.exists(key)) === 1) out.push(key);
+  return out;
+}
+
+export async function loadLibrary(redis: Redis, code: string): Promise<void> {
+  await redis.call('FUNCTION', 'LOAD', 'REPLACE', code);
+}

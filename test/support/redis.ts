@@ -1,0 +1,242 @@
+/**
+ * Real Redis servers for the tests. A server is, in order of preference:
+ *   - REDIS_URL, when set (only for the shared server; it cannot be stopped or paused);
+ *   - a `redis-server` process of our own on a free loopback port;
+ *   - a Docker container through testcontainers, when there is no redis-server binary
+ *     but a Docker engine answers.
+ * Otherwise the tests fail with a message that says how to get Redis.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis, type RedisOptions } from 'ioredis';
+
+export interface RedisServer {
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+  /** A plain client for test assertions; closed by stop(). */
+  client(options?: Partial<RedisOptions>): Redis;
+  /** Stops the server (SIGTERM, or SIGKILL with `kill`) and forgets everything it held. */
+  stop(options?: { kill?: boolean }): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  restart(): Promise<void>;
+  /** Freezes the server (SIGSTOP) until resume(). */
+  pause(): void;
+  resume(): void;
+}
+
+const HOST = '127.0.0.1';
+
+function hasBinary(name: string): boolean {
+  try {
+    execFileSync(name, ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, HOST, () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function waitForPing(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    const probe = new Redis({ host: HOST, port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    probe.on('error', () => {});
+    try {
+      await probe.connect();
+      await probe.ping();
+      probe.disconnect();
+      return;
+    } catch (error) {
+      lastError = error;
+      probe.disconnect();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms: ${String(lastError)}`);
+}
+
+class ProcessServer implements RedisServer {
+  readonly host = HOST;
+  private child: ChildProcess | undefined;
+  private readonly clients: Redis[] = [];
+  private readonly dir = mkdtempSync(join(tmpdir(), 'zenvark-redis-'));
+
+  constructor(
+    readonly port: number,
+    private readonly extraArgs: string[],
+  ) {}
+
+  get url(): string {
+    return `redis://${HOST}:${this.port}`;
+  }
+
+  async launch(): Promise<void> {
+    const args = [
+      '--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no',
+      '--dir', this.dir, '--daemonize', 'no', '--loglevel', 'warning', ...this.extraArgs,
+    ];
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    this.child = child;
+    const exited = new Promise<never>((_, reject) =>
+      child.once('exit', (code) => reject(new Error(`redis-server exited with ${code} before answering`))),
+    );
+    exited.catch(() => {});
+    await Promise.race([waitForPing(this.port), exited]);
+  }
+
+  client(options: Partial<RedisOptions> = {}): Redis {
+    const client = new Redis({ host: HOST, port: this.port, ...options });
+    client.on('error', () => {});
+    this.clients.push(client);
+    return client;
+  }
+
+  async stop(options: { kill?: boolean } = {}): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGCONT');
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(options.kill ? 'SIGKILL' : 'SIGTERM');
+    await exited;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop({ kill: true });
+    await this.launch();
+  }
+
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  /** For process exit, where nothing asynchronous runs any more. */
+  killNow(): void {
+    this.child?.kill('SIGKILL');
+  }
+
+  async dispose(): Promise<void> {
+    for (const client of this.clients.splice(0)) client.disconnect();
+    await this.stop({ kill: true });
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+class UrlServer implements RedisServer {
+  readonly host: string;
+  readonly port: number;
+  private readonly clients: Redis[] = [];
+
+  constructor(readonly url: string) {
+    const parsed = new URL(url);
+    this.host = parsed.hostname;
+    this.port = Number(parsed.port || 6379);
+  }
+
+  client(options: Partial<RedisOptions> = {}): Redis {
+    const client = new Redis(this.url, options);
+    client.on('error', () => {});
+    this.clients.push(client);
+    return client;
+  }
+
+  async stop(): Promise<void> {
+    for (const client of this.clients.splice(0)) client.disconnect();
+  }
+
+  restart(): Promise<void> {
+    return Promise.reject(new Error(`cannot restart ${this.url}: it is not a server these tests started`));
+  }
+
+  pause(): void {
+    throw new Error(`cannot pause ${this.url}: it is not a server these tests started`);
+  }
+
+  resume(): void {}
+}
+
+const started: ProcessServer[] = [];
+// A test process that dies must not leave servers behind.
+process.once('exit', () => {
+  for (const server of started) server.killNow();
+});
+const containers: { stop(): Promise<unknown> }[] = [];
+
+async function startContainer(): Promise<RedisServer> {
+  const { GenericContainer } = await import('testcontainers');
+  const container = await new GenericContainer('redis:7.0').withExposedPorts(6379).start();
+  containers.push(container);
+  return new UrlServer(`redis://${container.getHost()}:${container.getMappedPort(6379)}`);
+}
+
+async function dockerReachable(): Promise<boolean> {
+  try {
+    execFileSync('docker', ['info'], { stdio: 'ignore', timeout: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A Redis server of the tests' own. `shared` servers may come from REDIS_URL; others are
+ * always our own processes (or containers), since tests stop, pause and restart them.
+ */
+export async function startRedis(options: { shared?: boolean; args?: string[] } = {}): Promise<RedisServer> {
+  if (options.shared && process.env.REDIS_URL) return new UrlServer(process.env.REDIS_URL);
+  if (hasBinary('redis-server')) {
+    for (let attempt = 1; ; attempt += 1) {
+      const server = new ProcessServer(await freePort(), options.args ?? []);
+      try {
+        await server.launch();
+        started.push(server);
+        return server;
+      } catch (error) {
+        await server.dispose();
+        if (attempt >= 3) throw error;
+      }
+    }
+  }
+  if (await dockerReachable()) return startContainer();
+  throw new Error(
+    'These tests need Redis 7: install redis-server (Debian/Ubuntu: `apt-get install redis-server`), ' +
+      'set REDIS_URL to a Redis 7 server you can flush, or run a Docker engine for testcontainers.',
+  );
+}
+
+/** Stops every server started by this process. */
+export async function stopAllRedis(): Promise<void> {
+  await Promise.all(started.splice(0).map((s) => s.dispose()));
+  await Promise.all(containers.splice(0).map((c) => c.stop()));
+}
+
+/** Stops one server started by startRedis. */
+export async function disposeRedis(server: RedisServer): Promise<void> {
+  const index = started.indexOf(server as ProcessServer);
+  if (index >= 0) {
+    started.splice(index, 1);
+    await (server as ProcessServer).dispose();
+  } else {
+    await server.stop();
+  }
+}
