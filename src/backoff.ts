@@ -26,7 +26,7 @@ export class ConstantBackoff implements BackoffStrategy {
     this.delayMs = durationIn('ConstantBackoff.delayMs', o.delayMs, 0, MAX_DELAY_MS);
   }
 
-  getDelayMs(): number {
+  getDelayMs(_attempt: number): number {
     return this.delayMs;
   }
 }

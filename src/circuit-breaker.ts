@@ -1,6 +1,6 @@
 import { type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { CallResult, CircuitRole, CircuitState, HealthCheckType, StrategyKind } from './constants.js';
-import { BackgroundError, CircuitOpenError, LibraryMissingError } from './errors.js';
+import { BackgroundError, CircuitOpenError, LibraryMissingError, ZenvarkError } from './errors.js';
 import {
   BreakerFunctions,
   type FeedMessage,
@@ -269,11 +269,12 @@ export class CircuitBreaker implements FeedListener {
 
   /**
    * Applies a shared view newer than the cached one. A view of another epoch (the state
-   * hash was recreated) replaces the cache whatever its generation.
+   * hash was recreated) replaces the cache whatever its generation; a breaker never
+   * written (epoch '') is generation 0 of whatever epoch comes first.
    */
   private applyShared(next: SharedView, transition?: Transition): void {
     const current = this.shared;
-    const sameEpoch = next.epoch === current.epoch;
+    const sameEpoch = next.epoch === current.epoch || current.epoch === '';
     if (sameEpoch && next.generation <= current.generation) return;
     this.shared = next;
     if (next.state === current.state && next.generation === current.generation) return;
@@ -352,7 +353,7 @@ export class CircuitBreaker implements FeedListener {
 
   /** @internal */
   onFeedError(error: Error): void {
-    this.report('ZV_FEED_FAILED', 'the state feed failed', error);
+    this.report(error instanceof ZenvarkError ? error.code : 'ZV_FEED_FAILED', 'the state feed failed', error);
   }
 
   /** @internal */

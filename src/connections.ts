@@ -67,6 +67,7 @@ export class SharedConnections {
   private readonly listeners = new Set<ConnectionListener>();
   private lost = false;
   private lastError: Error | undefined;
+  private readyWait: Promise<void> | undefined;
   refs = 0;
   closed = false;
 
@@ -105,49 +106,63 @@ export class SharedConnections {
     this.listeners.delete(listener);
   }
 
-  /** Resolves when both connections are ready; rejects after timeoutMs. */
-  async whenReady(timeoutMs = READY_TIMEOUT_MS): Promise<void> {
-    const waitFor = (connection: Connection) =>
-      new Promise<void>((resolve, reject) => {
-        if (connection.status === 'ready') {
-          resolve();
-          return;
-        }
-        const done = (error?: Error) => {
-          clearTimeout(timer);
-          connection.off('ready', onReady);
-          connection.off('end', onEnd);
-          if (error) reject(error);
-          else resolve();
-        };
-        const onReady = () => done();
-        const onEnd = () => done(new Error('the connection was closed'));
-        const timer = setTimeout(() => {
-          const cause = this.lastError ? `: ${this.lastError.message}` : '';
-          done(new Error(`Redis did not become reachable within ${timeoutMs} ms${cause}`));
-        }, timeoutMs);
-        connection.on('ready', onReady);
-        connection.on('end', onEnd);
+  /** Resolves when both connections are ready; rejects after timeoutMs. Breakers
+   * starting together share one wait. */
+  whenReady(timeoutMs = READY_TIMEOUT_MS): Promise<void> {
+    this.readyWait ??= Promise.all([this.command, this.subscriber].map((c) => this.waitFor(c, timeoutMs)))
+      .then(() => undefined)
+      .finally(() => {
+        this.readyWait = undefined;
       });
-    await Promise.all([waitFor(this.command), waitFor(this.subscriber)]);
+    return this.readyWait;
   }
 
+  private waitFor(connection: Connection, timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (connection.status === 'ready') {
+        resolve();
+        return;
+      }
+      const done = (error?: Error) => {
+        clearTimeout(timer);
+        connection.off('ready', onReady);
+        connection.off('end', onEnd);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onReady = () => done();
+      const onEnd = () => done(new Error('the connection was closed'));
+      const timer = setTimeout(() => {
+        const cause = this.lastError ? `: ${this.lastError.message}` : '';
+        done(new Error(`Redis did not become reachable within ${timeoutMs} ms${cause}`));
+      }, timeoutMs);
+      connection.on('ready', onReady);
+      connection.on('end', onEnd);
+    });
+  }
+
+  /** Closes both connections; resolves once their sockets are gone. */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(
-      [this.command, this.subscriber].map(async (connection) => {
-        try {
-          if (connection.status === 'ready') {
-            await connection.quit();
-            return;
-          }
-        } catch {
-          // Fall through to a hard disconnect.
-        }
-        connection.disconnect();
-      }),
-    );
+    await Promise.all([this.command, this.subscriber].map((connection) => closeConnection(connection)));
   }
+}
+
+async function closeConnection(connection: Connection): Promise<void> {
+  if (connection.status === 'end') return;
+  // Only a connection with a socket emits 'end' once disconnected; one waiting to
+  // reconnect just drops its timer.
+  const hasSocket = ['connecting', 'connect', 'ready'].includes(connection.status);
+  const ended = new Promise<void>((resolve) => connection.once('end', () => resolve()));
+  if (connection.status === 'ready') {
+    try {
+      await connection.quit();
+    } catch {
+      // QUIT failed: fall back to closing the socket ourselves.
+    }
+  }
+  connection.disconnect();
+  if (hasSocket) await ended;
 }
 
 const registry = new WeakMap<object, SharedConnections>();

@@ -1,10 +1,11 @@
 /**
- * One shared Redis server for the whole run: test files isolate themselves with fresh
+ * One shared Redis server for the whole run, with the shipped library loaded: test files isolate themselves with fresh
  * random breaker ids, never with FLUSHALL. Tests that stop, pause or restart Redis start
  * servers of their own.
  */
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
+import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type RedisServer, startRedis, stopAllRedis } from './redis.js';
 
 declare module 'vitest' {
@@ -17,6 +18,10 @@ let server: RedisServer | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   server = await startRedis({ shared: true });
+  // As an operator would with scripts/deploy-functions; tests of loading use servers of their own.
+  const client = server.client();
+  await client.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
+  client.disconnect();
   project.provide('redisUrl', server.url);
 }
 

@@ -1,0 +1,51 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { type Instance, instance, stopAll, uniqueId } from '../support/instances.js';
+import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+
+let server: RedisServer;
+let admin: Redis;
+
+beforeAll(async () => {
+  server = await startRedis();
+  admin = server.client();
+});
+
+afterAll(async () => {
+  await disposeRedis(server);
+});
+
+async function clientNames(): Promise<string[]> {
+  const list = (await admin.client('LIST')) as string;
+  return list
+    .trim()
+    .split('\n')
+    .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '');
+}
+
+it('100 breakers on one application client hold 2 connections of their own', async () => {
+  const redis = new Redis(server.url);
+  const instances: Instance[] = Array.from({ length: 100 }, () => instance(server.url, { id: uniqueId() }, redis));
+  await Promise.all(instances.map((i) => i.breaker.start()));
+  const names = await clientNames();
+  expect(names.filter((n) => n === 'zenvark:commands')).toHaveLength(1);
+  expect(names.filter((n) => n === 'zenvark:subscriber')).toHaveLength(1);
+  // The application's own client, the admin client, and the two above.
+  expect(names).toHaveLength(4);
+
+  await Promise.all(instances.slice(0, 99).map((i) => i.breaker.stop()));
+  expect((await clientNames()).filter((n) => n.startsWith('zenvark:'))).toHaveLength(2);
+  await stopAll(instances);
+  expect((await clientNames()).filter((n) => n.startsWith('zenvark:'))).toEqual([]);
+});
+
+it('the library ignores the application client key prefix and keeps its own keys', async () => {
+  const redis = new Redis(server.url, { keyPrefix: 'app:' });
+  const id = uniqueId();
+  const i = instance(server.url, { id }, redis);
+  await i.breaker.start();
+  await i.breaker.execute(async () => Promise.reject(new Error('x'))).catch(() => undefined);
+  await vi.waitFor(async () => expect(await admin.exists(`zenvark:{${id}}:state`)).toBe(1));
+  expect(await admin.exists(`app:zenvark:{${id}}:state`)).toBe(0);
+  await stopAll([i]);
+});

@@ -1,0 +1,88 @@
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ZenvarkError } from '../../src/index.js';
+import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
+import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+
+let server: RedisServer;
+let instances: Instance[] = [];
+
+beforeEach(async () => {
+  server = await startRedis();
+});
+
+afterEach(async () => {
+  await stopAll(instances);
+  instances = [];
+  await disposeRedis(server);
+});
+
+const codes = (i: Instance) => i.seen.errors.map((e) => (e as ZenvarkError).code);
+
+describe('while Redis is unreachable', () => {
+  it('keeps serving, evaluates the strategy locally, recovers locally, and reports the outage once', async () => {
+    instances = fleet(server.url, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await server.stop({ kill: true });
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_UNREACHABLE'));
+
+    await expect(i.breaker.execute(async () => 'still served')).resolves.toBe('still served');
+    await fail(i, 3);
+    expect(i.breaker.state).toBe('open');
+    await vi.waitFor(() => expect(i.seen.states.at(-1)?.transition).toMatchObject({ to: 'open', reason: 'local_failures', local: true, failures: '3' }));
+
+    // Every instance probes for itself while it cannot reach the others.
+    i.healthy = true;
+    await untilAll(instances, 'closed');
+    expect(i.seen.states.at(-1)?.transition).toMatchObject({ from: 'open', to: 'closed', reason: 'local_recovery', local: true });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(codes(i).filter((c) => c === 'ZV_REDIS_UNREACHABLE')).toHaveLength(1);
+    expect(codes(i)).not.toContain('ZV_LEASE_FAILED');
+  });
+
+  it('when Redis returns, its shared state wins and the local window is dropped', async () => {
+    instances = fleet(server.url, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await server.stop({ kill: true });
+    await fail(i, 3);
+    expect(i.breaker.state).toBe('open');
+
+    // Back, empty: no function library either; loadFunctions lets the breaker reload it.
+    await server.restart();
+    await untilAll(instances, 'closed', 20_000);
+    expect(i.seen.states.at(-1)?.transition).toMatchObject({ from: 'open', to: 'closed', reason: 'resync', local: true });
+
+    // The local failures are gone: two more do not trip a threshold of three.
+    await fail(i, 2);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(i.breaker.state).toBe('closed');
+    await fail(i, 1);
+    await untilAll(instances, 'open');
+    expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'consecutive_failures', local: false, generation: 1 });
+  });
+
+  it('with localFallback off, keeps the last known state', async () => {
+    instances = fleet(server.url, 1, { localFallback: false });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await server.stop({ kill: true });
+    await fail(i, 10);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(i.breaker.state).toBe('closed');
+    expect(i.seen.states).toEqual([]);
+  });
+
+  it('a frozen Redis (commands time out) is treated like an unreachable one', async () => {
+    instances = fleet(server.url, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    server.pause();
+    await fail(i, 1);
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_UNREACHABLE'), { timeout: 10_000 });
+    await fail(i, 3);
+    expect(i.breaker.state).toBe('open');
+    server.resume();
+    await untilAll(instances, 'closed', 20_000);
+  });
+});

@@ -1,0 +1,166 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { CircuitOpenError, ConsecutiveBreaker, ZenvarkError } from '../../src/index.js';
+import { type Instance, fail, failing, fleet, instance, leaderOf, stopAll, uniqueId, untilAll } from '../support/instances.js';
+import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+
+let server: RedisServer;
+let admin: Redis;
+let instances: Instance[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  admin = server.client();
+});
+
+afterEach(async () => {
+  server.resume();
+  await stopAll(instances);
+  instances = [];
+});
+
+afterAll(async () => {
+  await disposeRedis(server);
+});
+
+async function recordCalls(): Promise<number> {
+  const info = await admin.info('commandstats');
+  // FCALL is counted once per call of any function; zv1_record is the only one per outcome.
+  return Number(/cmdstat_fcall:calls=(\d+)/.exec(info)?.[1] ?? 0);
+}
+
+describe('execute()', () => {
+  it('throws CircuitOpenError without calling fn while open', async () => {
+    const [i] = (instances = fleet(server.url, 1));
+    await i?.breaker.start();
+    await fail(i as Instance, 3);
+    await untilAll(instances, 'open');
+    const fn = vi.fn(async () => 'ran');
+    const error = await i?.breaker.execute(fn).catch((e: unknown) => e);
+    expect(fn).not.toHaveBeenCalled();
+    expect(error).toBeInstanceOf(CircuitOpenError);
+    expect(error).toBeInstanceOf(ZenvarkError);
+    expect(error).toBeInstanceOf(Error);
+    expect(error).toMatchObject({ name: 'CircuitOpenError', code: 'ZV_CIRCUIT_OPEN', breakerId: i?.breaker.id });
+    expect((error as Error).message).toBe(`circuit '${i?.breaker.id}' is open`);
+  });
+
+  it('returns what fn returns and rethrows what fn throws, untouched', async () => {
+    const [i] = (instances = fleet(server.url, 1));
+    await i?.breaker.start();
+    const value = { answer: 42 };
+    await expect(i?.breaker.execute(async () => value)).resolves.toBe(value);
+    const thrown = new Error('boom');
+    await expect(i?.breaker.execute(async () => Promise.reject(thrown))).rejects.toBe(thrown);
+    await expect(i?.breaker.execute(() => Promise.reject('not an error'))).rejects.toBe('not an error');
+    await expect(i?.breaker.execute('nope' as never)).rejects.toThrow(TypeError);
+  });
+
+  it('never waits for Redis: calls go on at full speed while the server is frozen', async () => {
+    const [i] = (instances = fleet(server.url, 1));
+    await i?.breaker.start();
+    server.pause();
+    const startedAt = performance.now();
+    for (let n = 0; n < 100; n += 1) {
+      await expect(i?.breaker.execute(async () => n)).resolves.toBe(n);
+    }
+    await fail(i as Instance, 2);
+    // A frozen server answers nothing: a call that waited on it would take at least the
+    // 1 s command timeout, 102 of them over 100 s.
+    expect(performance.now() - startedAt).toBeLessThan(10_000);
+    server.resume();
+  });
+
+  it('coalesces outcomes: a burst of successes is one record call', async () => {
+    const [i] = (instances = fleet(server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 1000 }) }));
+    await i?.breaker.start();
+    const before = await recordCalls();
+    for (let n = 0; n < 1000; n += 1) await i?.breaker.execute(async () => n);
+    await vi.waitFor(async () => expect(await recordCalls()).toBeGreaterThan(before), { timeout: 5000 });
+    await new Promise((r) => setTimeout(r, 200));
+    // 1,000 calls, one summary (plus, at most, a lease call or two in the meantime).
+    expect((await recordCalls()) - before).toBeLessThanOrEqual(4);
+  });
+
+  it('sends a lone failure at once, without waiting for the flush timer', async () => {
+    const [i] = (instances = fleet(server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 10 }) }));
+    await i?.breaker.start();
+    const stateKey = `zenvark:{${i?.breaker.id}}:state`;
+    await fail(i as Instance, 1);
+    // Successes wait up to 1 s to be sent; a failure must be there well before that.
+    await vi.waitFor(async () => expect(await admin.hget(stateKey, 'run')).toBe('1'), { timeout: 800, interval: 5 });
+  });
+
+  it('outcomes of calls started before a transition do not count after it', async () => {
+    instances = fleet(server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 1 }) });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await leaderOf(instances);
+    let release: () => void = () => undefined;
+    const slow = i.breaker.execute(
+      () =>
+        new Promise<never>((_, reject) => {
+          release = () => reject(new Error('late failure'));
+        }),
+    );
+    await fail(i, 1);
+    await untilAll(instances, 'open');
+    i.healthy = true;
+    await untilAll(instances, 'closed');
+    release();
+    await expect(slow).rejects.toThrow('late failure');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(i.breaker.state).toBe('closed');
+    expect(i.seen.states.map((s) => s.state)).toEqual(['open', 'closed']);
+  });
+
+  it('reports metrics for calls, fast-fails and health checks', async () => {
+    const recorded: string[] = [];
+    const id = uniqueId();
+    const metrics = {
+      initialize: (breakerId: string) => recorded.push(`init ${breakerId === id}`),
+      recordCall: (p: { result: string; durationMs: number }) => recorded.push(`call ${p.result} ${p.durationMs >= 0}`),
+      recordBlockedRequest: () => recorded.push('blocked'),
+      recordHealthCheck: (p: { type: string; result: string }) => recorded.push(`check ${p.type} ${p.result}`),
+    };
+    instances = [instance(server.url, { id, metrics, breaker: new ConsecutiveBreaker({ threshold: 1 }) })];
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await i.breaker.execute(async () => 1);
+    await i.breaker.execute(failing).catch(() => undefined);
+    await untilAll(instances, 'open');
+    await i.breaker.execute(async () => 1).catch(() => undefined);
+    await vi.waitFor(() => expect(recorded).toContain('check recovery failure'));
+    expect(recorded.slice(0, 4)).toEqual(['init true', 'call success true', 'call failure true', 'blocked']);
+  });
+
+  it('a throwing callback or metrics method is reported, never thrown at the caller', async () => {
+    const id = uniqueId();
+    instances = [
+      instance(server.url, {
+        id,
+        breaker: new ConsecutiveBreaker({ threshold: 1 }),
+        onStateChange: () => {
+          throw new Error('callback bug');
+        },
+        metrics: {
+          recordCall: () => {
+            throw new Error('metrics bug');
+          },
+          recordBlockedRequest: () => undefined,
+          recordHealthCheck: () => undefined,
+        },
+      }),
+    ];
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await expect(i.breaker.execute(async () => 'fine')).resolves.toBe('fine');
+    await fail(i, 1);
+    await untilAll(instances, 'open');
+    await vi.waitFor(() => {
+      const codes = i.seen.errors.map((e) => `${(e as ZenvarkError).code}: ${(e.cause as Error)?.message}`);
+      expect(codes).toContain('ZV_CALLBACK_FAILED: callback bug');
+      expect(codes).toContain('ZV_CALLBACK_FAILED: metrics bug');
+    });
+  });
+});

@@ -1,0 +1,83 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { breakerKeys, feedChannel } from '../../src/keys.js';
+import { type Instance, fleet, stopAll, untilAll } from '../support/instances.js';
+import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+
+let server: RedisServer;
+let admin: Redis;
+let instances: Instance[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  admin = server.client();
+});
+
+afterEach(async () => {
+  await stopAll(instances);
+  instances = [];
+});
+
+afterAll(async () => {
+  await disposeRedis(server);
+});
+
+function fcall(fn: string, id: string, args: string[]): unknown {
+  const k = breakerKeys('zenvark', id);
+  return ['FCALL', fn, '3', k.state, k.events, k.window, feedChannel('zenvark'), 'operator', '100', ...args];
+}
+
+describe('the state feed', () => {
+  it('after a lost subscription, the transitions missed meanwhile are read back from the audit log, in order', async () => {
+    instances = fleet(server.url, 1, { leaseTtlMs: 60_000 });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    const id = i.breaker.id;
+    // Another process takes the lease, so this instance stays a follower.
+    await admin.call(...(fcall('zv1_acquire', id, ['60000']) as [string]));
+    // In one pipeline, so Redis runs them before the subscriber can reconnect: drop the
+    // subscriber, then open and close the circuit.
+    const results = await admin
+      .pipeline()
+      .call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+      .call(...(fcall('zv1_record', id, ['0', '0', '1', '0', '0', '1', '1', '1', 'consecutive', '1', '0', '0']) as [string]))
+      .call(...(fcall('zv1_health', id, ['1', '1', 'recovery', 'success']) as [string]))
+      .call(...(fcall('zv1_record', id, ['2', '0', '1', '0', '0', '1', '1', '1', 'consecutive', '1', '0', '0']) as [string]))
+      .exec();
+    expect(results?.map(([error]) => error)).toEqual([null, null, null, null]);
+    await untilAll(instances, 'open');
+    await vi.waitFor(() =>
+      expect(i.seen.states.map((s) => `${s.transition.reason}@${s.transition.generation}`)).toEqual([
+        'consecutive_failures@1',
+        'recovery_check_passed@2',
+        'consecutive_failures@3',
+      ]),
+    );
+    expect(i.seen.states.every((s) => !s.transition.local && s.transition.id !== '')).toBe(true);
+  });
+
+  it('a foreign message on the channel is reported, not crashed on', async () => {
+    instances = fleet(server.url, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await admin.publish(feedChannel('zenvark'), 'hello');
+    await admin.publish(feedChannel('zenvark'), JSON.stringify({ kind: 'transition', key: breakerKeys('zenvark', i.breaker.id).state }));
+    await vi.waitFor(() =>
+      expect(i.seen.errors.map((e) => (e as { code?: string }).code)).toEqual(['ZV_BAD_MESSAGE', 'ZV_BAD_MESSAGE']),
+    );
+    expect(i.breaker.state).toBe('closed');
+  });
+
+  it('corrupted breaker data in Redis is reported, and the instance goes on serving', async () => {
+    instances = fleet(server.url, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await admin.hset(breakerKeys('zenvark', i.breaker.id).state, 'state', 'banana');
+    await i.breaker.execute(async () => Promise.reject(new Error('x'))).catch(() => undefined);
+    await vi.waitFor(() => {
+      const error = i.seen.errors.find((e) => (e as { code?: string }).code === 'ZV_REDIS_UNREACHABLE');
+      expect((error?.cause as { code?: string })?.code).toBe('ZV_CORRUPT');
+    });
+    await expect(i.breaker.execute(async () => 'served')).resolves.toBe('served');
+  });
+});

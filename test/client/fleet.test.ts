@@ -1,0 +1,115 @@
+import { afterEach, describe, expect, inject, it, vi } from 'vitest';
+import { CircuitOpenError, CountBreaker } from '../../src/index.js';
+import { type Instance, fail, fleet, leaderOf, startAll, stopAll, untilAll } from '../support/instances.js';
+
+const url = inject('redisUrl');
+let instances: Instance[] = [];
+
+afterEach(async () => {
+  await stopAll(instances);
+  instances = [];
+});
+
+describe('several instances of one breaker', () => {
+  it('trip on one instance, open on all, each told once', async () => {
+    instances = fleet(url, 4);
+    await startAll(instances);
+    const [first] = instances as [Instance];
+    await fail(first, 3);
+    await untilAll(instances, 'open');
+    // A fourth call on another instance fails fast without running fn.
+    const fn = vi.fn(async () => 'ran');
+    await expect((instances[2] as Instance).breaker.execute(fn)).rejects.toBeInstanceOf(CircuitOpenError);
+    expect(fn).not.toHaveBeenCalled();
+    await vi.waitFor(() => {
+      for (const i of instances) {
+        expect(i.seen.states.map((s) => s.state)).toEqual(['open']);
+      }
+    });
+    const transition = instances[3]?.seen.states[0]?.transition;
+    expect(transition).toMatchObject({
+      from: 'closed',
+      to: 'open',
+      reason: 'consecutive_failures',
+      generation: 1,
+      failures: '3',
+      threshold: '3',
+      actor: 'instance-0',
+      local: false,
+    });
+    expect(transition?.id).toMatch(/^\d+-\d+$/);
+  });
+
+  it('exactly one instance leads, and only the leader probes', async () => {
+    instances = fleet(url, 4);
+    await startAll(instances);
+    const leader = await leaderOf(instances);
+    await fail(instances[1] as Instance, 3);
+    await untilAll(instances, 'open');
+    await vi.waitFor(() => expect(leader.seen.checks.length).toBeGreaterThanOrEqual(3));
+    for (const i of instances) {
+      if (i !== leader) expect(i.seen.checks).toEqual([]);
+    }
+    expect(leader.seen.roles).toEqual(['leader']);
+    expect(leader.seen.checks.every((c) => c.type === 'recovery')).toBe(true);
+  });
+
+  it('a passing recovery check closes the circuit on every instance', async () => {
+    instances = fleet(url, 3);
+    await startAll(instances);
+    const leader = await leaderOf(instances);
+    await fail(instances[0] as Instance, 3);
+    await untilAll(instances, 'open');
+    leader.healthy = true;
+    await untilAll(instances, 'closed');
+    for (const i of instances) {
+      await vi.waitFor(() => expect(i.seen.states.map((s) => s.state)).toEqual(['open', 'closed']));
+      expect(i.seen.states[1]?.transition).toMatchObject({
+        reason: 'recovery_check_passed',
+        actor: leader.breaker.instanceId,
+        generation: 2,
+      });
+    }
+    // Calls flow again, and count from zero.
+    await expect((instances[1] as Instance).breaker.execute(async () => 42)).resolves.toBe(42);
+    await fail(instances[1] as Instance, 2);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(instances.map((i) => i.breaker.state)).toEqual(['closed', 'closed', 'closed']);
+  });
+
+  it('when the leader stops, another instance takes the lease at once and goes on probing', async () => {
+    instances = fleet(url, 3, { leaseTtlMs: 30_000 });
+    await startAll(instances);
+    const leader = await leaderOf(instances);
+    await fail(leader, 3);
+    await untilAll(instances, 'open');
+    await leader.breaker.stop();
+    const rest = instances.filter((i) => i !== leader);
+    // The lease lasts 30 s: only the announced release can explain a fast takeover.
+    const next = await leaderOf(rest, 5_000);
+    const checksBefore = next.seen.checks.length;
+    await vi.waitFor(() => expect(next.seen.checks.length).toBeGreaterThan(checksBefore), { timeout: 5_000 });
+    expect(leader.breaker.role).toBe('follower');
+    expect(leader.seen.roles).toEqual(['leader', 'follower']);
+  });
+
+  it('instances sharing one client share its connections and still trip together', async () => {
+    const [a] = fleet(url, 1);
+    const b = fleet(url, 1, { id: a?.breaker.id })[0] as Instance;
+    instances = [a as Instance, b];
+    await startAll(instances);
+    await fail(b, 3);
+    await untilAll(instances, 'open');
+  });
+
+  it('a count window spans the calls of every instance', async () => {
+    instances = fleet(url, 3, { breaker: new CountBreaker({ threshold: 0.5, size: 6 }) });
+    await startAll(instances);
+    for (const i of instances) {
+      await i.breaker.execute(async () => 'ok');
+      await fail(i, 1);
+    }
+    await untilAll(instances, 'open');
+    expect(instances[0]?.seen.states[0]?.transition).toMatchObject({ reason: 'failure_rate', calls: '6', failures: '3' });
+  });
+});

@@ -1,0 +1,126 @@
+import { readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { LibraryMissingError, LibraryOutdatedError } from '../../src/index.js';
+import { LIBRARY_REVISION } from '../../src/shipped-library.js';
+import { freePort } from '../support/redis.js';
+import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { type Instance, fail, instance, stopAll, uniqueId, untilAll } from '../support/instances.js';
+
+let server: RedisServer;
+let admin: Redis;
+
+beforeAll(async () => {
+  server = await startRedis();
+  admin = server.client();
+});
+
+afterAll(async () => {
+  await disposeRedis(server);
+});
+
+const source = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
+
+async function zenvarkConnections(): Promise<string[]> {
+  const list = (await admin.client('LIST')) as string;
+  return list
+    .split('\n')
+    .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '')
+    .filter((name) => name.startsWith('zenvark:'));
+}
+
+function timers(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+}
+
+describe('start() and the function library', () => {
+  it('fails without the library, says how to load it, and leaves nothing running', async () => {
+    await admin.function('FLUSH');
+    const i = instance(server.url, { id: uniqueId(), loadFunctions: false });
+    const error = await i.breaker.start().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LibraryMissingError);
+    expect((error as Error).message).toMatch(/zenvark_v1 is not loaded on 127\.0\.0\.1:\d+/);
+    expect((error as Error).message).toContain('zenvark-deploy-functions');
+    expect((error as Error).message).toContain('loadFunctions: true');
+    await vi.waitFor(async () => expect(await zenvarkConnections()).toEqual([]));
+    await stopAll([i]);
+  });
+
+  it('fails on an older revision with an upgrade instruction', async () => {
+    await admin.function('LOAD', 'REPLACE', source.replace(/^local REVISION = \d+$/m, 'local REVISION = 0'));
+    const i = instance(server.url, { id: uniqueId(), loadFunctions: false });
+    const error = await i.breaker.start().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LibraryOutdatedError);
+    expect((error as Error).message).toContain(`at revision 0, this package needs ${LIBRARY_REVISION}`);
+    await stopAll([i]);
+  });
+
+  it('accepts a newer revision', async () => {
+    await admin.function('LOAD', 'REPLACE', source.replace(/^local REVISION = \d+$/m, `local REVISION = ${LIBRARY_REVISION + 1}`));
+    const i = instance(server.url, { id: uniqueId(), loadFunctions: false });
+    await i.breaker.start();
+    expect(Number(await admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION + 1);
+    await stopAll([i]);
+  });
+
+  it('loads the library itself when the application allows it', async () => {
+    await admin.function('FLUSH');
+    const i = instance(server.url, { id: uniqueId(), loadFunctions: true });
+    await i.breaker.start();
+    expect(Number(await admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION);
+    await stopAll([i]);
+  });
+
+  it('fails within a bounded time when Redis cannot be reached', async () => {
+    const port = await freePort();
+    const i = instance(`redis://127.0.0.1:${port}`, { id: uniqueId() });
+    const startedAt = Date.now();
+    await expect(i.breaker.start()).rejects.toThrow(/did not become reachable within 5000 ms.*ECONNREFUSED/);
+    expect(Date.now() - startedAt).toBeLessThan(30_000);
+    await stopAll([i]);
+  });
+});
+
+describe('the lifecycle', () => {
+  it('start() and stop() are idempotent, and execute() passes calls through when not started', async () => {
+    const i = instance(server.url, { id: uniqueId() });
+    await expect(i.breaker.execute(async () => 'before')).resolves.toBe('before');
+    await i.breaker.stop();
+    await Promise.all([i.breaker.start(), i.breaker.start()]);
+    await i.breaker.start();
+    await Promise.all([i.breaker.stop(), i.breaker.stop()]);
+    await i.breaker.stop();
+    await expect(i.breaker.execute(async () => 'after')).resolves.toBe('after');
+    // It can be started again.
+    await i.breaker.start();
+    await fail(i, 3);
+    await untilAll([i], 'open');
+    await stopAll([i]);
+    expect(i.seen.errors).toEqual([]);
+  });
+
+  it('stop() leaves no timers and no connections', async () => {
+    const redis = new Redis(server.url);
+    await redis.ping();
+    const baseline = timers();
+    const id = uniqueId();
+    const instances: Instance[] = [
+      instance(server.url, { id, instanceId: 'a', health: { backoff: { getDelayMs: () => 20 }, check: async () => {
+        throw new Error('down');
+      }, idleProbeIntervalMs: 50 } }, redis),
+      instance(server.url, { id, instanceId: 'b' }, redis),
+    ];
+    await Promise.all(instances.map((i) => i.breaker.start()));
+    expect(await zenvarkConnections()).toHaveLength(2);
+    // Leave everything busy: outcomes pending, a lease held, checks running.
+    await fail(instances[0] as Instance, 3);
+    await instances[1]?.breaker.execute(async () => 1).catch(() => undefined);
+    await vi.waitFor(() => expect(instances.some((i) => i.breaker.role === 'leader')).toBe(true));
+    expect(timers()).toBeGreaterThan(baseline);
+    await Promise.all(instances.map((i) => i.breaker.stop()));
+    expect(timers()).toBe(baseline);
+    expect(await zenvarkConnections()).toEqual([]);
+    expect(instances.map((i) => i.breaker.role)).toEqual(['follower', 'follower']);
+    redis.disconnect();
+  });
+});

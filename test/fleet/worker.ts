@@ -1,0 +1,93 @@
+/**
+ * One breaker instance in a process of its own, driven by the parent over IPC. It reports
+ * what it observes (state changes, role changes, health checks, errors) with wall-clock
+ * times, so that the parent can measure across processes on one machine.
+ */
+import { Redis } from 'ioredis';
+import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff, type ZenvarkError } from '../../src/index.js';
+
+export interface WorkerConfig {
+  url: string;
+  id: string;
+  instanceId: string;
+  leaseTtlMs: number;
+  backoffMs: number;
+  threshold: number;
+}
+
+export type WorkerEvent =
+  | { type: 'ready'; at: number }
+  | { type: 'state'; state: string; reason: string; generation: number; at: number }
+  | { type: 'role'; role: string; at: number }
+  | { type: 'check'; checkType: string; at: number }
+  | { type: 'error'; code: string; message: string; at: number }
+  | { type: 'done'; seq: number; result?: unknown };
+
+export type WorkerCommand =
+  | { cmd: 'fail'; seq: number; count: number }
+  | { cmd: 'call'; seq: number }
+  | { cmd: 'healthy'; seq: number; value: boolean }
+  | { cmd: 'stop'; seq: number };
+
+const config = JSON.parse(process.env.ZV_WORKER ?? '{}') as WorkerConfig;
+const send = (event: WorkerEvent) => process.send?.(event);
+let healthy = false;
+
+const redis = new Redis(config.url);
+redis.on('error', () => {});
+const breaker = new CircuitBreaker({
+  id: config.id,
+  redis,
+  instanceId: config.instanceId,
+  leaseTtlMs: config.leaseTtlMs,
+  breaker: new ConsecutiveBreaker({ threshold: config.threshold }),
+  health: {
+    backoff: new ConstantBackoff({ delayMs: config.backoffMs }),
+    check: async (type) => {
+      send({ type: 'check', checkType: type, at: Date.now() });
+      if (!healthy) throw new Error('still down');
+    },
+  },
+  onStateChange: (state, t) => send({ type: 'state', state, reason: t.reason, generation: t.generation, at: Date.now() }),
+  onRoleChange: (role) => send({ type: 'role', role, at: Date.now() }),
+  onError: (e) => {
+    if ((e as ZenvarkError).code === 'ZV_HEALTH_CHECK_FAILED') return;
+    send({ type: 'error', code: (e as ZenvarkError).code, message: e.message, at: Date.now() });
+  },
+});
+
+process.on('message', async (message: WorkerCommand) => {
+  switch (message.cmd) {
+    case 'fail':
+      for (let n = 0; n < message.count; n += 1) {
+        await breaker.execute(() => Promise.reject(new Error('dependency failed'))).catch(() => undefined);
+      }
+      send({ type: 'done', seq: message.seq });
+      break;
+    case 'call': {
+      const result = await breaker.execute(async () => 'ok').catch((e: Error) => e.name);
+      send({ type: 'done', seq: message.seq, result });
+      break;
+    }
+    case 'healthy':
+      healthy = message.value;
+      send({ type: 'done', seq: message.seq });
+      break;
+    case 'stop':
+      await breaker.stop();
+      redis.disconnect();
+      send({ type: 'done', seq: message.seq });
+      process.disconnect();
+      break;
+  }
+});
+
+try {
+  await breaker.start();
+  send({ type: 'ready', at: Date.now() });
+} catch (error) {
+  send({ type: 'error', code: (error as ZenvarkError).code ?? 'START', message: String(error), at: Date.now() });
+  process.exitCode = 1;
+  redis.disconnect();
+  process.disconnect();
+}

@@ -1,0 +1,121 @@
+/**
+ * Breaker instances for client tests: each with its own application client (as separate
+ * processes would have), a controllable health check, and a record of what it observed.
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { expect, vi } from 'vitest';
+import {
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  type CircuitRole,
+  type CircuitState,
+  ConsecutiveBreaker,
+  ConstantBackoff,
+  type HealthCheckType,
+  type Transition,
+} from '../../src/index.js';
+
+export interface Observed {
+  states: { state: CircuitState; transition: Transition }[];
+  roles: CircuitRole[];
+  checks: { type: HealthCheckType; at: number }[];
+  errors: Error[];
+}
+
+export interface Instance {
+  readonly breaker: CircuitBreaker;
+  readonly redis: Redis;
+  readonly seen: Observed;
+  /** What the next health checks answer. */
+  healthy: boolean;
+}
+
+const quieted = new WeakSet<Redis>();
+
+export function uniqueId(label = 'b'): string {
+  return `${label}-${randomUUID()}`;
+}
+
+export function instance(
+  url: string,
+  options: Partial<CircuitBreakerOptions> & { id: string },
+  redis: Redis = new Redis(url),
+): Instance {
+  if (!quieted.has(redis)) {
+    quieted.add(redis);
+    redis.on('error', () => {});
+  }
+  const seen: Observed = { states: [], roles: [], checks: [], errors: [] };
+  const self: Instance = {
+    redis,
+    seen,
+    healthy: false,
+    breaker: undefined as unknown as CircuitBreaker,
+  };
+  const breaker = new CircuitBreaker({
+    redis,
+    breaker: new ConsecutiveBreaker({ threshold: 3 }),
+    health: {
+      backoff: new ConstantBackoff({ delayMs: 50 }),
+      check: async (type) => {
+        seen.checks.push({ type, at: Date.now() });
+        if (!self.healthy) throw new Error('dependency still down');
+      },
+    },
+    leaseTtlMs: 1000,
+    loadFunctions: true,
+    onError: (error) => seen.errors.push(error),
+    onStateChange: (state, transition) => seen.states.push({ state, transition }),
+    onRoleChange: (role) => seen.roles.push(role),
+    ...options,
+  });
+  (self as { breaker: CircuitBreaker }).breaker = breaker;
+  return self;
+}
+
+/** Several instances of one breaker, each on its own client. */
+export function fleet(url: string, size: number, options: Partial<CircuitBreakerOptions> = {}): Instance[] {
+  const id = options.id ?? uniqueId();
+  return Array.from({ length: size }, (_, i) => instance(url, { ...options, id, instanceId: `instance-${i}` }));
+}
+
+export async function startAll(instances: Instance[]): Promise<void> {
+  await Promise.all(instances.map((i) => i.breaker.start()));
+}
+
+export async function stopAll(instances: Instance[]): Promise<void> {
+  await Promise.all(instances.map((i) => i.breaker.stop()));
+  for (const redis of new Set(instances.map((i) => i.redis))) redis.disconnect();
+}
+
+export const failing = async (): Promise<never> => {
+  throw new Error('dependency failed');
+};
+
+/** Runs `count` failing calls through a breaker, ignoring their errors. */
+export async function fail(i: Instance, count: number): Promise<void> {
+  for (let n = 0; n < count; n += 1) await i.breaker.execute(failing).catch(() => undefined);
+}
+
+/** Waits, with a generous limit, until every instance reports `state`. */
+export async function untilAll(instances: Instance[], state: CircuitState, timeout = 10_000): Promise<void> {
+  await vi.waitFor(
+    () => {
+      expect(instances.map((i) => i.breaker.state)).toEqual(instances.map(() => state));
+    },
+    { timeout, interval: 10 },
+  );
+}
+
+/** Waits until exactly one instance is the leader and returns it. */
+export async function leaderOf(instances: Instance[], timeout = 10_000): Promise<Instance> {
+  return vi.waitFor(
+    () => {
+      const leaders = instances.filter((i) => i.breaker.role === 'leader');
+      expect(leaders).toHaveLength(1);
+      return leaders[0] as Instance;
+    },
+    { timeout, interval: 10 },
+  );
+}

@@ -1,0 +1,43 @@
+import calculateSlot from 'cluster-key-slot';
+import { describe, expect, it } from 'vitest';
+import { breakerKeys, encodeId, keyList } from '../../src/keys.js';
+
+const ids = [
+  'payments',
+  'with spaces in it',
+  'a:b:c',
+  '{',
+  '}',
+  '{}',
+  '}{',
+  '{tag}',
+  'a{b}c',
+  '%7B',
+  'ünïcødé ☃ 支付',
+  '🙂'.repeat(50),
+  'x'.repeat(1000),
+  '',
+];
+
+describe('breaker keys', () => {
+  it.each(ids.filter((id) => id !== '').map((id) => [id.slice(0, 40), id]))('%s: every key of the breaker hashes to one slot', (_label, id) => {
+    const slots = keyList(breakerKeys('zenvark', id)).map((key) => calculateSlot(key));
+    expect(new Set(slots).size).toBe(1);
+  });
+
+  it('the slot depends on the id alone, not on the part', () => {
+    const keys = breakerKeys('zenvark', 'payments');
+    expect(keys).toEqual({
+      state: 'zenvark:{payments}:state',
+      events: 'zenvark:{payments}:events',
+      window: 'zenvark:{payments}:window',
+    });
+    expect(calculateSlot(keys.state)).toBe(calculateSlot('payments'));
+  });
+
+  it('escaping is injective: different ids never share keys', () => {
+    const encoded = ids.map(encodeId);
+    expect(new Set(encoded).size).toBe(ids.length);
+    expect(encodeId('{%}')).toBe('%7B%25%7D');
+  });
+});

@@ -1,0 +1,100 @@
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  ConsecutiveBreaker,
+  ConstantBackoff,
+  CountBreaker,
+  ExponentialBackoff,
+  SamplingBreaker,
+} from '../../src/index.js';
+
+// Never connected: construction must not touch Redis.
+const redis = new Redis({ lazyConnect: true });
+afterAll(() => redis.disconnect());
+
+const valid = (): CircuitBreakerOptions => ({
+  id: 'payments',
+  redis,
+  breaker: new ConsecutiveBreaker({ threshold: 3 }),
+  health: { backoff: new ConstantBackoff({ delayMs: 100 }), check: async () => undefined },
+});
+
+describe('strategy options', () => {
+  it.each([
+    [() => new ConsecutiveBreaker({ threshold: 0 }), RangeError, 'ConsecutiveBreaker.threshold must be an integer in [1, 1000000000], got 0'],
+    [() => new ConsecutiveBreaker({ threshold: 2.5 }), RangeError, 'ConsecutiveBreaker.threshold must be an integer in [1, 1000000000], got 2.5'],
+    [() => new ConsecutiveBreaker({ threshold: '3' as never }), TypeError, 'ConsecutiveBreaker.threshold must be a number, got "3"'],
+    [() => new ConsecutiveBreaker(undefined as never), TypeError, 'ConsecutiveBreaker options is required and must be an object, got undefined'],
+    [() => new CountBreaker({ threshold: 1.5, size: 10 }), RangeError, 'CountBreaker.threshold must be in (0, 1], got 1.5'],
+    [() => new CountBreaker({ threshold: 0, size: 10 }), RangeError, 'CountBreaker.threshold must be in (0, 1], got 0'],
+    [() => new CountBreaker({ threshold: Number.NaN, size: 10 }), TypeError, 'CountBreaker.threshold must be a number, got NaN'],
+    [() => new CountBreaker({ threshold: 0.5, size: 0 }), RangeError, 'CountBreaker.size must be an integer in [1, 10000], got 0'],
+    [() => new CountBreaker({ threshold: 0.5, size: 10, minimumNumberOfCalls: 11 }), RangeError, 'CountBreaker.minimumNumberOfCalls must be an integer in [1, 10], got 11'],
+    [() => new SamplingBreaker({ threshold: 0.5, duration: 5 }), RangeError, 'SamplingBreaker.duration must be an integer in [10, 86400000], got 5'],
+    [() => new SamplingBreaker({ threshold: 0.5, duration: 1000, minimumNumberOfCalls: 0 }), RangeError, 'SamplingBreaker.minimumNumberOfCalls must be an integer in [1, 1000000000], got 0'],
+    [() => new ConstantBackoff({ delayMs: -1 }), RangeError, 'ConstantBackoff.delayMs must be a finite number of milliseconds in [0, 2147483647], got -1'],
+    [() => new ConstantBackoff({ delayMs: Number.POSITIVE_INFINITY }), RangeError, 'ConstantBackoff.delayMs must be a finite number of milliseconds in [0, 2147483647], got Infinity'],
+    [() => new ExponentialBackoff({ initialDelayMs: 100, multiplier: 0.5 }), RangeError, 'ExponentialBackoff.multiplier must be a finite number >= 1, got 0.5'],
+    [() => new ExponentialBackoff({ initialDelayMs: 100, multiplier: 2, maxDelayMs: 50 }), RangeError, 'ExponentialBackoff.maxDelayMs must be a finite number of milliseconds in [100, 2147483647], got 50'],
+  ] as const)('%#: %s', (make, type, message) => {
+    expect(make).toThrow(type);
+    expect(make).toThrow(message);
+  });
+
+  it('fills documented defaults', () => {
+    expect(new CountBreaker({ threshold: 0.5, size: 20 }).minimumNumberOfCalls).toBe(20);
+    expect(new SamplingBreaker({ threshold: 0.5, duration: 1000 }).minimumNumberOfCalls).toBe(10);
+  });
+});
+
+describe('CircuitBreaker options', () => {
+  const cases: [string, (o: CircuitBreakerOptions) => unknown, ErrorConstructor, string][] = [
+    ['missing id', (o) => ({ ...o, id: undefined }), TypeError, 'CircuitBreaker.id must be a non-empty string, got undefined'],
+    ['empty id', (o) => ({ ...o, id: '' }), TypeError, 'CircuitBreaker.id must be a non-empty string, got ""'],
+    ['no redis', (o) => ({ ...o, redis: {} }), TypeError, 'CircuitBreaker.redis must be an ioredis Redis or Cluster client'],
+    ['custom strategy', (o) => ({ ...o, breaker: { shouldOpenCircuit: () => false } }), TypeError, 'custom JavaScript strategies are not supported'],
+    ['missing health', (o) => ({ ...o, health: undefined }), TypeError, 'CircuitBreaker.health is required and must be an object, got undefined'],
+    ['missing check', (o) => ({ ...o, health: { backoff: o.health.backoff } }), TypeError, 'CircuitBreaker.health.check must be a function, got undefined'],
+    ['missing backoff', (o) => ({ ...o, health: { check: o.health.check } }), TypeError, 'CircuitBreaker.health.backoff must be a backoff strategy with getDelayMs(attempt)'],
+    ['negative idle interval', (o) => ({ ...o, health: { ...o.health, idleProbeIntervalMs: -5 } }), RangeError, 'CircuitBreaker.health.idleProbeIntervalMs must be a finite number of milliseconds in [1, 2147483647], got -5'],
+    ['NaN idle interval', (o) => ({ ...o, health: { ...o.health, idleProbeIntervalMs: Number.NaN } }), TypeError, 'CircuitBreaker.health.idleProbeIntervalMs must be a number, got NaN'],
+    ['short lease', (o) => ({ ...o, leaseTtlMs: 50 }), RangeError, 'CircuitBreaker.leaseTtlMs must be an integer in [100, 3600000], got 50'],
+    ['zero retention', (o) => ({ ...o, auditRetention: 0 }), RangeError, 'CircuitBreaker.auditRetention must be an integer in [1, 1000000], got 0'],
+    ['prefix with braces', (o) => ({ ...o, prefix: 'a{b}' }), RangeError, "CircuitBreaker.prefix must not contain '{' or '}'"],
+    ['onError not a function', (o) => ({ ...o, onError: 'log' }), TypeError, 'CircuitBreaker.onError must be a function, got "log"'],
+    ['metrics without recordCall', (o) => ({ ...o, metrics: { recordBlockedRequest() {}, recordHealthCheck() {} } }), TypeError, 'CircuitBreaker.metrics.recordCall must be a function, got undefined'],
+    ['localFallback not a boolean', (o) => ({ ...o, localFallback: 'yes' }), TypeError, 'CircuitBreaker.localFallback must be a boolean, got string'],
+  ];
+
+  it.each(cases)('%s', (_name, change, type, message) => {
+    const make = () => new CircuitBreaker(change(valid()) as CircuitBreakerOptions);
+    expect(make).toThrow(type);
+    expect(make).toThrow(message);
+  });
+
+  it('accepts any non-empty id and a minimal configuration', () => {
+    const breaker = new CircuitBreaker({ ...valid(), id: ' {x} : ☃ ' });
+    expect(breaker.state).toBe('closed');
+    expect(breaker.role).toBe('follower');
+    expect(breaker.instanceId).toMatch(/^.+:\d+:[0-9a-f]{8}$/);
+  });
+});
+
+describe('backoff', () => {
+  it('constant', () => {
+    const b = new ConstantBackoff({ delayMs: 250 });
+    expect([1, 2, 10].map((n) => b.getDelayMs(n))).toEqual([250, 250, 250]);
+  });
+
+  it('exponential, capped', () => {
+    const b = new ExponentialBackoff({ initialDelayMs: 100, multiplier: 2, maxDelayMs: 700 });
+    expect([1, 2, 3, 4, 5, 60].map((n) => b.getDelayMs(n))).toEqual([100, 200, 400, 700, 700, 700]);
+  });
+
+  it('exponential without a cap stops at what a timer can wait', () => {
+    const b = new ExponentialBackoff({ initialDelayMs: 1000, multiplier: 10 });
+    expect(b.getDelayMs(100)).toBe(2_147_483_647);
+  });
+});
