@@ -261,7 +261,7 @@ export class CircuitBreaker implements FeedListener {
       }
       this.applyShared(reply.view, reply.transition);
     } catch (error) {
-      this.callFailed(error, 'recording outcomes');
+      this.callFailed(error, 'recording outcomes', summary);
     }
   }
 
@@ -368,7 +368,8 @@ export class CircuitBreaker implements FeedListener {
 
   // ---- degraded mode (DESIGN §9) -----------------------------------------------------
 
-  private callFailed(error: unknown, what: string): void {
+  /** A call to Redis failed. `unsent` holds the outcomes a failed record call carried. */
+  private callFailed(error: unknown, what: string, unsent?: Summary): void {
     if (!this.running) return;
     if (error instanceof LibraryMissingError && this.o.loadFunctions && this.connections) {
       const command = this.connections.command;
@@ -376,22 +377,35 @@ export class CircuitBreaker implements FeedListener {
         this.report('ZV_LIBRARY_MISSING', 'reloading the function library failed', cause),
       );
     }
-    this.enterDegraded(error, what);
+    if (this.degraded) {
+      if (unsent) this.foldLocally(unsent);
+      return;
+    }
+    this.enterDegraded(error, what, unsent);
   }
 
-  private enterDegraded(cause: unknown, what: string): void {
-    if (!this.running) return;
-    if (this.degraded) return;
+  private enterDegraded(cause: unknown, what: string, unsent?: Summary): void {
+    if (!this.running || this.degraded) return;
     this.degraded = true;
     this.localEpisode += 1;
     const mode = this.o.localFallback ? 'evaluating the strategy locally' : 'keeping the last known state';
     this.report('ZV_REDIS_UNREACHABLE', `${what} failed; ${mode} until Redis answers again`, cause);
-    this.recorder?.reset(this.shared.generation);
     this.local = this.o.localFallback ? new LocalWindow(this.o.breaker) : undefined;
     this.view = { state: this.view.state, generation: this.view.generation, local: true };
     this.recovery = { generation: -this.localEpisode, failures: 0, lastAt: performance.now() };
+    // Outcomes that did not reach Redis are the freshest the local window can start from:
+    // those of the failed call, then those that settled after it.
+    if (unsent) this.foldLocally(unsent);
+    const pending = this.recorder?.take();
+    if (pending) this.foldLocally(pending);
     this.updateDuties();
     this.scheduleResync();
+  }
+
+  private foldLocally(summary: Summary): void {
+    if (!this.degraded || summary.calls === 0) return;
+    const facts = this.local?.fold(summary);
+    if (facts && this.view.state === CircuitState.CLOSED) this.openLocally(facts);
   }
 
   private leaveDegraded(snapshot: Snapshot): void {

@@ -61,9 +61,15 @@ export class Recorder {
 
   /** Starts a new generation: what was pending belongs to the old one and is dropped. */
   reset(generation: number): void {
-    this.dropped += this.pending.calls;
-    this.pending = new Summary();
+    this.dropped += this.take().calls;
     this.generation = generation;
+  }
+
+  /** Hands over what is pending and not yet sent (for the local window). */
+  take(): Summary {
+    const pending = this.pending;
+    this.pending = new Summary();
+    return pending;
   }
 
   add(failure: boolean, slow: boolean): void {

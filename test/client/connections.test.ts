@@ -1,22 +1,12 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { expect, it, vi } from 'vitest';
 import { type Instance, instance, stopAll, uniqueId } from '../support/instances.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { ownRedis } from '../support/own-redis.js';
 
-let server: RedisServer;
-let admin: Redis;
-
-beforeAll(async () => {
-  server = await startRedis();
-  admin = server.client();
-});
-
-afterAll(async () => {
-  await disposeRedis(server);
-});
+const own = ownRedis();
 
 async function clientNames(): Promise<string[]> {
-  const list = (await admin.client('LIST')) as string;
+  const list = (await own.admin.client('LIST')) as string;
   return list
     .trim()
     .split('\n')
@@ -24,8 +14,8 @@ async function clientNames(): Promise<string[]> {
 }
 
 it('100 breakers on one application client hold 2 connections of their own', async () => {
-  const redis = new Redis(server.url);
-  const instances: Instance[] = Array.from({ length: 100 }, () => instance(server.url, { id: uniqueId() }, redis));
+  const redis = new Redis(own.server.url);
+  const instances: Instance[] = Array.from({ length: 100 }, () => instance(own.server.url, { id: uniqueId() }, redis));
   await Promise.all(instances.map((i) => i.breaker.start()));
   const names = await clientNames();
   expect(names.filter((n) => n === 'zenvark:commands')).toHaveLength(1);
@@ -40,12 +30,12 @@ it('100 breakers on one application client hold 2 connections of their own', asy
 });
 
 it('the library ignores the application client key prefix and keeps its own keys', async () => {
-  const redis = new Redis(server.url, { keyPrefix: 'app:' });
+  const redis = new Redis(own.server.url, { keyPrefix: 'app:' });
   const id = uniqueId();
-  const i = instance(server.url, { id }, redis);
+  const i = instance(own.server.url, { id }, redis);
   await i.breaker.start();
   await i.breaker.execute(async () => Promise.reject(new Error('x'))).catch(() => undefined);
-  await vi.waitFor(async () => expect(await admin.exists(`zenvark:{${id}}:state`)).toBe(1));
-  expect(await admin.exists(`app:zenvark:{${id}}:state`)).toBe(0);
+  await vi.waitFor(async () => expect(await own.admin.exists(`zenvark:{${id}}:state`)).toBe(1));
+  expect(await own.admin.exists(`app:zenvark:{${id}}:state`)).toBe(0);
   await stopAll([i]);
 });

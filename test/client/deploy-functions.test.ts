@@ -1,23 +1,13 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LIBRARY_REVISION } from '../../src/shipped-library.js';
-import { type RedisServer, disposeRedis, freePort, startRedis } from '../support/redis.js';
+import { ownRedis } from '../support/own-redis.js';
+import { freePort } from '../support/redis.js';
 
 const root = new URL('../../', import.meta.url);
 const source = readFileSync(new URL('lua/zenvark_v1.lua', root), 'utf8');
-let server: RedisServer;
-let admin: Redis;
-
-beforeAll(async () => {
-  server = await startRedis();
-  admin = server.client();
-});
-
-afterAll(async () => {
-  await disposeRedis(server);
-});
+const own = ownRedis();
 
 function deploy(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
@@ -35,34 +25,34 @@ const withRevision = (n: number) => source.replace(/^local REVISION = \d+$/m, `l
 
 describe('scripts/deploy-functions', () => {
   it('loads a missing library, then has nothing to do; --check tells both apart', async () => {
-    await admin.function('FLUSH');
-    expect(await deploy(['--check', '--url', server.url])).toMatchObject({ code: 1, out: expect.stringContaining('zenvark_v1 is not loaded') });
-    expect(await deploy(['--url', server.url])).toMatchObject({
+    await own.admin.function('FLUSH');
+    expect(await deploy(['--check', '--url', own.server.url])).toMatchObject({ code: 1, out: expect.stringContaining('zenvark_v1 is not loaded') });
+    expect(await deploy(['--url', own.server.url])).toMatchObject({
       code: 0,
       out: expect.stringContaining(`loaded zenvark_v1 revision ${LIBRARY_REVISION} (it was missing)`),
     });
-    expect(await deploy([], { REDIS_URL: server.url })).toMatchObject({ code: 0, out: expect.stringContaining('nothing to do') });
-    expect(await deploy(['--check', '--url', server.url])).toMatchObject({
+    expect(await deploy([], { REDIS_URL: own.server.url })).toMatchObject({ code: 0, out: expect.stringContaining('nothing to do') });
+    expect(await deploy(['--check', '--url', own.server.url])).toMatchObject({
       code: 0,
       out: expect.stringContaining(`zenvark_v1 revision ${LIBRARY_REVISION} (this package ships ${LIBRARY_REVISION})`),
     });
   });
 
   it('upgrades an older revision', async () => {
-    await admin.function('LOAD', 'REPLACE', withRevision(0));
-    expect(await deploy(['--check', '--url', server.url])).toMatchObject({ code: 1, out: expect.stringContaining('revision 0 is older') });
-    expect(await deploy(['--url', server.url])).toMatchObject({
+    await own.admin.function('LOAD', 'REPLACE', withRevision(0));
+    expect(await deploy(['--check', '--url', own.server.url])).toMatchObject({ code: 1, out: expect.stringContaining('revision 0 is older') });
+    expect(await deploy(['--url', own.server.url])).toMatchObject({
       code: 0,
       out: expect.stringContaining(`upgraded zenvark_v1 from revision 0 to ${LIBRARY_REVISION}`),
     });
-    expect(Number(await admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION);
+    expect(Number(await own.admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION);
   });
 
   it('refuses to downgrade a newer revision', async () => {
-    await admin.function('LOAD', 'REPLACE', withRevision(LIBRARY_REVISION + 5));
-    expect(await deploy(['--url', server.url])).toMatchObject({ code: 2, out: expect.stringContaining('refused') });
-    expect(Number(await admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION + 5);
-    expect((await deploy(['--check', '--url', server.url])).code).toBe(0);
+    await own.admin.function('LOAD', 'REPLACE', withRevision(LIBRARY_REVISION + 5));
+    expect(await deploy(['--url', own.server.url])).toMatchObject({ code: 2, out: expect.stringContaining('refused') });
+    expect(Number(await own.admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION + 5);
+    expect((await deploy(['--check', '--url', own.server.url])).code).toBe(0);
   });
 
   it('says what is wrong with its arguments or the server', async () => {

@@ -1,37 +1,26 @@
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CircuitOpenError, ConsecutiveBreaker, ZenvarkError } from '../../src/index.js';
 import { type Instance, fail, failing, fleet, instance, leaderOf, stopAll, uniqueId, untilAll } from '../support/instances.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { ownRedis } from '../support/own-redis.js';
 
-let server: RedisServer;
-let admin: Redis;
+const own = ownRedis();
 let instances: Instance[] = [];
 
-beforeAll(async () => {
-  server = await startRedis();
-  admin = server.client();
-});
-
 afterEach(async () => {
-  server.resume();
+  own.server.resume();
   await stopAll(instances);
   instances = [];
 });
 
-afterAll(async () => {
-  await disposeRedis(server);
-});
-
 async function recordCalls(): Promise<number> {
-  const info = await admin.info('commandstats');
+  const info = await own.admin.info('commandstats');
   // FCALL is counted once per call of any function; zv1_record is the only one per outcome.
   return Number(/cmdstat_fcall:calls=(\d+)/.exec(info)?.[1] ?? 0);
 }
 
 describe('execute()', () => {
   it('throws CircuitOpenError without calling fn while open', async () => {
-    const [i] = (instances = fleet(server.url, 1));
+    const [i] = (instances = fleet(own.server.url, 1));
     await i?.breaker.start();
     await fail(i as Instance, 3);
     await untilAll(instances, 'open');
@@ -46,7 +35,7 @@ describe('execute()', () => {
   });
 
   it('returns what fn returns and rethrows what fn throws, untouched', async () => {
-    const [i] = (instances = fleet(server.url, 1));
+    const [i] = (instances = fleet(own.server.url, 1));
     await i?.breaker.start();
     const value = { answer: 42 };
     await expect(i?.breaker.execute(async () => value)).resolves.toBe(value);
@@ -57,9 +46,9 @@ describe('execute()', () => {
   });
 
   it('never waits for Redis: calls go on at full speed while the server is frozen', async () => {
-    const [i] = (instances = fleet(server.url, 1));
+    const [i] = (instances = fleet(own.server.url, 1));
     await i?.breaker.start();
-    server.pause();
+    own.server.pause();
     const startedAt = performance.now();
     for (let n = 0; n < 100; n += 1) {
       await expect(i?.breaker.execute(async () => n)).resolves.toBe(n);
@@ -68,11 +57,11 @@ describe('execute()', () => {
     // A frozen server answers nothing: a call that waited on it would take at least the
     // 1 s command timeout, 102 of them over 100 s.
     expect(performance.now() - startedAt).toBeLessThan(10_000);
-    server.resume();
+    own.server.resume();
   });
 
   it('coalesces outcomes: a burst of successes is one record call', async () => {
-    const [i] = (instances = fleet(server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 1000 }) }));
+    const [i] = (instances = fleet(own.server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 1000 }) }));
     await i?.breaker.start();
     const before = await recordCalls();
     for (let n = 0; n < 1000; n += 1) await i?.breaker.execute(async () => n);
@@ -83,16 +72,16 @@ describe('execute()', () => {
   });
 
   it('sends a lone failure at once, without waiting for the flush timer', async () => {
-    const [i] = (instances = fleet(server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 10 }) }));
+    const [i] = (instances = fleet(own.server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 10 }) }));
     await i?.breaker.start();
     const stateKey = `zenvark:{${i?.breaker.id}}:state`;
     await fail(i as Instance, 1);
     // Successes wait up to 1 s to be sent; a failure must be there well before that.
-    await vi.waitFor(async () => expect(await admin.hget(stateKey, 'run')).toBe('1'), { timeout: 800, interval: 5 });
+    await vi.waitFor(async () => expect(await own.admin.hget(stateKey, 'run')).toBe('1'), { timeout: 800, interval: 5 });
   });
 
   it('outcomes of calls started before a transition do not count after it', async () => {
-    instances = fleet(server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 1 }) });
+    instances = fleet(own.server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 1 }) });
     const [i] = instances as [Instance];
     await i.breaker.start();
     await leaderOf(instances);
@@ -123,7 +112,7 @@ describe('execute()', () => {
       recordBlockedRequest: () => recorded.push('blocked'),
       recordHealthCheck: (p: { type: string; result: string }) => recorded.push(`check ${p.type} ${p.result}`),
     };
-    instances = [instance(server.url, { id, metrics, breaker: new ConsecutiveBreaker({ threshold: 1 }) })];
+    instances = [instance(own.server.url, { id, metrics, breaker: new ConsecutiveBreaker({ threshold: 1 }) })];
     const [i] = instances as [Instance];
     await i.breaker.start();
     await i.breaker.execute(async () => 1);
@@ -137,7 +126,7 @@ describe('execute()', () => {
   it('a throwing callback or metrics method is reported, never thrown at the caller', async () => {
     const id = uniqueId();
     instances = [
-      instance(server.url, {
+      instance(own.server.url, {
         id,
         breaker: new ConsecutiveBreaker({ threshold: 1 }),
         onStateChange: () => {

@@ -1,25 +1,14 @@
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { breakerKeys, feedChannel } from '../../src/keys.js';
 import { type Instance, fleet, stopAll, untilAll } from '../support/instances.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { ownRedis } from '../support/own-redis.js';
 
-let server: RedisServer;
-let admin: Redis;
+const own = ownRedis();
 let instances: Instance[] = [];
-
-beforeAll(async () => {
-  server = await startRedis();
-  admin = server.client();
-});
 
 afterEach(async () => {
   await stopAll(instances);
   instances = [];
-});
-
-afterAll(async () => {
-  await disposeRedis(server);
 });
 
 function fcall(fn: string, id: string, args: string[]): unknown {
@@ -29,15 +18,15 @@ function fcall(fn: string, id: string, args: string[]): unknown {
 
 describe('the state feed', () => {
   it('after a lost subscription, the transitions missed meanwhile are read back from the audit log, in order', async () => {
-    instances = fleet(server.url, 1, { leaseTtlMs: 60_000 });
+    instances = fleet(own.server.url, 1, { leaseTtlMs: 60_000 });
     const [i] = instances as [Instance];
     await i.breaker.start();
     const id = i.breaker.id;
     // Another process takes the lease, so this instance stays a follower.
-    await admin.call(...(fcall('zv1_acquire', id, ['60000']) as [string]));
+    await own.admin.call(...(fcall('zv1_acquire', id, ['60000']) as [string]));
     // In one pipeline, so Redis runs them before the subscriber can reconnect: drop the
     // subscriber, then open and close the circuit.
-    const results = await admin
+    const results = await own.admin
       .pipeline()
       .call('CLIENT', 'KILL', 'TYPE', 'pubsub')
       .call(...(fcall('zv1_record', id, ['0', '0', '1', '0', '0', '1', '1', '1', 'consecutive', '1', '0', '0']) as [string]))
@@ -57,11 +46,11 @@ describe('the state feed', () => {
   });
 
   it('a foreign message on the channel is reported, not crashed on', async () => {
-    instances = fleet(server.url, 1);
+    instances = fleet(own.server.url, 1);
     const [i] = instances as [Instance];
     await i.breaker.start();
-    await admin.publish(feedChannel('zenvark'), 'hello');
-    await admin.publish(feedChannel('zenvark'), JSON.stringify({ kind: 'transition', key: breakerKeys('zenvark', i.breaker.id).state }));
+    await own.admin.publish(feedChannel('zenvark'), 'hello');
+    await own.admin.publish(feedChannel('zenvark'), JSON.stringify({ kind: 'transition', key: breakerKeys('zenvark', i.breaker.id).state }));
     await vi.waitFor(() =>
       expect(i.seen.errors.map((e) => (e as { code?: string }).code)).toEqual(['ZV_BAD_MESSAGE', 'ZV_BAD_MESSAGE']),
     );
@@ -69,10 +58,10 @@ describe('the state feed', () => {
   });
 
   it('corrupted breaker data in Redis is reported, and the instance goes on serving', async () => {
-    instances = fleet(server.url, 1);
+    instances = fleet(own.server.url, 1);
     const [i] = instances as [Instance];
     await i.breaker.start();
-    await admin.hset(breakerKeys('zenvark', i.breaker.id).state, 'state', 'banana');
+    await own.admin.hset(breakerKeys('zenvark', i.breaker.id).state, 'state', 'banana');
     await i.breaker.execute(async () => Promise.reject(new Error('x'))).catch(() => undefined);
     await vi.waitFor(() => {
       const error = i.seen.errors.find((e) => (e as { code?: string }).code === 'ZV_REDIS_UNREACHABLE');

@@ -1,28 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LibraryMissingError, LibraryOutdatedError } from '../../src/index.js';
 import { LIBRARY_REVISION } from '../../src/shipped-library.js';
 import { freePort } from '../support/redis.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { ownRedis } from '../support/own-redis.js';
 import { type Instance, fail, instance, stopAll, uniqueId, untilAll } from '../support/instances.js';
 
-let server: RedisServer;
-let admin: Redis;
-
-beforeAll(async () => {
-  server = await startRedis();
-  admin = server.client();
-});
-
-afterAll(async () => {
-  await disposeRedis(server);
-});
+const own = ownRedis();
 
 const source = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
 
 async function zenvarkConnections(): Promise<string[]> {
-  const list = (await admin.client('LIST')) as string;
+  const list = (await own.admin.client('LIST')) as string;
   return list
     .split('\n')
     .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '')
@@ -35,8 +25,8 @@ function timers(): number {
 
 describe('start() and the function library', () => {
   it('fails without the library, says how to load it, and leaves nothing running', async () => {
-    await admin.function('FLUSH');
-    const i = instance(server.url, { id: uniqueId(), loadFunctions: false });
+    await own.admin.function('FLUSH');
+    const i = instance(own.server.url, { id: uniqueId(), loadFunctions: false });
     const error = await i.breaker.start().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LibraryMissingError);
     expect((error as Error).message).toMatch(/zenvark_v1 is not loaded on 127\.0\.0\.1:\d+/);
@@ -47,8 +37,8 @@ describe('start() and the function library', () => {
   });
 
   it('fails on an older revision with an upgrade instruction', async () => {
-    await admin.function('LOAD', 'REPLACE', source.replace(/^local REVISION = \d+$/m, 'local REVISION = 0'));
-    const i = instance(server.url, { id: uniqueId(), loadFunctions: false });
+    await own.admin.function('LOAD', 'REPLACE', source.replace(/^local REVISION = \d+$/m, 'local REVISION = 0'));
+    const i = instance(own.server.url, { id: uniqueId(), loadFunctions: false });
     const error = await i.breaker.start().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LibraryOutdatedError);
     expect((error as Error).message).toContain(`at revision 0, this package needs ${LIBRARY_REVISION}`);
@@ -56,18 +46,18 @@ describe('start() and the function library', () => {
   });
 
   it('accepts a newer revision', async () => {
-    await admin.function('LOAD', 'REPLACE', source.replace(/^local REVISION = \d+$/m, `local REVISION = ${LIBRARY_REVISION + 1}`));
-    const i = instance(server.url, { id: uniqueId(), loadFunctions: false });
+    await own.admin.function('LOAD', 'REPLACE', source.replace(/^local REVISION = \d+$/m, `local REVISION = ${LIBRARY_REVISION + 1}`));
+    const i = instance(own.server.url, { id: uniqueId(), loadFunctions: false });
     await i.breaker.start();
-    expect(Number(await admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION + 1);
+    expect(Number(await own.admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION + 1);
     await stopAll([i]);
   });
 
   it('loads the library itself when the application allows it', async () => {
-    await admin.function('FLUSH');
-    const i = instance(server.url, { id: uniqueId(), loadFunctions: true });
+    await own.admin.function('FLUSH');
+    const i = instance(own.server.url, { id: uniqueId(), loadFunctions: true });
     await i.breaker.start();
-    expect(Number(await admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION);
+    expect(Number(await own.admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION);
     await stopAll([i]);
   });
 
@@ -83,7 +73,7 @@ describe('start() and the function library', () => {
 
 describe('the lifecycle', () => {
   it('start() and stop() are idempotent, and execute() passes calls through when not started', async () => {
-    const i = instance(server.url, { id: uniqueId() });
+    const i = instance(own.server.url, { id: uniqueId() });
     await expect(i.breaker.execute(async () => 'before')).resolves.toBe('before');
     await i.breaker.stop();
     await Promise.all([i.breaker.start(), i.breaker.start()]);
@@ -100,15 +90,15 @@ describe('the lifecycle', () => {
   });
 
   it('stop() leaves no timers and no connections', async () => {
-    const redis = new Redis(server.url);
+    const redis = new Redis(own.server.url);
     await redis.ping();
     const baseline = timers();
     const id = uniqueId();
     const instances: Instance[] = [
-      instance(server.url, { id, instanceId: 'a', health: { backoff: { getDelayMs: () => 20 }, check: async () => {
+      instance(own.server.url, { id, instanceId: 'a', health: { backoff: { getDelayMs: () => 20 }, check: async () => {
         throw new Error('down');
       }, idleProbeIntervalMs: 50 } }, redis),
-      instance(server.url, { id, instanceId: 'b' }, redis),
+      instance(own.server.url, { id, instanceId: 'b' }, redis),
     ];
     await Promise.all(instances.map((i) => i.breaker.start()));
     expect(await zenvarkConnections()).toHaveLength(2);

@@ -1,3 +1,7 @@
+/**
+ * Breaker instances in child processes (test/fleet/worker.ts), for the fleet tests and
+ * the fleet benchmarks.
+ */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { WorkerCommand, WorkerConfig, WorkerEvent } from './worker.js';
@@ -5,14 +9,15 @@ import type { WorkerCommand, WorkerConfig, WorkerEvent } from './worker.js';
 const workerPath = fileURLToPath(new URL('./worker.ts', import.meta.url));
 
 type Command = WorkerCommand extends infer C ? (C extends { seq: number } ? Omit<C, 'seq'> : never) : never;
+type Event<T extends WorkerEvent['type']> = Extract<WorkerEvent, { type: T }>;
 
-/** A breaker instance in a child process. */
 export class Worker {
   readonly events: WorkerEvent[] = [];
+  readonly exited: Promise<void>;
   private readonly child: ChildProcess;
   private seq = 0;
   private readonly waiting = new Map<number, (result: unknown) => void>();
-  readonly exited: Promise<void>;
+  private wakers: (() => void)[] = [];
 
   constructor(readonly config: WorkerConfig) {
     this.child = fork(workerPath, [], {
@@ -24,9 +29,10 @@ export class Worker {
       if (event.type === 'done') {
         this.waiting.get(event.seq)?.(event.result);
         this.waiting.delete(event.seq);
-      } else {
-        this.events.push(event);
+        return;
       }
+      this.events.push(event);
+      for (const wake of this.wakers.splice(0)) wake();
     });
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
   }
@@ -39,6 +45,7 @@ export class Worker {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** Sends a command; resolves with the worker's answer. */
   send(command: Command): Promise<unknown> {
     this.seq += 1;
     const seq = this.seq;
@@ -50,8 +57,30 @@ export class Worker {
     });
   }
 
-  of<T extends WorkerEvent['type']>(type: T): Extract<WorkerEvent, { type: T }>[] {
-    return this.events.filter((e): e is Extract<WorkerEvent, { type: T }> => e.type === type);
+  of<T extends WorkerEvent['type']>(type: T): Event<T>[] {
+    return this.events.filter((e): e is Event<T> => e.type === type);
+  }
+
+  /** The first event of `type` from index `from` on that matches, waiting for it. */
+  async next<T extends WorkerEvent['type']>(
+    type: T,
+    from = 0,
+    match: (e: Event<T>) => boolean = () => true,
+    timeoutMs = 30_000,
+  ): Promise<Event<T>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.events.slice(from).find((e): e is Event<T> => e.type === type && match(e as Event<T>));
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`${this.name}: no '${type}' event within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 100);
+        this.wakers.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
   }
 
   /** The role this worker reported last. */
@@ -71,5 +100,55 @@ export class Worker {
     if (!this.alive) return;
     await Promise.race([this.send({ cmd: 'stop' }), this.exited]);
     await this.exited;
+  }
+}
+
+/** Starts `size` workers of one breaker; rejects as soon as one cannot start. */
+export async function startWorkers(size: number, config: Omit<WorkerConfig, 'instanceId'>): Promise<Worker[]> {
+  const workers = Array.from({ length: size }, (_, n) => new Worker({ ...config, instanceId: `proc-${n}` }));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const failed = workers.find((w) => !w.alive || w.of('error').length > 0);
+    if (failed) {
+      for (const w of workers) w.kill('SIGKILL');
+      throw new Error(`${failed.name} could not start: ${JSON.stringify(failed.of('error'))}`);
+    }
+    if (workers.every((w) => w.of('ready').length > 0)) return workers;
+    if (Date.now() > deadline) throw new Error('workers did not start within 60 s');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The earliest event of `type` any of the workers reports after its index in `from`. */
+export async function firstAmong<T extends WorkerEvent['type']>(
+  workers: Worker[],
+  type: T,
+  from: number[],
+  timeoutMs = 30_000,
+): Promise<{ worker: Worker; event: Event<T> }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const seen = workers.flatMap((worker, n) =>
+      worker.events
+        .slice(from[n])
+        .filter((e): e is Event<T> => e.type === type)
+        .map((event) => ({ worker, event })),
+    );
+    const at = (e: WorkerEvent) => ('at' in e ? e.at : 0);
+    const earliest = seen.sort((a, b) => at(a.event) - at(b.event))[0];
+    if (earliest) return earliest;
+    if (Date.now() > deadline) throw new Error(`no '${type}' event within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Waits until exactly one of the workers is the leader. */
+export async function leaderAmong(workers: Worker[], timeoutMs = 15_000): Promise<Worker> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const leaders = workers.filter((w) => w.alive && w.role === 'leader');
+    if (leaders.length === 1) return leaders[0] as Worker;
+    if (Date.now() > deadline) throw new Error(`expected one leader, found ${leaders.length}`);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }

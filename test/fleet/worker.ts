@@ -1,10 +1,12 @@
 /**
- * One breaker instance in a process of its own, driven by the parent over IPC. It reports
- * what it observes (state changes, role changes, health checks, errors) with wall-clock
- * times, so that the parent can measure across processes on one machine.
+ * One breaker instance in a process of its own, driven by the parent over IPC (used by
+ * test/fleet and by the fleet benchmarks). It reports what it observes (state changes,
+ * role changes, health checks, errors) with wall-clock times of sub-millisecond
+ * resolution, so that the parent can measure across processes on one machine.
  */
 import { Redis } from 'ioredis';
 import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff, type ZenvarkError } from '../../src/index.js';
+import { wallMs } from '../support/clock.js';
 
 export interface WorkerConfig {
   url: string;
@@ -24,7 +26,9 @@ export type WorkerEvent =
   | { type: 'done'; seq: number; result?: unknown };
 
 export type WorkerCommand =
+  /** Runs `count` failing calls; answers when the last one settled (`result`: its time). */
   | { cmd: 'fail'; seq: number; count: number }
+  /** One successful call; answers 'ok' or the error's name. */
   | { cmd: 'call'; seq: number }
   | { cmd: 'healthy'; seq: number; value: boolean }
   | { cmd: 'stop'; seq: number };
@@ -44,26 +48,33 @@ const breaker = new CircuitBreaker({
   health: {
     backoff: new ConstantBackoff({ delayMs: config.backoffMs }),
     check: async (type) => {
-      send({ type: 'check', checkType: type, at: Date.now() });
+      send({ type: 'check', checkType: type, at: wallMs() });
       if (!healthy) throw new Error('still down');
     },
   },
-  onStateChange: (state, t) => send({ type: 'state', state, reason: t.reason, generation: t.generation, at: Date.now() }),
-  onRoleChange: (role) => send({ type: 'role', role, at: Date.now() }),
+  onStateChange: (state, t) => send({ type: 'state', state, reason: t.reason, generation: t.generation, at: wallMs() }),
+  onRoleChange: (role) => send({ type: 'role', role, at: wallMs() }),
   onError: (e) => {
     if ((e as ZenvarkError).code === 'ZV_HEALTH_CHECK_FAILED') return;
-    send({ type: 'error', code: (e as ZenvarkError).code, message: e.message, at: Date.now() });
+    send({ type: 'error', code: (e as ZenvarkError).code, message: e.message, at: wallMs() });
   },
 });
 
 process.on('message', async (message: WorkerCommand) => {
   switch (message.cmd) {
-    case 'fail':
+    case 'fail': {
+      let settledAt = 0;
       for (let n = 0; n < message.count; n += 1) {
-        await breaker.execute(() => Promise.reject(new Error('dependency failed'))).catch(() => undefined);
+        await breaker
+          .execute(async () => {
+            settledAt = wallMs();
+            throw new Error('dependency failed');
+          })
+          .catch(() => undefined);
       }
-      send({ type: 'done', seq: message.seq });
+      send({ type: 'done', seq: message.seq, result: settledAt });
       break;
+    }
     case 'call': {
       const result = await breaker.execute(async () => 'ok').catch((e: Error) => e.name);
       send({ type: 'done', seq: message.seq, result });
@@ -84,9 +95,9 @@ process.on('message', async (message: WorkerCommand) => {
 
 try {
   await breaker.start();
-  send({ type: 'ready', at: Date.now() });
+  send({ type: 'ready', at: wallMs() });
 } catch (error) {
-  send({ type: 'error', code: (error as ZenvarkError).code ?? 'START', message: String(error), at: Date.now() });
+  send({ type: 'error', code: (error as ZenvarkError).code ?? 'START', message: String(error), at: wallMs() });
   process.exitCode = 1;
   redis.disconnect();
   process.disconnect();

@@ -9,7 +9,8 @@ import { keyList } from '../../src/keys.js';
 import { LocalWindow } from '../../src/local-window.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type BreakerStrategy, ConsecutiveBreaker, CountBreaker, SamplingBreaker } from '../../src/strategies.js';
-import { freshKeys, header, loadLibrary, summary } from './harness.js';
+import { Summary } from '../../src/recorder.js';
+import { freshKeys, header, loadLibrary } from './harness.js';
 
 let redis: Redis;
 
@@ -29,21 +30,38 @@ function outcomes(seed: number, length: number, failureRate: number): boolean[] 
   });
 }
 
-async function luaTripIndex(strategy: BreakerStrategy, sequence: boolean[]): Promise<number> {
+/** Cuts a sequence into batches of 1 to `most` outcomes, each folded into a Summary. */
+function batches(sequence: boolean[], most: number, seed: number): Summary[] {
+  const out: Summary[] = [];
+  let x = seed;
+  for (let i = 0; i < sequence.length; ) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    const size = 1 + (x % most);
+    const s = new Summary();
+    for (const failure of sequence.slice(i, i + size)) s.add(failure, false);
+    out.push(s);
+    i += size;
+  }
+  return out;
+}
+
+async function luaTripIndex(strategy: BreakerStrategy, list: Summary[]): Promise<number> {
   const keys = freshKeys();
-  for (const [index, failure] of sequence.entries()) {
+  for (const [index, s] of list.entries()) {
     const reply = (await redis.call(
       'FCALL', 'zv1_record', '3', ...keyList(keys), ...header(), '0',
-      ...summary(failure ? { fail: 1 } : { ok: 1 }), ...strategyArgs(strategy),
+      ...[s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail].map(String), ...strategyArgs(strategy),
     )) as string[];
     if (reply[0] === 'opened') return index;
   }
   return -1;
 }
 
-function localTripIndex(strategy: BreakerStrategy, sequence: boolean[]): number {
+function localTripIndex(strategy: BreakerStrategy, list: Summary[], oneByOne: boolean): number {
   const window = new LocalWindow(strategy);
-  return sequence.findIndex((failure) => window.add(failure) !== undefined);
+  return list.findIndex((s) =>
+    oneByOne ? window.add(s.fail > 0) !== undefined : window.fold(s) !== undefined,
+  );
 }
 
 const strategies: BreakerStrategy[] = [
@@ -55,16 +73,31 @@ const strategies: BreakerStrategy[] = [
   new SamplingBreaker({ threshold: 0.4, duration: 60_000, minimumNumberOfCalls: 8 }),
 ];
 
-it('LocalWindow trips on the same call as the library', async () => {
-  let compared = 0;
+it('LocalWindow trips on the same call as the library, one outcome at a time', async () => {
+  let tripped = 0;
   for (const strategy of strategies) {
     for (let seed = 1; seed <= 12; seed += 1) {
       const sequence = outcomes(seed * 7919, 200, [0.1, 0.25, 0.4, 0.6][seed % 4] as number);
-      const expected = await luaTripIndex(strategy, sequence);
-      expect(localTripIndex(strategy, sequence), `${JSON.stringify(strategy)} seed ${seed}`).toBe(expected);
-      if (expected >= 0) compared += 1;
+      const singles = batches(sequence, 1, seed);
+      const expected = await luaTripIndex(strategy, singles);
+      expect(localTripIndex(strategy, singles, true), `${JSON.stringify(strategy)} seed ${seed}`).toBe(expected);
+      if (expected >= 0) tripped += 1;
     }
   }
   // The sequences must actually trip, or the comparison proves little.
-  expect(compared).toBeGreaterThan(40);
+  expect(tripped).toBeGreaterThan(40);
+});
+
+it('LocalWindow folds summaries as the library does', async () => {
+  let tripped = 0;
+  for (const strategy of strategies) {
+    for (let seed = 1; seed <= 12; seed += 1) {
+      const sequence = outcomes(seed * 104729, 200, [0.1, 0.25, 0.4, 0.6][seed % 4] as number);
+      const list = batches(sequence, 7, seed);
+      const expected = await luaTripIndex(strategy, list);
+      expect(localTripIndex(strategy, list, false), `${JSON.stringify(strategy)} seed ${seed}`).toBe(expected);
+      if (expected >= 0) tripped += 1;
+    }
+  }
+  expect(tripped).toBeGreaterThan(40);
 });

@@ -1,0 +1,45 @@
+/**
+ * Failover: SIGKILL the lease holder of an open breaker while it runs recovery checks,
+ * at a random point of its renewal cycle; the time until a new holder starts its check.
+ *   npx tsx bench/cases/failover.ts [repetitions=5] [leaseTtlMs=5000]
+ */
+import { randomUUID } from 'node:crypto';
+import { LIBRARY_CODE } from '../../src/shipped-library.js';
+import { firstAmong, leaderAmong, startWorkers } from '../../test/fleet/processes.js';
+import { summarize, wallMs } from '../../test/support/clock.js';
+import { disposeRedis, startRedis } from '../../test/support/redis.js';
+
+const repetitions = Number(process.argv[2] ?? 5);
+const leaseTtlMs = Number(process.argv[3] ?? 5000);
+const backoffMs = 100;
+
+const server = await startRedis();
+const admin = server.client();
+await admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
+const results: number[] = [];
+try {
+  for (let rep = 0; rep < repetitions; rep += 1) {
+    const workers = await startWorkers(3, { url: server.url, id: `bench-${randomUUID()}`, leaseTtlMs, backoffMs, threshold: 1 });
+    try {
+      const leader = await leaderAmong(workers);
+      const from = leader.events.length;
+      await leader.send({ cmd: 'fail', count: 1 });
+      await leader.next('check', from);
+      await new Promise((r) => setTimeout(r, Math.random() * leaseTtlMs));
+      const others = workers.filter((w) => w !== leader);
+      const after = others.map((w) => w.events.length);
+      const killedAt = wallMs();
+      leader.kill('SIGKILL');
+      const first = await firstAmong(others, 'check', after, leaseTtlMs * 3 + 10_000);
+      results.push(first.event.at - killedAt);
+    } finally {
+      await Promise.all(workers.map((w) => w.stop()));
+    }
+  }
+} finally {
+  admin.disconnect();
+  await disposeRedis(server);
+}
+
+const s = summarize(results);
+console.log(JSON.stringify({ case: 'failover', leaseTtlMs, backoffMs, repetitions, minMs: s.min, p50Ms: s.p50, maxMs: s.max }));

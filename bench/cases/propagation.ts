@@ -1,0 +1,45 @@
+/**
+ * Propagation: 20 instances in separate processes. For each trip, the time from the
+ * settle of the call that trips the breaker on one instance to OPEN being observed
+ * (onStateChange) on each of the others.
+ *   npx tsx bench/cases/propagation.ts [trips=50] [instances=20]
+ */
+import { randomUUID } from 'node:crypto';
+import { LIBRARY_CODE } from '../../src/shipped-library.js';
+import { startWorkers } from '../../test/fleet/processes.js';
+import { summarize } from '../../test/support/clock.js';
+import { disposeRedis, startRedis } from '../../test/support/redis.js';
+
+const trips = Number(process.argv[2] ?? 50);
+const size = Number(process.argv[3] ?? 20);
+
+const server = await startRedis();
+const admin = server.client();
+await admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
+// Threshold 1 and no backoff: every failure trips, and the holder's (healthy) check
+// closes the circuit again at once, ready for the next trip.
+const workers = await startWorkers(size, { url: server.url, id: `bench-${randomUUID()}`, leaseTtlMs: 5000, backoffMs: 0, threshold: 1 });
+await Promise.all(workers.map((w) => w.send({ cmd: 'healthy', value: true })));
+
+const delays: number[] = [];
+try {
+  for (let trip = 0; trip < trips; trip += 1) {
+    const from = workers.map((w) => w.events.length);
+    const tripper = workers[trip % size] as (typeof workers)[number];
+    const settledAt = (await tripper.send({ cmd: 'fail', count: 1 })) as number;
+    await Promise.all(
+      workers.map(async (w, n) => {
+        const open = await w.next('state', from[n], (e) => e.state === 'open');
+        if (w !== tripper) delays.push(open.at - settledAt);
+        await w.next('state', from[n], (e) => e.state === 'closed');
+      }),
+    );
+  }
+} finally {
+  await Promise.all(workers.map((w) => w.stop()));
+  admin.disconnect();
+  await disposeRedis(server);
+}
+
+const s = summarize(delays);
+console.log(JSON.stringify({ case: 'propagation', instances: size, trips, observations: s.n, p50Ms: s.p50, p99Ms: s.p99, maxMs: s.max }));
