@@ -7,6 +7,8 @@ import {
   type HealthReply,
   type SharedView,
   type Snapshot,
+  isNewer,
+  viewOf,
 } from './functions.js';
 import { type Duty, HealthChecker } from './health-checker.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
@@ -24,11 +26,10 @@ const RESYNC_INTERVAL_MS = 1000;
 const FLUSH_DELAY_MS = 1000;
 /** Outcomes one pending summary may hold before further ones are dropped. */
 const MAX_PENDING_OUTCOMES = 100_000;
-/** Most missed transitions read back from the audit stream after a gap. */
-const MAX_CATCH_UP = 1000;
-
-/** Errors that only repeat ZV_REDIS_UNREACHABLE while Redis cannot be reached. */
-const QUIET_WHILE_DEGRADED = new Set(['ZV_LEASE_FAILED', 'ZV_HEALTH_REPORT_FAILED']);
+/** Missed transitions are read back from the audit stream in pages of this many. */
+const CATCH_UP_PAGE = 100;
+/** At most this many pages are read back after one gap. */
+const CATCH_UP_PAGES = 10;
 
 /** What execute() decides on. A new object for every change, so that outcomes of calls
  * started under an older view can be recognised and dropped. */
@@ -63,6 +64,8 @@ export class CircuitBreaker implements FeedListener {
   private currentRole: CircuitRole = CircuitRole.FOLLOWER;
 
   private running = false;
+  /** Subscribed to the feed: from before start() reads the snapshot until stop(). */
+  private listening = false;
   private starting: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
   private connections: SharedConnections | undefined;
@@ -86,6 +89,7 @@ export class CircuitBreaker implements FeedListener {
     this.checker = new HealthChecker({
       check: this.o.check,
       backoff: this.o.backoff,
+      timeoutMs: this.o.healthTimeoutMs,
       observe: (type, result, durationMs, error) => this.observeCheck(type, result, durationMs, error),
       onError: (error) => this.report('ZV_HEALTH_CHECK_FAILED', 'the health-check loop failed', error),
     });
@@ -141,6 +145,7 @@ export class CircuitBreaker implements FeedListener {
    * older than this package (unless `loadFunctions` is set). Idempotent.
    */
   start(): Promise<void> {
+    if (this.stopping) return this.stopping.then(() => this.start());
     this.starting ??= this.startOnce().catch((error: unknown) => {
       this.starting = undefined;
       throw error;
@@ -169,6 +174,8 @@ export class CircuitBreaker implements FeedListener {
   private async startOnce(): Promise<void> {
     const connections = attachConnections(this.o.redis);
     this.connections = connections;
+    // Feed messages that arrive before the snapshot is read are merged into this.
+    this.shared = { state: CircuitState.CLOSED, generation: 0, epoch: '' };
     let subscribed = false;
     try {
       await connections.whenReady();
@@ -182,11 +189,12 @@ export class CircuitBreaker implements FeedListener {
       this.functions = functions;
       await connections.feed.add(this.channel, this.keys.state, this);
       subscribed = true;
+      this.listening = true;
       const snapshot = await functions.state();
 
       // The initial load is not a transition: no onStateChange for it.
-      this.shared = { state: snapshot.state, generation: snapshot.generation, epoch: snapshot.epoch };
-      this.view = { state: snapshot.state, generation: snapshot.generation, local: false };
+      if (isNewer(snapshot, this.shared)) this.shared = viewOf(snapshot);
+      this.view = { state: this.shared.state, generation: this.shared.generation, local: false };
       this.trackRecovery(snapshot);
       this.degraded = false;
       this.recorder = new Recorder({
@@ -199,14 +207,19 @@ export class CircuitBreaker implements FeedListener {
         functions,
         ttlMs: this.o.leaseTtlMs,
         onGranted: (_token, leaseSnapshot) => this.onLeaseGranted(leaseSnapshot),
+        onHeld: (leaseSnapshot) => this.applyShared(leaseSnapshot),
         onLost: () => this.onLeaseLost(),
-        onError: (error, operation) => this.report('ZV_LEASE_FAILED', `lease ${operation} failed`, error),
+        onError: (error, operation) =>
+          operation === 'release'
+            ? this.report('ZV_LEASE_FAILED', 'releasing the lease failed; another instance takes over when it expires', error)
+            : this.callFailed(error, `lease ${operation}`),
       });
       connections.addListener(this);
       this.running = true;
       this.lease.start();
       this.updateDuties();
     } catch (error) {
+      this.listening = false;
       if (subscribed) connections.feed.remove(this.channel, this.keys.state, this);
       this.connections = undefined;
       this.functions = undefined;
@@ -218,6 +231,7 @@ export class CircuitBreaker implements FeedListener {
   private async stopOnce(): Promise<void> {
     const connections = this.connections;
     this.running = false;
+    this.listening = false;
     this.checker.stop();
     this.clearResyncTimer();
     connections?.removeListener(this);
@@ -272,16 +286,17 @@ export class CircuitBreaker implements FeedListener {
    * hash was recreated) replaces the cache whatever its generation; a breaker never
    * written (epoch '') is generation 0 of whatever epoch comes first.
    */
-  private applyShared(next: SharedView, transition?: Transition): void {
+  private applyShared(incoming: SharedView, transition?: Transition): void {
     const current = this.shared;
-    const sameEpoch = next.epoch === current.epoch || current.epoch === '';
-    if (sameEpoch && next.generation <= current.generation) return;
+    if (!isNewer(incoming, current)) return;
+    const next = viewOf(incoming);
     this.shared = next;
+    if (this.degraded || !this.running) return;
     if (next.state === current.state && next.generation === current.generation) return;
     if (this.recovery.generation !== next.generation) {
       this.recovery = { generation: next.generation, failures: 0, lastAt: performance.now() };
     }
-    if (this.degraded) return;
+    const sameEpoch = next.epoch === current.epoch || current.epoch === '';
     this.view = { state: next.state, generation: next.generation, local: false };
     this.recorder?.reset(next.generation);
     if (transition && sameEpoch && next.generation === current.generation + 1) {
@@ -337,7 +352,7 @@ export class CircuitBreaker implements FeedListener {
 
   /** @internal */
   onFeedMessage(message: FeedMessage): void {
-    if (!this.running) return;
+    if (!this.listening) return;
     if (message.kind === 'released') {
       this.lease?.wake();
       return;
@@ -349,6 +364,11 @@ export class CircuitBreaker implements FeedListener {
   /** @internal */
   onResubscribed(): void {
     void this.resync();
+  }
+
+  /** @internal */
+  get errorSink(): unknown {
+    return this.o.onError;
   }
 
   /** @internal */
@@ -413,12 +433,15 @@ export class CircuitBreaker implements FeedListener {
     this.local = undefined;
     this.clearResyncTimer();
     const before = this.view.state;
-    this.shared = { state: snapshot.state, generation: snapshot.generation, epoch: snapshot.epoch };
-    this.view = { state: snapshot.state, generation: snapshot.generation, local: false };
-    this.trackRecovery(snapshot);
-    this.recorder?.reset(snapshot.generation);
-    if (before !== snapshot.state) {
-      this.emit(this.localTransitionRecord(before, snapshot.state, LocalReason.RESYNC));
+    // Feed messages may have brought a newer state than this snapshot, read earlier.
+    if (isNewer(snapshot, this.shared)) this.shared = viewOf(snapshot);
+    const shared = this.shared;
+    this.view = { state: shared.state, generation: shared.generation, local: false };
+    if (snapshot.generation === shared.generation && snapshot.epoch === shared.epoch) this.trackRecovery(snapshot);
+    else this.recovery = { generation: shared.generation, failures: 0, lastAt: performance.now() };
+    this.recorder?.reset(shared.generation);
+    if (before !== shared.state) {
+      this.emit(this.localTransitionRecord(before, shared.state, LocalReason.RESYNC));
     }
     this.updateDuties();
   }
@@ -530,8 +553,8 @@ export class CircuitBreaker implements FeedListener {
     try {
       reply = await send();
     } catch (error) {
-      this.report('ZV_HEALTH_REPORT_FAILED', 'reporting a health-check result failed', error);
-      return false;
+      this.callFailed(error, 'reporting a health-check result');
+      return true;
     }
     if (!this.running) return true;
     switch (reply.status) {
@@ -553,7 +576,7 @@ export class CircuitBreaker implements FeedListener {
       const snapshot = await functions.state();
       return snapshot.idleMs < 0 ? snapshot.ageMs : snapshot.idleMs;
     } catch (error) {
-      this.report('ZV_HEALTH_REPORT_FAILED', 'reading when the breaker was last used failed', error);
+      this.callFailed(error, 'reading when the breaker was last used');
       return 0;
     }
   }
@@ -597,10 +620,7 @@ export class CircuitBreaker implements FeedListener {
     this.emitting = this.emitting.then(async () => {
       let missed: Transition[] = [];
       try {
-        if (functions) {
-          const all = await functions.history(Math.min(to.generation - from.generation, MAX_CATCH_UP));
-          missed = all.filter((t) => t.generation > from.generation && t.generation <= to.generation);
-        }
+        if (functions) missed = await missedTransitions(functions, from.generation, to.generation);
       } catch (error) {
         this.report('ZV_FEED_FAILED', 'reading missed transitions from the audit stream failed', error);
       }
@@ -621,12 +641,8 @@ export class CircuitBreaker implements FeedListener {
     }
   }
 
-  /**
-   * Hands a background error to onError. While degraded, failures of calls that cannot
-   * reach Redis are expected and were reported once on entry; they are not repeated.
-   */
+  /** Hands a background error to onError. */
   private report(code: string, message: string, cause?: unknown): void {
-    if (this.degraded && QUIET_WHILE_DEGRADED.has(code)) return;
     try {
       this.o.onError(new BackgroundError(code, this.o.id, message, cause));
     } catch {
@@ -664,6 +680,26 @@ export class CircuitBreaker implements FeedListener {
       this.report('ZV_CALLBACK_FAILED', 'metrics.recordHealthCheck threw', caught);
     }
   }
+}
+
+/**
+ * The transitions with a generation in (after, upTo], oldest first, paging back through
+ * the audit stream (newer entries may have been added since upTo was seen). Entries
+ * trimmed by retention are gone.
+ */
+async function missedTransitions(functions: BreakerFunctions, after: number, upTo: number): Promise<Transition[]> {
+  const missed: Transition[] = [];
+  let before: string | undefined;
+  for (let page = 0; page < CATCH_UP_PAGES; page += 1) {
+    const entries = await functions.history(CATCH_UP_PAGE, before);
+    for (const t of entries) {
+      if (t.generation <= after) return missed.reverse();
+      if (t.generation <= upTo) missed.push(t);
+    }
+    if (entries.length < CATCH_UP_PAGE) break;
+    before = entries.at(-1)?.id;
+  }
+  return missed.reverse();
 }
 
 function result(success: boolean): CallResult {

@@ -144,6 +144,7 @@ export class SharedConnections {
   /** Closes both connections; resolves once their sockets are gone. */
   async close(): Promise<void> {
     this.closed = true;
+    this.feed.close();
     await Promise.all([this.command, this.subscriber].map((connection) => closeConnection(connection)));
   }
 }

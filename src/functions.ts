@@ -20,6 +20,21 @@ export interface SharedView {
   readonly epoch: string;
 }
 
+/**
+ * Whether `candidate` is a later state of the breaker than `current`: a higher generation
+ * of the same life of the state hash, or another life altogether (the hash was recreated).
+ * A breaker never written (epoch '') is generation 0 of whatever life comes first.
+ */
+export function isNewer(candidate: SharedView, current: SharedView): boolean {
+  if (current.epoch === '') return candidate.epoch !== '' || candidate.generation > current.generation;
+  if (candidate.epoch !== current.epoch) return true;
+  return candidate.generation > current.generation;
+}
+
+export function viewOf(v: SharedView): SharedView {
+  return { state: v.state, generation: v.generation, epoch: v.epoch };
+}
+
 /** Everything zv1_state reports. Durations are computed on server time. */
 export interface Snapshot extends SharedView {
   readonly ageMs: number;
@@ -305,13 +320,11 @@ export class BreakerFunctions {
     };
   }
 
-  /** The newest `count` transitions of the audit stream, oldest first. */
-  async history(count: number): Promise<Transition[]> {
-    const entries = (await this.connection.xrevrange(this.keys.events, '+', '-', 'COUNT', count)) as [
-      string,
-      string[],
-    ][];
-    return entries.reverse().map(([id, list]) => {
+  /** Up to `count` transitions of the audit stream, newest first, before entry `before`. */
+  async history(count: number, before?: string): Promise<Transition[]> {
+    const end = before === undefined ? '+' : `(${before}`;
+    const entries = (await this.connection.xrevrange(this.keys.events, end, '-', 'COUNT', count)) as [string, string[]][];
+    return entries.map(([id, list]) => {
       const fields: Record<string, string> = {};
       for (let i = 0; i + 1 < list.length; i += 2) fields[list[i] as string] = list[i + 1] as string;
       return entryToTransition(fields, id);

@@ -8,6 +8,7 @@
 import type { BackoffStrategy } from './backoff.js';
 import { MAX_DELAY_MS } from './backoff.js';
 import { CallResult, HealthCheckType } from './constants.js';
+import { ZenvarkError } from './errors.js';
 
 export interface RecoveryDuty {
   readonly type: typeof HealthCheckType.RECOVERY;
@@ -36,6 +37,8 @@ export type Duty = RecoveryDuty | IdleDuty;
 export interface HealthCheckerOptions {
   check: (type: HealthCheckType, signal: AbortSignal) => Promise<void>;
   backoff: BackoffStrategy;
+  /** A check that has not settled after this long is aborted and counts as failed, in ms. */
+  timeoutMs: number;
   /** Observes every check: its result and duration. */
   observe(type: HealthCheckType, result: CallResult, durationMs: number, error: unknown): void;
   onError(error: unknown): void;
@@ -119,26 +122,39 @@ export class HealthChecker {
     }
   }
 
-  /** Runs the user's check; an abort ends the wait even if the check ignores its signal. */
-  private async run(type: HealthCheckType, signal: AbortSignal): Promise<boolean> {
+  /**
+   * Runs the user's check with a signal that aborts on the duty's end or after the check
+   * timeout; either ends the wait even if the check ignores its signal. A timeout counts
+   * as a failure.
+   */
+  private async run(type: HealthCheckType, duty: AbortSignal): Promise<boolean> {
     const startedAt = performance.now();
-    const check = Promise.resolve().then(() => this.options.check(type, signal));
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    duty.addEventListener('abort', abort, { once: true });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, this.options.timeoutMs);
+    const check = Promise.resolve().then(() => this.options.check(type, controller.signal));
     // A check settling after the abort has nobody to tell.
     check.catch(() => undefined);
-    let onAbort: (() => void) | undefined;
-    const aborted = new Promise<void>((resolve) => {
-      onAbort = resolve;
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
+    const aborted = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
     let error: unknown;
     try {
       await Promise.race([check, aborted]);
     } catch (caught) {
       error = caught ?? new Error('health check failed');
     } finally {
-      if (onAbort) signal.removeEventListener('abort', onAbort);
+      clearTimeout(timer);
+      duty.removeEventListener('abort', abort);
+      controller.abort();
     }
-    if (signal.aborted) return false;
+    if (duty.aborted) return false;
+    if (timedOut) {
+      error = new ZenvarkError('ZV_HEALTH_CHECK_TIMEOUT', `the ${type} health check did not settle within ${this.options.timeoutMs} ms`);
+    }
     this.options.observe(type, error === undefined ? CallResult.SUCCESS : CallResult.FAILURE, performance.now() - startedAt, error);
     return error === undefined;
   }

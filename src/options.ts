@@ -25,6 +25,8 @@ export interface HealthOptions {
   check: (type: HealthCheckType, signal: AbortSignal) => Promise<void>;
   /** Probe a closed circuit that no instance has used for this long, in ms. Default: off. */
   idleProbeIntervalMs?: number;
+  /** A check that has not settled after this long is aborted and counts as failed, in ms. Default: 10000. */
+  timeoutMs?: number;
 }
 
 export interface CircuitBreakerOptions {
@@ -65,6 +67,7 @@ export interface ResolvedOptions {
   readonly backoff: BackoffStrategy;
   readonly check: HealthOptions['check'];
   readonly idleProbeIntervalMs: number | undefined;
+  readonly healthTimeoutMs: number;
   readonly onError: (error: Error) => void;
   readonly onStateChange: CircuitBreakerOptions['onStateChange'];
   readonly onRoleChange: CircuitBreakerOptions['onRoleChange'];
@@ -83,6 +86,7 @@ export const DEFAULTS = {
   auditRetention: 1000,
   loadFunctions: false,
   localFallback: true,
+  healthTimeoutMs: 10_000,
 } as const;
 
 export function defaultInstanceId(): string {
@@ -122,6 +126,10 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     health.idleProbeIntervalMs === undefined
       ? undefined
       : durationIn('CircuitBreaker.health.idleProbeIntervalMs', health.idleProbeIntervalMs, 1, 2_147_483_647);
+  const healthTimeoutMs =
+    health.timeoutMs === undefined
+      ? DEFAULTS.healthTimeoutMs
+      : durationIn('CircuitBreaker.health.timeoutMs', health.timeoutMs, 1, 2_147_483_647);
 
   const metrics = o.metrics as BreakerMetricsRecorder | undefined;
   if (metrics !== undefined) {
@@ -148,6 +156,7 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     backoff,
     check,
     idleProbeIntervalMs,
+    healthTimeoutMs,
     onError: functionOrUndefined('CircuitBreaker.onError', o.onError as ResolvedOptions['onError'] | undefined) ?? defaultOnError,
     onStateChange: functionOrUndefined('CircuitBreaker.onStateChange', o.onStateChange as ResolvedOptions['onStateChange']),
     onRoleChange: functionOrUndefined('CircuitBreaker.onRoleChange', o.onRoleChange as ResolvedOptions['onRoleChange']),

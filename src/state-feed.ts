@@ -8,6 +8,9 @@
 import { ZenvarkError } from './errors.js';
 import { type Connection, type FeedMessage, parseFeedMessage } from './functions.js';
 
+/** A resubscription that failed while the connection stayed up is retried after this long, in ms. */
+const RESUBSCRIBE_RETRY_MS = 500;
+
 export interface FeedListener {
   /** A message for this listener's breaker. */
   onFeedMessage(message: FeedMessage): void;
@@ -15,12 +18,16 @@ export interface FeedListener {
   onResubscribed(): void;
   /** Something failed that this listener should report. */
   onFeedError(error: Error): void;
+  /** Where this listener's errors end up: listeners sharing it hear a feed-wide error once. */
+  readonly errorSink: unknown;
 }
 
 export class StateFeed {
   private readonly listeners = new Map<string, Set<FeedListener>>();
   private readonly channels = new Map<string, number>();
   private connectedOnce = false;
+  private retry: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(private readonly subscriber: Connection) {
     subscriber.on('message', (channel: string, message: string) => this.dispatch(channel, message));
@@ -64,6 +71,16 @@ export class StateFeed {
     }
   }
 
+  /** An error that concerns every breaker: each distinct error handler hears it once. */
+  private tellAll(error: ZenvarkError): void {
+    const told = new Set<unknown>();
+    for (const listener of this.allListeners()) {
+      if (told.has(listener.errorSink)) continue;
+      told.add(listener.errorSink);
+      listener.onFeedError(error);
+    }
+  }
+
   private allListeners(): FeedListener[] {
     const all: FeedListener[] = [];
     for (const set of this.listeners.values()) all.push(...set);
@@ -76,14 +93,8 @@ export class StateFeed {
     try {
       message = parseFeedMessage(text);
     } catch (error) {
-      // A foreign publisher on our channel: tell each distinct error handler once.
-      const cause = error instanceof Error ? error : new Error(String(error));
-      const reported = new Set<FeedListener['onFeedError']>();
-      for (const listener of this.allListeners()) {
-        if (reported.has(listener.onFeedError)) continue;
-        reported.add(listener.onFeedError);
-        listener.onFeedError(new ZenvarkError('ZV_BAD_MESSAGE', `ignored a message on ${channel}`, { cause }));
-      }
+      // A foreign publisher on our channel.
+      this.tellAll(new ZenvarkError('ZV_BAD_MESSAGE', `ignored a message on ${channel}`, { cause: error }));
       return;
     }
     const set = this.listeners.get(message.key);
@@ -91,17 +102,33 @@ export class StateFeed {
     for (const listener of set) listener.onFeedMessage(message);
   }
 
+  /**
+   * Subscribes again after a reconnect, then has every breaker resync. A failure while the
+   * connection stays up (a timeout) is retried; a dropped connection retries on 'ready'.
+   */
   private async resubscribe(): Promise<void> {
+    this.clearRetry();
     const channels = [...this.channels.keys()];
     try {
       if (channels.length > 0) await this.subscriber.subscribe(...channels);
     } catch (error) {
-      // The connection dropped again; the next 'ready' retries.
-      for (const listener of this.allListeners()) {
-        listener.onFeedError(new ZenvarkError('ZV_FEED_FAILED', 'resubscribing to the state feed failed', { cause: error }));
+      this.tellAll(new ZenvarkError('ZV_FEED_FAILED', 'resubscribing to the state feed failed', { cause: error }));
+      if (this.subscriber.status === 'ready' && !this.closed) {
+        this.retry = setTimeout(() => void this.resubscribe(), RESUBSCRIBE_RETRY_MS);
       }
       return;
     }
     for (const listener of this.allListeners()) listener.onResubscribed();
+  }
+
+  private clearRetry(): void {
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = undefined;
+  }
+
+  /** Stops retrying; the connection itself is closed by its owner. */
+  close(): void {
+    this.closed = true;
+    this.clearRetry();
   }
 }

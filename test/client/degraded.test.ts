@@ -73,6 +73,28 @@ describe('while Redis is unreachable', () => {
     expect(i.seen.states).toEqual([]);
   });
 
+  it('a frozen Redis while the circuit is open: the instance notices, recovers locally, then follows Redis again', async () => {
+    instances = fleet(server.url, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await vi.waitFor(() => expect(i.breaker.role).toBe('leader'));
+    await fail(i, 3);
+    await untilAll(instances, 'open');
+    // Open: no outcomes to report; only the lease and the health checks talk to Redis.
+    server.pause();
+    i.healthy = true;
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_UNREACHABLE'), { timeout: 10_000 });
+    await untilAll(instances, 'closed', 10_000);
+    expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'local_recovery', local: true });
+    // Back: Redis still says open (resync), then the holder's check closes it for everyone.
+    server.resume();
+    await vi.waitFor(
+      () => expect(i.seen.states.map((s) => s.transition.reason).slice(-2)).toEqual(['resync', 'recovery_check_passed']),
+      { timeout: 20_000 },
+    );
+    expect(i.breaker.state).toBe('closed');
+  });
+
   it('a frozen Redis (commands time out) is treated like an unreachable one', async () => {
     instances = fleet(server.url, 1);
     const [i] = instances as [Instance];

@@ -13,7 +13,7 @@ afterEach(async () => {
 
 function fcall(fn: string, id: string, args: string[]): unknown {
   const k = breakerKeys('zenvark', id);
-  return ['FCALL', fn, '3', k.state, k.events, k.window, feedChannel('zenvark'), 'operator', '100', ...args];
+  return ['FCALL', fn, '3', k.state, k.events, k.window, feedChannel('zenvark'), 'operator', '1000', ...args];
 }
 
 describe('the state feed', () => {
@@ -25,23 +25,19 @@ describe('the state feed', () => {
     // Another process takes the lease, so this instance stays a follower.
     await own.admin.call(...(fcall('zv1_acquire', id, ['60000']) as [string]));
     // In one pipeline, so Redis runs them before the subscriber can reconnect: drop the
-    // subscriber, then open and close the circuit.
-    const results = await own.admin
-      .pipeline()
-      .call('CLIENT', 'KILL', 'TYPE', 'pubsub')
-      .call(...(fcall('zv1_record', id, ['0', '0', '1', '0', '0', '1', '1', '1', 'consecutive', '1', '0', '0']) as [string]))
-      .call(...(fcall('zv1_health', id, ['1', '1', 'recovery', 'success']) as [string]))
-      .call(...(fcall('zv1_record', id, ['2', '0', '1', '0', '0', '1', '1', '1', 'consecutive', '1', '0', '0']) as [string]))
-      .exec();
-    expect(results?.map(([error]) => error)).toEqual([null, null, null, null]);
+    // subscriber, then open and close the circuit 150 times and open it once more (more
+    // than one page of the audit log to read back).
+    const trip = (gen: number) => fcall('zv1_record', id, [String(gen), '0', '1', '0', '0', '1', '1', '1', 'consecutive', '1', '0', '0']);
+    const close = (gen: number) => fcall('zv1_health', id, ['1', String(gen), 'recovery', 'success']);
+    const pipeline = own.admin.pipeline().call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    for (let gen = 0; gen < 300; gen += 2) pipeline.call(...(trip(gen) as [string])).call(...(close(gen + 1) as [string]));
+    pipeline.call(...(trip(300) as [string]));
+    const results = await pipeline.exec();
+    expect(results?.filter(([error]) => error !== null)).toEqual([]);
     await untilAll(instances, 'open');
-    await vi.waitFor(() =>
-      expect(i.seen.states.map((s) => `${s.transition.reason}@${s.transition.generation}`)).toEqual([
-        'consecutive_failures@1',
-        'recovery_check_passed@2',
-        'consecutive_failures@3',
-      ]),
-    );
+    await vi.waitFor(() => expect(i.seen.states).toHaveLength(301), { timeout: 10_000 });
+    expect(i.seen.states.map((s) => s.transition.generation)).toEqual(Array.from({ length: 301 }, (_, n) => n + 1));
+    expect(i.seen.states.slice(0, 2).map((s) => s.transition.reason)).toEqual(['consecutive_failures', 'recovery_check_passed']);
     expect(i.seen.states.every((s) => !s.transition.local && s.transition.id !== '')).toBe(true);
   });
 

@@ -90,6 +90,31 @@ describe('recovery checks', () => {
   });
 });
 
+describe('a check that never settles', () => {
+  it('is aborted after health.timeoutMs and counts as failed, and the next one runs', async () => {
+    const signals: AbortSignal[] = [];
+    instances = fleet(url, 1, {
+      health: {
+        backoff: { getDelayMs: () => 10 },
+        timeoutMs: 100,
+        check: (_type, signal) => {
+          signals.push(signal);
+          return new Promise<void>(() => undefined);
+        },
+      },
+    });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await leaderOf(instances);
+    await fail(i, 3);
+    await vi.waitFor(() => expect(signals.length).toBeGreaterThanOrEqual(3));
+    expect(signals[0]?.aborted).toBe(true);
+    const timeouts = i.seen.errors.filter((e) => (e.cause as { code?: string })?.code === 'ZV_HEALTH_CHECK_TIMEOUT');
+    expect(timeouts.length).toBeGreaterThanOrEqual(2);
+    expect(timeouts[0]?.message).toContain('the recovery health check did not settle within 100 ms');
+  });
+});
+
 describe('idle probes', () => {
   it('run on the leader only, while the circuit is closed and unused', async () => {
     instances = fleet(url, 3, {

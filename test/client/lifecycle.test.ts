@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { LibraryMissingError, LibraryOutdatedError } from '../../src/index.js';
-import { LIBRARY_REVISION } from '../../src/shipped-library.js';
+import { LIBRARY_CODE, LIBRARY_REVISION } from '../../src/shipped-library.js';
 import { freePort } from '../support/redis.js';
 import { ownRedis } from '../support/own-redis.js';
 import { type Instance, fail, instance, stopAll, uniqueId, untilAll } from '../support/instances.js';
@@ -87,6 +87,39 @@ describe('the lifecycle', () => {
     await untilAll([i], 'open');
     await stopAll([i]);
     expect(i.seen.errors).toEqual([]);
+  });
+
+  it('start() called while stop() is still running starts the breaker again afterwards', async () => {
+    const i = instance(own.server.url, { id: uniqueId() });
+    await i.breaker.start();
+    const stopping = i.breaker.stop();
+    const starting = i.breaker.start();
+    await Promise.all([stopping, starting]);
+    await vi.waitFor(() => expect(i.breaker.role).toBe('leader'));
+    await fail(i, 3);
+    await untilAll([i], 'open');
+    await stopAll([i]);
+  });
+
+  it('stop() waits for a lease grant in flight and releases it, so another instance takes over at once', async () => {
+    const id = uniqueId();
+    const stateKey = `zenvark:{${id}}:state`;
+    const leaver = instance(own.server.url, { id, instanceId: 'leaver', leaseTtlMs: 30_000 });
+    await own.admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
+    // Redis holds writes (the lease acquisition) for 300 ms, but answers reads (start()).
+    await own.admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
+    await leaver.breaker.start();
+    // Let the acquisition go out; Redis holds it.
+    await new Promise((r) => setTimeout(r, 50));
+    await leaver.breaker.stop();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await own.admin.hget(stateKey, 'lh')).toBe('');
+    expect(await own.admin.hget(stateKey, 'lt')).toBe('1');
+    const stayer = instance(own.server.url, { id, instanceId: 'stayer', leaseTtlMs: 30_000 });
+    await stayer.breaker.start();
+    await vi.waitFor(() => expect(stayer.breaker.role).toBe('leader'), { timeout: 5_000 });
+    expect(leaver.seen.roles).toEqual([]);
+    await stopAll([stayer, leaver]);
   });
 
   it('stop() leaves no timers and no connections', async () => {
