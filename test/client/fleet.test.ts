@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
-import { CircuitOpenError, CountBreaker } from '../../src/index.js';
+import { CircuitOpenError, CountBreaker, breakerKeys } from '../../src/index.js';
 import { type Instance, fail, fleet, leaderOf, startAll, stopAll, untilAll } from '../support/instances.js';
 
 const url = inject('redisUrl');
@@ -100,6 +101,24 @@ describe('several instances of one breaker', () => {
     await startAll(instances);
     await fail(b, 3);
     await untilAll(instances, 'open');
+  });
+
+  it.each([
+    ['spaces and colons', 'payments api: eu-west:1'],
+    ['braces', '}{tag}{'],
+    ['unicode', 'zahlungsdienst ☃ 支付 🙂'],
+    ['1,000 characters', 'x'.repeat(991) + '}'],
+  ])('any id works: %s', async (_label, name) => {
+    // A random start keeps runs against one server apart.
+    const id = `${randomUUID().slice(0, 8)}${name}`;
+    instances = fleet(url, 2, { id });
+    await startAll(instances);
+    await fail(instances[0] as Instance, 3);
+    await untilAll(instances, 'open');
+    const admin = (instances[1] as Instance).redis;
+    expect(await admin.xlen(breakerKeys('zenvark', id).events)).toBeGreaterThanOrEqual(1);
+    const entries = await admin.xrange(breakerKeys('zenvark', id).events, '-', '+');
+    expect(entries.at(-1)?.[1]).toContain('consecutive_failures');
   });
 
   it('a count window spans the calls of every instance', async () => {
