@@ -195,6 +195,7 @@ export class CircuitBreaker implements FeedListener {
       // The initial load is not a transition: no onStateChange for it.
       if (isNewer(snapshot, this.shared)) this.shared = viewOf(snapshot);
       this.view = { state: this.shared.state, generation: this.shared.generation, local: false };
+      this.recovery = { generation: this.shared.generation, failures: 0, lastAt: performance.now() };
       this.trackRecovery(snapshot);
       this.degraded = false;
       this.recorder = new Recorder({
@@ -202,7 +203,7 @@ export class CircuitBreaker implements FeedListener {
         flushDelayMs: FLUSH_DELAY_MS,
         maxPending: MAX_PENDING_OUTCOMES,
       });
-      this.recorder.reset(snapshot.generation);
+      this.recorder.reset(this.shared.generation);
       this.lease = new LeaseKeeper({
         functions,
         ttlMs: this.o.leaseTtlMs,
@@ -309,7 +310,9 @@ export class CircuitBreaker implements FeedListener {
     this.updateDuties();
   }
 
+  /** Takes the recovery progress Redis reports, if the snapshot is of the cached state. */
   private trackRecovery(snapshot: Snapshot): void {
+    if (snapshot.generation !== this.shared.generation || snapshot.epoch !== this.shared.epoch) return;
     this.recovery = {
       generation: snapshot.generation,
       failures: snapshot.recoveryFailures,
@@ -333,7 +336,7 @@ export class CircuitBreaker implements FeedListener {
         this.leaveDegraded(snapshot);
       } else {
         this.applyShared(snapshot);
-        if (snapshot.generation === this.shared.generation) this.trackRecovery(snapshot);
+        this.trackRecovery(snapshot);
       }
     } catch (error) {
       this.callFailed(error, 'reading the shared state');
@@ -437,8 +440,8 @@ export class CircuitBreaker implements FeedListener {
     if (isNewer(snapshot, this.shared)) this.shared = viewOf(snapshot);
     const shared = this.shared;
     this.view = { state: shared.state, generation: shared.generation, local: false };
-    if (snapshot.generation === shared.generation && snapshot.epoch === shared.epoch) this.trackRecovery(snapshot);
-    else this.recovery = { generation: shared.generation, failures: 0, lastAt: performance.now() };
+    this.recovery = { generation: shared.generation, failures: 0, lastAt: performance.now() };
+    this.trackRecovery(snapshot);
     this.recorder?.reset(shared.generation);
     if (before !== shared.state) {
       this.emit(this.localTransitionRecord(before, shared.state, LocalReason.RESYNC));
@@ -476,9 +479,7 @@ export class CircuitBreaker implements FeedListener {
 
   private onLeaseGranted(snapshot: Snapshot): void {
     this.applyShared(snapshot);
-    if (snapshot.generation === this.shared.generation && snapshot.epoch === this.shared.epoch) {
-      this.trackRecovery(snapshot);
-    }
+    this.trackRecovery(snapshot);
     this.setRole(CircuitRole.LEADER);
     this.updateDuties();
   }
