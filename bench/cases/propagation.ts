@@ -16,9 +16,9 @@ const size = Number(process.argv[3] ?? 20);
 const server = await startRedis();
 const admin = server.client();
 await admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
-// Threshold 1 and no backoff: every failure trips, and the holder's (healthy) check
-// closes the circuit again at once, ready for the next trip.
-const workers = await startWorkers(size, { url: server.url, id: `bench-${randomUUID()}`, leaseTtlMs: 5000, backoffMs: 0, threshold: 1 });
+// Threshold 1: every failure trips. The holder's (healthy) check closes the circuit
+// 100 ms later, after every instance has seen it open, ready for the next trip.
+const workers = await startWorkers(size, { url: server.url, id: `bench-${randomUUID()}`, leaseTtlMs: 5000, backoffMs: 100, threshold: 1, reportDelayMs: 30 });
 await Promise.all(workers.map((w) => w.send({ cmd: 'healthy', value: true })));
 
 const delays: number[] = [];

@@ -15,6 +15,8 @@ export interface WorkerConfig {
   leaseTtlMs: number;
   backoffMs: number;
   threshold: number;
+  /** Hold reports back this long (ms), so that reporting does not compete with what is measured. */
+  reportDelayMs?: number;
 }
 
 export type WorkerEvent =
@@ -34,7 +36,18 @@ export type WorkerCommand =
   | { cmd: 'stop'; seq: number };
 
 const config = JSON.parse(process.env.ZV_WORKER ?? '{}') as WorkerConfig;
-const send = (event: WorkerEvent) => process.send?.(event);
+const held: WorkerEvent[] = [];
+let flushTimer: NodeJS.Timeout | undefined;
+const flush = () => {
+  if (flushTimer) clearTimeout(flushTimer);
+  flushTimer = undefined;
+  for (const e of held.splice(0)) if (process.connected) process.send?.(e);
+};
+const send = (event: WorkerEvent) => {
+  held.push(event);
+  if (!config.reportDelayMs || event.type === 'done') flush();
+  else flushTimer ??= setTimeout(flush, config.reportDelayMs);
+};
 let healthy = false;
 
 const redis = new Redis(config.url);
