@@ -1,10 +1,9 @@
 /** Base class of every error Zenvark creates; `code` is stable, the message is for people. */
 export class ZenvarkError extends Error {
-  readonly code: string;
+  declare readonly code: string;
 
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = new.target.name;
     this.code = code;
   }
 }
@@ -15,7 +14,7 @@ export class ZenvarkError extends Error {
  * everything else and would only point at `execute()`.
  */
 export class CircuitOpenError extends ZenvarkError {
-  readonly breakerId: string;
+  declare readonly breakerId: string;
 
   constructor(breakerId: string) {
     const limit = Error.stackTraceLimit;
@@ -60,7 +59,7 @@ export class LibraryOutdatedError extends ZenvarkError {
  * holds another type) or ZV_CORRUPT (a breaker key holds data Zenvark did not write).
  */
 export class RedisFunctionError extends ZenvarkError {
-  readonly functionName: string;
+  declare readonly functionName: string;
 
   constructor(code: string, functionName: string, message: string) {
     super(code, `${functionName}: ${message}`);
@@ -73,12 +72,17 @@ export class RedisFunctionError extends ZenvarkError {
  * handed to `onError` with what was being done and the underlying cause.
  */
 export class BackgroundError extends ZenvarkError {
-  readonly breakerId: string;
+  declare readonly breakerId: string;
 
   constructor(code: string, breakerId: string, message: string, cause?: unknown) {
     super(code, `breaker '${breakerId}': ${message}${describeCause(cause)}`, { cause });
     this.breakerId = breakerId;
   }
+}
+
+// Names live on the prototypes: one property less to create per error.
+for (const type of [ZenvarkError, CircuitOpenError, LibraryMissingError, LibraryOutdatedError, RedisFunctionError, BackgroundError]) {
+  Object.defineProperty(type.prototype, 'name', { value: type.name, writable: true, configurable: true });
 }
 
 function describeCause(cause: unknown): string {
