@@ -2,10 +2,9 @@
 --[[
 Zenvark, the server half: one circuit breaker per set of keys, decided here.
 
-Every function takes the same three keys, built by src/keys.ts, all in one hash slot:
-  KEYS[1]  <prefix>:{<id>}:state   hash: state, generation, lease, recovery progress
+Every function takes the same two keys, built by src/keys.ts, in one hash slot:
+  KEYS[1]  <prefix>:{<id>}:state   hash: state, generation, window, lease, recovery progress
   KEYS[2]  <prefix>:{<id>}:events  stream: one entry per transition (the audit log)
-  KEYS[3]  <prefix>:{<id>}:window  string: the sliding window of a count or time strategy
 
 Writing functions share an ARGV header:
   ARGV[1] channel    where transitions and lease releases are published
@@ -23,6 +22,25 @@ function that fails halfway.
 
 Time is always server time (TIME), in milliseconds.
 ]]
+
+-- Library functions as locals: in a Redis function every global lookup goes through a
+-- protective metatable and costs more than the work itself. The libraries are not
+-- reachable while the library loads, so the locals are bound on the first call.
+local floor, max, min, abs
+local match, rep, sub, gsub, format
+local concat, sort
+local tonumber, tostring, type, pairs, pcall, error, unpack
+local call, pcall_redis, error_reply
+local pack_struct, unpack_struct, encode_json
+
+local function bind_globals()
+  floor, max, min, abs = math.floor, math.max, math.min, math.abs
+  match, rep, sub, gsub, format = string.match, string.rep, string.sub, string.gsub, string.format
+  concat, sort = table.concat, table.sort
+  tonumber, tostring, type, pairs, pcall, error, unpack = _G.tonumber, _G.tostring, _G.type, _G.pairs, _G.pcall, _G.error, _G.unpack
+  call, pcall_redis, error_reply = redis.call, redis.pcall, redis.error_reply
+  pack_struct, unpack_struct, encode_json = struct.pack, struct.unpack, cjson.encode
+end
 
 local REVISION = 1
 
@@ -44,8 +62,24 @@ local MAX_DURATION_MS = 86400000
 local MAX_TTL_MS = 3600000
 local MAX_RETENTION = 1000000
 local RATE_EPSILON = 1e-9
+-- The time of the last recorded call is kept to this precision, in ms.
+local LAST_CALL_STEP_MS = 100
 
-local STATE_FIELDS = { 'state', 'gen', 'epoch', 'since', 'run', 'cfg', 'lh', 'lt', 'lu', 'hcf', 'hca', 'last' }
+-- Fields of the state hash, in groups: each function reads only the groups it needs.
+--   state gen epoch since   the state, its generation, the life of the hash, entered at
+--   run cfg w last          failure run, strategy spec, window data, last recorded call
+--   lh lt lu                lease holder, last token granted, lease valid until
+--   hcf hca                 failed recovery checks in this open period, last check at
+local CORE = { 'state', 'gen', 'epoch', 'since' }
+local WINDOW = { 'run', 'cfg', 'w', 'last' }
+local LEASE = { 'lh', 'lt', 'lu' }
+local RECOVERY = { 'hcf', 'hca' }
+local ALL_FIELDS = { 'state', 'gen', 'epoch', 'since', 'run', 'cfg', 'w', 'last', 'lh', 'lt', 'lu', 'hcf', 'hca' }
+local INT_FIELDS = { gen = true, since = true, run = true, last = true, lt = true, lu = true, hcf = true, hca = true }
+local ALL_GROUPS = { CORE, WINDOW, LEASE, RECOVERY }
+local RECORD_GROUPS = { CORE, WINDOW }
+local LEASE_GROUPS = { CORE, LEASE }
+local HEALTH_GROUPS = { CORE, LEASE, RECOVERY }
 
 ---------------------------------------------------------------------------------------
 -- Errors and argument parsing
@@ -59,27 +93,30 @@ end
 local function show(value)
   local text = tostring(value)
   if #text > 40 then
-    text = string.sub(text, 1, 37) .. '...'
+    text = sub(text, 1, 37) .. '...'
   end
   return "'" .. text .. "'"
 end
 
 local function format_number(n)
-  if n == math.floor(n) and math.abs(n) <= 9007199254740992 then
-    return string.format('%d', n)
+  if n == floor(n) and abs(n) <= 9007199254740992 then
+    return format('%d', n)
   end
-  return string.format('%.6g', n)
+  return format('%.6g', n)
 end
 
+-- An integer in [min, max]. tonumber() alone is the cheapest strict-enough parse: what
+-- it takes that a decimal pattern would not ('0x10', '1e3') still has to be a whole
+-- number in range.
 local function int_arg(args, i, name, min, max)
   local raw = args[i]
   if raw == nil then
     fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
   end
-  if not string.match(raw, '^%-?%d+$') then
+  local n = tonumber(raw)
+  if not n or n % 1 ~= 0 then
     fail('ZV_BADARG', name .. ' must be an integer, got ' .. show(raw))
   end
-  local n = tonumber(raw)
   if n < min or n > max then
     fail('ZV_BADARG', name .. ' must be in [' .. format_number(min) .. ', ' .. format_number(max) .. '], got ' .. raw)
   end
@@ -93,7 +130,7 @@ local function rate_arg(args, i, name)
     fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
   end
   local n = tonumber(raw)
-  if n == nil or n ~= n or not string.match(raw, '^[%d%.eE%+%-]+$') then
+  if n == nil or n ~= n or not match(raw, '^[%d%.eE%+%-]+$') then
     fail('ZV_BADARG', name .. ' must be a number, got ' .. show(raw))
   end
   if n <= 0 or n > 1 then
@@ -123,15 +160,15 @@ local function enum_arg(args, i, name, allowed)
     for k in pairs(allowed) do
       names[#names + 1] = k
     end
-    table.sort(names)
-    fail('ZV_BADARG', name .. ' must be one of ' .. table.concat(names, ', ') .. ', got ' .. show(raw))
+    sort(names)
+    fail('ZV_BADARG', name .. ' must be one of ' .. concat(names, ', ') .. ', got ' .. show(raw))
   end
   return raw
 end
 
 local function check_keys(keys)
-  if #keys ~= 3 then
-    fail('ZV_BADARG', 'expected 3 keys (state, events, window), got ' .. #keys)
+  if #keys ~= 2 then
+    fail('ZV_BADARG', 'expected 2 keys (state, events), got ' .. #keys)
   end
 end
 
@@ -141,7 +178,6 @@ local function header(keys, args)
   return {
     state_key = keys[1],
     events_key = keys[2],
-    window_key = keys[3],
     channel = text_arg(args, 1, 'channel', 1024),
     actor = text_arg(args, 2, 'actor', 256),
     retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION),
@@ -152,16 +188,24 @@ end
 -- Time and the state hash
 ---------------------------------------------------------------------------------------
 
+local function append_all(target, items)
+  for i = 1, #items do
+    target[#target + 1] = items[i]
+  end
+  return target
+end
+
+
 -- Server time: milliseconds, and a microsecond string that names a state incarnation.
 local function server_time()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), t[1] .. string.format('%06d', tonumber(t[2]))
+  local t = call('TIME')
+  return tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000), t[1] .. format('%06d', tonumber(t[2]))
 end
 
 local function fresh_state(now, micros)
   return {
-    state = CLOSED, gen = 0, epoch = micros, since = now, run = 0, cfg = '',
-    lh = '', lt = 0, lu = 0, hcf = 0, hca = now, last = -1, new = true,
+    state = CLOSED, gen = 0, epoch = micros, since = now, run = 0, cfg = '', w = '', last = -1,
+    lh = '', lt = 0, lu = 0, hcf = 0, hca = now, new = true,
   }
 end
 
@@ -169,64 +213,57 @@ local function corrupt(key, field, value)
   fail('ZV_CORRUPT', key .. ' field ' .. field .. ' holds ' .. show(value) .. ', not written by zenvark')
 end
 
-local function stored_int(key, field, value)
-  if value == false or value == nil or not string.match(value, '^%-?%d+$') then
-    corrupt(key, field, value)
+local function concat_groups(groups)
+  local names = {}
+  for g = 1, #groups do
+    append_all(names, groups[g])
   end
-  return tonumber(value)
+  return names
 end
 
--- Reads and validates the state hash. A missing hash reads as a fresh closed breaker;
--- `new` is then set so that the first write creates every field.
-local function load_state(key, now, micros)
-  local values = redis.pcall('HMGET', key, unpack(STATE_FIELDS))
+-- Reads and validates the CORE fields and the given groups of the state hash. A missing
+-- hash reads as a fresh closed breaker; `new` is then set so that the first write
+-- creates every field.
+local function load_state(key, now, micros, groups)
+  local names = concat_groups(groups)
+  local values = pcall_redis('HMGET', key, unpack(names))
   if values.err then
     fail('ZV_WRONGTYPE', key .. ' is not a hash')
   end
-  local all_missing = true
-  for i = 1, #STATE_FIELDS do
-    if values[i] then
-      all_missing = false
-    end
-  end
-  if all_missing then
-    if redis.call('EXISTS', key) == 1 then
+  if not values[1] then
+    if call('EXISTS', key) == 1 then
       fail('ZV_CORRUPT', key .. ' is a hash without zenvark fields')
     end
     return fresh_state(now, micros)
   end
   local st = { new = false }
-  st.state = values[1]
+  for i = 1, #names do
+    local name, value = names[i], values[i]
+    if not value then
+      corrupt(key, name, value)
+    end
+    if INT_FIELDS[name] then
+      local n = tonumber(value)
+      if not n or n % 1 ~= 0 then
+        corrupt(key, name, value)
+      end
+      value = n
+    end
+    st[name] = value
+  end
   if not KNOWN_STATES[st.state] then
     corrupt(key, 'state', st.state)
   end
-  st.gen = stored_int(key, 'gen', values[2])
-  st.epoch = values[3]
-  if not st.epoch or not string.match(st.epoch, '^%d+$') then
+  if not match(st.epoch, '^%d+$') then
     corrupt(key, 'epoch', st.epoch)
   end
-  st.since = stored_int(key, 'since', values[4])
-  st.run = stored_int(key, 'run', values[5])
-  st.cfg = values[6]
-  if not st.cfg then
-    corrupt(key, 'cfg', st.cfg)
-  end
-  st.lh = values[7]
-  if not st.lh then
-    corrupt(key, 'lh', st.lh)
-  end
-  st.lt = stored_int(key, 'lt', values[8])
-  st.lu = stored_int(key, 'lu', values[9])
-  st.hcf = stored_int(key, 'hcf', values[10])
-  st.hca = stored_int(key, 'hca', values[11])
-  st.last = stored_int(key, 'last', values[12])
   return st
 end
 
 -- Writes the named fields, or all of them when the hash is new.
 local function save_state(key, st, names)
   if st.new then
-    names = STATE_FIELDS
+    names = ALL_FIELDS
     st.new = false
   end
   local argv = {}
@@ -234,7 +271,7 @@ local function save_state(key, st, names)
     argv[#argv + 1] = names[i]
     argv[#argv + 1] = st[names[i]]
   end
-  redis.call('HSET', key, unpack(argv))
+  call('HSET', key, unpack(argv))
 end
 
 -- A state that has not been written yet has no epoch to show.
@@ -264,28 +301,21 @@ local function snapshot(st, now)
   end
   local idle = -1
   if st.last >= 0 then
-    idle = math.max(0, now - st.last)
+    idle = max(0, now - st.last)
   end
   return {
     'state', st.state,
     'gen', st.gen,
     'epoch', visible_epoch(st),
-    'age_ms', math.max(0, now - st.since),
+    'age_ms', max(0, now - st.since),
     'holder', holder,
     'token', st.lt,
     'lease_ms', lease_remaining(st, now),
     'recovery_failures', st.hcf,
-    'recovery_age_ms', math.max(0, now - st.hca),
+    'recovery_age_ms', max(0, now - st.hca),
     'idle_ms', idle,
     'revision', REVISION,
   }
-end
-
-local function append_all(target, items)
-  for i = 1, #items do
-    target[#target + 1] = items[i]
-  end
-  return target
 end
 
 ---------------------------------------------------------------------------------------
@@ -293,17 +323,15 @@ end
 ---------------------------------------------------------------------------------------
 
 local function check_type(key, expected)
-  local kind = redis.call('TYPE', key).ok
+  local kind = call('TYPE', key).ok
   if kind ~= expected and kind ~= 'none' then
     fail('ZV_WRONGTYPE', key .. ' is a ' .. kind .. ', expected a ' .. expected)
   end
 end
 
--- A transition appends to the events stream and deletes the window: both keys must be
--- ours before anything is written.
+-- A transition appends to the events stream: it must be ours before anything is written.
 local function check_transition_keys(h)
   check_type(h.events_key, 'stream')
-  check_type(h.window_key, 'string')
 end
 
 -- Moves the breaker to `to`, appends one audit entry and publishes it. The caller has
@@ -316,10 +344,10 @@ local function transition(h, st, now, to, reason, facts, token)
   st.gen = st.gen + 1
   st.since = now
   st.run = 0
+  st.w = ''
   st.hcf = 0
   st.hca = now
-  save_state(h.state_key, st, { 'state', 'gen', 'since', 'run', 'hcf', 'hca' })
-  redis.call('DEL', h.window_key)
+  save_state(h.state_key, st, { 'state', 'gen', 'since', 'run', 'w', 'hcf', 'hca' })
 
   local entry = {
     from = from, to = to, reason = reason, gen = format_number(st.gen),
@@ -327,7 +355,7 @@ local function transition(h, st, now, to, reason, facts, token)
     threshold = facts.threshold or '', window = facts.window or '',
     actor = h.actor, token = token, time = format_number(now),
   }
-  local id = redis.call('XADD', h.events_key, 'MAXLEN', '~', h.retention, '*',
+  local id = call('XADD', h.events_key, 'MAXLEN', '~', h.retention, '*',
     'from', entry.from, 'to', entry.to, 'reason', entry.reason, 'gen', entry.gen,
     'failures', entry.failures, 'calls', entry.calls, 'rate', entry.rate,
     'threshold', entry.threshold, 'window', entry.window,
@@ -336,8 +364,8 @@ local function transition(h, st, now, to, reason, facts, token)
   entry.key = h.state_key
   entry.epoch = st.epoch
   entry.id = id
-  local message = cjson.encode(entry)
-  redis.call('PUBLISH', h.channel, message)
+  local message = encode_json(entry)
+  call('PUBLISH', h.channel, message)
   return message
 end
 
@@ -347,31 +375,70 @@ end
 
 local STRATEGY_KINDS = { consecutive = true, count = true, time = true }
 
--- ARGV[i..i+3]: kind, threshold, window, minimum calls.
---   consecutive: threshold = failures in a row (integer); window and minimum are 0
---   count:       threshold = failure rate in (0, 1]; window = calls; minimum calls
---   time:        threshold = failure rate in (0, 1]; window = duration ms; minimum calls
-local function strategy_arg(args, i)
-  local s = { kind = enum_arg(args, i, 'strategy', STRATEGY_KINDS) }
+-- The strategy spec, one argument 'kind:threshold:window:minimum':
+--   consecutive:<failures in a row>:0:0
+--   count:<failure rate in (0, 1]>:<calls, 1..10000>:<minimum calls, 1..window>
+--   time:<failure rate in (0, 1]>:<duration ms, 10..86400000>:<minimum calls>
+-- The spec is stored (cfg) with the window; a spec of another shape (kind and window)
+-- resets the window.
+local parsed_specs, parsed_count = {}, 0
+
+local function parse_strategy(raw)
+  local kind, threshold, window, minimum = match(raw, '^(%a+):([^:]+):([^:]+):([^:]+)$')
+  if not kind then
+    fail('ZV_BADARG', "strategy must be 'kind:threshold:window:minimum', got " .. show(raw))
+  end
+  local parts = { kind, threshold, window, minimum }
+  local s = { spec = raw, kind = enum_arg(parts, 1, 'strategy', STRATEGY_KINDS) }
   if s.kind == 'consecutive' then
-    s.threshold = int_arg(args, i + 1, 'threshold', 1, MAX_COUNT)
-    s.window = int_arg(args, i + 2, 'window', 0, 0)
-    s.min_calls = int_arg(args, i + 3, 'minimum calls', 0, 0)
-  elseif s.kind == 'count' then
-    s.threshold = rate_arg(args, i + 1, 'threshold')
-    s.window = int_arg(args, i + 2, 'window', 1, MAX_COUNT_WINDOW)
-    s.min_calls = int_arg(args, i + 3, 'minimum calls', 1, s.window)
+    s.threshold = int_arg(parts, 2, 'threshold', 1, MAX_COUNT)
+    s.window = int_arg(parts, 3, 'window', 0, 0)
+    s.min_calls = int_arg(parts, 4, 'minimum calls', 0, 0)
+    s.shape = 'consecutive'
+    return s
+  end
+  s.threshold = rate_arg(parts, 2, 'threshold')
+  if s.kind == 'count' then
+    s.window = int_arg(parts, 3, 'window', 1, MAX_COUNT_WINDOW)
+    s.min_calls = int_arg(parts, 4, 'minimum calls', 1, s.window)
   else
-    s.threshold = rate_arg(args, i + 1, 'threshold')
-    s.window = int_arg(args, i + 2, 'window', 10, MAX_DURATION_MS)
-    s.min_calls = int_arg(args, i + 3, 'minimum calls', 1, MAX_COUNT)
+    s.window = int_arg(parts, 3, 'window', 10, MAX_DURATION_MS)
+    s.min_calls = int_arg(parts, 4, 'minimum calls', 1, MAX_COUNT)
   end
-  -- Only the window's shape decides whether stored window data can be kept.
-  s.shape = s.kind
-  if s.kind ~= 'consecutive' then
-    s.shape = s.kind .. ':' .. s.window
-  end
+  s.shape = s.kind .. ':' .. s.window
   return s
+end
+
+-- A spec is parsed once: it is a pure function of its text, and a library keeps its
+-- upvalues between calls. The cache is bounded.
+local function strategy_arg(args, i)
+  local raw = args[i]
+  if raw == nil then
+    fail('ZV_BADARG', 'strategy is missing (ARGV[' .. i .. '])')
+  end
+  local s = parsed_specs[raw]
+  if s then
+    return s
+  end
+  s = parse_strategy(raw)
+  if parsed_count >= 64 then
+    parsed_specs, parsed_count = {}, 0
+  end
+  parsed_specs[raw] = s
+  parsed_count = parsed_count + 1
+  return s
+end
+
+-- The window shape of a stored spec: everything but the threshold and minimum.
+local function shape_of(spec)
+  local kind, window = match(spec, '^(%a+):[^:]+:([^:]+):')
+  if kind == 'consecutive' then
+    return kind
+  end
+  if kind then
+    return kind .. ':' .. window
+  end
+  return ''
 end
 
 -- ARGV[i..i+6]: fast successes, fast failures, slow successes, slow failures, and the
@@ -413,16 +480,9 @@ local function rate_reached(failures, calls, threshold)
   return failures / calls >= threshold - RATE_EPSILON
 end
 
-local function rate_facts(failures, calls, s)
-  return {
-    failures = format_number(failures), calls = format_number(calls),
-    rate = string.format('%.4f', failures / calls), threshold = format_number(s.threshold),
-    window = s.shape,
-  }
-end
-
--- Each strategy folds a summary into its window and says whether the circuit trips.
--- They return (trips, facts, window_text); window_text nil means "nothing to store".
+-- Each strategy folds a summary into its window and says whether the circuit trips:
+-- (trips, failures, calls, window). Failures and calls are the numbers behind the
+-- decision; the window is what to store in the w field.
 
 local function fold_consecutive(st, sum, s)
   local peak
@@ -430,55 +490,49 @@ local function fold_consecutive(st, sum, s)
     st.run = st.run + sum.failures
     peak = st.run
   else
-    peak = math.max(st.run + sum.head, sum.max_run)
+    peak = max(st.run + sum.head, sum.max_run)
     st.run = sum.tail
   end
-  local facts = {
-    failures = format_number(peak), calls = format_number(peak),
-    threshold = format_number(s.threshold), window = s.shape,
-  }
-  return peak >= s.threshold, facts, nil
+  return peak >= s.threshold, peak, peak, ''
 end
 
 local function count_codes(text, pattern)
-  local _, n = string.gsub(text, pattern, '')
+  local _, n = gsub(text, pattern, '')
   return n
 end
 
 -- The window is the last `window` outcomes as one code each, oldest first. A summary
 -- does not say how its outcomes interleaved; successes are laid down before failures,
 -- so that the failure run at the tail stays last.
-local function fold_count(window_key, current, sum, s)
-  if not string.match(current, '^[0123]*$') or #current > s.window then
-    corrupt(window_key, '(value)', current)
+local function fold_count(key, current, sum, s)
+  if #current > s.window or not match(current, '^[0123]*$') then
+    corrupt(key, 'w', current)
   end
-  local batch = string.rep(SLOW_OK, math.min(sum.slow_ok, s.window))
-    .. string.rep(OK, math.min(sum.ok, s.window))
-    .. string.rep(SLOW_FAIL, math.min(sum.slow_fail, s.window))
-    .. string.rep(FAIL, math.min(sum.fail, s.window))
-  local text = current .. batch
+  local text = current
+    .. rep(SLOW_OK, min(sum.slow_ok, s.window))
+    .. rep(OK, min(sum.ok, s.window))
+    .. rep(SLOW_FAIL, min(sum.slow_fail, s.window))
+    .. rep(FAIL, min(sum.fail, s.window))
   if #text > s.window then
-    text = string.sub(text, -s.window)
+    text = sub(text, -s.window)
   end
   local calls = #text
   local failures = count_codes(text, '[13]')
-  local trips = calls >= s.min_calls and rate_reached(failures, calls, s.threshold)
-  return trips, rate_facts(failures, calls, s), text
+  return calls >= s.min_calls and rate_reached(failures, calls, s.threshold), failures, calls, text
 end
 
 -- The window is up to TIME_BUCKETS buckets, each four doubles packed with struct:
 -- bucket number (server ms / bucket width), calls, failures, slow calls.
-local function fold_time(window_key, current, sum, s, now)
+local function fold_time(key, current, sum, s, now)
   local n = #current / BUCKET_BYTES
-  if n ~= math.floor(n) or n > TIME_BUCKETS then
-    corrupt(window_key, '(value)', '<' .. #current .. ' bytes>')
+  if n ~= floor(n) or n > TIME_BUCKETS then
+    corrupt(key, 'w', '<' .. #current .. ' bytes>')
   end
   local values = {}
   if n > 0 then
-    values = { struct.unpack('<' .. string.rep('d', 4 * n), current) }
+    values = { unpack_struct('<' .. rep('d', 4 * n), current) }
   end
-  local width = s.window / TIME_BUCKETS
-  local now_bucket = math.floor(now / width)
+  local now_bucket = floor(now / (s.window / TIME_BUCKETS))
   local kept = {}
   local calls, failures, found = 0, 0, false
   for b = 0, n - 1 do
@@ -501,17 +555,8 @@ local function fold_time(window_key, current, sum, s, now)
     calls = calls + sum.calls
     failures = failures + sum.failures
   end
-  local text = struct.pack('<' .. string.rep('d', #kept), unpack(kept))
-  local trips = calls >= s.min_calls and rate_reached(failures, calls, s.threshold)
-  return trips, rate_facts(failures, calls, s), text
-end
-
-local function read_window(key)
-  local current = redis.pcall('GET', key)
-  if type(current) == 'table' and current.err then
-    fail('ZV_WRONGTYPE', key .. ' is not a string')
-  end
-  return current or ''
+  local text = pack_struct('<' .. rep('d', #kept), unpack(kept))
+  return calls >= s.min_calls and rate_reached(failures, calls, s.threshold), failures, calls, text
 end
 
 ---------------------------------------------------------------------------------------
@@ -521,12 +566,15 @@ end
 -- Turns our raised errors into clean error replies; anything else propagates as is.
 local function guard(fn)
   return function(keys, args)
+    if not floor then
+      bind_globals()
+    end
     local ok, result = pcall(fn, keys, args)
     if ok then
       return result
     end
     if type(result) == 'table' and result.zv then
-      return redis.error_reply(result.zv)
+      return error_reply(result.zv)
     end
     error(result)
   end
@@ -540,7 +588,7 @@ local function revision()
 end
 
 --[[ zv1_state: read a breaker without changing it.
-KEYS: state, events, window.  ARGV: none.
+KEYS: state, events.  ARGV: none.
 Returns: name/value pairs: state, gen, epoch ('' before the first write), age_ms (time
 in this state), holder ('' when no valid lease), token (last granted), lease_ms (left on
 the lease), recovery_failures, recovery_age_ms (since the last recovery check, or the
@@ -549,13 +597,13 @@ Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function read_state(keys)
   check_keys(keys)
   local now, micros = server_time()
-  return snapshot(load_state(keys[1], now, micros), now)
+  return snapshot(load_state(keys[1], now, micros, ALL_GROUPS), now)
 end
 
 --[[ zv1_record: fold a summary of call outcomes into the window; maybe trip.
-KEYS: state, events, window.
+KEYS: state, events.
 ARGV: header (channel, actor, retention), generation the outcomes were observed under,
-  summary (7 values, see summary_arg), strategy (4 values, see strategy_arg).
+  summary (7 values, see summary_arg), strategy spec (one value, see strategy_arg).
 Returns: {status, state, gen, epoch, transition JSON or ''}; status is
   'ok'         counted, no transition
   'opened'     counted, and the circuit opened: the transition is the fifth element
@@ -569,7 +617,7 @@ local function record(keys, args)
   local sum = summary_arg(args, 5)
   local s = strategy_arg(args, 12)
   local now, micros = server_time()
-  local st = load_state(h.state_key, now, micros)
+  local st = load_state(h.state_key, now, micros, RECORD_GROUPS)
 
   if gen ~= st.gen then
     return { 'stale_gen', st.state, st.gen, visible_epoch(st), '' }
@@ -579,49 +627,67 @@ local function record(keys, args)
   end
 
   local status = 'ok'
-  local current = ''
-  if s.kind ~= 'consecutive' then
-    current = read_window(h.window_key)
-  end
-  if st.cfg ~= s.shape then
-    if st.cfg ~= '' then
-      status = 'reshaped'
+  local changed = {}
+  if st.cfg ~= s.spec then
+    if shape_of(st.cfg) ~= s.shape then
+      if st.cfg ~= '' then
+        status = 'reshaped'
+      end
+      st.run = 0
+      st.w = ''
     end
-    st.cfg = s.shape
-    st.run = 0
-    current = ''
+    st.cfg = s.spec
+    changed[#changed + 1] = 'cfg'
   end
+  local run, window = st.run, st.w
 
-  local trips, facts, text
+  local trips, failures, calls, text
   if s.kind == 'consecutive' then
-    trips, facts, text = fold_consecutive(st, sum, s)
+    trips, failures, calls, text = fold_consecutive(st, sum, s)
   elseif s.kind == 'count' then
-    trips, facts, text = fold_count(h.window_key, current, sum, s)
+    trips, failures, calls, text = fold_count(h.state_key, st.w, sum, s)
   else
-    trips, facts, text = fold_time(h.window_key, current, sum, s, now)
+    trips, failures, calls, text = fold_time(h.state_key, st.w, sum, s, now)
   end
-  st.last = now
+  -- The time of the last call serves idle probes; to the nearest LAST_CALL_STEP_MS is enough.
+  if now - st.last >= LAST_CALL_STEP_MS then
+    st.last = now
+    changed[#changed + 1] = 'last'
+  end
 
   if trips then
     check_transition_keys(h)
-    local reason = 'failure_rate'
-    if s.kind == 'consecutive' then
-      reason = 'consecutive_failures'
+    local facts = {
+      failures = format_number(failures), calls = format_number(calls),
+      threshold = format_number(s.threshold), window = s.shape,
+    }
+    local reason = 'consecutive_failures'
+    if s.kind ~= 'consecutive' then
+      reason = 'failure_rate'
+      facts.rate = format('%.4f', failures / calls)
     end
-    save_state(h.state_key, st, { 'cfg', 'last' })
+    if #changed > 0 then
+      save_state(h.state_key, st, changed)
+    end
     local message = transition(h, st, now, OPEN, reason, facts, '')
     return { 'opened', st.state, st.gen, st.epoch, message }
   end
 
-  save_state(h.state_key, st, { 'cfg', 'run', 'last' })
-  if text then
-    redis.call('SET', h.window_key, text)
+  st.w = text
+  if st.run ~= run then
+    changed[#changed + 1] = 'run'
+  end
+  if st.w ~= window then
+    changed[#changed + 1] = 'w'
+  end
+  if #changed > 0 or st.new then
+    save_state(h.state_key, st, changed)
   end
   return { status, st.state, st.gen, st.epoch, '' }
 end
 
 --[[ zv1_acquire: take the breaker's lease, or learn who holds it.
-KEYS: state, events, window.
+KEYS: state, events.
 ARGV: header (channel, actor, retention), ttl ms.
 A free or expired lease is granted with a fencing token one above the last one granted.
 The current holder asking again keeps its token and gets a fresh ttl.
@@ -633,7 +699,7 @@ local function acquire(keys, args)
   local h = header(keys, args)
   local ttl = int_arg(args, 4, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
-  local st = load_state(h.state_key, now, micros)
+  local st = load_state(h.state_key, now, micros, ALL_GROUPS)
 
   if lease_valid(st, now) and st.lh ~= h.actor then
     return append_all({ 'held', st.lt, st.lh, st.lu - now }, snapshot(st, now))
@@ -648,7 +714,7 @@ local function acquire(keys, args)
 end
 
 --[[ zv1_renew: extend a lease the actor holds.
-KEYS: state, events, window.
+KEYS: state, events.
 ARGV: header (channel, actor, retention), token, ttl ms.
 Returns: {status, token, holder, lease_ms}; status is
   'renewed'  extended to ttl from now
@@ -660,7 +726,7 @@ local function renew(keys, args)
   local token = int_arg(args, 4, 'token', 1, 9007199254740991)
   local ttl = int_arg(args, 5, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
-  local st = load_state(h.state_key, now, micros)
+  local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
 
   if st.new or not lease_valid(st, now) or st.lh ~= h.actor or st.lt ~= token then
     local holder = ''
@@ -675,7 +741,7 @@ local function renew(keys, args)
 end
 
 --[[ zv1_release: give a lease up, and tell the other instances at once.
-KEYS: state, events, window.
+KEYS: state, events.
 ARGV: header (channel, actor, retention), token.
 Returns: {status}; 'released', or 'not_holder' when the actor does not hold the lease
 with this token (nothing changes).
@@ -684,7 +750,7 @@ local function release(keys, args)
   local h = header(keys, args)
   local token = int_arg(args, 4, 'token', 1, 9007199254740991)
   local now, micros = server_time()
-  local st = load_state(h.state_key, now, micros)
+  local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
 
   if st.new or st.lh ~= h.actor or st.lt ~= token then
     return { 'not_holder' }
@@ -692,7 +758,7 @@ local function release(keys, args)
   st.lh = ''
   st.lu = 0
   save_state(h.state_key, st, { 'lh', 'lu' })
-  redis.call('PUBLISH', h.channel, cjson.encode({ kind = 'released', key = h.state_key, token = tostring(token) }))
+  call('PUBLISH', h.channel, encode_json({ kind = 'released', key = h.state_key, token = tostring(token) }))
   return { 'released' }
 end
 
@@ -700,7 +766,7 @@ local CHECK_TYPES = { recovery = true, idle = true }
 local CHECK_RESULTS = { success = true, failure = true }
 
 --[[ zv1_health: a health-check result from the lease holder.
-KEYS: state, events, window.
+KEYS: state, events.
 ARGV: header (channel, actor, retention), token, generation, type ('recovery' | 'idle'),
   result ('success' | 'failure').
 A recovery success closes an open circuit; a recovery failure is counted; an idle-probe
@@ -720,7 +786,7 @@ local function health(keys, args)
   local kind = enum_arg(args, 6, 'type', CHECK_TYPES)
   local result = enum_arg(args, 7, 'result', CHECK_RESULTS)
   local now, micros = server_time()
-  local st = load_state(h.state_key, now, micros)
+  local st = load_state(h.state_key, now, micros, HEALTH_GROUPS)
 
   local function reply(status, message)
     return { status, st.state, st.gen, visible_epoch(st), st.hcf, message or '' }

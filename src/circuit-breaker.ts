@@ -40,6 +40,22 @@ interface View {
   readonly local: boolean;
 }
 
+/** Where every outcome of a call went, and how many calls were refused. */
+export interface BreakerStats {
+  /** Outcomes Redis counted. */
+  recorded: number;
+  /** Outcomes of calls that started under an older generation: not counted, by design. */
+  stale: number;
+  /** Outcomes counted in this process while Redis was unreachable. */
+  local: number;
+  /** Outcomes dropped because the pending summary was full (100,000 outcomes). */
+  overflowed: number;
+  /** Outcomes that could not be delivered (Redis unreachable and no local window to take them). */
+  undelivered: number;
+  /** Calls refused with CircuitOpenError. */
+  rejected: number;
+}
+
 /** Progress of recovery checks in the current open period, on the local clock. */
 interface RecoveryProgress {
   readonly generation: number;
@@ -70,7 +86,7 @@ export class CircuitBreaker implements FeedListener {
   private stopping: Promise<void> | undefined;
   private connections: SharedConnections | undefined;
   private functions: BreakerFunctions | undefined;
-  private recorder: Recorder | undefined;
+  private readonly recorder: Recorder;
   private lease: LeaseKeeper | undefined;
 
   private degraded = false;
@@ -81,6 +97,7 @@ export class CircuitBreaker implements FeedListener {
   private resyncAgain = false;
   private emitting: Promise<void> = Promise.resolve();
   private reshapeReported = false;
+  private readonly counts: Omit<BreakerStats, 'overflowed'> = { recorded: 0, stale: 0, local: 0, undelivered: 0, rejected: 0 };
 
   constructor(options: CircuitBreakerOptions) {
     this.o = resolveOptions(options);
@@ -92,6 +109,11 @@ export class CircuitBreaker implements FeedListener {
       timeoutMs: this.o.healthTimeoutMs,
       observe: (type, result, durationMs, error) => this.observeCheck(type, result, durationMs, error),
       onError: (error) => this.report('ZV_HEALTH_CHECK_FAILED', 'the health-check loop failed', error),
+    });
+    this.recorder = new Recorder({
+      send: (generation, summary) => this.send(generation, summary),
+      flushDelayMs: FLUSH_DELAY_MS,
+      maxPending: MAX_PENDING_OUTCOMES,
     });
     this.o.metrics?.initialize?.(this.o.id);
   }
@@ -116,6 +138,11 @@ export class CircuitBreaker implements FeedListener {
     return this.currentRole;
   }
 
+  /** Where the outcomes of calls went since construction. */
+  get stats(): BreakerStats {
+    return { ...this.counts, overflowed: this.recorder.overflowed };
+  }
+
   /**
    * Runs `fn` unless the circuit is open, in which case it throws CircuitOpenError without
    * calling it. Never waits for Redis: the outcome is recorded in the background.
@@ -132,6 +159,7 @@ export class CircuitBreaker implements FeedListener {
    * unhandled, which would cost more than the whole rest of this path.
    */
   private failFast<T>(): Promise<T> {
+    this.counts.rejected += 1;
     if (this.o.metrics) this.observeBlocked();
     const error = new CircuitOpenError(this.o.id);
     return new Promise<T>((_, reject) => queueMicrotask(() => reject(error)));
@@ -222,12 +250,7 @@ export class CircuitBreaker implements FeedListener {
       this.recovery = { generation: this.shared.generation, failures: 0, lastAt: performance.now() };
       this.trackRecovery(snapshot);
       this.degraded = false;
-      this.recorder = new Recorder({
-        send: (generation, summary) => this.send(generation, summary),
-        flushDelayMs: FLUSH_DELAY_MS,
-        maxPending: MAX_PENDING_OUTCOMES,
-      });
-      this.recorder.reset(this.shared.generation);
+      this.recorder.start(this.shared.generation);
       this.lease = new LeaseKeeper({
         functions,
         ttlMs: this.o.leaseTtlMs,
@@ -260,7 +283,7 @@ export class CircuitBreaker implements FeedListener {
     this.checker.stop();
     this.clearResyncTimer();
     connections?.removeListener(this);
-    await this.recorder?.drain();
+    await this.recorder.drain();
     await this.lease?.stop();
     if (connections) connections.feed.remove(this.channel, this.keys.state, this);
     await this.emitting;
@@ -276,13 +299,18 @@ export class CircuitBreaker implements FeedListener {
 
   private settle(view: View, failure: boolean, startedAt: number): void {
     if (this.o.metrics) this.observeCall(failure, startedAt);
-    if (view !== this.view || !this.running) return;
-    if (!this.degraded) {
-      this.recorder?.add(failure, false);
-      return;
+    if (!this.running) return;
+    if (view !== this.view) {
+      this.counts.stale += 1;
+    } else if (!this.degraded) {
+      this.recorder.add(failure, false);
+    } else if (!this.local) {
+      this.counts.undelivered += 1;
+    } else {
+      this.counts.local += 1;
+      const facts = this.local.add(failure);
+      if (facts && view.state === CircuitState.CLOSED) this.openLocally(facts);
     }
-    const facts = this.local?.add(failure);
-    if (facts && view.state === CircuitState.CLOSED) this.openLocally(facts);
   }
 
   private async send(generation: number, summary: Summary): Promise<void> {
@@ -290,6 +318,8 @@ export class CircuitBreaker implements FeedListener {
     if (!functions) return;
     try {
       const reply = await functions.record(generation, summary);
+      if (reply.status === 'stale_gen' || reply.status === 'not_closed') this.counts.stale += summary.calls;
+      else this.counts.recorded += summary.calls;
       if (!this.running) return;
       if (reply.status === 'reshaped' && !this.reshapeReported) {
         this.reshapeReported = true;
@@ -300,7 +330,8 @@ export class CircuitBreaker implements FeedListener {
       }
       this.applyShared(reply.view, reply.transition);
     } catch (error) {
-      this.callFailed(error, 'recording outcomes', summary);
+      if (this.running) this.callFailed(error, 'recording outcomes', summary);
+      else this.counts.undelivered += summary.calls;
     }
   }
 
@@ -323,7 +354,7 @@ export class CircuitBreaker implements FeedListener {
     }
     const sameEpoch = next.epoch === current.epoch || current.epoch === '';
     this.view = { state: next.state, generation: next.generation, local: false };
-    this.recorder?.reset(next.generation);
+    this.counts.stale += this.recorder.reset(next.generation);
     if (transition && sameEpoch && next.generation === current.generation + 1) {
       this.emit(transition);
     } else if (sameEpoch) {
@@ -443,15 +474,20 @@ export class CircuitBreaker implements FeedListener {
     // Outcomes that did not reach Redis are the freshest the local window can start from:
     // those of the failed call, then those that settled after it.
     if (unsent) this.foldLocally(unsent);
-    const pending = this.recorder?.take();
+    const pending = this.recorder.take();
     if (pending) this.foldLocally(pending);
     this.updateDuties();
     this.scheduleResync();
   }
 
   private foldLocally(summary: Summary): void {
-    if (!this.degraded || summary.calls === 0) return;
-    const facts = this.local?.fold(summary);
+    if (summary.calls === 0) return;
+    if (!this.local) {
+      this.counts.undelivered += summary.calls;
+      return;
+    }
+    this.counts.local += summary.calls;
+    const facts = this.local.fold(summary);
     if (facts && this.view.state === CircuitState.CLOSED) this.openLocally(facts);
   }
 
@@ -466,7 +502,7 @@ export class CircuitBreaker implements FeedListener {
     this.view = { state: shared.state, generation: shared.generation, local: false };
     this.recovery = { generation: shared.generation, failures: 0, lastAt: performance.now() };
     this.trackRecovery(snapshot);
-    this.recorder?.reset(shared.generation);
+    this.counts.stale += this.recorder.reset(shared.generation);
     if (before !== shared.state) {
       this.emit(this.localTransitionRecord(before, shared.state, LocalReason.RESYNC));
     }

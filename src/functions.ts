@@ -131,8 +131,8 @@ async function call(
   let reply: unknown;
   try {
     reply = readOnly
-      ? await connection.fcall_ro(name, 3, ...keyList(keys), ...args)
-      : await connection.fcall(name, 3, ...keyList(keys), ...args);
+      ? await connection.fcall_ro(name, 2, ...keyList(keys), ...args)
+      : await connection.fcall(name, 2, ...keyList(keys), ...args);
   } catch (error) {
     throw functionError(error, name, connection);
   }
@@ -244,21 +244,22 @@ function transitionOf(value: unknown): Transition | undefined {
   return message.kind === 'transition' ? message.transition : undefined;
 }
 
-export function strategyArgs(strategy: BreakerStrategy): string[] {
+/** The strategy as the library takes it: 'kind:threshold:window:minimum'. */
+export function strategySpec(strategy: BreakerStrategy): string {
   switch (strategy.kind) {
     case StrategyKind.CONSECUTIVE:
-      return [strategy.kind, String(strategy.threshold), '0', '0'];
+      return `${strategy.kind}:${strategy.threshold}:0:0`;
     case StrategyKind.COUNT:
-      return [strategy.kind, String(strategy.threshold), String(strategy.size), String(strategy.minimumNumberOfCalls)];
+      return `${strategy.kind}:${strategy.threshold}:${strategy.size}:${strategy.minimumNumberOfCalls}`;
     case StrategyKind.TIME:
-      return [strategy.kind, String(strategy.threshold), String(strategy.duration), String(strategy.minimumNumberOfCalls)];
+      return `${strategy.kind}:${strategy.threshold}:${strategy.duration}:${strategy.minimumNumberOfCalls}`;
   }
 }
 
 /** The library's functions for one breaker, over one connection. */
 export class BreakerFunctions {
   private readonly header: (string | number)[];
-  private readonly strategy: string[];
+  private readonly strategy: string;
 
   constructor(
     private readonly connection: Connection,
@@ -267,7 +268,7 @@ export class BreakerFunctions {
     strategy: BreakerStrategy,
   ) {
     this.header = [header.channel, header.actor, header.retention];
-    this.strategy = strategyArgs(strategy);
+    this.strategy = strategySpec(strategy);
   }
 
   async state(): Promise<Snapshot> {
@@ -275,7 +276,7 @@ export class BreakerFunctions {
   }
 
   async record(generation: number, s: OutcomeSummary): Promise<RecordReply> {
-    const args = [...this.header, generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, ...this.strategy];
+    const args = [...this.header, generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
     const reply = await call(this.connection, 'zv1_record', this.keys, args);
     return {
       status: oneOf('zv1_record', reply[0], ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped']),

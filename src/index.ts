@@ -1,4 +1,4 @@
-export { CircuitBreaker } from './circuit-breaker.js';
+export { CircuitBreaker, type BreakerStats } from './circuit-breaker.js';
 export type { CircuitBreakerOptions, HealthOptions } from './options.js';
 export { DEFAULTS } from './options.js';
 export {

@@ -6,12 +6,10 @@
  */
 
 export interface BreakerKeys {
-  /** Hash: state, generation, lease and recovery progress. */
+  /** Hash: state, generation, window, lease and recovery progress. */
   readonly state: string;
   /** Stream: one entry per transition; the audit log. */
   readonly events: string;
-  /** String: the sliding window of a count or time strategy. */
-  readonly window: string;
 }
 
 export function encodeId(id: string): string {
@@ -20,12 +18,12 @@ export function encodeId(id: string): string {
 
 export function breakerKeys(prefix: string, id: string): BreakerKeys {
   const base = `${prefix}:{${encodeId(id)}}:`;
-  return { state: `${base}state`, events: `${base}events`, window: `${base}window` };
+  return { state: `${base}state`, events: `${base}events` };
 }
 
 /** The keys in the order the Lua library takes them. */
-export function keyList(keys: BreakerKeys): [string, string, string] {
-  return [keys.state, keys.events, keys.window];
+export function keyList(keys: BreakerKeys): [string, string] {
+  return [keys.state, keys.events];
 }
 
 /** The pub/sub channel on which the library publishes every transition under a prefix. */

@@ -53,16 +53,25 @@ export class Recorder {
   private generation = 0;
   private inFlight: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
-  /** Outcomes not sent: dropped by a full buffer, a new generation or a failed send. */
-  dropped = 0;
+  private stopped = true;
+  /** Outcomes not taken because the pending summary was full. */
+  overflowed = 0;
 
   constructor(private readonly options: RecorderOptions) {}
 
-  /** Starts a new generation: what was pending belongs to the old one and is dropped. */
-  reset(generation: number): void {
-    this.dropped += this.take().calls;
+  /** Starts taking outcomes (again, after drain()), observed under `generation`. */
+  start(generation: number): void {
+    this.stopped = false;
+    this.reset(generation);
+  }
+
+  /**
+   * Starts a new generation: what was pending belongs to the old one and is dropped.
+   * Returns how many outcomes that was.
+   */
+  reset(generation: number): number {
     this.generation = generation;
+    return this.take().calls;
   }
 
   /** Hands over what is pending and not yet sent (for the local window). */
@@ -73,8 +82,9 @@ export class Recorder {
   }
 
   add(failure: boolean, slow: boolean): void {
-    if (this.stopped || this.pending.calls >= this.options.maxPending) {
-      this.dropped += 1;
+    if (this.stopped) return;
+    if (this.pending.calls >= this.options.maxPending) {
+      this.overflowed += 1;
       return;
     }
     this.pending.add(failure, slow);

@@ -103,6 +103,37 @@ describe('execute()', () => {
     expect(i.seen.states.map((s) => s.state)).toEqual(['open', 'closed']);
   });
 
+  it('stats account for every outcome: recorded, stale, local, rejected', async () => {
+    instances = fleet(own.server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 3 }) });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    for (let n = 0; n < 100; n += 1) await i.breaker.execute(async () => n);
+    await fail(i, 3);
+    await untilAll(instances, 'open');
+    await fail(i, 2);
+    await vi.waitFor(() => expect(i.breaker.stats).toMatchObject({ recorded: 103, rejected: 2 }), { timeout: 5000 });
+    expect(i.breaker.stats).toEqual({ recorded: 103, stale: 0, local: 0, overflowed: 0, undelivered: 0, rejected: 2 });
+    // A call that started before the trip and settles after it is stale.
+    i.healthy = true;
+    await untilAll(instances, 'closed');
+    let release: () => void = () => undefined;
+    const late = i.breaker.execute(() => new Promise<void>((resolve) => (release = resolve)));
+    await fail(i, 3);
+    await untilAll(instances, 'open');
+    release();
+    await late;
+    await vi.waitFor(() => expect(i.breaker.stats.stale).toBe(1));
+    // While Redis is away, outcomes are counted locally.
+    await own.server.stop({ kill: true });
+    i.healthy = false;
+    await vi.waitFor(() => expect(i.seen.errors.map((e) => (e as ZenvarkError).code)).toContain('ZV_REDIS_UNREACHABLE'), { timeout: 10_000 });
+    const before = i.breaker.stats;
+    await i.breaker.execute(async () => 1).catch(() => undefined);
+    const after = i.breaker.stats;
+    expect(after.local + after.rejected).toBe(before.local + before.rejected + 1);
+    await own.server.restart();
+  });
+
   it('reports metrics for calls, fast-fails and health checks', async () => {
     const recorded: string[] = [];
     const id = uniqueId();

@@ -13,7 +13,7 @@ afterEach(async () => {
 
 function fcall(fn: string, id: string, args: string[]): unknown {
   const k = breakerKeys('zenvark', id);
-  return ['FCALL', fn, '3', k.state, k.events, k.window, feedChannel('zenvark'), 'operator', '1000', ...args];
+  return ['FCALL', fn, '2', k.state, k.events, feedChannel('zenvark'), 'operator', '1000', ...args];
 }
 
 describe('the state feed', () => {
@@ -27,7 +27,7 @@ describe('the state feed', () => {
     // In one pipeline, so Redis runs them before the subscriber can reconnect: drop the
     // subscriber, then open and close the circuit 150 times and open it once more (more
     // than one page of the audit log to read back).
-    const trip = (gen: number) => fcall('zv1_record', id, [String(gen), '0', '1', '0', '0', '1', '1', '1', 'consecutive', '1', '0', '0']);
+    const trip = (gen: number) => fcall('zv1_record', id, [String(gen), '0', '1', '0', '0', '1', '1', '1', 'consecutive:1:0:0']);
     const close = (gen: number) => fcall('zv1_health', id, ['1', String(gen), 'recovery', 'success']);
     const pipeline = own.admin.pipeline().call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     for (let gen = 0; gen < 300; gen += 2) pipeline.call(...(trip(gen) as [string])).call(...(close(gen + 1) as [string]));

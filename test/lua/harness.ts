@@ -38,9 +38,9 @@ export interface LuaCase {
 
 export const header = (actor = 'i1', retention = 100) => [CHANNEL, actor, String(retention)];
 
-export const consecutive = (threshold: number) => ['consecutive', String(threshold), '0', '0'];
-export const count = (threshold: number, size: number, min = size) => ['count', String(threshold), String(size), String(min)];
-export const time = (threshold: number, durationMs: number, min = 1) => ['time', String(threshold), String(durationMs), String(min)];
+export const consecutive = (threshold: number) => `consecutive:${threshold}:0:0`;
+export const count = (threshold: number, size: number, min = size) => `count:${threshold}:${size}:${min}`;
+export const time = (threshold: number, durationMs: number, min = 1) => `time:${threshold}:${durationMs}:${min}`;
 
 interface SummaryInput {
   ok?: number;
@@ -66,9 +66,9 @@ export function summary(s: SummaryInput): string[] {
   return [ok, fail, slowOk, slowFail, head, maxRun, tail].map(String);
 }
 
-export const record = (gen: number, s: SummaryInput, strategy: string[], actor = 'i1', retention = 100): Omit<CallStep, 'expect'> => ({
+export const record = (gen: number, s: SummaryInput, strategy: string, actor = 'i1', retention = 100): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_record',
-  args: [...header(actor, retention), String(gen), ...summary(s), ...strategy],
+  args: [...header(actor, retention), String(gen), ...summary(s), strategy],
 });
 export const acquire = (actor: string, ttlMs: number): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_acquire',

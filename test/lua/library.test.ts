@@ -33,7 +33,7 @@ describe('the shipped library under concurrency', () => {
       await Promise.all(clients.map((c) => c.ping()));
       const replies = (await Promise.all(
         clients.map((c, i) =>
-          c.call('FCALL', 'zv1_record', '3', ...keyList(keys), ...header(`i${i}`), '0', ...summary({ fail: 1 }), ...consecutive(1)),
+          c.call('FCALL', 'zv1_record', '2', ...keyList(keys), ...header(`i${i}`), '0', ...summary({ fail: 1 }), consecutive(1)),
         ),
       )) as unknown[][];
       const statuses = replies.map((r) => r[0]);
@@ -53,7 +53,7 @@ describe('the shipped library under concurrency', () => {
       const messages: string[] = [];
       subscriber.on('message', (_channel: string, message: string) => messages.push(message));
       await subscriber.subscribe(CHANNEL);
-      await redis.call('FCALL', 'zv1_record', '3', ...keyList(keys), ...header('pub'), '0', ...summary({ fail: 1 }), ...consecutive(1));
+      await redis.call('FCALL', 'zv1_record', '2', ...keyList(keys), ...header('pub'), '0', ...summary({ fail: 1 }), consecutive(1));
       await expect.poll(() => messages.filter((m) => m.includes(keys.state)).length).toBe(1);
       const message = JSON.parse(messages.find((m) => m.includes(keys.state)) as string) as Record<string, string>;
       const [[id, list]] = (await redis.xrange(keys.events, '-', '+')) as [[string, string[]]];

@@ -4,7 +4,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { strategyArgs } from '../../src/functions.js';
+import { strategySpec } from '../../src/functions.js';
 import { keyList } from '../../src/keys.js';
 import { LocalWindow } from '../../src/local-window.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
@@ -49,8 +49,8 @@ async function luaTripIndex(strategy: BreakerStrategy, list: Summary[]): Promise
   const keys = freshKeys();
   for (const [index, s] of list.entries()) {
     const reply = (await redis.call(
-      'FCALL', 'zv1_record', '3', ...keyList(keys), ...header(), '0',
-      ...[s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail].map(String), ...strategyArgs(strategy),
+      'FCALL', 'zv1_record', '2', ...keyList(keys), ...header(), '0',
+      ...[s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail].map(String), strategySpec(strategy),
     )) as string[];
     if (reply[0] === 'opened') return index;
   }

@@ -34,6 +34,7 @@ describe('Recorder', () => {
         });
       },
     });
+    recorder.start(0);
     return { recorder, sent, finish: () => finish() };
   }
 
@@ -65,16 +66,15 @@ describe('Recorder', () => {
     const { recorder, sent } = harness();
     recorder.add(false, false);
     recorder.add(false, false);
-    recorder.reset(4);
+    expect(recorder.reset(4)).toBe(2);
     recorder.add(true, false);
     expect(sent).toEqual([{ generation: 4, calls: 1, fail: 1 }]);
-    expect(recorder.dropped).toBe(2);
   });
 
   it('is bounded, and counts what it drops', () => {
     const { recorder } = harness(20, 10);
     for (let n = 0; n < 15; n += 1) recorder.add(false, false);
-    expect(recorder.dropped).toBe(5);
+    expect(recorder.overflowed).toBe(5);
   });
 
   it('drain() sends what is pending and leaves no timer behind', async () => {
