@@ -1,4 +1,4 @@
-import { type SharedConnections, attachConnections, detachConnections } from './connections.js';
+import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { CallResult, CircuitRole, CircuitState, HealthCheckType, StrategyKind } from './constants.js';
 import { BackgroundError, CircuitOpenError, LibraryMissingError, ZenvarkError } from './errors.js';
 import {
@@ -8,15 +8,14 @@ import {
   type SharedView,
   type Snapshot,
   isNewer,
-  viewOf,
 } from './functions.js';
-import { type Duty, HealthChecker } from './health-checker.js';
+import { type Duty, type HealthCheckOwner, HealthChecker } from './health-checker.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
-import { LeaseKeeper } from './lease.js';
+import { LeaseKeeper, type LeaseOwner } from './lease.js';
 import { verifyLibrary } from './library.js';
 import { LocalWindow, type WindowFacts } from './local-window.js';
 import { type CircuitBreakerOptions, type ResolvedOptions, resolveOptions } from './options.js';
-import { Recorder, type Summary } from './recorder.js';
+import { Recorder, type RecorderOwner, type Summary } from './recorder.js';
 import type { FeedListener } from './state-feed.js';
 import { LocalReason, type Transition } from './transition.js';
 
@@ -31,13 +30,22 @@ const CATCH_UP_PAGE = 100;
 /** At most this many pages are read back after one gap. */
 const CATCH_UP_PAGES = 10;
 
+/** The notification chain starts settled; shared, so that an idle breaker holds no promise. */
+const SETTLED: Promise<void> = Promise.resolve();
+
 /** What execute() decides on. A new object for every change, so that outcomes of calls
- * started under an older view can be recognised and dropped. */
-interface View {
-  readonly state: CircuitState;
-  readonly generation: number;
+ * started under an older view can be recognised and dropped. While Redis is reachable,
+ * the shared view is the view. */
+interface View extends SharedView {
   /** True while Redis is unreachable and the state is this process's own. */
   readonly local: boolean;
+}
+
+/** A breaker before anything was read: closed, generation 0, of no life yet. */
+const NEVER_WRITTEN: View = { state: CircuitState.CLOSED, generation: 0, epoch: '', local: false };
+
+function sharedView(v: SharedView): View {
+  return { state: v.state, generation: v.generation, epoch: v.epoch, local: false };
 }
 
 /** Where every outcome of a call went, and how many calls were refused. */
@@ -63,20 +71,24 @@ interface RecoveryProgress {
   readonly lastAt: number;
 }
 
+/** No progress known: what a closed breaker holds (shared, so an idle breaker holds none). */
+const NO_PROGRESS: RecoveryProgress = { generation: -1, failures: 0, lastAt: 0 };
+
 /**
  * A circuit breaker shared by every instance that uses the same `id` and Redis. The
  * decisions are made in Redis; this object caches the state for `execute()`, reports
  * outcomes, follows the state feed and, while it holds the lease, runs the health checks.
  */
-export class CircuitBreaker implements FeedListener {
+export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOwner, RecorderOwner, HealthCheckOwner {
   private readonly o: ResolvedOptions;
   private readonly keys: BreakerKeys;
   private readonly channel: string;
-  private readonly checker: HealthChecker;
+  /** Created when there is a first check to run. */
+  private checker: HealthChecker | undefined;
 
-  private view: View = { state: CircuitState.CLOSED, generation: 0, local: false };
-  private shared: SharedView = { state: CircuitState.CLOSED, generation: 0, epoch: '' };
-  private recovery: RecoveryProgress = { generation: 0, failures: 0, lastAt: performance.now() };
+  private view: View = NEVER_WRITTEN;
+  private shared: View = NEVER_WRITTEN;
+  private recovery: RecoveryProgress = NO_PROGRESS;
   private currentRole: CircuitRole = CircuitRole.FOLLOWER;
 
   private running = false;
@@ -95,26 +107,20 @@ export class CircuitBreaker implements FeedListener {
   private resyncTimer: NodeJS.Timeout | undefined;
   private resyncing = false;
   private resyncAgain = false;
-  private emitting: Promise<void> = Promise.resolve();
+  private emitting: Promise<void> = SETTLED;
   private reshapeReported = false;
-  private readonly counts: Omit<BreakerStats, 'overflowed'> = { recorded: 0, stale: 0, local: 0, undelivered: 0, rejected: 0 };
+  // Outcome counts (see BreakerStats), as plain fields: one object less per breaker.
+  private recordedCount = 0;
+  private staleCount = 0;
+  private localCount = 0;
+  private undeliveredCount = 0;
+  private rejectedCount = 0;
 
   constructor(options: CircuitBreakerOptions) {
     this.o = resolveOptions(options);
     this.keys = breakerKeys(this.o.prefix, this.o.id);
     this.channel = feedChannel(this.o.prefix);
-    this.checker = new HealthChecker({
-      check: this.o.check,
-      backoff: this.o.backoff,
-      timeoutMs: this.o.healthTimeoutMs,
-      observe: (type, result, durationMs, error) => this.observeCheck(type, result, durationMs, error),
-      onError: (error) => this.report('ZV_HEALTH_CHECK_FAILED', 'the health-check loop failed', error),
-    });
-    this.recorder = new Recorder({
-      send: (generation, summary) => this.send(generation, summary),
-      flushDelayMs: FLUSH_DELAY_MS,
-      maxPending: MAX_PENDING_OUTCOMES,
-    });
+    this.recorder = new Recorder(this, FLUSH_DELAY_MS, MAX_PENDING_OUTCOMES);
     this.o.metrics?.initialize?.(this.o.id);
   }
 
@@ -140,7 +146,14 @@ export class CircuitBreaker implements FeedListener {
 
   /** Where the outcomes of calls went since construction. */
   get stats(): BreakerStats {
-    return { ...this.counts, overflowed: this.recorder.overflowed };
+    return {
+      recorded: this.recordedCount,
+      stale: this.staleCount,
+      local: this.localCount,
+      overflowed: this.recorder.overflowed,
+      undelivered: this.undeliveredCount,
+      rejected: this.rejectedCount,
+    };
   }
 
   /**
@@ -159,7 +172,7 @@ export class CircuitBreaker implements FeedListener {
    * unhandled, which would cost more than the whole rest of this path.
    */
   private failFast<T>(): Promise<T> {
-    this.counts.rejected += 1;
+    this.rejectedCount += 1;
     if (this.o.metrics) this.observeBlocked();
     const error = new CircuitOpenError(this.o.id);
     return new Promise<T>((_, reject) => queueMicrotask(() => reject(error)));
@@ -198,10 +211,16 @@ export class CircuitBreaker implements FeedListener {
    */
   start(): Promise<void> {
     if (this.stopping) return this.stopping.then(() => this.start());
-    this.starting ??= this.startOnce().catch((error: unknown) => {
-      this.starting = undefined;
-      throw error;
-    });
+    this.starting ??= this.startOnce().then(
+      () => {
+        // Started: a shared settled promise stands for it, so the breaker keeps none.
+        if (this.running) this.starting = SETTLED;
+      },
+      (error: unknown) => {
+        this.starting = undefined;
+        throw error;
+      },
+    );
     return this.starting;
   }
 
@@ -227,7 +246,7 @@ export class CircuitBreaker implements FeedListener {
     const connections = attachConnections(this.o.redis);
     this.connections = connections;
     // Feed messages that arrive before the snapshot is read are merged into this.
-    this.shared = { state: CircuitState.CLOSED, generation: 0, epoch: '' };
+    this.shared = NEVER_WRITTEN;
     let subscribed = false;
     try {
       await connections.whenReady();
@@ -245,23 +264,13 @@ export class CircuitBreaker implements FeedListener {
       const snapshot = await functions.state();
 
       // The initial load is not a transition: no onStateChange for it.
-      if (isNewer(snapshot, this.shared)) this.shared = viewOf(snapshot);
-      this.view = { state: this.shared.state, generation: this.shared.generation, local: false };
-      this.recovery = { generation: this.shared.generation, failures: 0, lastAt: performance.now() };
+      if (isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
+      this.view = this.shared;
+      this.recovery = NO_PROGRESS;
       this.trackRecovery(snapshot);
       this.degraded = false;
       this.recorder.start(this.shared.generation);
-      this.lease = new LeaseKeeper({
-        functions,
-        ttlMs: this.o.leaseTtlMs,
-        onGranted: (_token, leaseSnapshot) => this.onLeaseGranted(leaseSnapshot),
-        onHeld: (leaseSnapshot) => this.applyShared(leaseSnapshot),
-        onLost: () => this.onLeaseLost(),
-        onError: (error, operation) =>
-          operation === 'release'
-            ? this.report('ZV_LEASE_FAILED', 'releasing the lease failed; another instance takes over when it expires', error)
-            : this.callFailed(error, `lease ${operation}`),
-      });
+      this.lease = new LeaseKeeper(functions, this.o.leaseTtlMs, this);
       connections.addListener(this);
       this.running = true;
       this.lease.start();
@@ -280,7 +289,7 @@ export class CircuitBreaker implements FeedListener {
     const connections = this.connections;
     this.running = false;
     this.listening = false;
-    this.checker.stop();
+    this.checker?.stop();
     this.clearResyncTimer();
     connections?.removeListener(this);
     await this.recorder.drain();
@@ -301,25 +310,26 @@ export class CircuitBreaker implements FeedListener {
     if (this.o.metrics) this.observeCall(failure, startedAt);
     if (!this.running) return;
     if (view !== this.view) {
-      this.counts.stale += 1;
+      this.staleCount += 1;
     } else if (!this.degraded) {
       this.recorder.add(failure, false);
     } else if (!this.local) {
-      this.counts.undelivered += 1;
+      this.undeliveredCount += 1;
     } else {
-      this.counts.local += 1;
+      this.localCount += 1;
       const facts = this.local.add(failure);
       if (facts && view.state === CircuitState.CLOSED) this.openLocally(facts);
     }
   }
 
-  private async send(generation: number, summary: Summary): Promise<void> {
+  /** @internal */
+  async sendSummary(generation: number, summary: Summary): Promise<void> {
     const functions = this.functions;
     if (!functions) return;
     try {
       const reply = await functions.record(generation, summary);
-      if (reply.status === 'stale_gen' || reply.status === 'not_closed') this.counts.stale += summary.calls;
-      else this.counts.recorded += summary.calls;
+      if (reply.status === 'stale_gen' || reply.status === 'not_closed') this.staleCount += summary.calls;
+      else this.recordedCount += summary.calls;
       if (!this.running) return;
       if (reply.status === 'reshaped' && !this.reshapeReported) {
         this.reshapeReported = true;
@@ -331,7 +341,7 @@ export class CircuitBreaker implements FeedListener {
       this.applyShared(reply.view, reply.transition);
     } catch (error) {
       if (this.running) this.callFailed(error, 'recording outcomes', summary);
-      else this.counts.undelivered += summary.calls;
+      else this.undeliveredCount += summary.calls;
     }
   }
 
@@ -345,16 +355,18 @@ export class CircuitBreaker implements FeedListener {
   private applyShared(incoming: SharedView, transition?: Transition): void {
     const current = this.shared;
     if (!isNewer(incoming, current)) return;
-    const next = viewOf(incoming);
+    const next = sharedView(incoming);
     this.shared = next;
     if (this.degraded || !this.running) return;
     if (next.state === current.state && next.generation === current.generation) return;
-    if (this.recovery.generation !== next.generation) {
+    // A new open period starts its recovery progress now; a closed breaker needs none.
+    if (next.state !== CircuitState.OPEN) this.recovery = NO_PROGRESS;
+    else if (this.recovery.generation !== next.generation) {
       this.recovery = { generation: next.generation, failures: 0, lastAt: performance.now() };
     }
     const sameEpoch = next.epoch === current.epoch || current.epoch === '';
-    this.view = { state: next.state, generation: next.generation, local: false };
-    this.counts.stale += this.recorder.reset(next.generation);
+    this.view = next;
+    this.staleCount += this.recorder.reset(next.generation);
     if (transition && sameEpoch && next.generation === current.generation + 1) {
       this.emit(transition);
     } else if (sameEpoch) {
@@ -365,8 +377,9 @@ export class CircuitBreaker implements FeedListener {
     this.updateDuties();
   }
 
-  /** Takes the recovery progress Redis reports, if the snapshot is of the cached state. */
+  /** Takes the recovery progress Redis reports, if the snapshot is of the cached, open state. */
   private trackRecovery(snapshot: Snapshot): void {
+    if (snapshot.state !== CircuitState.OPEN) return;
     if (snapshot.generation !== this.shared.generation || snapshot.epoch !== this.shared.epoch) return;
     this.recovery = {
       generation: snapshot.generation,
@@ -469,7 +482,7 @@ export class CircuitBreaker implements FeedListener {
     const mode = this.o.localFallback ? 'evaluating the strategy locally' : 'keeping the last known state';
     this.report('ZV_REDIS_UNREACHABLE', `${what} failed; ${mode} until Redis answers again`, cause);
     this.local = this.o.localFallback ? new LocalWindow(this.o.breaker) : undefined;
-    this.view = { state: this.view.state, generation: this.view.generation, local: true };
+    this.view = { ...this.view, local: true };
     this.recovery = { generation: -this.localEpisode, failures: 0, lastAt: performance.now() };
     // Outcomes that did not reach Redis are the freshest the local window can start from:
     // those of the failed call, then those that settled after it.
@@ -483,10 +496,10 @@ export class CircuitBreaker implements FeedListener {
   private foldLocally(summary: Summary): void {
     if (summary.calls === 0) return;
     if (!this.local) {
-      this.counts.undelivered += summary.calls;
+      this.undeliveredCount += summary.calls;
       return;
     }
-    this.counts.local += summary.calls;
+    this.localCount += summary.calls;
     const facts = this.local.fold(summary);
     if (facts && this.view.state === CircuitState.CLOSED) this.openLocally(facts);
   }
@@ -497,12 +510,12 @@ export class CircuitBreaker implements FeedListener {
     this.clearResyncTimer();
     const before = this.view.state;
     // Feed messages may have brought a newer state than this snapshot, read earlier.
-    if (isNewer(snapshot, this.shared)) this.shared = viewOf(snapshot);
+    if (isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
     const shared = this.shared;
-    this.view = { state: shared.state, generation: shared.generation, local: false };
-    this.recovery = { generation: shared.generation, failures: 0, lastAt: performance.now() };
+    this.view = shared;
+    this.recovery = shared.state === CircuitState.OPEN ? { generation: shared.generation, failures: 0, lastAt: performance.now() } : NO_PROGRESS;
     this.trackRecovery(snapshot);
-    this.counts.stale += this.recorder.reset(shared.generation);
+    this.staleCount += this.recorder.reset(shared.generation);
     if (before !== shared.state) {
       this.emit(this.localTransitionRecord(before, shared.state, LocalReason.RESYNC));
     }
@@ -515,7 +528,7 @@ export class CircuitBreaker implements FeedListener {
 
   private changeLocally(to: CircuitState, reason: LocalReason, facts?: WindowFacts): void {
     const from = this.view.state;
-    this.view = { state: to, generation: this.view.generation, local: true };
+    this.view = { ...this.view, state: to, local: true };
     if (to === CircuitState.CLOSED) this.local = this.o.localFallback ? new LocalWindow(this.o.breaker) : undefined;
     this.recovery = { generation: -this.localEpisode, failures: 0, lastAt: performance.now() };
     this.emit(this.localTransitionRecord(from, to, reason, facts));
@@ -537,16 +550,32 @@ export class CircuitBreaker implements FeedListener {
 
   // ---- lease and health checks ----------------------------------------------------
 
-  private onLeaseGranted(snapshot: Snapshot): void {
+  /** @internal */
+  onLeaseGranted(snapshot: Snapshot): void {
     this.applyShared(snapshot);
     this.trackRecovery(snapshot);
     this.setRole(CircuitRole.LEADER);
     this.updateDuties();
   }
 
-  private onLeaseLost(): void {
+  /** @internal */
+  onLeaseHeld(snapshot: Snapshot): void {
+    this.applyShared(snapshot);
+  }
+
+  /** @internal */
+  onLeaseLost(): void {
     this.setRole(CircuitRole.FOLLOWER);
     this.updateDuties();
+  }
+
+  /** @internal */
+  onLeaseError(error: unknown, operation: 'acquire' | 'renew' | 'release'): void {
+    if (operation === 'release') {
+      this.report('ZV_LEASE_FAILED', 'releasing the lease failed; another instance takes over when it expires', error);
+    } else {
+      this.callFailed(error, `lease ${operation}`);
+    }
   }
 
   private setRole(role: CircuitRole): void {
@@ -563,7 +592,20 @@ export class CircuitBreaker implements FeedListener {
 
   /** Gives the health checker the duty that fits the current role and state. */
   private updateDuties(): void {
-    this.checker.assign(this.running ? this.currentDuty() : undefined);
+    const duty = this.running ? this.currentDuty() : undefined;
+    if (!duty && !this.checker) return;
+    this.checker ??= new HealthChecker(this, this.o.backoff, this.o.healthTimeoutMs);
+    this.checker.assign(duty);
+  }
+
+  /** @internal */
+  runHealthCheck(type: HealthCheckType, signal: AbortSignal): Promise<void> {
+    return this.o.check(type, signal);
+  }
+
+  /** @internal */
+  onHealthCheckerError(error: unknown): void {
+    this.report('ZV_HEALTH_CHECK_FAILED', 'the health-check loop failed', error);
   }
 
   private currentDuty(): Duty | undefined {
@@ -731,7 +773,8 @@ export class CircuitBreaker implements FeedListener {
     }
   }
 
-  private observeCheck(type: HealthCheckType, outcome: CallResult, durationMs: number, error: unknown): void {
+  /** @internal */
+  observeHealthCheck(type: HealthCheckType, outcome: CallResult, durationMs: number, error: unknown): void {
     if (outcome === CallResult.FAILURE) {
       this.report('ZV_HEALTH_CHECK_FAILED', `the ${type} health check failed`, error);
     }

@@ -31,9 +31,6 @@ export function isNewer(candidate: SharedView, current: SharedView): boolean {
   return candidate.generation > current.generation;
 }
 
-export function viewOf(v: SharedView): SharedView {
-  return { state: v.state, generation: v.generation, epoch: v.epoch };
-}
 
 /** Everything zv1_state reports. Durations are computed on server time. */
 export interface Snapshot extends SharedView {
@@ -157,12 +154,12 @@ function int(value: unknown): number {
   return n;
 }
 
+/** The state as one of our constants: a breaker keeps no copy of the reply's string. */
 function circuitState(value: unknown): CircuitState {
   const s = text(value);
-  if (s !== CircuitState.CLOSED && s !== CircuitState.OPEN) {
-    throw new ZenvarkError('ZV_BAD_REPLY', `unknown circuit state ${JSON.stringify(s)}`);
-  }
-  return s;
+  if (s === CircuitState.CLOSED) return CircuitState.CLOSED;
+  if (s === CircuitState.OPEN) return CircuitState.OPEN;
+  throw new ZenvarkError('ZV_BAD_REPLY', `unknown circuit state ${JSON.stringify(s)}`);
 }
 
 function view(reply: unknown[], at: number): SharedView {
@@ -244,8 +241,19 @@ function transitionOf(value: unknown): Transition | undefined {
   return message.kind === 'transition' ? message.transition : undefined;
 }
 
+const specs = new WeakMap<BreakerStrategy, string>();
+
 /** The strategy as the library takes it: 'kind:threshold:window:minimum'. */
 export function strategySpec(strategy: BreakerStrategy): string {
+  let spec = specs.get(strategy);
+  if (spec === undefined) {
+    spec = buildSpec(strategy);
+    specs.set(strategy, spec);
+  }
+  return spec;
+}
+
+function buildSpec(strategy: BreakerStrategy): string {
   switch (strategy.kind) {
     case StrategyKind.CONSECUTIVE:
       return `${strategy.kind}:${strategy.threshold}:0:0`;

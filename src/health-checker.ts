@@ -34,14 +34,13 @@ export interface IdleDuty {
 
 export type Duty = RecoveryDuty | IdleDuty;
 
-export interface HealthCheckerOptions {
-  check: (type: HealthCheckType, signal: AbortSignal) => Promise<void>;
-  backoff: BackoffStrategy;
-  /** A check that has not settled after this long is aborted and counts as failed, in ms. */
-  timeoutMs: number;
+/** What the checker runs and tells: the breaker that owns it. */
+export interface HealthCheckOwner {
+  /** The user's check. */
+  runHealthCheck(type: HealthCheckType, signal: AbortSignal): Promise<void>;
   /** Observes every check: its result and duration. */
-  observe(type: HealthCheckType, result: CallResult, durationMs: number, error: unknown): void;
-  onError(error: unknown): void;
+  observeHealthCheck(type: HealthCheckType, result: CallResult, durationMs: number, error: unknown): void;
+  onHealthCheckerError(error: unknown): void;
 }
 
 /** Resolves after ms, or as soon as the signal aborts. */
@@ -64,7 +63,12 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
 export class HealthChecker {
   private current: { key: string; controller: AbortController } | undefined;
 
-  constructor(private readonly options: HealthCheckerOptions) {}
+  /** @param timeoutMs a check not settled after this long is aborted and counts as failed */
+  constructor(
+    private readonly owner: HealthCheckOwner,
+    private readonly backoff: BackoffStrategy,
+    private readonly timeoutMs: number,
+  ) {}
 
   /** Makes `duty` the running one; undefined stops checking. */
   assign(duty: Duty | undefined): void {
@@ -76,7 +80,7 @@ export class HealthChecker {
     this.current = { key: duty.key, controller };
     const loop = duty.type === HealthCheckType.RECOVERY ? this.recover(duty, controller.signal) : this.probe(duty, controller.signal);
     loop
-      .catch((error: unknown) => this.options.onError(error))
+      .catch((error: unknown) => this.owner.onHealthCheckerError(error))
       .finally(() => {
         if (this.current?.controller === controller) this.current = undefined;
       });
@@ -87,7 +91,7 @@ export class HealthChecker {
   }
 
   private delayMs(attempt: number): number {
-    const delay = this.options.backoff.getDelayMs(attempt);
+    const delay = this.backoff.getDelayMs(attempt);
     if (typeof delay !== 'number' || !(delay >= 0)) {
       throw new RangeError(`backoff.getDelayMs(${attempt}) must return a number >= 0, got ${String(delay)}`);
     }
@@ -136,8 +140,8 @@ export class HealthChecker {
     const timer = setTimeout(() => {
       timedOut = true;
       controller.abort();
-    }, this.options.timeoutMs);
-    const check = Promise.resolve().then(() => this.options.check(type, controller.signal));
+    }, this.timeoutMs);
+    const check = Promise.resolve().then(() => this.owner.runHealthCheck(type, controller.signal));
     // A check settling after the abort has nobody to tell.
     check.catch(() => undefined);
     const aborted = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -153,9 +157,9 @@ export class HealthChecker {
     }
     if (duty.aborted) return false;
     if (timedOut) {
-      error = new ZenvarkError('ZV_HEALTH_CHECK_TIMEOUT', `the ${type} health check did not settle within ${this.options.timeoutMs} ms`);
+      error = new ZenvarkError('ZV_HEALTH_CHECK_TIMEOUT', `the ${type} health check did not settle within ${this.timeoutMs} ms`);
     }
-    this.options.observe(type, error === undefined ? CallResult.SUCCESS : CallResult.FAILURE, performance.now() - startedAt, error);
+    this.owner.observeHealthCheck(type, error === undefined ? CallResult.SUCCESS : CallResult.FAILURE, performance.now() - startedAt, error);
     return error === undefined;
   }
 }

@@ -26,7 +26,14 @@ export function keyList(keys: BreakerKeys): [string, string] {
   return [keys.state, keys.events];
 }
 
+const channels = new Map<string, string>();
+
 /** The pub/sub channel on which the library publishes every transition under a prefix. */
 export function feedChannel(prefix: string): string {
-  return `${prefix}:feed`;
+  let channel = channels.get(prefix);
+  if (channel === undefined) {
+    channel = `${prefix}:feed`;
+    channels.set(prefix, channel);
+  }
+  return channel;
 }

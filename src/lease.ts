@@ -6,8 +6,9 @@
  * Redis. A follower retries when the holder's lease expires, or at once when the holder
  * announces a release.
  *
- * One call at a time: each step (acquire when following, renew when leading) schedules
- * the next one; if a step ends without doing so, the next one runs at once.
+ * One call at a time, and one timer: each step (acquire when following, renew when
+ * leading) schedules the next; if a step ends without doing so, the next runs at once.
+ * While leading, the timer also fires at the lapse deadline if that comes first.
  */
 import type { BreakerFunctions, Snapshot } from './functions.js';
 
@@ -16,28 +17,39 @@ const RETRY_AFTER_ERROR_MS = 500;
 /** A follower tries this long after the holder's lease should have expired, in ms. */
 const EXPIRY_SLACK_MS = 5;
 
-export interface LeaseKeeperOptions {
-  functions: BreakerFunctions;
-  ttlMs: number;
+/** What the lease keeper tells the breaker that owns it. */
+export interface LeaseOwner {
   /** This instance became the holder. */
-  onGranted(token: number, snapshot: Snapshot): void;
+  onLeaseGranted(snapshot: Snapshot): void;
   /** Another instance holds the lease; `snapshot` is the breaker as Redis has it now. */
-  onHeld(snapshot: Snapshot): void;
+  onLeaseHeld(snapshot: Snapshot): void;
   /** This instance stopped being the holder (lost, lapsed or released). */
-  onLost(): void;
-  onError(error: unknown, operation: 'acquire' | 'renew' | 'release'): void;
+  onLeaseLost(): void;
+  onLeaseError(error: unknown, operation: 'acquire' | 'renew' | 'release'): void;
+}
+
+/** A timer callback shared by every keeper: no closure is kept per breaker. */
+function fireLeaseTimer(keeper: LeaseKeeper): void {
+  keeper.fire();
 }
 
 export class LeaseKeeper {
   private heldToken: number | undefined;
-  private next: NodeJS.Timeout | undefined;
-  private lapse: NodeJS.Timeout | undefined;
+  /** Monotonic time after which a held lease may have lapsed. */
+  private deadline = 0;
+  /** Monotonic time of the next step. */
+  private dueAt = 0;
+  private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private running = false;
   /** Counts release announcements, so that one arriving mid-call is not lost. */
   private wakes = 0;
 
-  constructor(private readonly options: LeaseKeeperOptions) {}
+  constructor(
+    private readonly functions: BreakerFunctions,
+    private readonly ttlMs: number,
+    private readonly owner: LeaseOwner,
+  ) {}
 
   /** The fencing token while this instance holds the lease, else undefined. */
   get token(): number | undefined {
@@ -63,40 +75,51 @@ export class LeaseKeeper {
   }
 
   /**
-   * Stops every timer, waits for a call in flight, and releases the lease if this instance
+   * Stops the timer, waits for a call in flight, and releases the lease if this instance
    * holds it (or was just granted it), announcing the release to the other instances.
    */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    this.clear();
+    this.clearTimer();
     await this.inFlight;
     const token = this.heldToken;
     if (token === undefined) return;
     this.demote();
     try {
-      await this.options.functions.release(token);
+      await this.functions.release(token);
     } catch (error) {
-      this.options.onError(error, 'release');
+      this.owner.onLeaseError(error, 'release');
     }
   }
 
-  private clear(): void {
-    if (this.next) clearTimeout(this.next);
-    if (this.lapse) clearTimeout(this.lapse);
-    this.next = undefined;
-    this.lapse = undefined;
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
   }
 
-  /** Runs the next step after delayMs, replacing whatever was scheduled. */
+  /** Runs the next step after delayMs (or at the lapse deadline, if earlier). */
   private schedule(delayMs: number): void {
-    if (this.next) clearTimeout(this.next);
-    this.next = undefined;
+    this.clearTimer();
     if (!this.running) return;
-    this.next = setTimeout(() => {
-      this.next = undefined;
-      this.step();
-    }, Math.max(0, delayMs));
+    const now = performance.now();
+    this.dueAt = now + Math.max(0, delayMs);
+    const at = this.heldToken === undefined ? this.dueAt : Math.min(this.dueAt, this.deadline);
+    this.timer = setTimeout(fireLeaseTimer, Math.max(0, at - now), this);
+  }
+
+  /** @internal */
+  fire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    if (this.heldToken !== undefined && now >= this.deadline) {
+      this.demote();
+    } else if (now < this.dueAt) {
+      // Woken for a lapse that a renewal pushed back: wait for the step.
+      this.schedule(this.dueAt - now);
+      return;
+    }
+    this.step();
   }
 
   private step(): void {
@@ -106,29 +129,26 @@ export class LeaseKeeper {
     const call = token === undefined ? this.acquire() : this.renew(token);
     this.inFlight = call.finally(() => {
       this.inFlight = undefined;
-      if (this.running && !this.next) this.schedule(0);
+      if (this.running && !this.timer) this.schedule(0);
     });
+    if (token !== undefined && this.running && !this.timer) {
+      // A renewal that takes long must not keep us leading past the deadline.
+      this.dueAt = Number.POSITIVE_INFINITY;
+      this.timer = setTimeout(fireLeaseTimer, Math.max(0, this.deadline - performance.now()), this);
+    }
   }
 
   private demote(): void {
-    if (this.lapse) clearTimeout(this.lapse);
-    this.lapse = undefined;
     if (this.heldToken === undefined) return;
     this.heldToken = undefined;
-    this.options.onLost();
+    this.owner.onLeaseLost();
   }
 
-  /** Holds the lease until sentAt + ttl - ttl/10 on the monotonic clock. */
+  /** Holds the lease until sentAt + ttl - ttl/10 on the monotonic clock; renews at ttl/3. */
   private hold(token: number, sentAt: number): void {
     this.heldToken = token;
-    if (this.lapse) clearTimeout(this.lapse);
-    const until = sentAt + this.options.ttlMs - this.options.ttlMs / 10;
-    this.lapse = setTimeout(() => {
-      this.lapse = undefined;
-      this.demote();
-      this.schedule(0);
-    }, Math.max(0, until - performance.now()));
-    this.schedule(this.options.ttlMs / 3);
+    this.deadline = sentAt + this.ttlMs - this.ttlMs / 10;
+    this.schedule(this.ttlMs / 3);
   }
 
   private async acquire(): Promise<void> {
@@ -136,10 +156,10 @@ export class LeaseKeeper {
     const wakes = this.wakes;
     let reply;
     try {
-      reply = await this.options.functions.acquire(this.options.ttlMs);
+      reply = await this.functions.acquire(this.ttlMs);
     } catch (error) {
       if (!this.running) return;
-      this.options.onError(error, 'acquire');
+      this.owner.onLeaseError(error, 'acquire');
       this.schedule(RETRY_AFTER_ERROR_MS);
       return;
     }
@@ -150,11 +170,11 @@ export class LeaseKeeper {
         return;
       }
       this.hold(reply.token, sentAt);
-      this.options.onGranted(reply.token, reply.snapshot);
+      this.owner.onLeaseGranted(reply.snapshot);
       return;
     }
     if (!this.running) return;
-    this.options.onHeld(reply.snapshot);
+    this.owner.onLeaseHeld(reply.snapshot);
     this.schedule(this.wakes !== wakes ? 0 : reply.leaseMs + EXPIRY_SLACK_MS);
   }
 
@@ -162,12 +182,12 @@ export class LeaseKeeper {
     const sentAt = performance.now();
     let reply;
     try {
-      reply = await this.options.functions.renew(token, this.options.ttlMs);
+      reply = await this.functions.renew(token, this.ttlMs);
     } catch (error) {
       if (!this.running || this.heldToken !== token) return;
-      this.options.onError(error, 'renew');
-      // Keep trying while the lease may still be ours; the lapse timer demotes us.
-      this.schedule(Math.min(this.options.ttlMs / 10, RETRY_AFTER_ERROR_MS));
+      this.owner.onLeaseError(error, 'renew');
+      // Keep trying while the lease may still be ours; the deadline demotes us.
+      this.schedule(Math.min(this.ttlMs / 10, RETRY_AFTER_ERROR_MS));
       return;
     }
     if (!this.running || this.heldToken !== token) return;

@@ -89,8 +89,13 @@ export const DEFAULTS = {
   healthTimeoutMs: 10_000,
 } as const;
 
+const processId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+let instances = 0;
+
+/** '<hostname>:<pid>:<random>', then ':<n>' for the second and later breakers of a process. */
 export function defaultInstanceId(): string {
-  return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  instances += 1;
+  return instances === 1 ? processId : `${processId}:${instances}`;
 }
 
 function isRedisClient(value: unknown): value is Redis | Cluster {

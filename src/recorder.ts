@@ -39,17 +39,20 @@ export class Summary implements OutcomeSummary {
   }
 }
 
-export interface RecorderOptions {
-  /** Sends one summary; must not reject (the breaker handles and reports failures). */
-  send(generation: number, summary: Summary): Promise<void>;
-  /** Longest a success waits for company before it is sent alone, in ms. */
-  flushDelayMs: number;
-  /** Outcomes one summary may hold; more are dropped and counted. */
-  maxPending: number;
+/** Where summaries go: the breaker that owns the recorder. */
+export interface RecorderOwner {
+  /** Sends one summary; must not reject (the owner handles and reports failures). */
+  sendSummary(generation: number, summary: Summary): Promise<void>;
+}
+
+/** A timer callback shared by every recorder: no closure is kept per breaker. */
+function flushRecorder(recorder: Recorder): void {
+  recorder.timerFired();
 }
 
 export class Recorder {
-  private pending = new Summary();
+  /** Outcomes not sent yet; created with the first one, so that an idle breaker holds none. */
+  private pending: Summary | undefined;
   private generation = 0;
   private inFlight: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -57,7 +60,15 @@ export class Recorder {
   /** Outcomes not taken because the pending summary was full. */
   overflowed = 0;
 
-  constructor(private readonly options: RecorderOptions) {}
+  /**
+   * @param flushDelayMs longest a success waits for company before it is sent alone
+   * @param maxPending outcomes one summary may hold; more are dropped and counted
+   */
+  constructor(
+    private readonly owner: RecorderOwner,
+    private readonly flushDelayMs: number,
+    private readonly maxPending: number,
+  ) {}
 
   /** Starts taking outcomes (again, after drain()), observed under `generation`. */
   start(generation: number): void {
@@ -71,23 +82,24 @@ export class Recorder {
    */
   reset(generation: number): number {
     this.generation = generation;
-    return this.take().calls;
+    return this.take()?.calls ?? 0;
   }
 
   /** Hands over what is pending and not yet sent (for the local window). */
-  take(): Summary {
+  take(): Summary | undefined {
     const pending = this.pending;
-    this.pending = new Summary();
+    this.pending = undefined;
     return pending;
   }
 
   add(failure: boolean, slow: boolean): void {
     if (this.stopped) return;
-    if (this.pending.calls >= this.options.maxPending) {
+    const pending = (this.pending ??= new Summary());
+    if (pending.calls >= this.maxPending) {
       this.overflowed += 1;
       return;
     }
-    this.pending.add(failure, slow);
+    pending.add(failure, slow);
     if (this.inFlight) return;
     if (failure || slow) this.flush();
     else this.arm();
@@ -105,11 +117,14 @@ export class Recorder {
 
   private arm(): void {
     if (this.timer || this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (!this.inFlight) this.flush();
-    }, this.options.flushDelayMs);
+    this.timer = setTimeout(flushRecorder, this.flushDelayMs, this);
     this.timer.unref();
+  }
+
+  /** @internal The flush timer fired. */
+  timerFired(): void {
+    this.timer = undefined;
+    if (!this.inFlight) this.flush();
   }
 
   private disarm(): void {
@@ -118,15 +133,17 @@ export class Recorder {
   }
 
   private flush(): void {
-    if (this.pending.calls === 0 || this.stopped) return;
-    this.disarm();
     const summary = this.pending;
-    this.pending = new Summary();
+    if (summary === undefined || summary.calls === 0 || this.stopped) return;
+    this.disarm();
+    this.pending = undefined;
     // send() reports its own failures; the catch only keeps the recorder from sticking.
-    this.inFlight = this.options.send(this.generation, summary).catch(() => undefined).then(() => {
+    this.inFlight = this.owner.sendSummary(this.generation, summary).catch(() => undefined).then(() => {
       this.inFlight = undefined;
-      if (this.pending.fail + this.pending.slowFail + this.pending.slowOk > 0) this.flush();
-      else if (this.pending.calls > 0) this.arm();
+      const next = this.pending;
+      if (next === undefined) return;
+      if (next.fail + next.slowFail + next.slowOk > 0) this.flush();
+      else if (next.calls > 0) this.arm();
     });
   }
 }

@@ -23,7 +23,8 @@ export interface FeedListener {
 }
 
 export class StateFeed {
-  private readonly listeners = new Map<string, Set<FeedListener>>();
+  /** By state key: one listener, or several when a process runs more than one instance. */
+  private readonly listeners = new Map<string, FeedListener | FeedListener[]>();
   private readonly channels = new Map<string, number>();
   private connectedOnce = false;
   private retry: NodeJS.Timeout | undefined;
@@ -39,12 +40,10 @@ export class StateFeed {
 
   /** Registers a listener for a state key; resolves once its channel is subscribed. */
   async add(channel: string, key: string, listener: FeedListener): Promise<void> {
-    let set = this.listeners.get(key);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(key, set);
-    }
-    set.add(listener);
+    const present = this.listeners.get(key);
+    if (present === undefined) this.listeners.set(key, listener);
+    else if (Array.isArray(present)) present.push(listener);
+    else this.listeners.set(key, [present, listener]);
     const count = this.channels.get(channel) ?? 0;
     this.channels.set(channel, count + 1);
     try {
@@ -56,8 +55,14 @@ export class StateFeed {
   }
 
   remove(channel: string, key: string, listener: FeedListener): void {
-    const set = this.listeners.get(key);
-    if (set?.delete(listener) && set.size === 0) this.listeners.delete(key);
+    const present = this.listeners.get(key);
+    if (present === listener) {
+      this.listeners.delete(key);
+    } else if (Array.isArray(present)) {
+      const rest = present.filter((l) => l !== listener);
+      if (rest.length === 1) this.listeners.set(key, rest[0] as FeedListener);
+      else this.listeners.set(key, rest);
+    }
     const count = (this.channels.get(channel) ?? 1) - 1;
     if (count > 0) {
       this.channels.set(channel, count);
@@ -83,7 +88,10 @@ export class StateFeed {
 
   private allListeners(): FeedListener[] {
     const all: FeedListener[] = [];
-    for (const set of this.listeners.values()) all.push(...set);
+    for (const present of this.listeners.values()) {
+      if (Array.isArray(present)) all.push(...present);
+      else all.push(present);
+    }
     return all;
   }
 
@@ -97,9 +105,13 @@ export class StateFeed {
       this.tellAll(new ZenvarkError('ZV_BAD_MESSAGE', `ignored a message on ${channel}`, { cause: error }));
       return;
     }
-    const set = this.listeners.get(message.key);
-    if (!set) return;
-    for (const listener of set) listener.onFeedMessage(message);
+    const present = this.listeners.get(message.key);
+    if (present === undefined) return;
+    if (!Array.isArray(present)) {
+      present.onFeedMessage(message);
+      return;
+    }
+    for (const listener of present) listener.onFeedMessage(message);
   }
 
   /**

@@ -78,7 +78,7 @@ describe('CircuitBreaker options', () => {
     const breaker = new CircuitBreaker({ ...valid(), id: ' {x} : ☃ ' });
     expect(breaker.state).toBe('closed');
     expect(breaker.role).toBe('follower');
-    expect(breaker.instanceId).toMatch(/^.+:\d+:[0-9a-f]{8}$/);
+    expect(breaker.instanceId).toMatch(/^.+:\d+:[0-9a-f]{8}(:\d+)?$/);
   });
 });
 

@@ -24,16 +24,15 @@ describe('Recorder', () => {
   function harness(flushDelayMs = 20, maxPending = 1000) {
     const sent: { generation: number; calls: number; fail: number }[] = [];
     let finish: () => void = () => undefined;
-    const recorder = new Recorder({
-      flushDelayMs,
-      maxPending,
-      send: (generation, s) => {
+    const owner = {
+      sendSummary: (generation: number, s: Summary) => {
         sent.push({ generation, calls: s.calls, fail: s.fail });
         return new Promise<void>((resolve) => {
           finish = resolve;
         });
       },
-    });
+    };
+    const recorder = new Recorder(owner, flushDelayMs, maxPending);
     recorder.start(0);
     return { recorder, sent, finish: () => finish() };
   }
