@@ -98,7 +98,8 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
   private stopping: Promise<void> | undefined;
   private connections: SharedConnections | undefined;
   private functions: BreakerFunctions | undefined;
-  private readonly recorder: Recorder;
+  /** Created with the first outcome: an idle breaker has no recorder. */
+  private recorder: Recorder | undefined;
   private lease: LeaseKeeper | undefined;
 
   private degraded = false;
@@ -120,7 +121,6 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     this.o = resolveOptions(options);
     this.keys = breakerKeys(this.o.prefix, this.o.id);
     this.channel = feedChannel(this.o.prefix);
-    this.recorder = new Recorder(this, FLUSH_DELAY_MS, MAX_PENDING_OUTCOMES);
     this.o.metrics?.initialize?.(this.o.id);
   }
 
@@ -150,7 +150,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
       recorded: this.recordedCount,
       stale: this.staleCount,
       local: this.localCount,
-      overflowed: this.recorder.overflowed,
+      overflowed: this.recorder?.overflowed ?? 0,
       undelivered: this.undeliveredCount,
       rejected: this.rejectedCount,
     };
@@ -269,7 +269,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
       this.recovery = NO_PROGRESS;
       this.trackRecovery(snapshot);
       this.degraded = false;
-      this.recorder.start(this.shared.generation);
+      this.recorder?.start(this.shared.generation);
       this.lease = new LeaseKeeper(functions, this.o.leaseTtlMs, this);
       connections.addListener(this);
       this.running = true;
@@ -292,7 +292,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     this.checker?.stop();
     this.clearResyncTimer();
     connections?.removeListener(this);
-    await this.recorder.drain();
+    await this.recorder?.drain();
     await this.lease?.stop();
     if (connections) connections.feed.remove(this.channel, this.keys.state, this);
     await this.emitting;
@@ -312,6 +312,10 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     if (view !== this.view) {
       this.staleCount += 1;
     } else if (!this.degraded) {
+      if (!this.recorder) {
+        this.recorder = new Recorder(this, FLUSH_DELAY_MS, MAX_PENDING_OUTCOMES);
+        this.recorder.start(view.generation);
+      }
       this.recorder.add(failure, false);
     } else if (!this.local) {
       this.undeliveredCount += 1;
@@ -366,7 +370,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     }
     const sameEpoch = next.epoch === current.epoch || current.epoch === '';
     this.view = next;
-    this.staleCount += this.recorder.reset(next.generation);
+    this.staleCount += this.recorder?.reset(next.generation) ?? 0;
     if (transition && sameEpoch && next.generation === current.generation + 1) {
       this.emit(transition);
     } else if (sameEpoch) {
@@ -487,7 +491,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     // Outcomes that did not reach Redis are the freshest the local window can start from:
     // those of the failed call, then those that settled after it.
     if (unsent) this.foldLocally(unsent);
-    const pending = this.recorder.take();
+    const pending = this.recorder?.take();
     if (pending) this.foldLocally(pending);
     this.updateDuties();
     this.scheduleResync();
@@ -515,7 +519,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     this.view = shared;
     this.recovery = shared.state === CircuitState.OPEN ? { generation: shared.generation, failures: 0, lastAt: performance.now() } : NO_PROGRESS;
     this.trackRecovery(snapshot);
-    this.staleCount += this.recorder.reset(shared.generation);
+    this.staleCount += this.recorder?.reset(shared.generation) ?? 0;
     if (before !== shared.state) {
       this.emit(this.localTransitionRecord(before, shared.state, LocalReason.RESYNC));
     }

@@ -266,16 +266,14 @@ function buildSpec(strategy: BreakerStrategy): string {
 
 /** The library's functions for one breaker, over one connection. */
 export class BreakerFunctions {
-  private readonly header: (string | number)[];
   private readonly strategy: string;
 
   constructor(
     private readonly connection: Connection,
     readonly keys: BreakerKeys,
-    header: CallHeader,
+    private readonly header: CallHeader,
     strategy: BreakerStrategy,
   ) {
-    this.header = [header.channel, header.actor, header.retention];
     this.strategy = strategySpec(strategy);
   }
 
@@ -284,7 +282,8 @@ export class BreakerFunctions {
   }
 
   async record(generation: number, s: OutcomeSummary): Promise<RecordReply> {
-    const args = [...this.header, generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
+    const h = this.header;
+    const args = [h.channel, h.actor, h.retention, generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
     const reply = await call(this.connection, 'zv1_record', this.keys, args);
     return {
       status: oneOf('zv1_record', reply[0], ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped']),
@@ -294,7 +293,8 @@ export class BreakerFunctions {
   }
 
   async acquire(ttlMs: number): Promise<AcquireReply> {
-    const reply = await call(this.connection, 'zv1_acquire', this.keys, [...this.header, ttlMs]);
+    const h = this.header;
+    const reply = await call(this.connection, 'zv1_acquire', this.keys, [h.channel, h.actor, h.retention, ttlMs]);
     return {
       status: oneOf('zv1_acquire', reply[0], ['granted', 'held']),
       token: int(reply[1]),
@@ -305,7 +305,8 @@ export class BreakerFunctions {
   }
 
   async renew(token: number, ttlMs: number): Promise<RenewReply> {
-    const reply = await call(this.connection, 'zv1_renew', this.keys, [...this.header, token, ttlMs]);
+    const h = this.header;
+    const reply = await call(this.connection, 'zv1_renew', this.keys, [h.channel, h.actor, h.retention, token, ttlMs]);
     return {
       status: oneOf('zv1_renew', reply[0], ['renewed', 'lost']),
       token: int(reply[1]),
@@ -315,12 +316,14 @@ export class BreakerFunctions {
   }
 
   async release(token: number): Promise<'released' | 'not_holder'> {
-    const reply = await call(this.connection, 'zv1_release', this.keys, [...this.header, token]);
+    const h = this.header;
+    const reply = await call(this.connection, 'zv1_release', this.keys, [h.channel, h.actor, h.retention, token]);
     return oneOf('zv1_release', reply[0], ['released', 'not_holder']);
   }
 
   async health(token: number, generation: number, type: string, result: string): Promise<HealthReply> {
-    const reply = await call(this.connection, 'zv1_health', this.keys, [...this.header, token, generation, type, result]);
+    const h = this.header;
+    const reply = await call(this.connection, 'zv1_health', this.keys, [h.channel, h.actor, h.retention, token, generation, type, result]);
     return {
       status: oneOf('zv1_health', reply[0], ['closed', 'opened', 'counted', 'ignored', 'stale_token', 'stale_gen']),
       view: view(reply, 1),

@@ -28,6 +28,9 @@ export interface LeaseOwner {
   onLeaseError(error: unknown, operation: 'acquire' | 'renew' | 'release'): void;
 }
 
+/** dueAt while only the lapse deadline is watched (a renewal is in flight). */
+const NOT_DUE = -1;
+
 /** A timer callback shared by every keeper: no closure is kept per breaker. */
 function fireLeaseTimer(keeper: LeaseKeeper): void {
   keeper.fire();
@@ -103,7 +106,8 @@ export class LeaseKeeper {
     this.clearTimer();
     if (!this.running) return;
     const now = performance.now();
-    this.dueAt = now + Math.max(0, delayMs);
+    // Whole milliseconds: small integers, not boxed doubles, in every keeper.
+    this.dueAt = Math.ceil(now + Math.max(0, delayMs));
     const at = this.heldToken === undefined ? this.dueAt : Math.min(this.dueAt, this.deadline);
     this.timer = setTimeout(fireLeaseTimer, Math.max(0, at - now), this);
   }
@@ -114,7 +118,7 @@ export class LeaseKeeper {
     const now = performance.now();
     if (this.heldToken !== undefined && now >= this.deadline) {
       this.demote();
-    } else if (now < this.dueAt) {
+    } else if (this.dueAt !== NOT_DUE && now < this.dueAt) {
       // Woken for a lapse that a renewal pushed back: wait for the step.
       this.schedule(this.dueAt - now);
       return;
@@ -133,8 +137,8 @@ export class LeaseKeeper {
     });
     if (token !== undefined && this.running && !this.timer) {
       // A renewal that takes long must not keep us leading past the deadline.
-      this.dueAt = Number.POSITIVE_INFINITY;
-      this.timer = setTimeout(fireLeaseTimer, Math.max(0, this.deadline - performance.now()), this);
+      this.dueAt = NOT_DUE;
+      this.timer = setTimeout(fireLeaseTimer, Math.max(0, this.deadline + 1 - performance.now()), this);
     }
   }
 
@@ -147,7 +151,7 @@ export class LeaseKeeper {
   /** Holds the lease until sentAt + ttl - ttl/10 on the monotonic clock; renews at ttl/3. */
   private hold(token: number, sentAt: number): void {
     this.heldToken = token;
-    this.deadline = sentAt + this.ttlMs - this.ttlMs / 10;
+    this.deadline = Math.floor(sentAt + this.ttlMs - this.ttlMs / 10);
     this.schedule(this.ttlMs / 3);
   }
 

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { CircuitBreaker, ConstantBackoff, CountBreaker } from '../../src/index.js';
+import { CircuitBreaker, ConstantBackoff, CountBreaker } from '../library.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { disposeRedis, startRedis } from '../../test/support/redis.js';
 import { StreamPerCallBreaker } from '../baselines/stream-per-call.js';

@@ -7,10 +7,11 @@ import { randomUUID } from 'node:crypto';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { firstAmong, leaderAmong, startWorkers } from '../../test/fleet/processes.js';
 import { summarize, wallMs } from '../../test/support/clock.js';
+import { args, report } from '../measure.js';
 import { disposeRedis, startRedis } from '../../test/support/redis.js';
 
-const repetitions = Number(process.argv[2] ?? 5);
-const leaseTtlMs = Number(process.argv[3] ?? 5000);
+const repetitions = Number(args[0] ?? 5);
+const leaseTtlMs = Number(args[1] ?? 5000);
 const backoffMs = 100;
 
 const server = await startRedis();
@@ -42,4 +43,14 @@ try {
 }
 
 const s = summarize(results);
-console.log(JSON.stringify({ case: 'failover', leaseTtlMs, backoffMs, repetitions, minMs: s.min, p50Ms: s.p50, maxMs: s.max }));
+report('failover', [
+  {
+    name: `failover, lease TTL ${leaseTtlMs} ms`,
+    subject: 'zenvark',
+    value: s.p50,
+    min: s.min,
+    unit: 'ms',
+    note: `max ${s.max.toFixed(0)} ms over ${repetitions} kills; backoff ${backoffMs} ms`,
+  },
+  { name: `failover max, lease TTL ${leaseTtlMs} ms`, subject: 'zenvark', value: s.max, unit: 'ms' },
+]);

@@ -14,7 +14,7 @@ import {
 } from 'cockatiel';
 import { Redis } from 'ioredis';
 import Opossum from 'opossum';
-import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff } from '../../src/index.js';
+import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff } from '../library.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { disposeRedis, startRedis } from '../../test/support/redis.js';
 import { args, median, nsPerCall, quick, report } from '../measure.js';

@@ -8,10 +8,11 @@ import { randomUUID } from 'node:crypto';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { startWorkers } from '../../test/fleet/processes.js';
 import { summarize } from '../../test/support/clock.js';
+import { args, report } from '../measure.js';
 import { disposeRedis, startRedis } from '../../test/support/redis.js';
 
-const trips = Number(process.argv[2] ?? 50);
-const size = Number(process.argv[3] ?? 20);
+const trips = Number(args[0] ?? 50);
+const size = Number(args[1] ?? 20);
 
 const server = await startRedis();
 const admin = server.client();
@@ -42,4 +43,9 @@ try {
 }
 
 const s = summarize(delays);
-console.log(JSON.stringify({ case: 'propagation', instances: size, trips, observations: s.n, p50Ms: s.p50, p99Ms: s.p99, maxMs: s.max }));
+const note = `${size} processes, ${trips} trips, ${s.n} observations`;
+report('propagation', [
+  { name: 'propagation p50', subject: 'zenvark', value: s.p50, unit: 'ms', note },
+  { name: 'propagation p99', subject: 'zenvark', value: s.p99, unit: 'ms', note },
+  { name: 'propagation max', subject: 'zenvark', value: s.max, unit: 'ms', note },
+]);
