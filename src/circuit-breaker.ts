@@ -12,7 +12,6 @@ import {
 import { type Duty, type HealthCheckOwner, HealthChecker } from './health-checker.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
 import { LeaseKeeper, type LeaseOwner } from './lease.js';
-import { verifyLibrary } from './library.js';
 import { LocalWindow, type WindowFacts } from './local-window.js';
 import { type CircuitBreakerOptions, type ResolvedOptions, resolveOptions } from './options.js';
 import { Recorder, type RecorderOwner, type Summary } from './recorder.js';
@@ -250,7 +249,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     let subscribed = false;
     try {
       await connections.whenReady();
-      await verifyLibrary(connections.command, this.o.loadFunctions);
+      await connections.verifyLibrary(this.o.loadFunctions);
       const functions = new BreakerFunctions(
         connections.command,
         this.keys,
@@ -466,9 +465,11 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
   /** A call to Redis failed. `unsent` holds the outcomes a failed record call carried. */
   private callFailed(error: unknown, what: string, unsent?: Summary): void {
     if (!this.running) return;
+    if (error instanceof LibraryMissingError && this.connections) {
+      this.connections.forgetLibrary();
+    }
     if (error instanceof LibraryMissingError && this.o.loadFunctions && this.connections) {
-      const command = this.connections.command;
-      verifyLibrary(command, true).catch((cause: unknown) =>
+      this.connections.verifyLibrary(true).catch((cause: unknown) =>
         this.report('ZV_LIBRARY_MISSING', 'reloading the function library failed', cause),
       );
     }

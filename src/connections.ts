@@ -6,6 +6,7 @@
  */
 import { Cluster, type Redis, type RedisOptions } from 'ioredis';
 import type { Connection } from './functions.js';
+import { verifyLibrary } from './library.js';
 import { StateFeed } from './state-feed.js';
 
 /** Longest a command of the library may take before it fails, in ms. */
@@ -68,6 +69,10 @@ export class SharedConnections {
   private lost = false;
   private lastError: Error | undefined;
   private readyWait: Promise<void> | undefined;
+  /** The library was found current; forgotten when the connection drops (Redis may come back empty). */
+  private libraryOk = false;
+  /** Checks in flight, without and with loading. */
+  private readonly libraryChecks = new Map<boolean, Promise<void>>();
   refs = 0;
   closed = false;
 
@@ -82,6 +87,7 @@ export class SharedConnections {
     });
     this.subscriber.on('error', () => {});
     this.command.on('close', () => {
+      this.libraryOk = false;
       if (this.lost || this.closed) return;
       this.lost = true;
       for (const listener of this.listeners) listener.onConnectionLost(this.lastError);
@@ -92,6 +98,26 @@ export class SharedConnections {
       this.lost = false;
       for (const listener of this.listeners) listener.onConnectionRestored();
     });
+  }
+
+  /** A call found the library missing (flushed, or a server that came back empty). */
+  forgetLibrary(): void {
+    this.libraryOk = false;
+  }
+
+  /** Checks (and with `load`, loads) the function library once for all breakers here. */
+  verifyLibrary(load: boolean): Promise<void> {
+    if (this.libraryOk) return Promise.resolve();
+    let check = this.libraryChecks.get(load);
+    if (!check) {
+      check = verifyLibrary(this.command, load)
+        .then(() => {
+          this.libraryOk = true;
+        })
+        .finally(() => this.libraryChecks.delete(load));
+      this.libraryChecks.set(load, check);
+    }
+    return check;
   }
 
   get ready(): boolean {

@@ -75,6 +75,39 @@ const elapsedS = (performance.now() - startedAt) / 1000;
 await new Promise((r) => setTimeout(r, 1500));
 const after = await commandCounts();
 await close();
+
+// For scale: what an FCALL of a function that does nothing costs on this server, called
+// at the same pace as the record calls above (one every ~10 ms).
+let floorUsec = Number.NaN;
+let saturatedUsec = Number.NaN;
+if (subject === 'zenvark') {
+  // The record function back to back (pipelined), where Redis stays warm.
+  const id = `bench-sat-${randomUUID()}`;
+  const state = `zenvark:{${id}}:state`;
+  const events = `zenvark:{${id}}:events`;
+  const satStart = await commandCounts();
+  for (let batch = 0; batch < 20; batch += 1) {
+    const pipeline = admin.pipeline();
+    for (let n = 0; n < 1000; n += 1) {
+      pipeline.call('FCALL', 'zv1_record', '2', state, events, 'zenvark:feed', 'bench', '1000', '0', '99', '1', '0', '0', '0', '1', '1', 'count:0.5:100:100');
+    }
+    await pipeline.exec();
+  }
+  const satEnd = await commandCounts();
+  saturatedUsec =
+    ((satEnd.get('fcall')?.usec ?? 0) - (satStart.get('fcall')?.usec ?? 0)) /
+    ((satEnd.get('fcall')?.calls ?? 0) - (satStart.get('fcall')?.calls ?? 0));
+
+  await admin.call('FUNCTION', 'LOAD', 'REPLACE', "#!lua name=zenvark_bench\nredis.register_function('zvb_noop', function() return 1 end)");
+  const paced = Math.max(20, Math.min(200, Math.round((after.get('fcall')?.calls ?? 0) - (before.get('fcall')?.calls ?? 0))));
+  const start = await commandCounts();
+  for (let n = 0; n < paced; n += 1) {
+    await admin.call('FCALL', 'zvb_noop', '0');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const end = await commandCounts();
+  floorUsec = ((end.get('fcall')?.usec ?? 0) - (start.get('fcall')?.usec ?? 0)) / ((end.get('fcall')?.calls ?? 0) - (start.get('fcall')?.calls ?? 0));
+}
 redis.disconnect();
 admin.disconnect();
 await disposeRedis(server);
@@ -106,6 +139,20 @@ if (subject === 'zenvark') {
     value: fcallUsec / fcallCalls,
     unit: 'µs/call',
     note: `usec_per_call of ${fcallCalls} FCALLs under this load`,
+  });
+  figures.push({
+    name: 'server cost of zv1_record, back to back',
+    subject: 'zenvark',
+    value: saturatedUsec,
+    unit: 'µs/call',
+    note: '20,000 calls pipelined: Redis stays warm',
+  });
+  figures.push({
+    name: 'server cost of an empty FCALL, same pace',
+    subject: 'Redis (for scale)',
+    value: floorUsec,
+    unit: 'µs/call',
+    note: 'a function that returns 1, called every 10 ms: the floor on this machine',
   });
 }
 if (process.env.BENCH_DEBUG) console.error([...after].map(([n, v]) => `${n}: ${v.calls - (before.get(n)?.calls ?? 0)} calls, ${v.usec - (before.get(n)?.usec ?? 0)} usec`).join("\n"));

@@ -64,6 +64,22 @@ describe('while Redis is unreachable', () => {
     expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'consecutive_failures', local: false, generation: 1 });
   });
 
+  it('a library flushed while running is loaded again when the application allows it', async () => {
+    instances = fleet(server.url, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    const admin = server.client();
+    await admin.function('FLUSH');
+    await fail(i, 1);
+    await vi.waitFor(async () => expect(Number(await admin.call('FCALL_RO', 'zv1_revision', '0'))).toBeGreaterThan(0), { timeout: 10_000 });
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_UNREACHABLE'));
+    // Back on the shared state: three failures trip it in Redis.
+    await vi.waitFor(async () => {
+      await fail(i, 3);
+      expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'consecutive_failures', local: false });
+    }, { timeout: 20_000, interval: 500 });
+  });
+
   it('with localFallback off, keeps the last known state', async () => {
     instances = fleet(server.url, 1, { localFallback: false });
     const [i] = instances as [Instance];
