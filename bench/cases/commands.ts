@@ -2,158 +2,170 @@
  * Redis commands per call: one instance at a steady rate (default 10,000 calls/s) with 1%
  * failures, counted from INFO commandstats deltas: every command the instance sent, lease
  * and feed included. INFO commandstats also counts the commands a function runs inside
- * Redis (TIME, HMGET, HSET, ...); those are not sent by anyone and are left out. With `zenvark`, also the server cost: usec_per_call of FCALL
- * (nearly all zv1_record) under that load. With `stream`, the per-call stream baseline.
+ * Redis (TIME, HMGET, HSET, ...); those are not sent by anyone and are left out.
+ * With `zenvark`, also the server cost: usec_per_call of FCALL (nearly all zv1_record)
+ * under that load and back to back, and an empty FCALL at the same pace for scale. With
+ * `stream`, the per-call stream baseline. Three repetitions (one with --quick), each with
+ * a fresh breaker.
  *   npx tsx bench/cases/commands.ts <zenvark|stream> [seconds=10] [callsPerSecond=10000]
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { CircuitBreaker, ConstantBackoff, CountBreaker } from '../library.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { disposeRedis, startRedis } from '../../test/support/redis.js';
 import { StreamPerCallBreaker } from '../baselines/stream-per-call.js';
-import { args, report } from '../measure.js';
+import { CircuitBreaker, ConstantBackoff, CountBreaker } from '../library.js';
+import { type Figure, args, median, quick, report } from '../measure.js';
 
 const [subject = 'zenvark', secondsArg = '10', rateArg = '10000'] = args;
 const seconds = Number(secondsArg);
 const rate = Number(rateArg);
+const repetitions = quick ? 1 : 3;
 
 const server = await startRedis();
 const admin = server.client();
 await admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
 const redis = new Redis(server.url);
-
 const failure = new Error('dependency failed');
-let execute: (fn: () => Promise<unknown>) => Promise<unknown>;
-let close: () => Promise<void>;
-if (subject === 'zenvark') {
-  const breaker = new CircuitBreaker({
-    id: `bench-${randomUUID()}`,
-    redis,
-    breaker: new CountBreaker({ threshold: 0.5, size: 100 }),
-    health: { backoff: new ConstantBackoff({ delayMs: 1000 }), check: async () => undefined },
-    onError: () => undefined,
-  });
-  await breaker.start();
-  execute = (fn) => breaker.execute(fn);
-  close = () => breaker.stop();
-} else {
-  const reader = new Redis(server.url);
-  const baseline = new StreamPerCallBreaker(redis, reader, `bench-stream-${randomUUID()}`, 5);
-  baseline.start();
-  execute = (fn) => baseline.execute(fn);
-  close = () => baseline.stop();
-}
 
-async function commandCounts(): Promise<Map<string, { calls: number; usec: number }>> {
-  const counts = new Map<string, { calls: number; usec: number }>();
+// The commands the function library calls inside Redis.
+const librarySource = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
+const inner = new Set([...librarySource.matchAll(/(?:call|pcall_redis)\('([A-Z]+)'/g)].map((m) => (m[1] as string).toLowerCase()));
+
+type Counts = Map<string, { calls: number; usec: number }>;
+
+async function commandCounts(): Promise<Counts> {
+  const counts: Counts = new Map();
   for (const m of (await admin.info('commandstats')).matchAll(/cmdstat_([^:]+):calls=(\d+),usec=(\d+)/g)) {
     counts.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
   }
   return counts;
 }
 
-// Let start-up traffic settle, then count only the steady run.
-await new Promise((r) => setTimeout(r, 500));
-const before = await commandCounts();
-let issued = 0;
-const startedAt = performance.now();
-const durationMs = seconds * 1000;
-while (performance.now() - startedAt < durationMs) {
-  const due = Math.floor(((performance.now() - startedAt) / 1000) * rate);
-  const batch: Promise<unknown>[] = [];
-  for (; issued < due; issued += 1) {
-    const fails = issued % 100 === 99;
-    batch.push(execute(fails ? () => Promise.reject(failure) : async () => 1).catch(() => undefined));
-  }
-  await Promise.all(batch);
-  await new Promise((r) => setTimeout(r, 5));
-}
-const elapsedS = (performance.now() - startedAt) / 1000;
-// Successes wait up to 1 s to be sent.
-await new Promise((r) => setTimeout(r, 1500));
-const after = await commandCounts();
-await close();
+const delta = (before: Counts, after: Counts, name: string, field: 'calls' | 'usec') =>
+  (after.get(name)?.[field] ?? 0) - (before.get(name)?.[field] ?? 0);
 
-// For scale: what an FCALL of a function that does nothing costs on this server, called
-// at the same pace as the record calls above (one every ~10 ms).
-let floorUsec = Number.NaN;
-let saturatedUsec = Number.NaN;
-if (subject === 'zenvark') {
-  // The record function back to back (pipelined), where Redis stays warm.
-  const id = `bench-sat-${randomUUID()}`;
-  const state = `zenvark:{${id}}:state`;
-  const events = `zenvark:{${id}}:events`;
-  const satStart = await commandCounts();
-  for (let batch = 0; batch < 20; batch += 1) {
-    const pipeline = admin.pipeline();
-    for (let n = 0; n < 1000; n += 1) {
-      pipeline.call('FCALL', 'zv1_record', '2', state, events, 'zenvark:feed', 'bench', '1000', '0', '99', '1', '0', '0', '0', '1', '1', 'count:0.5:100:100');
+async function subjectUnderTest(): Promise<{ execute: (fn: () => Promise<unknown>) => Promise<unknown>; close: () => Promise<void> }> {
+  if (subject === 'zenvark') {
+    const breaker = new CircuitBreaker({
+      id: `bench-${randomUUID()}`,
+      redis,
+      breaker: new CountBreaker({ threshold: 0.5, size: 100 }),
+      health: { backoff: new ConstantBackoff({ delayMs: 1000 }), check: async () => undefined },
+      onError: () => undefined,
+    });
+    await breaker.start();
+    return { execute: (fn) => breaker.execute(fn), close: () => breaker.stop() };
+  }
+  const reader = new Redis(server.url);
+  const baseline = new StreamPerCallBreaker(redis, reader, `bench-stream-${randomUUID()}`, 5);
+  baseline.start();
+  return { execute: (fn) => baseline.execute(fn), close: () => baseline.stop() };
+}
+
+/** One steady run: commands per call, and FCALL calls and server time. */
+async function steadyRun(): Promise<{ perCall: number; issued: number; commands: number; fcalls: number; fcallUsec: number; elapsedS: number }> {
+  const { execute, close } = await subjectUnderTest();
+  // Let start-up traffic settle, then count only the steady run.
+  await new Promise((r) => setTimeout(r, 500));
+  const before = await commandCounts();
+  let issued = 0;
+  const startedAt = performance.now();
+  while (performance.now() - startedAt < seconds * 1000) {
+    const due = Math.floor(((performance.now() - startedAt) / 1000) * rate);
+    const batch: Promise<unknown>[] = [];
+    for (; issued < due; issued += 1) {
+      const fails = issued % 100 === 99;
+      batch.push(execute(fails ? () => Promise.reject(failure) : async () => 1).catch(() => undefined));
     }
-    await pipeline.exec();
+    await Promise.all(batch);
+    await new Promise((r) => setTimeout(r, 5));
   }
-  const satEnd = await commandCounts();
-  saturatedUsec =
-    ((satEnd.get('fcall')?.usec ?? 0) - (satStart.get('fcall')?.usec ?? 0)) /
-    ((satEnd.get('fcall')?.calls ?? 0) - (satStart.get('fcall')?.calls ?? 0));
-
-  await admin.call('FUNCTION', 'LOAD', 'REPLACE', "#!lua name=zenvark_bench\nredis.register_function('zvb_noop', function() return 1 end)");
-  const paced = Math.max(20, Math.min(200, Math.round((after.get('fcall')?.calls ?? 0) - (before.get('fcall')?.calls ?? 0))));
-  const start = await commandCounts();
-  for (let n = 0; n < paced; n += 1) {
-    await admin.call('FCALL', 'zvb_noop', '0');
-    await new Promise((r) => setTimeout(r, 10));
+  const elapsedS = (performance.now() - startedAt) / 1000;
+  // Successes wait up to 1 s to be sent.
+  await new Promise((r) => setTimeout(r, 1500));
+  const after = await commandCounts();
+  await close();
+  let commands = 0;
+  for (const name of after.keys()) {
+    if (name === 'info' || (subject === 'zenvark' && inner.has(name))) continue;
+    commands += delta(before, after, name, 'calls');
   }
-  const end = await commandCounts();
-  floorUsec = ((end.get('fcall')?.usec ?? 0) - (start.get('fcall')?.usec ?? 0)) / ((end.get('fcall')?.calls ?? 0) - (start.get('fcall')?.calls ?? 0));
+  return {
+    perCall: commands / issued,
+    issued,
+    commands,
+    fcalls: delta(before, after, 'fcall', 'calls'),
+    fcallUsec: delta(before, after, 'fcall', 'usec'),
+    elapsedS,
+  };
 }
-redis.disconnect();
-admin.disconnect();
-await disposeRedis(server);
 
-// The commands the function library calls inside Redis.
-const librarySource = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
-const inner = new Set([...librarySource.matchAll(/(?:call|pcall_redis)\('([A-Z]+)'/g)].map((m) => (m[1] as string).toLowerCase()));
-let commands = 0;
-for (const [name, now] of after) {
-  if (name === 'info' || (subject === 'zenvark' && inner.has(name))) continue;
-  commands += now.calls - (before.get(name)?.calls ?? 0);
-}
-const fcallCalls = (after.get('fcall')?.calls ?? 0) - (before.get('fcall')?.calls ?? 0);
-const fcallUsec = (after.get('fcall')?.usec ?? 0) - (before.get('fcall')?.usec ?? 0);
+const runs = [];
+for (let rep = 0; rep < repetitions; rep += 1) runs.push(await steadyRun());
+const perCall = runs.map((r) => r.perCall);
+const last = runs.at(-1) as (typeof runs)[number];
 const label = subject === 'zenvark' ? 'zenvark' : 'per-call stream baseline';
-const figures = [
+const figures: Figure[] = [
   {
     name: 'Redis commands per call',
     subject: label,
-    value: commands / issued,
+    value: median(perCall),
+    min: Math.min(...perCall),
     unit: 'commands/call',
-    note: `${issued} calls in ${elapsedS.toFixed(1)} s (${Math.round(issued / elapsedS)}/s), ${commands} commands`,
+    note: `${repetitions} runs of ${seconds} s at ${Math.round(last.issued / last.elapsedS)} calls/s; last: ${last.issued} calls, ${last.commands} commands`,
   },
 ];
+
 if (subject === 'zenvark') {
+  const perFcall = runs.map((r) => r.fcallUsec / r.fcalls);
   figures.push({
     name: 'server cost of zv1_record',
     subject: label,
-    value: fcallUsec / fcallCalls,
+    value: median(perFcall),
+    min: Math.min(...perFcall),
     unit: 'µs/call',
-    note: `usec_per_call of ${fcallCalls} FCALLs under this load`,
+    note: `usec_per_call of FCALL under this load (${last.fcalls} calls in the last run)`,
   });
+
+  // The record function back to back (pipelined), where Redis stays warm.
+  const id = `bench-sat-${randomUUID()}`;
+  const satBefore = await commandCounts();
+  for (let batch = 0; batch < 20; batch += 1) {
+    const pipeline = admin.pipeline();
+    for (let n = 0; n < 1000; n += 1) {
+      pipeline.call('FCALL', 'zv1_record', '2', `zenvark:{${id}}:state`, `zenvark:{${id}}:events`, 'zenvark:feed', 'bench', '1000', '0', '99', '1', '0', '0', '0', '1', '1', 'count:0.5:100:100');
+    }
+    await pipeline.exec();
+  }
+  const satAfter = await commandCounts();
   figures.push({
     name: 'server cost of zv1_record, back to back',
-    subject: 'zenvark',
-    value: saturatedUsec,
+    subject: label,
+    value: delta(satBefore, satAfter, 'fcall', 'usec') / delta(satBefore, satAfter, 'fcall', 'calls'),
     unit: 'µs/call',
     note: '20,000 calls pipelined: Redis stays warm',
   });
+
+  // For scale: an FCALL of a function that does nothing, at the pace of the record calls.
+  await admin.call('FUNCTION', 'LOAD', 'REPLACE', "#!lua name=zenvark_bench\nredis.register_function('zvb_noop', function() return 1 end)");
+  const floorBefore = await commandCounts();
+  for (let n = 0; n < 100; n += 1) {
+    await admin.call('FCALL', 'zvb_noop', '0');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const floorAfter = await commandCounts();
   figures.push({
     name: 'server cost of an empty FCALL, same pace',
     subject: 'Redis (for scale)',
-    value: floorUsec,
+    value: delta(floorBefore, floorAfter, 'fcall', 'usec') / delta(floorBefore, floorAfter, 'fcall', 'calls'),
     unit: 'µs/call',
     note: 'a function that returns 1, called every 10 ms: the floor on this machine',
   });
 }
-if (process.env.BENCH_DEBUG) console.error([...after].map(([n, v]) => `${n}: ${v.calls - (before.get(n)?.calls ?? 0)} calls, ${v.usec - (before.get(n)?.usec ?? 0)} usec`).join("\n"));
-report("commands", figures);
+
+redis.disconnect();
+admin.disconnect();
+await disposeRedis(server);
+report('commands', figures);
