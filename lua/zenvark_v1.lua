@@ -27,7 +27,7 @@ Time is always server time (TIME), in milliseconds.
 -- protective metatable and costs more than the work itself. The libraries are not
 -- reachable while the library loads, so the locals are bound on the first call.
 local floor, max, min, abs
-local match, rep, sub, gsub, format
+local match, gmatch, rep, sub, gsub, format
 local concat, sort
 local tonumber, tostring, type, pairs, pcall, error, unpack
 local call, pcall_redis, error_reply
@@ -35,14 +35,14 @@ local pack_struct, unpack_struct, encode_json
 
 local function bind_globals()
   floor, max, min, abs = math.floor, math.max, math.min, math.abs
-  match, rep, sub, gsub, format = string.match, string.rep, string.sub, string.gsub, string.format
+  match, gmatch, rep, sub, gsub, format = string.match, string.gmatch, string.rep, string.sub, string.gsub, string.format
   concat, sort = table.concat, table.sort
   tonumber, tostring, type, pairs, pcall, error, unpack = _G.tonumber, _G.tostring, _G.type, _G.pairs, _G.pcall, _G.error, _G.unpack
   call, pcall_redis, error_reply = redis.call, redis.pcall, redis.error_reply
   pack_struct, unpack_struct, encode_json = struct.pack, struct.unpack, cjson.encode
 end
 
-local REVISION = 1
+local REVISION = 2
 
 local CLOSED = 'closed'
 local OPEN = 'open'
@@ -69,17 +69,28 @@ local LAST_CALL_STEP_MS = 100
 --   state gen epoch since   the state, its generation, the life of the hash, entered at
 --   run cfg w last          failure run, strategy spec, window data, last recorded call
 --   lh lt lu                lease holder, last token granted, lease valid until
---   hcf hca                 failed recovery checks in this open period, last check at
+--   hcf hca hcs             failed recovery checks (or half-open periods) since the circuit
+--                           opened, last check at, successful checks in a row
+--   tp ts pn                half-open: trial permits out ('id:expiry,...'), successful
+--                           trials, last permit number
 local CORE = { 'state', 'gen', 'epoch', 'since' }
 local WINDOW = { 'run', 'cfg', 'w', 'last' }
 local LEASE = { 'lh', 'lt', 'lu' }
-local RECOVERY = { 'hcf', 'hca' }
-local ALL_FIELDS = { 'state', 'gen', 'epoch', 'since', 'run', 'cfg', 'w', 'last', 'lh', 'lt', 'lu', 'hcf', 'hca' }
-local INT_FIELDS = { gen = true, since = true, run = true, last = true, lt = true, lu = true, hcf = true, hca = true }
-local ALL_GROUPS = { CORE, WINDOW, LEASE, RECOVERY }
+local RECOVERY = { 'hcf', 'hca', 'hcs' }
+local TRIALS = { 'tp', 'ts', 'pn' }
+local ALL_FIELDS = {
+  'state', 'gen', 'epoch', 'since', 'run', 'cfg', 'w', 'last', 'lh', 'lt', 'lu', 'hcf', 'hca', 'hcs', 'tp', 'ts', 'pn',
+}
+local INT_FIELDS = {
+  gen = true, since = true, run = true, last = true, lt = true, lu = true, hcf = true, hca = true, hcs = true, ts = true, pn = true,
+}
+-- Fields added after revision 1: a hash written by it reads them as these.
+local LATER_FIELDS = { hcs = '0', tp = '', ts = '0', pn = '0' }
+local ALL_GROUPS = { CORE, WINDOW, LEASE, RECOVERY, TRIALS }
 local RECORD_GROUPS = { CORE, WINDOW }
 local LEASE_GROUPS = { CORE, LEASE }
 local HEALTH_GROUPS = { CORE, LEASE, RECOVERY }
+local TRIAL_GROUPS = { CORE, RECOVERY, TRIALS }
 
 ---------------------------------------------------------------------------------------
 -- Errors and argument parsing
@@ -205,7 +216,7 @@ end
 local function fresh_state(now, micros)
   return {
     state = CLOSED, gen = 0, epoch = micros, since = now, run = 0, cfg = '', w = '', last = -1,
-    lh = '', lt = 0, lu = 0, hcf = 0, hca = now, new = true,
+    lh = '', lt = 0, lu = 0, hcf = 0, hca = now, hcs = 0, tp = '', ts = 0, pn = 0, new = true,
   }
 end
 
@@ -238,9 +249,9 @@ local function load_state(key, now, micros, groups)
   end
   local st = { new = false }
   for i = 1, #names do
-    local name, value = names[i], values[i]
+    local name, value = names[i], values[i] or LATER_FIELDS[names[i]]
     if not value then
-      corrupt(key, name, value)
+      fail('ZV_CORRUPT', key .. ' has no field ' .. name .. ': not written by zenvark')
     end
     if INT_FIELDS[name] then
       local n = tonumber(value)
@@ -312,7 +323,9 @@ local function snapshot(st, now)
     'token', st.lt,
     'lease_ms', lease_remaining(st, now),
     'recovery_failures', st.hcf,
+    'recovery_successes', st.hcs,
     'recovery_age_ms', max(0, now - st.hca),
+    'trial_successes', st.ts,
     'idle_ms', idle,
     'revision', REVISION,
   }
@@ -345,25 +358,36 @@ local function transition(h, st, now, to, reason, facts, token)
   st.since = now
   st.run = 0
   st.w = ''
-  st.hcf = 0
+  -- Recovery progress spans an open period and its half-open trials: a failed trial
+  -- reopens with the next backoff delay; closing starts over.
+  if to == CLOSED or from == CLOSED then
+    st.hcf = 0
+  elseif from == HALF_OPEN and to == OPEN then
+    st.hcf = (st.hcf or 0) + 1
+  end
   st.hca = now
-  save_state(h.state_key, st, { 'state', 'gen', 'since', 'run', 'w', 'hcf', 'hca' })
+  st.hcs = 0
+  st.tp = ''
+  st.ts = 0
+  save_state(h.state_key, st, { 'state', 'gen', 'since', 'run', 'w', 'hcf', 'hca', 'hcs', 'tp', 'ts' })
 
   local entry = {
     from = from, to = to, reason = reason, gen = format_number(st.gen),
-    failures = facts.failures or '', calls = facts.calls or '', rate = facts.rate or '',
+    failures = facts.failures or '', calls = facts.calls or '', slow = facts.slow or '', rate = facts.rate or '',
     threshold = facts.threshold or '', window = facts.window or '',
     actor = h.actor, token = token, time = format_number(now),
   }
   local id = call('XADD', h.events_key, 'MAXLEN', '~', h.retention, '*',
     'from', entry.from, 'to', entry.to, 'reason', entry.reason, 'gen', entry.gen,
-    'failures', entry.failures, 'calls', entry.calls, 'rate', entry.rate,
+    'failures', entry.failures, 'calls', entry.calls, 'slow', entry.slow, 'rate', entry.rate,
     'threshold', entry.threshold, 'window', entry.window,
     'actor', entry.actor, 'token', entry.token, 'time', entry.time)
+  -- Published with the entry, not audited: what a client needs to go on.
   entry.kind = 'transition'
   entry.key = h.state_key
   entry.epoch = st.epoch
   entry.id = id
+  entry.hcf = format_number(st.hcf or 0)
   local message = encode_json(entry)
   call('PUBLISH', h.channel, message)
   return message
@@ -375,21 +399,28 @@ end
 
 local STRATEGY_KINDS = { consecutive = true, count = true, time = true }
 
--- The strategy spec, one argument 'kind:threshold:window:minimum':
+-- The strategy spec, one argument 'kind:threshold:window:minimum[:slow]':
 --   consecutive:<failures in a row>:0:0
---   count:<failure rate in (0, 1]>:<calls, 1..10000>:<minimum calls, 1..window>
---   time:<failure rate in (0, 1]>:<duration ms, 10..86400000>:<minimum calls>
--- The spec is stored (cfg) with the window; a spec of another shape (kind and window)
--- resets the window.
+--   count:<failure rate in (0, 1]>:<calls, 1..10000>:<minimum calls, 1..window>[:<slow-call rate>]
+--   time:<failure rate in (0, 1]>:<duration ms, 10..86400000>:<minimum calls>[:<slow-call rate>]
+-- With a slow-call rate in (0, 1], the share of slow calls in the window opens the circuit
+-- too. The spec is stored (cfg) with the window; a spec of another shape (kind and
+-- window) resets the window.
 local parsed_specs, parsed_count = {}, 0
 
 local function parse_strategy(raw)
-  local kind, threshold, window, minimum = match(raw, '^(%a+):([^:]+):([^:]+):([^:]+)$')
+  local kind, threshold, window, minimum, slow = match(raw, '^(%a+):([^:]+):([^:]+):([^:]+):?([^:]*)$')
   if not kind then
-    fail('ZV_BADARG', "strategy must be 'kind:threshold:window:minimum', got " .. show(raw))
+    fail('ZV_BADARG', "strategy must be 'kind:threshold:window:minimum[:slow]', got " .. show(raw))
   end
-  local parts = { kind, threshold, window, minimum }
+  local parts = { kind, threshold, window, minimum, slow }
   local s = { spec = raw, kind = enum_arg(parts, 1, 'strategy', STRATEGY_KINDS) }
+  if slow ~= '' then
+    if s.kind == 'consecutive' then
+      fail('ZV_BADARG', 'a slow-call rate needs a count or time window, got ' .. show(raw))
+    end
+    s.slow = rate_arg(parts, 5, 'slow-call rate')
+  end
   if s.kind == 'consecutive' then
     s.threshold = int_arg(parts, 2, 'threshold', 1, MAX_COUNT)
     s.window = int_arg(parts, 3, 'window', 0, 0)
@@ -480,11 +511,11 @@ local function rate_reached(failures, calls, threshold)
   return failures / calls >= threshold - RATE_EPSILON
 end
 
--- Each strategy folds a summary into its window and says whether the circuit trips:
--- (trips, failures, calls, window). Failures and calls are the numbers behind the
--- decision; the window is what to store in the w field.
+-- Each strategy folds a summary into its window and returns what the window now holds:
+-- (failures, calls, slow calls, window text to store in the w field). For consecutive
+-- failures, failures and calls are the longest run the summary made.
 
-local function fold_consecutive(st, sum, s)
+local function fold_consecutive(st, sum)
   local peak
   if sum.successes == 0 then
     st.run = st.run + sum.failures
@@ -493,7 +524,7 @@ local function fold_consecutive(st, sum, s)
     peak = max(st.run + sum.head, sum.max_run)
     st.run = sum.tail
   end
-  return peak >= s.threshold, peak, peak, ''
+  return peak, peak, 0, ''
 end
 
 local function count_codes(text, pattern)
@@ -516,9 +547,7 @@ local function fold_count(key, current, sum, s)
   if #text > s.window then
     text = sub(text, -s.window)
   end
-  local calls = #text
-  local failures = count_codes(text, '[13]')
-  return calls >= s.min_calls and rate_reached(failures, calls, s.threshold), failures, calls, text
+  return count_codes(text, '[13]'), #text, count_codes(text, '[23]'), text
 end
 
 -- The window is up to TIME_BUCKETS buckets, each four doubles packed with struct:
@@ -534,7 +563,7 @@ local function fold_time(key, current, sum, s, now)
   end
   local now_bucket = floor(now / (s.window / TIME_BUCKETS))
   local kept = {}
-  local calls, failures, found = 0, 0, false
+  local calls, failures, slow, found = 0, 0, 0, false
   for b = 0, n - 1 do
     local bucket, c, f, sl = values[4 * b + 1], values[4 * b + 2], values[4 * b + 3], values[4 * b + 4]
     -- Buckets from the future (a clock set back) are dropped with the expired ones.
@@ -548,15 +577,45 @@ local function fold_time(key, current, sum, s, now)
       append_all(kept, { bucket, c, f, sl })
       calls = calls + c
       failures = failures + f
+      slow = slow + sl
     end
   end
   if not found then
     append_all(kept, { now_bucket, sum.calls, sum.failures, sum.slow_ok + sum.slow_fail })
     calls = calls + sum.calls
     failures = failures + sum.failures
+    slow = slow + sum.slow_ok + sum.slow_fail
   end
-  local text = pack_struct('<' .. rep('d', #kept), unpack(kept))
-  return calls >= s.min_calls and rate_reached(failures, calls, s.threshold), failures, calls, text
+  return failures, calls, slow, pack_struct('<' .. rep('d', #kept), unpack(kept))
+end
+
+-- Which rule, if any, the window now trips: returns the reason and the facts for the
+-- audit entry, or nil.
+local function judge(s, failures, calls, slow)
+  if s.kind == 'consecutive' then
+    if failures < s.threshold then
+      return nil
+    end
+    return 'consecutive_failures', {
+      failures = format_number(failures), calls = format_number(calls),
+      threshold = format_number(s.threshold), window = s.shape,
+    }
+  end
+  if calls < s.min_calls then
+    return nil
+  end
+  local reason, rate, threshold
+  if rate_reached(failures, calls, s.threshold) then
+    reason, rate, threshold = 'failure_rate', failures / calls, s.threshold
+  elseif s.slow and rate_reached(slow, calls, s.slow) then
+    reason, rate, threshold = 'slow_call_rate', slow / calls, s.slow
+  else
+    return nil
+  end
+  return reason, {
+    failures = format_number(failures), calls = format_number(calls), slow = format_number(slow),
+    rate = format('%.4f', rate), threshold = format_number(threshold), window = s.shape,
+  }
 end
 
 ---------------------------------------------------------------------------------------
@@ -600,7 +659,8 @@ local function read_state(keys)
   return snapshot(load_state(keys[1], now, micros, ALL_GROUPS), now)
 end
 
---[[ zv1_record: fold a summary of call outcomes into the window; maybe trip.
+--[[ zv1_record: fold a summary of call outcomes into the window; maybe trip (on the
+failure run, the failure rate, or the slow-call rate).
 KEYS: state, events.
 ARGV: header (channel, actor, retention), generation the outcomes were observed under,
   summary (7 values, see summary_arg), strategy spec (one value, see strategy_arg).
@@ -641,13 +701,13 @@ local function record(keys, args)
   end
   local run, window = st.run, st.w
 
-  local trips, failures, calls, text
+  local failures, calls, slow, text
   if s.kind == 'consecutive' then
-    trips, failures, calls, text = fold_consecutive(st, sum, s)
+    failures, calls, slow, text = fold_consecutive(st, sum)
   elseif s.kind == 'count' then
-    trips, failures, calls, text = fold_count(h.state_key, st.w, sum, s)
+    failures, calls, slow, text = fold_count(h.state_key, st.w, sum, s)
   else
-    trips, failures, calls, text = fold_time(h.state_key, st.w, sum, s, now)
+    failures, calls, slow, text = fold_time(h.state_key, st.w, sum, s, now)
   end
   -- The time of the last call serves idle probes; to the nearest LAST_CALL_STEP_MS is enough.
   if now - st.last >= LAST_CALL_STEP_MS then
@@ -655,17 +715,9 @@ local function record(keys, args)
     changed[#changed + 1] = 'last'
   end
 
-  if trips then
+  local reason, facts = judge(s, failures, calls, slow)
+  if reason then
     check_transition_keys(h)
-    local facts = {
-      failures = format_number(failures), calls = format_number(calls),
-      threshold = format_number(s.threshold), window = s.shape,
-    }
-    local reason = 'consecutive_failures'
-    if s.kind ~= 'consecutive' then
-      reason = 'failure_rate'
-      facts.rate = format('%.4f', failures / calls)
-    end
     if #changed > 0 then
       save_state(h.state_key, st, changed)
     end
@@ -762,19 +814,33 @@ local function release(keys, args)
   return { 'released' }
 end
 
-local CHECK_TYPES = { recovery = true, idle = true }
+local CHECK_TYPES = { recovery = true, idle = true, wait = true }
 local CHECK_RESULTS = { success = true, failure = true }
+local MAX_PERMITS = 10000
+
+-- Where recovery leads: CLOSED, or HALF_OPEN when trial calls are configured.
+local function recovered_state(permits)
+  if permits > 0 then
+    return HALF_OPEN
+  end
+  return CLOSED
+end
 
 --[[ zv1_health: a health-check result from the lease holder.
 KEYS: state, events.
-ARGV: header (channel, actor, retention), token, generation, type ('recovery' | 'idle'),
-  result ('success' | 'failure').
-A recovery success closes an open circuit; a recovery failure is counted; an idle-probe
-failure opens a closed circuit. Reports whose token is not the current, valid lease of
-the actor change nothing.
+ARGV: header (channel, actor, retention), token, generation, type, result, success
+  threshold (recovery checks in a row that close, 1..100), trial permits (0, or the
+  permits of a half-open state to go to instead of closing).
+  type 'recovery': a recovery check while open. Successes in a row up to the threshold
+    recover the circuit (to CLOSED, or HALF_OPEN with trial permits); a failure is
+    counted and restarts the run.
+  type 'idle': an idle probe; a failure opens a closed circuit.
+  type 'wait': no check is configured and the open wait elapsed: with trial permits,
+    the circuit goes HALF_OPEN (result must be 'success').
+Reports whose token is not the current, valid lease of the actor change nothing.
 Returns: {status, state, gen, epoch, recovery_failures, transition JSON or ''}; status is
-  'closed' | 'opened'  the report caused that transition (fifth element: the entry)
-  'counted'            a failed recovery check was counted
+  'closed' | 'half_open' | 'opened'  the report caused that transition
+  'counted'            a recovery check was counted
   'ignored'            nothing to do for this type in this state
   'stale_token'        the actor does not hold the lease with this token
   'stale_gen'          the breaker has moved to another generation
@@ -785,6 +851,11 @@ local function health(keys, args)
   local gen = int_arg(args, 5, 'generation', 0, 9007199254740991)
   local kind = enum_arg(args, 6, 'type', CHECK_TYPES)
   local result = enum_arg(args, 7, 'result', CHECK_RESULTS)
+  local needed = int_arg(args, 8, 'success threshold', 1, 100)
+  local permits = int_arg(args, 9, 'trial permits', 0, MAX_PERMITS)
+  if kind == 'wait' and (permits == 0 or result ~= 'success') then
+    fail('ZV_BADARG', "type 'wait' needs trial permits and result 'success'")
+  end
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, HEALTH_GROUPS)
 
@@ -798,22 +869,176 @@ local function health(keys, args)
     return reply('stale_gen')
   end
 
-  local checks = { failures = format_number(st.hcf), calls = format_number(st.hcf + 1) }
+  if st.state == OPEN and kind == 'wait' then
+    check_transition_keys(h)
+    local facts = { failures = format_number(st.hcf) }
+    return reply('half_open', transition(h, st, now, HALF_OPEN, 'open_wait_elapsed', facts, tostring(token)))
+  end
   if kind == 'recovery' and st.state == OPEN then
-    if result == 'success' then
-      check_transition_keys(h)
-      return reply('closed', transition(h, st, now, CLOSED, 'recovery_check_passed', checks, tostring(token)))
+    if result == 'failure' then
+      st.hcf = st.hcf + 1
+      st.hcs = 0
+      st.hca = now
+      save_state(h.state_key, st, { 'hcf', 'hcs', 'hca' })
+      return reply('counted')
     end
-    st.hcf = st.hcf + 1
-    st.hca = now
-    save_state(h.state_key, st, { 'hcf', 'hca' })
-    return reply('counted')
+    st.hcs = st.hcs + 1
+    if st.hcs < needed then
+      st.hca = now
+      save_state(h.state_key, st, { 'hcs', 'hca' })
+      return reply('counted')
+    end
+    check_transition_keys(h)
+    local to = recovered_state(permits)
+    local checks = { failures = format_number(st.hcf), calls = format_number(st.hcf + st.hcs) }
+    return reply(to, transition(h, st, now, to, 'recovery_check_passed', checks, tostring(token)))
   end
   if kind == 'idle' and st.state == CLOSED and result == 'failure' then
     check_transition_keys(h)
     return reply('opened', transition(h, st, now, OPEN, 'idle_probe_failed', { failures = '1', calls = '1' }, tostring(token)))
   end
   return reply('ignored')
+end
+
+-- The trial permits out, as {id, expiry} pairs, without those expired.
+local function live_permits(text, now)
+  local live = {}
+  for id, expiry in gmatch(text, '(%d+):(%d+)') do
+    if tonumber(expiry) > now then
+      live[#live + 1] = { id, tonumber(expiry) }
+    end
+  end
+  return live
+end
+
+local function permits_text(list)
+  local parts = {}
+  for i = 1, #list do
+    parts[i] = list[i][1] .. ':' .. format_number(list[i][2])
+  end
+  return concat(parts, ',')
+end
+
+local function check_permits_text(key, text)
+  if not match(text, '^[%d:,]*$') then
+    corrupt(key, 'tp', text)
+  end
+end
+
+-- ARGV[i..i+1]: trial permits (1..10000) and trial successes that close (1..permits).
+local function trial_args(args, i)
+  local permits = int_arg(args, i, 'trial permits', 1, MAX_PERMITS)
+  return permits, int_arg(args, i + 1, 'trial successes', 1, permits)
+end
+
+--[[ zv1_permit: ask for a permit to make one trial call while half-open.
+KEYS: state, events.
+ARGV: header (channel, actor, retention), generation, trial permits, trial successes,
+  permit ttl ms (after it an unreported permit is reclaimed).
+Across every instance at most `trial permits` trial calls are let through per half-open
+period: permits out plus successful trials. A permit not reported within its ttl is
+reclaimed (its instance may have died).
+Returns: {status, state, gen, epoch, permit id or '', ms}; status is
+  'granted'        the permit, valid for ms
+  'exhausted'      none free; one may be freed in ms (0: only by a transition)
+  'not_half_open'  the breaker is not half-open: nothing changes
+  'stale_gen'      the breaker has moved to another generation: nothing changes
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
+local function permit(keys, args)
+  local h = header(keys, args)
+  local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
+  local permits = trial_args(args, 5)
+  local ttl = int_arg(args, 7, 'permit ttl', 1, MAX_TTL_MS)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, TRIAL_GROUPS)
+
+  local function reply(status, id, ms)
+    return { status, st.state, st.gen, visible_epoch(st), id or '', ms or 0 }
+  end
+  if gen ~= st.gen then
+    return reply('stale_gen')
+  end
+  if st.state ~= HALF_OPEN then
+    return reply('not_half_open')
+  end
+  check_permits_text(h.state_key, st.tp)
+  local live = live_permits(st.tp, now)
+  if #live + st.ts >= permits then
+    local soonest = 0
+    for i = 1, #live do
+      local left = live[i][2] - now
+      if soonest == 0 or left < soonest then
+        soonest = left
+      end
+    end
+    return reply('exhausted', '', soonest)
+  end
+  st.pn = st.pn + 1
+  live[#live + 1] = { format_number(st.pn), now + ttl }
+  st.tp = permits_text(live)
+  save_state(h.state_key, st, { 'tp', 'pn' })
+  return reply('granted', format_number(st.pn), ttl)
+end
+
+--[[ zv1_trial: the outcome of a trial call made with a permit.
+KEYS: state, events.
+ARGV: header (channel, actor, retention), generation, permit id, result ('success' |
+  'failure'), trial permits, trial successes.
+A success counts towards the successes that close the circuit; a failure reopens it (the
+next recovery waits for the next backoff delay). A permit is reported once.
+Returns: {status, state, gen, epoch, successful trials, transition JSON or ''}; status is
+  'counted'         a successful trial was counted
+  'closed'          enough trials succeeded: the circuit closed
+  'opened'          the trial failed: the circuit reopened
+  'unknown_permit'  no such permit out (reported before, or reclaimed): nothing changes
+  'not_half_open'   the breaker is not half-open: nothing changes
+  'stale_gen'       the breaker has moved to another generation: nothing changes
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
+local function trial(keys, args)
+  local h = header(keys, args)
+  local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
+  local id = int_arg(args, 5, 'permit', 1, 9007199254740991)
+  local result = enum_arg(args, 6, 'result', CHECK_RESULTS)
+  local _, needed = trial_args(args, 7)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, TRIAL_GROUPS)
+
+  local function reply(status, message)
+    return { status, st.state, st.gen, visible_epoch(st), st.ts, message or '' }
+  end
+  if gen ~= st.gen then
+    return reply('stale_gen')
+  end
+  if st.state ~= HALF_OPEN then
+    return reply('not_half_open')
+  end
+  check_permits_text(h.state_key, st.tp)
+  -- Expired permits still count when reported: the call was made.
+  local kept, found = {}, false
+  for pid, expiry in gmatch(st.tp, '(%d+):(%d+)') do
+    if tonumber(pid) == id then
+      found = true
+    else
+      kept[#kept + 1] = { pid, tonumber(expiry) }
+    end
+  end
+  if not found then
+    return reply('unknown_permit')
+  end
+  if result == 'failure' then
+    check_transition_keys(h)
+    local facts = { failures = '1', calls = format_number(st.ts + 1) }
+    return reply('opened', transition(h, st, now, OPEN, 'trial_call_failed', facts, ''))
+  end
+  st.ts = st.ts + 1
+  if st.ts >= needed then
+    check_transition_keys(h)
+    local facts = { failures = '0', calls = format_number(st.ts) }
+    return reply('closed', transition(h, st, now, CLOSED, 'trial_calls_passed', facts, ''))
+  end
+  st.tp = permits_text(kept)
+  save_state(h.state_key, st, { 'tp', 'ts' })
+  return reply('counted')
 end
 
 redis.register_function{ function_name = 'zv1_revision', callback = guard(revision), flags = { 'no-writes' } }
@@ -823,3 +1048,5 @@ redis.register_function('zv1_acquire', guard(acquire))
 redis.register_function('zv1_renew', guard(renew))
 redis.register_function('zv1_release', guard(release))
 redis.register_function('zv1_health', guard(health))
+redis.register_function('zv1_permit', guard(permit))
+redis.register_function('zv1_trial', guard(trial))

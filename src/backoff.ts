@@ -31,6 +31,18 @@ export class ConstantBackoff implements BackoffStrategy {
   }
 }
 
+/**
+ * How ExponentialBackoff randomizes its delays, so that breakers on many dependencies do
+ * not probe in lock-step:
+ *  - 'none': the nominal delay, initialDelayMs * multiplier^(attempt - 1), capped;
+ *  - 'full': a random delay between 0 and the nominal one;
+ *  - 'decorrelated': a random delay between initialDelayMs and three times the nominal
+ *    delay of the attempt before, capped (a stateless form of "decorrelated jitter").
+ */
+export type Jitter = 'none' | 'full' | 'decorrelated';
+
+const JITTERS: readonly Jitter[] = ['none', 'full', 'decorrelated'];
+
 export interface ExponentialBackoffOptions {
   /** Delay before the first check, in milliseconds. */
   initialDelayMs: number;
@@ -38,13 +50,16 @@ export interface ExponentialBackoffOptions {
   multiplier: number;
   /** Cap on the delay, in milliseconds. Default: no cap (up to ~24.8 days). */
   maxDelayMs?: number;
+  /** Randomization of the delays. Default: 'none'. */
+  jitter?: Jitter;
 }
 
-/** initialDelayMs * multiplier^(attempt - 1), capped at maxDelayMs. */
+/** initialDelayMs * multiplier^(attempt - 1), capped at maxDelayMs, optionally jittered. */
 export class ExponentialBackoff implements BackoffStrategy {
   readonly initialDelayMs: number;
   readonly multiplier: number;
   readonly maxDelayMs: number;
+  readonly jitter: Jitter;
 
   constructor(options: ExponentialBackoffOptions) {
     const o = requiredObject('ExponentialBackoff options', options);
@@ -54,9 +69,28 @@ export class ExponentialBackoff implements BackoffStrategy {
       o.maxDelayMs === undefined
         ? MAX_DELAY_MS
         : durationIn('ExponentialBackoff.maxDelayMs', o.maxDelayMs, this.initialDelayMs, MAX_DELAY_MS);
+    const jitter = o.jitter ?? 'none';
+    if (!JITTERS.includes(jitter as Jitter)) {
+      throw new RangeError(`ExponentialBackoff.jitter must be one of ${JITTERS.join(', ')}, got ${String(jitter)}`);
+    }
+    this.jitter = jitter as Jitter;
+  }
+
+  /** The delay before attempt `attempt` without jitter. */
+  nominalDelayMs(attempt: number): number {
+    return Math.min(this.initialDelayMs * this.multiplier ** (Math.max(1, attempt) - 1), this.maxDelayMs);
   }
 
   getDelayMs(attempt: number): number {
-    return Math.min(this.initialDelayMs * this.multiplier ** (Math.max(1, attempt) - 1), this.maxDelayMs);
+    switch (this.jitter) {
+      case 'none':
+        return this.nominalDelayMs(attempt);
+      case 'full':
+        return Math.random() * this.nominalDelayMs(attempt);
+      case 'decorrelated': {
+        const upper = Math.min(this.maxDelayMs, 3 * (attempt <= 1 ? this.initialDelayMs : this.nominalDelayMs(attempt - 1)));
+        return this.initialDelayMs + Math.random() * (upper - this.initialDelayMs);
+      }
+    }
   }
 }

@@ -1,10 +1,12 @@
 import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { CallResult, CircuitRole, CircuitState, HealthCheckType, StrategyKind } from './constants.js';
-import { BackgroundError, CircuitOpenError, LibraryMissingError, ZenvarkError } from './errors.js';
+import { BackgroundError, CircuitOpenError, LibraryMissingError, TimeoutError, ZenvarkError } from './errors.js';
 import {
   BreakerFunctions,
   type FeedMessage,
   type HealthReply,
+  type Published,
+  type ReportedResult,
   type SharedView,
   type Snapshot,
   isNewer,
@@ -17,6 +19,7 @@ import { type CircuitBreakerOptions, type ResolvedOptions, resolveOptions } from
 import { Recorder, type RecorderOwner, type Summary } from './recorder.js';
 import type { FeedListener } from './state-feed.js';
 import { LocalReason, type Transition } from './transition.js';
+import { type Permit, TrialPermits, type TrialOwner } from './trial-permits.js';
 
 /** While Redis is unreachable, the shared state is read again this often, in ms. */
 const RESYNC_INTERVAL_MS = 1000;
@@ -28,6 +31,28 @@ const MAX_PENDING_OUTCOMES = 100_000;
 const CATCH_UP_PAGE = 100;
 /** At most this many pages are read back after one gap. */
 const CATCH_UP_PAGES = 10;
+
+/** What a call's outcome counts as. */
+type Verdict = CallResult;
+const SUCCESS = CallResult.SUCCESS;
+const FAILURE = CallResult.FAILURE;
+const IGNORE = CallResult.IGNORED;
+
+/** Options of one call. */
+export interface ExecuteOptions<T> {
+  /** Aborts the call: fn's signal aborts, and execute() rejects with the signal's reason
+   * at once. The outcome counts as neither success nor failure. */
+  signal?: AbortSignal;
+  /** Time this call may take, in ms; overrides the breaker's `timeoutMs`. */
+  timeoutMs?: number;
+  /**
+   * Answers instead of rejecting when the circuit is open (CircuitOpenError), the call
+   * timed out (TimeoutError), or fn rejected with an error counted as a failure. Errors
+   * counted as a success or ignored, and the caller's own abort, are rethrown. What the
+   * fallback returns or throws is what execute() returns or throws.
+   */
+  fallback?: (error: unknown) => T | Promise<T>;
+}
 
 /** The notification chain starts settled; shared, so that an idle breaker holds no promise. */
 const SETTLED: Promise<void> = Promise.resolve();
@@ -61,24 +86,31 @@ export interface BreakerStats {
   undelivered: number;
   /** Calls refused with CircuitOpenError. */
   rejected: number;
+  /** Outcomes counted as neither success nor failure (classifiers, caller aborts). */
+  ignored: number;
+  /** Outcomes of trial calls made with a half-open permit. */
+  trials: number;
 }
 
 /** Progress of recovery checks in the current open period, on the local clock. */
 interface RecoveryProgress {
   readonly generation: number;
-  readonly failures: number;
+  /** Recovery checks made (and half-open periods failed) since the circuit opened. */
+  readonly checks: number;
   readonly lastAt: number;
 }
 
 /** No progress known: what a closed breaker holds (shared, so an idle breaker holds none). */
-const NO_PROGRESS: RecoveryProgress = { generation: -1, failures: 0, lastAt: 0 };
+const NO_PROGRESS: RecoveryProgress = { generation: -1, checks: 0, lastAt: 0 };
 
 /**
  * A circuit breaker shared by every instance that uses the same `id` and Redis. The
  * decisions are made in Redis; this object caches the state for `execute()`, reports
  * outcomes, follows the state feed and, while it holds the lease, runs the health checks.
  */
-export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOwner, RecorderOwner, HealthCheckOwner {
+export class CircuitBreaker
+  implements FeedListener, ConnectionListener, LeaseOwner, RecorderOwner, HealthCheckOwner, TrialOwner
+{
   private readonly o: ResolvedOptions;
   private readonly keys: BreakerKeys;
   private readonly channel: string;
@@ -97,6 +129,10 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
   private stopping: Promise<void> | undefined;
   private connections: SharedConnections | undefined;
   private functions: BreakerFunctions | undefined;
+  /** Half-open trial permits of this instance; created when the breaker first goes half-open. */
+  private trials: TrialPermits | undefined;
+  /** No timeout, classifier or slow-call rule: execute() takes its shortest path. */
+  private readonly plain: boolean;
   /** Created with the first outcome: an idle breaker has no recorder. */
   private recorder: Recorder | undefined;
   private lease: LeaseKeeper | undefined;
@@ -111,6 +147,8 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
   private reshapeReported = false;
   // Outcome counts (see BreakerStats), as plain fields: one object less per breaker.
   private recordedCount = 0;
+  private ignoredCount = 0;
+  private trialCount = 0;
   private staleCount = 0;
   private localCount = 0;
   private undeliveredCount = 0;
@@ -119,6 +157,11 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
   constructor(options: CircuitBreakerOptions) {
     this.o = resolveOptions(options);
     this.keys = breakerKeys(this.o.prefix, this.o.id);
+    this.plain =
+      this.o.timeoutMs === undefined &&
+      this.o.slowCallDurationMs === undefined &&
+      this.o.isFailure === undefined &&
+      this.o.isResultFailure === undefined;
     this.channel = feedChannel(this.o.prefix);
     this.o.metrics?.initialize?.(this.o.id);
   }
@@ -152,17 +195,27 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
       overflowed: this.recorder?.overflowed ?? 0,
       undelivered: this.undeliveredCount,
       rejected: this.rejectedCount,
+      ignored: this.ignoredCount,
+      trials: this.trialCount,
     };
   }
 
   /**
-   * Runs `fn` unless the circuit is open, in which case it throws CircuitOpenError without
-   * calling it. Never waits for Redis: the outcome is recorded in the background.
+   * Runs `fn` unless the circuit is open (or half-open with no trial permit free), in
+   * which case it throws CircuitOpenError without calling it. Never waits for Redis: the
+   * outcome is recorded in the background. `fn` gets an AbortSignal that aborts at the
+   * timeout or when `options.signal` aborts.
    */
-  execute<T>(fn: () => Promise<T>): Promise<T> {
+  execute<T>(fn: (signal: AbortSignal) => Promise<T>, options?: ExecuteOptions<T>): Promise<T> {
     const view = this.view;
-    if (view.state === CircuitState.OPEN) return this.failFast();
-    return this.run(view, fn);
+    if (view.state === CircuitState.CLOSED) {
+      return options === undefined && this.plain ? this.run(view, fn) : this.runFully(view, fn, options, undefined);
+    }
+    if (view.state === CircuitState.HALF_OPEN && !view.local) {
+      const permit = this.trials?.take();
+      if (permit) return this.runFully(view, fn, options, permit);
+    }
+    return this.failFast(view.state, options?.fallback);
   }
 
   /**
@@ -170,37 +223,131 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
    * attached its handler: a promise rejected before that is tracked by Node as possibly
    * unhandled, which would cost more than the whole rest of this path.
    */
-  private failFast<T>(): Promise<T> {
+  private failFast<T>(state: CircuitState, fallback: ExecuteOptions<T>['fallback']): Promise<T> {
     this.rejectedCount += 1;
     if (this.o.metrics) this.observeBlocked();
-    const error = new CircuitOpenError(this.o.id);
+    const error = new CircuitOpenError(this.o.id, state === CircuitState.HALF_OPEN ? 'half_open' : 'open');
+    if (fallback) return new Promise<T>((resolve) => resolve(fallback(error)));
     return new Promise<T>((_, reject) => queueMicrotask(() => reject(error)));
   }
 
   /**
-   * Runs fn and reports how it settled. Plain callbacks cost less than an async function,
-   * and handing back fn's own rejected promise costs less than rethrowing its error.
+   * Runs fn when nothing but the outcome is asked for: no timeout, no classification, no
+   * slow calls, no options. Plain callbacks cost less than an async function, and handing
+   * back fn's own rejected promise costs less than rethrowing its error.
    */
-  private run<T>(view: View, fn: () => Promise<T>): Promise<T> {
+  private run<T>(view: View, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (typeof fn !== 'function') return Promise.reject(new TypeError('execute(fn): fn must be a function'));
     const startedAt = this.o.metrics ? performance.now() : 0;
     let pending: Promise<T>;
     try {
-      pending = Promise.resolve(fn());
+      // A signal only for a function that takes one; nothing can abort it here.
+      pending = Promise.resolve(fn.length === 0 ? (fn as () => Promise<T>)() : fn(new AbortController().signal));
     } catch (error) {
-      this.settle(view, true, startedAt);
+      this.observed(view, FAILURE, startedAt);
       return Promise.reject(error);
     }
     return pending.then(
       (result) => {
-        this.settle(view, false, startedAt);
+        this.observed(view, SUCCESS, startedAt);
         return result;
       },
       () => {
-        this.settle(view, true, startedAt);
+        this.observed(view, FAILURE, startedAt);
         return pending;
       },
     );
+  }
+
+  /** Runs fn with whatever was configured: timeout, caller's signal, classification,
+   * slow calls, fallback; as a trial call when a permit is given. */
+  private runFully<T>(
+    view: View,
+    fn: (signal: AbortSignal) => Promise<T>,
+    options: ExecuteOptions<T> | undefined,
+    permit: Permit | undefined,
+  ): Promise<T> {
+    if (typeof fn !== 'function') return Promise.reject(new TypeError('execute(fn): fn must be a function'));
+    const timeoutMs = options?.timeoutMs ?? this.o.timeoutMs;
+    const callerSignal = options?.signal;
+    const fallback = options?.fallback;
+    if (callerSignal?.aborted) {
+      if (permit) this.trials?.report(permit, 'ignored');
+      return Promise.reject(callerSignal.reason);
+    }
+    const timed = timeoutMs !== undefined || this.o.slowCallDurationMs !== undefined || this.o.metrics !== undefined;
+    const startedAt = timed ? performance.now() : 0;
+    const controller = timeoutMs !== undefined || callerSignal ? new AbortController() : undefined;
+
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      let timer: NodeJS.Timeout | undefined;
+      // Settles once: by fn, by the timeout, or by the caller's signal, whichever is first.
+      const finish = (verdict: Verdict, error: unknown, failed: boolean, result?: T) => {
+        if (done) return false;
+        done = true;
+        if (timer) clearTimeout(timer);
+        callerSignal?.removeEventListener('abort', onCallerAbort);
+        this.observed(view, verdict, startedAt, permit);
+        if (!failed) resolve(result as T);
+        else if (fallback && verdict === FAILURE) resolve(fallback(error));
+        else reject(error);
+        return true;
+      };
+      const onCallerAbort = () => {
+        // The caller gave up: not the dependency's doing, so counted as neither.
+        if (finish(IGNORE, callerSignal?.reason, true)) controller?.abort(callerSignal?.reason);
+      };
+      callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const error = new TimeoutError(this.o.id, timeoutMs);
+          if (finish(FAILURE, error, true)) controller?.abort(error);
+        }, timeoutMs);
+      }
+      let pending: Promise<T>;
+      try {
+        const signal = controller?.signal ?? (fn.length === 0 ? undefined : new AbortController().signal);
+        pending = Promise.resolve(signal === undefined ? (fn as () => Promise<T>)() : fn(signal));
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
+      pending.then(
+        (result) => {
+          finish(this.classifyResult(result), undefined, false, result);
+        },
+        (error: unknown) => {
+          finish(this.classifyError(error), error, true);
+        },
+      );
+    });
+  }
+
+  private classifyError(error: unknown): Verdict {
+    if (error instanceof TimeoutError && error.breakerId === this.o.id) return FAILURE;
+    const isFailure = this.o.isFailure;
+    if (!isFailure) return FAILURE;
+    return this.verdict(() => isFailure(error), FAILURE, 'isFailure');
+  }
+
+  private classifyResult(result: unknown): Verdict {
+    const isResultFailure = this.o.isResultFailure;
+    if (!isResultFailure) return SUCCESS;
+    return this.verdict(() => isResultFailure(result), SUCCESS, 'isResultFailure');
+  }
+
+  /** A classifier's answer as a verdict; one that throws or answers nonsense is reported. */
+  private verdict(ask: () => boolean | 'ignore', fallback: Verdict, name: string): Verdict {
+    try {
+      const answer = ask();
+      if (answer === true) return FAILURE;
+      if (answer === false) return SUCCESS;
+      if (answer === 'ignore') return IGNORE;
+      this.report('ZV_CALLBACK_FAILED', `${name} must return true, false or 'ignore', got ${String(answer)}`);
+    } catch (error) {
+      this.report('ZV_CALLBACK_FAILED', `${name} threw`, error);
+    }
+    return fallback;
   }
 
   /**
@@ -255,6 +402,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
         this.keys,
         { channel: this.channel, actor: this.o.instanceId, retention: this.o.auditRetention },
         this.o.breaker,
+        this.o.slowCallRateThreshold,
       );
       this.functions = functions;
       await connections.feed.add(this.channel, this.keys.state, this);
@@ -274,6 +422,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
       this.running = true;
       this.lease.start();
       this.updateDuties();
+      this.followTrials();
     } catch (error) {
       this.listening = false;
       if (subscribed) connections.feed.remove(this.channel, this.keys.state, this);
@@ -289,6 +438,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     this.running = false;
     this.listening = false;
     this.checker?.stop();
+    this.trials?.close();
     this.clearResyncTimer();
     connections?.removeListener(this);
     await this.recorder?.drain();
@@ -305,9 +455,27 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
 
   // ---- outcomes --------------------------------------------------------------------
 
-  private settle(view: View, failure: boolean, startedAt: number): void {
-    if (this.o.metrics) this.observeCall(failure, startedAt);
+  /**
+   * A call settled. Its outcome goes to the trial report (with a permit), to the
+   * recorder, or to the local window while Redis is unreachable; an outcome observed
+   * under an older view is stale.
+   */
+  private observed(view: View, verdict: Verdict, startedAt: number, permit?: Permit): void {
+    const durationMs = startedAt === 0 ? 0 : performance.now() - startedAt;
+    if (this.o.metrics) this.observeCall(verdict, durationMs);
     if (!this.running) return;
+    if (permit) {
+      this.trialCount += 1;
+      this.trials?.report(permit, verdict);
+      return;
+    }
+    if (verdict === IGNORE) {
+      this.ignoredCount += 1;
+      return;
+    }
+    const failure = verdict === FAILURE;
+    const slowAfter = this.o.slowCallDurationMs;
+    const slow = slowAfter !== undefined && durationMs >= slowAfter;
     if (view !== this.view) {
       this.staleCount += 1;
     } else if (!this.degraded) {
@@ -315,12 +483,12 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
         this.recorder = new Recorder(this, FLUSH_DELAY_MS, MAX_PENDING_OUTCOMES);
         this.recorder.start(view.generation);
       }
-      this.recorder.add(failure, false);
+      this.recorder.add(failure, slow);
     } else if (!this.local) {
       this.undeliveredCount += 1;
     } else {
       this.localCount += 1;
-      const facts = this.local.add(failure);
+      const facts = this.local.add(failure, slow);
       if (facts && view.state === CircuitState.CLOSED) this.openLocally(facts);
     }
   }
@@ -341,7 +509,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
           'the stored window had another shape and was reset: do all instances of this breaker use the same strategy?',
         );
       }
-      this.applyShared(reply.view, reply.transition);
+      this.applyShared(reply.view, reply.published);
     } catch (error) {
       if (this.running) this.callFailed(error, 'recording outcomes', summary);
       else this.undeliveredCount += summary.calls;
@@ -355,21 +523,24 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
    * hash was recreated) replaces the cache whatever its generation; a breaker never
    * written (epoch '') is generation 0 of whatever epoch comes first.
    */
-  private applyShared(incoming: SharedView, transition?: Transition): void {
+  private applyShared(incoming: SharedView, published?: Published): void {
     const current = this.shared;
     if (!isNewer(incoming, current)) return;
     const next = sharedView(incoming);
     this.shared = next;
     if (this.degraded || !this.running) return;
     if (next.state === current.state && next.generation === current.generation) return;
-    // A new open period starts its recovery progress now; a closed breaker needs none.
+    // A new open period starts its recovery progress now (after failed half-open periods,
+    // from where they left it); a closed breaker needs none.
     if (next.state !== CircuitState.OPEN) this.recovery = NO_PROGRESS;
     else if (this.recovery.generation !== next.generation) {
-      this.recovery = { generation: next.generation, failures: 0, lastAt: performance.now() };
+      this.recovery = { generation: next.generation, checks: published?.recoveryFailures ?? 0, lastAt: performance.now() };
     }
+    const transition = published?.transition;
     const sameEpoch = next.epoch === current.epoch || current.epoch === '';
     this.view = next;
     this.staleCount += this.recorder?.reset(next.generation) ?? 0;
+    this.followTrials();
     if (transition && sameEpoch && next.generation === current.generation + 1) {
       this.emit(transition);
     } else if (sameEpoch) {
@@ -386,7 +557,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     if (snapshot.generation !== this.shared.generation || snapshot.epoch !== this.shared.epoch) return;
     this.recovery = {
       generation: snapshot.generation,
-      failures: snapshot.recoveryFailures,
+      checks: snapshot.recoveryFailures + snapshot.recoverySuccesses,
       lastAt: performance.now() - snapshot.recoveryAgeMs,
     };
   }
@@ -432,7 +603,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
       return;
     }
     const t = message.transition;
-    this.applyShared({ state: t.to, generation: t.generation, epoch: message.epoch }, t);
+    this.applyShared({ state: t.to, generation: t.generation, epoch: message.epoch }, message);
   }
 
   /** @internal */
@@ -486,9 +657,12 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     this.localEpisode += 1;
     const mode = this.o.localFallback ? 'evaluating the strategy locally' : 'keeping the last known state';
     this.report('ZV_REDIS_UNREACHABLE', `${what} failed; ${mode} until Redis answers again`, cause);
-    this.local = this.o.localFallback ? new LocalWindow(this.o.breaker) : undefined;
+    this.local = this.o.localFallback ? this.newLocalWindow() : undefined;
     this.view = { ...this.view, local: true };
-    this.recovery = { generation: -this.localEpisode, failures: 0, lastAt: performance.now() };
+    this.recovery = { generation: -this.localEpisode, checks: 0, lastAt: performance.now() };
+    this.followTrials();
+    // Trial calls need Redis: alone, a half-open circuit is open again.
+    if (this.view.state === CircuitState.HALF_OPEN) this.changeLocally(CircuitState.OPEN, LocalReason.REDIS_UNREACHABLE);
     // Outcomes that did not reach Redis are the freshest the local window can start from:
     // those of the failed call, then those that settled after it.
     if (unsent) this.foldLocally(unsent);
@@ -496,6 +670,10 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     if (pending) this.foldLocally(pending);
     this.updateDuties();
     this.scheduleResync();
+  }
+
+  private newLocalWindow(): LocalWindow {
+    return new LocalWindow(this.o.breaker, this.o.slowCallRateThreshold);
   }
 
   private foldLocally(summary: Summary): void {
@@ -518,13 +696,14 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     if (isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
     const shared = this.shared;
     this.view = shared;
-    this.recovery = shared.state === CircuitState.OPEN ? { generation: shared.generation, failures: 0, lastAt: performance.now() } : NO_PROGRESS;
+    this.recovery = shared.state === CircuitState.OPEN ? { generation: shared.generation, checks: 0, lastAt: performance.now() } : NO_PROGRESS;
     this.trackRecovery(snapshot);
     this.staleCount += this.recorder?.reset(shared.generation) ?? 0;
     if (before !== shared.state) {
       this.emit(this.localTransitionRecord(before, shared.state, LocalReason.RESYNC));
     }
     this.updateDuties();
+    this.followTrials();
   }
 
   private openLocally(facts: WindowFacts): void {
@@ -534,8 +713,8 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
   private changeLocally(to: CircuitState, reason: LocalReason, facts?: WindowFacts): void {
     const from = this.view.state;
     this.view = { ...this.view, state: to, local: true };
-    if (to === CircuitState.CLOSED) this.local = this.o.localFallback ? new LocalWindow(this.o.breaker) : undefined;
-    this.recovery = { generation: -this.localEpisode, failures: 0, lastAt: performance.now() };
+    if (to === CircuitState.CLOSED) this.local = this.o.localFallback ? this.newLocalWindow() : undefined;
+    this.recovery = { generation: -this.localEpisode, checks: 0, lastAt: performance.now() };
     this.emit(this.localTransitionRecord(from, to, reason, facts));
     this.updateDuties();
   }
@@ -605,7 +784,8 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
 
   /** @internal */
   runHealthCheck(type: HealthCheckType, signal: AbortSignal): Promise<void> {
-    return this.o.check(type, signal);
+    // Duties ask for a check only when there is one (see currentDuty).
+    return (this.o.check as NonNullable<ResolvedOptions['check']>)(type, signal);
   }
 
   /** @internal */
@@ -615,12 +795,15 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
 
   private currentDuty(): Duty | undefined {
     const recovery = this.recovery;
+    const probe = this.o.check !== undefined;
     if (this.degraded) {
       if (!this.o.localFallback || this.view.state !== CircuitState.OPEN) return undefined;
+      // Alone, this instance recovers by its own checks, or (with no check) after the wait.
       return {
         type: HealthCheckType.RECOVERY,
         key: `local:${this.localEpisode}:${recovery.lastAt}`,
-        failuresSoFar: 0,
+        checksSoFar: 0,
+        probe,
         sinceLastMs: performance.now() - recovery.lastAt,
         report: async (success) => {
           if (success) this.changeLocally(CircuitState.CLOSED, LocalReason.LOCAL_RECOVERY);
@@ -632,27 +815,55 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     const functions = this.functions;
     if (token === undefined || !functions) return undefined;
     const { generation, epoch, state } = this.shared;
+    const successThreshold = this.o.healthSuccessThreshold;
+    const permits = this.o.halfOpen?.permittedCalls ?? 0;
     if (state === CircuitState.OPEN) {
-      const progress = recovery.generation === generation ? recovery : { failures: 0, lastAt: performance.now() };
+      const progress = recovery.generation === generation ? recovery : { checks: 0, lastAt: performance.now() };
+      const type = probe ? HealthCheckType.RECOVERY : 'wait';
       return {
         type: HealthCheckType.RECOVERY,
         key: `recovery:${epoch}:${generation}:${token}`,
-        failuresSoFar: progress.failures,
+        checksSoFar: progress.checks,
+        probe,
         sinceLastMs: performance.now() - progress.lastAt,
         report: (success) =>
-          this.reportHealth(() => functions.health(token, generation, HealthCheckType.RECOVERY, result(success))),
+          this.reportHealth(() => functions.health(token, generation, type, result(success), successThreshold, permits)),
       };
     }
     const intervalMs = this.o.idleProbeIntervalMs;
-    if (intervalMs === undefined) return undefined;
+    if (intervalMs === undefined || state !== CircuitState.CLOSED) return undefined;
     return {
       type: HealthCheckType.IDLE,
       key: `idle:${epoch}:${generation}:${token}`,
       intervalMs,
       idleFor: () => this.idleFor(functions),
       reportFailure: () =>
-        this.reportHealth(() => functions.health(token, generation, HealthCheckType.IDLE, CallResult.FAILURE)),
+        this.reportHealth(() =>
+          functions.health(token, generation, HealthCheckType.IDLE, CallResult.FAILURE, successThreshold, permits),
+        ),
     };
+  }
+
+  /** Holds trial permits while the shared state is half-open (with trial calls configured). */
+  private followTrials(): void {
+    const halfOpen = this.o.halfOpen;
+    const functions = this.functions;
+    if (this.running && !this.degraded && halfOpen && functions && this.shared.state === CircuitState.HALF_OPEN) {
+      this.trials ??= new TrialPermits(functions, halfOpen, this);
+      this.trials.open(this.shared.generation);
+    } else {
+      this.trials?.close();
+    }
+  }
+
+  /** @internal */
+  onTrialReply(view: SharedView, published: Published | undefined): void {
+    this.applyShared(view, published);
+  }
+
+  /** @internal */
+  onTrialError(error: unknown, what: string): void {
+    this.callFailed(error, what);
   }
 
   /** Sends a health report; resolves true when the current check loop should end. */
@@ -667,13 +878,13 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     if (!this.running) return true;
     switch (reply.status) {
       case 'counted':
-        this.recovery = { generation: reply.view.generation, failures: reply.recoveryFailures, lastAt: performance.now() };
+        this.recovery = { generation: reply.view.generation, checks: this.recovery.checks + 1, lastAt: performance.now() };
         return false;
       case 'stale_token':
         this.lease?.recheck();
         return true;
       default:
-        this.applyShared(reply.view, reply.transition);
+        this.applyShared(reply.view, reply.published);
         return true;
     }
   }
@@ -707,6 +918,7 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
       generation: this.shared.generation,
       failures: facts ? String(facts.failures) : '',
       calls: facts ? String(facts.calls) : '',
+      slow: '',
       rate: facts && strategy.kind !== StrategyKind.CONSECUTIVE ? rate : '',
       threshold: facts ? String(strategy.threshold) : '',
       window: '',
@@ -758,13 +970,9 @@ export class CircuitBreaker implements FeedListener, ConnectionListener, LeaseOw
     }
   }
 
-  private observeCall(failure: boolean, startedAt: number): void {
+  private observeCall(verdict: Verdict, durationMs: number): void {
     try {
-      this.o.metrics?.recordCall({
-        breakerId: this.o.id,
-        result: failure ? CallResult.FAILURE : CallResult.SUCCESS,
-        durationMs: performance.now() - startedAt,
-      });
+      this.o.metrics?.recordCall({ breakerId: this.o.id, result: verdict, durationMs });
     } catch (error) {
       this.report('ZV_CALLBACK_FAILED', 'metrics.recordCall threw', error);
     }
@@ -811,6 +1019,6 @@ async function missedTransitions(functions: BreakerFunctions, after: number, upT
   return missed.reverse();
 }
 
-function result(success: boolean): CallResult {
-  return success ? CallResult.SUCCESS : CallResult.FAILURE;
+function result(success: boolean): ReportedResult {
+  return success ? 'success' : 'failure';
 }

@@ -7,6 +7,8 @@
 export const CircuitState = {
   CLOSED: 'closed',
   OPEN: 'open',
+  /** Recovering: a limited number of trial calls, across the fleet, decide. */
+  HALF_OPEN: 'half_open',
 } as const;
 export type CircuitState = (typeof CircuitState)[keyof typeof CircuitState];
 
@@ -28,6 +30,8 @@ export type HealthCheckType = (typeof HealthCheckType)[keyof typeof HealthCheckT
 export const CallResult = {
   SUCCESS: 'success',
   FAILURE: 'failure',
+  /** Counted as neither (see `isFailure` and `isResultFailure`). */
+  IGNORED: 'ignored',
 } as const;
 export type CallResult = (typeof CallResult)[keyof typeof CallResult];
 
@@ -37,8 +41,16 @@ export const TransitionReason = {
   CONSECUTIVE_FAILURES: 'consecutive_failures',
   /** CountBreaker or SamplingBreaker: the failure rate reached the threshold. */
   FAILURE_RATE: 'failure_rate',
-  /** The lease holder's recovery check succeeded. */
+  /** The share of slow calls in the window reached `slowCallRateThreshold`. */
+  SLOW_CALL_RATE: 'slow_call_rate',
+  /** The lease holder's recovery checks succeeded (`health.successThreshold` in a row). */
   RECOVERY_CHECK_PASSED: 'recovery_check_passed',
+  /** Half-open without a health check: the open wait (the backoff) elapsed. */
+  OPEN_WAIT_ELAPSED: 'open_wait_elapsed',
+  /** Half-open: `halfOpen.successThreshold` trial calls succeeded. */
+  TRIAL_CALLS_PASSED: 'trial_calls_passed',
+  /** Half-open: a trial call failed. */
+  TRIAL_CALL_FAILED: 'trial_call_failed',
   /** The lease holder's idle probe failed. */
   IDLE_PROBE_FAILED: 'idle_probe_failed',
 } as const;

@@ -9,22 +9,41 @@ export class ZenvarkError extends Error {
 }
 
 /**
- * Thrown by `execute()` without calling `fn` while the circuit is open. No stack trace is
- * captured: the error is created on the fast-fail path, where a stack would cost more than
- * everything else and would only point at `execute()`.
+ * Thrown by `execute()` without calling `fn` while the circuit is open, or half-open with
+ * no trial permit free. No stack trace is captured: the error is created on the fast-fail
+ * path, where a stack would cost more than everything else and would only point at
+ * `execute()`.
  */
 export class CircuitOpenError extends ZenvarkError {
   declare readonly breakerId: string;
+  /** 'open', or 'half_open' when no trial permit was free. */
+  declare readonly state: 'open' | 'half_open';
 
-  constructor(breakerId: string) {
+  constructor(breakerId: string, state: 'open' | 'half_open' = 'open') {
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
     try {
-      super('ZV_CIRCUIT_OPEN', `circuit '${breakerId}' is open`);
+      super(
+        'ZV_CIRCUIT_OPEN',
+        state === 'open' ? `circuit '${breakerId}' is open` : `circuit '${breakerId}' is half-open and no trial permit is free`,
+      );
     } finally {
       Error.stackTraceLimit = limit;
     }
     this.breakerId = breakerId;
+    this.state = state;
+  }
+}
+
+/** A call did not settle within its timeout; its signal was aborted with this error. */
+export class TimeoutError extends ZenvarkError {
+  declare readonly breakerId: string;
+  declare readonly timeoutMs: number;
+
+  constructor(breakerId: string, timeoutMs: number) {
+    super('ZV_TIMEOUT', `call through circuit '${breakerId}' timed out after ${timeoutMs} ms`);
+    this.breakerId = breakerId;
+    this.timeoutMs = timeoutMs;
   }
 }
 
@@ -81,7 +100,7 @@ export class BackgroundError extends ZenvarkError {
 }
 
 // Names live on the prototypes: one property less to create per error.
-for (const type of [ZenvarkError, CircuitOpenError, LibraryMissingError, LibraryOutdatedError, RedisFunctionError, BackgroundError]) {
+for (const type of [ZenvarkError, CircuitOpenError, TimeoutError, LibraryMissingError, LibraryOutdatedError, RedisFunctionError, BackgroundError]) {
   Object.defineProperty(type.prototype, 'name', { value: type.name, writable: true, configurable: true });
 }
 

@@ -40,8 +40,13 @@ export interface Snapshot extends SharedView {
   /** Last fencing token granted. */
   readonly token: number;
   readonly leaseMs: number;
+  /** Failed recovery checks (or failed half-open periods) since the circuit opened. */
   readonly recoveryFailures: number;
+  /** Successful recovery checks in a row. */
+  readonly recoverySuccesses: number;
   readonly recoveryAgeMs: number;
+  /** Successful trial calls in this half-open period. */
+  readonly trialSuccesses: number;
   /** Since the last recorded call; -1 when none was recorded. */
   readonly idleMs: number;
   readonly revision: number;
@@ -58,10 +63,17 @@ export interface OutcomeSummary {
   readonly tail: number;
 }
 
+/** A transition as published, with what a client needs to go on. */
+export interface Published {
+  readonly transition: Transition;
+  /** Failed recovery checks (or half-open periods) so far: sets the next backoff delay. */
+  readonly recoveryFailures: number;
+}
+
 export interface RecordReply {
   readonly status: 'ok' | 'opened' | 'stale_gen' | 'not_closed' | 'reshaped';
   readonly view: SharedView;
-  readonly transition: Transition | undefined;
+  readonly published: Published | undefined;
 }
 
 export interface AcquireReply {
@@ -80,15 +92,42 @@ export interface RenewReply {
 }
 
 export interface HealthReply {
-  readonly status: 'closed' | 'opened' | 'counted' | 'ignored' | 'stale_token' | 'stale_gen';
+  readonly status: 'closed' | 'half_open' | 'opened' | 'counted' | 'ignored' | 'stale_token' | 'stale_gen';
   readonly view: SharedView;
   readonly recoveryFailures: number;
-  readonly transition: Transition | undefined;
+  readonly published: Published | undefined;
+}
+
+export interface PermitReply {
+  readonly status: 'granted' | 'exhausted' | 'not_half_open' | 'stale_gen';
+  readonly view: SharedView;
+  /** The permit, when granted. */
+  readonly permit: string;
+  /** Granted: how long the permit is valid; exhausted: when one may be freed (0: unknown). */
+  readonly ms: number;
+}
+
+export interface TrialReply {
+  readonly status: 'counted' | 'closed' | 'opened' | 'unknown_permit' | 'not_half_open' | 'stale_gen';
+  readonly view: SharedView;
+  readonly published: Published | undefined;
+}
+
+/** How a health check or trial call went, as the library takes it. */
+export type ReportedResult = 'success' | 'failure';
+/** How a trial call went: an ignored outcome gives its permit back. */
+export type TrialResult = ReportedResult | 'ignored';
+
+/** The half-open settings every trial call carries. */
+export interface TrialSettings {
+  readonly permittedCalls: number;
+  readonly successThreshold: number;
+  readonly permitTimeoutMs: number;
 }
 
 /** A message of the feed channel. */
 export type FeedMessage =
-  | { readonly kind: 'transition'; readonly key: string; readonly epoch: string; readonly transition: Transition }
+  | ({ readonly kind: 'transition'; readonly key: string; readonly epoch: string } & Published)
   | { readonly kind: 'released'; readonly key: string; readonly token: number };
 
 export interface CallHeader {
@@ -159,6 +198,7 @@ function circuitState(value: unknown): CircuitState {
   const s = text(value);
   if (s === CircuitState.CLOSED) return CircuitState.CLOSED;
   if (s === CircuitState.OPEN) return CircuitState.OPEN;
+  if (s === CircuitState.HALF_OPEN) return CircuitState.HALF_OPEN;
   throw new ZenvarkError('ZV_BAD_REPLY', `unknown circuit state ${JSON.stringify(s)}`);
 }
 
@@ -178,7 +218,9 @@ function parseSnapshot(pairs: unknown[]): Snapshot {
     token: int(m.get('token')),
     leaseMs: int(m.get('lease_ms')),
     recoveryFailures: int(m.get('recovery_failures')),
+    recoverySuccesses: int(m.get('recovery_successes') ?? 0),
     recoveryAgeMs: int(m.get('recovery_age_ms')),
+    trialSuccesses: int(m.get('trial_successes') ?? 0),
     idleMs: int(m.get('idle_ms')),
     revision: int(m.get('revision')),
   };
@@ -204,6 +246,7 @@ function entryToTransition(fields: Record<string, string>, id: string): Transiti
     generation: int(need('gen')),
     failures: fields.failures ?? '',
     calls: fields.calls ?? '',
+    slow: fields.slow ?? '',
     rate: fields.rate ?? '',
     threshold: fields.threshold ?? '',
     window: fields.window ?? '',
@@ -229,28 +272,37 @@ export function parseFeedMessage(message: string): FeedMessage {
   if (typeof f.key !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', 'feed message without key');
   if (f.kind === 'released') return { kind: 'released', key: f.key, token: int(f.token) };
   if (f.kind === 'transition') {
-    return { kind: 'transition', key: f.key, epoch: text(f.epoch), transition: entryToTransition(f, text(f.id)) };
+    return {
+      kind: 'transition',
+      key: f.key,
+      epoch: text(f.epoch),
+      transition: entryToTransition(f, text(f.id)),
+      recoveryFailures: f.hcf === undefined ? 0 : int(f.hcf),
+    };
   }
   throw new ZenvarkError('ZV_BAD_MESSAGE', `feed message of unknown kind ${JSON.stringify(f.kind)}`);
 }
 
-function transitionOf(value: unknown): Transition | undefined {
+function publishedOf(value: unknown): Published | undefined {
   const json = text(value ?? '');
   if (json === '') return undefined;
   const message = parseFeedMessage(json);
-  return message.kind === 'transition' ? message.transition : undefined;
+  return message.kind === 'transition' ? message : undefined;
 }
 
 const specs = new WeakMap<BreakerStrategy, string>();
 
-/** The strategy as the library takes it: 'kind:threshold:window:minimum'. */
-export function strategySpec(strategy: BreakerStrategy): string {
+/**
+ * The strategy as the library takes it: 'kind:threshold:window:minimum', and ':<rate>'
+ * when slow calls count. Shared by every breaker of one strategy object.
+ */
+export function strategySpec(strategy: BreakerStrategy, slowCallRateThreshold?: number): string {
   let spec = specs.get(strategy);
   if (spec === undefined) {
     spec = buildSpec(strategy);
     specs.set(strategy, spec);
   }
-  return spec;
+  return slowCallRateThreshold === undefined ? spec : `${spec}:${slowCallRateThreshold}`;
 }
 
 function buildSpec(strategy: BreakerStrategy): string {
@@ -273,8 +325,9 @@ export class BreakerFunctions {
     readonly keys: BreakerKeys,
     private readonly header: CallHeader,
     strategy: BreakerStrategy,
+    slowCallRateThreshold?: number,
   ) {
-    this.strategy = strategySpec(strategy);
+    this.strategy = strategySpec(strategy, slowCallRateThreshold);
   }
 
   async state(): Promise<Snapshot> {
@@ -288,7 +341,7 @@ export class BreakerFunctions {
     return {
       status: oneOf('zv1_record', reply[0], ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped']),
       view: view(reply, 1),
-      transition: transitionOf(reply[4]),
+      published: publishedOf(reply[4]),
     };
   }
 
@@ -321,14 +374,52 @@ export class BreakerFunctions {
     return oneOf('zv1_release', reply[0], ['released', 'not_holder']);
   }
 
-  async health(token: number, generation: number, type: string, result: string): Promise<HealthReply> {
+  /**
+   * A lease holder's report: a recovery check, an idle probe, or ('wait') the open wait
+   * elapsed with no check to run. `successThreshold` checks in a row recover the circuit;
+   * `permits` > 0 makes it recover to half-open.
+   */
+  async health(
+    token: number,
+    generation: number,
+    type: 'recovery' | 'idle' | 'wait',
+    result: ReportedResult,
+    successThreshold: number,
+    permits: number,
+  ): Promise<HealthReply> {
     const h = this.header;
-    const reply = await call(this.connection, 'zv1_health', this.keys, [h.channel, h.actor, h.retention, token, generation, type, result]);
+    const args = [h.channel, h.actor, h.retention, token, generation, type, result, successThreshold, permits];
+    const reply = await call(this.connection, 'zv1_health', this.keys, args);
     return {
-      status: oneOf('zv1_health', reply[0], ['closed', 'opened', 'counted', 'ignored', 'stale_token', 'stale_gen']),
+      status: oneOf('zv1_health', reply[0], ['closed', 'half_open', 'opened', 'counted', 'ignored', 'stale_token', 'stale_gen']),
       view: view(reply, 1),
       recoveryFailures: int(reply[4]),
-      transition: transitionOf(reply[5]),
+      published: publishedOf(reply[5]),
+    };
+  }
+
+  /** Asks for a trial permit of the half-open state of `generation`. */
+  async permit(generation: number, t: TrialSettings): Promise<PermitReply> {
+    const h = this.header;
+    const args = [h.channel, h.actor, h.retention, generation, t.permittedCalls, t.successThreshold, t.permitTimeoutMs];
+    const reply = await call(this.connection, 'zv1_permit', this.keys, args);
+    return {
+      status: oneOf('zv1_permit', reply[0], ['granted', 'exhausted', 'not_half_open', 'stale_gen']),
+      view: view(reply, 1),
+      permit: text(reply[4]),
+      ms: int(reply[5]),
+    };
+  }
+
+  /** Reports how the trial call made with `permit` went. */
+  async trial(generation: number, permit: string, result: TrialResult, t: TrialSettings): Promise<TrialReply> {
+    const h = this.header;
+    const args = [h.channel, h.actor, h.retention, generation, permit, result, t.permittedCalls, t.successThreshold];
+    const reply = await call(this.connection, 'zv1_trial', this.keys, args);
+    return {
+      status: oneOf('zv1_trial', reply[0], ['counted', 'closed', 'opened', 'unknown_permit', 'not_half_open', 'stale_gen']),
+      view: view(reply, 1),
+      published: publishedOf(reply[5]),
     };
   }
 

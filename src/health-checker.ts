@@ -14,8 +14,10 @@ export interface RecoveryDuty {
   readonly type: typeof HealthCheckType.RECOVERY;
   /** Distinguishes duties: the same key keeps the running loop. */
   readonly key: string;
-  /** Failed recovery checks so far in this open period. */
-  readonly failuresSoFar: number;
+  /** Recovery checks made so far in this open period: the next is attempt checksSoFar + 1. */
+  readonly checksSoFar: number;
+  /** Run the user's check; without one (half-open only), waiting out the delay is the check. */
+  readonly probe: boolean;
   /** Time since the last check (or the opening), in ms. */
   readonly sinceLastMs: number;
   /** Reports a result; resolves true when the loop should end. */
@@ -99,12 +101,12 @@ export class HealthChecker {
   }
 
   private async recover(duty: RecoveryDuty, signal: AbortSignal): Promise<void> {
-    let attempt = duty.failuresSoFar + 1;
+    let attempt = duty.checksSoFar + 1;
     let wait = this.delayMs(attempt) - duty.sinceLastMs;
     while (!signal.aborted) {
       await sleep(wait, signal);
       if (signal.aborted) return;
-      const success = await this.run(HealthCheckType.RECOVERY, signal);
+      const success = duty.probe ? await this.run(HealthCheckType.RECOVERY, signal) : true;
       if (signal.aborted || (await duty.report(success))) return;
       attempt += 1;
       wait = this.delayMs(attempt);

@@ -1,5 +1,5 @@
-export { CircuitBreaker, type BreakerStats } from './circuit-breaker.js';
-export type { CircuitBreakerOptions, HealthOptions } from './options.js';
+export { CircuitBreaker, type BreakerStats, type ExecuteOptions } from './circuit-breaker.js';
+export type { CircuitBreakerOptions, HealthOptions, HalfOpenOptions, Classification } from './options.js';
 export { DEFAULTS } from './options.js';
 export {
   ConsecutiveBreaker,
@@ -13,6 +13,7 @@ export {
 export {
   ConstantBackoff,
   ExponentialBackoff,
+  type Jitter,
   type BackoffStrategy,
   type ConstantBackoffOptions,
   type ExponentialBackoffOptions,
@@ -22,6 +23,7 @@ export { LocalReason, type Transition } from './transition.js';
 export {
   ZenvarkError,
   CircuitOpenError,
+  TimeoutError,
   LibraryMissingError,
   LibraryOutdatedError,
   RedisFunctionError,

@@ -9,6 +9,9 @@ import type { OutcomeSummary } from './functions.js';
 import { type BreakerStrategy, TIME_BUCKETS } from './strategies.js';
 
 const RATE_EPSILON = 1e-9;
+// Codes of the count window, as in the Lua library: bit 0 failure, bit 1 slow.
+const FAILED = 1;
+const SLOW = 2;
 
 export interface WindowFacts {
   failures: number;
@@ -21,33 +24,36 @@ export class LocalWindow {
   private ringPos = 0;
   private ringFilled = 0;
   private ringFailures = 0;
-  private readonly buckets: { index: number; calls: number; failures: number }[] = [];
+  private ringSlow = 0;
+  private readonly buckets: { index: number; calls: number; failures: number; slow: number }[] = [];
 
+  /** @param slowCallRateThreshold the share of slow calls that trips, if slow calls count */
   constructor(
     private readonly strategy: BreakerStrategy,
+    private readonly slowCallRateThreshold?: number,
     private readonly now: () => number = () => performance.now(),
   ) {
     this.ring = new Uint8Array(strategy.kind === StrategyKind.COUNT ? strategy.size : 0);
   }
 
   /** Adds one outcome; returns the facts behind a trip, or undefined when it does not trip. */
-  add(failure: boolean): WindowFacts | undefined {
+  add(failure: boolean, slow = false): WindowFacts | undefined {
     const s = this.strategy;
     switch (s.kind) {
       case StrategyKind.CONSECUTIVE:
         this.run = failure ? this.run + 1 : 0;
         return this.run >= s.threshold ? { failures: this.run, calls: this.run } : undefined;
       case StrategyKind.COUNT:
-        this.push(failure);
-        return this.judge(this.ringFailures, this.ringFilled);
+        this.push(failure, slow);
+        return this.judge(this.ringFailures, this.ringFilled, this.ringSlow);
       case StrategyKind.TIME:
-        return this.addToBucket(1, failure ? 1 : 0);
+        return this.addToBucket(1, failure ? 1 : 0, slow ? 1 : 0);
     }
   }
 
   /**
    * Adds a summary as the library does: the runs decide for consecutive failures; in a
-   * count window successes are laid down before failures.
+   * count window successes are laid down before failures, slow ones first in each.
    */
   fold(summary: OutcomeSummary): WindowFacts | undefined {
     const s = this.strategy;
@@ -60,47 +66,62 @@ export class LocalWindow {
         return peak >= s.threshold ? { failures: peak, calls: peak } : undefined;
       }
       case StrategyKind.COUNT:
-        for (let n = 0; n < Math.min(successes, s.size); n += 1) this.push(false);
-        for (let n = 0; n < Math.min(failures, s.size); n += 1) this.push(true);
-        return this.judge(this.ringFailures, this.ringFilled);
+        for (let n = 0; n < Math.min(summary.slowOk, s.size); n += 1) this.push(false, true);
+        for (let n = 0; n < Math.min(summary.ok, s.size); n += 1) this.push(false, false);
+        for (let n = 0; n < Math.min(summary.slowFail, s.size); n += 1) this.push(true, true);
+        for (let n = 0; n < Math.min(summary.fail, s.size); n += 1) this.push(true, false);
+        return this.judge(this.ringFailures, this.ringFilled, this.ringSlow);
       case StrategyKind.TIME:
-        return this.addToBucket(successes + failures, failures);
+        return this.addToBucket(successes + failures, failures, summary.slowOk + summary.slowFail);
     }
   }
 
-  private push(failure: boolean): void {
+  private push(failure: boolean, slow: boolean): void {
     const size = this.ring.length;
-    if (this.ringFilled === size) this.ringFailures -= this.ring[this.ringPos] as number;
-    else this.ringFilled += 1;
-    this.ring[this.ringPos] = failure ? 1 : 0;
+    if (this.ringFilled === size) {
+      const old = this.ring[this.ringPos] as number;
+      this.ringFailures -= old & FAILED;
+      this.ringSlow -= (old & SLOW) >> 1;
+    } else {
+      this.ringFilled += 1;
+    }
+    this.ring[this.ringPos] = (failure ? FAILED : 0) | (slow ? SLOW : 0);
     this.ringFailures += failure ? 1 : 0;
+    this.ringSlow += slow ? 1 : 0;
     this.ringPos = (this.ringPos + 1) % size;
   }
 
-  private addToBucket(calls: number, failures: number): WindowFacts | undefined {
+  private addToBucket(calls: number, failures: number, slow: number): WindowFacts | undefined {
     const s = this.strategy;
     if (s.kind !== StrategyKind.TIME) return undefined;
     const index = Math.floor(this.now() / (s.duration / TIME_BUCKETS));
     while (this.buckets.length > 0 && (this.buckets[0]?.index as number) <= index - TIME_BUCKETS) this.buckets.shift();
     let last = this.buckets.at(-1);
     if (!last || last.index !== index) {
-      last = { index, calls: 0, failures: 0 };
+      last = { index, calls: 0, failures: 0, slow: 0 };
       this.buckets.push(last);
     }
     last.calls += calls;
     last.failures += failures;
+    last.slow += slow;
     let total = 0;
     let failed = 0;
+    let slowTotal = 0;
     for (const b of this.buckets) {
       total += b.calls;
       failed += b.failures;
+      slowTotal += b.slow;
     }
-    return this.judge(failed, total);
+    return this.judge(failed, total, slowTotal);
   }
 
-  private judge(failures: number, calls: number): WindowFacts | undefined {
+  /** The failure rate first, then the slow-call rate, as the library judges. */
+  private judge(failures: number, calls: number, slow: number): WindowFacts | undefined {
     const s = this.strategy;
-    if (s.kind === StrategyKind.CONSECUTIVE) return undefined;
-    return calls >= s.minimumNumberOfCalls && failures / calls >= s.threshold - RATE_EPSILON ? { failures, calls } : undefined;
+    if (s.kind === StrategyKind.CONSECUTIVE || calls < s.minimumNumberOfCalls) return undefined;
+    if (failures / calls >= s.threshold - RATE_EPSILON) return { failures, calls };
+    const slowRate = this.slowCallRateThreshold;
+    if (slowRate !== undefined && slow / calls >= slowRate - RATE_EPSILON) return { failures, calls };
+    return undefined;
   }
 }

@@ -4,6 +4,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { BackoffStrategy } from './backoff.js';
 import type { CircuitRole, CircuitState, HealthCheckType } from './constants.js';
 import type { BreakerMetricsRecorder } from './metrics.js';
+import { StrategyKind } from './constants.js';
 import { type BreakerStrategy, validateStrategy } from './strategies.js';
 import type { Transition } from './transition.js';
 import {
@@ -11,22 +12,41 @@ import {
   functionOrUndefined,
   integerIn,
   nonEmptyString,
+  rate,
   requiredFunction,
   requiredObject,
 } from './validate.js';
 
 export interface HealthOptions {
-  /** Delays between recovery checks while the circuit is open. */
+  /** Delays between recovery checks while the circuit is open (with `halfOpen` and no
+   * check: the wait before the circuit goes half-open). */
   backoff: BackoffStrategy;
   /**
    * The health check: resolve when the dependency is healthy, throw when it is not.
-   * `signal` aborts when the check is no longer wanted (stop(), lease lost).
+   * `signal` aborts when the check is no longer wanted (stop(), lease lost, timeout).
+   * Optional with `halfOpen`: trial calls then decide alone.
    */
-  check: (type: HealthCheckType, signal: AbortSignal) => Promise<void>;
+  check?: (type: HealthCheckType, signal: AbortSignal) => Promise<void>;
+  /** Recovery checks that must succeed in a row before the circuit recovers; 1 to 100. Default: 1. */
+  successThreshold?: number;
   /** Probe a closed circuit that no instance has used for this long, in ms. Default: off. */
   idleProbeIntervalMs?: number;
   /** A check that has not settled after this long is aborted and counts as failed, in ms. Default: 10000. */
   timeoutMs?: number;
+}
+
+/** What a classifier says an outcome counts as: true a failure, false a success, 'ignore' neither. */
+export type Classification = boolean | 'ignore';
+
+/** Fleet-wide half-open recovery: a limited number of real calls decide. */
+export interface HalfOpenOptions {
+  /** Trial calls let through across every instance in one half-open period; 1 to 10,000. */
+  permittedCalls: number;
+  /** Successful trials that close the circuit; 1 to permittedCalls. Default: permittedCalls. */
+  successThreshold?: number;
+  /** A trial permit not reported within this long is reclaimed (its instance may have
+   * died), in ms; more than `timeoutMs`. Default: 10000. */
+  permitTimeoutMs?: number;
 }
 
 export interface CircuitBreakerOptions {
@@ -42,6 +62,20 @@ export interface CircuitBreakerOptions {
   onError?: (error: Error) => void;
   /** Called on every instance, once, for every transition. */
   onStateChange?: (state: CircuitState, transition: Transition) => void;
+  /** What a rejection of fn counts as. Default: every rejection is a failure. */
+  isFailure?: (error: unknown) => Classification;
+  /** What a value fn resolved with counts as (e.g. an HTTP 503 response). Default: a success. */
+  isResultFailure?: (result: unknown) => Classification;
+  /** A call that takes at least this long counts as slow, in ms. Needs slowCallRateThreshold. */
+  slowCallDurationMs?: number;
+  /** The share of slow calls in the window, in (0, 1], that opens the circuit; a
+   * CountBreaker or SamplingBreaker only. Needs slowCallDurationMs. */
+  slowCallRateThreshold?: number;
+  /** Time a call may take before it is aborted, rejected with TimeoutError and counted as
+   * a failure, in ms; `execute(fn, { timeoutMs })` overrides it. Default: none. */
+  timeoutMs?: number;
+  /** Recover through trial calls, limited across the fleet. Default: off. */
+  halfOpen?: HalfOpenOptions;
   /** Called when this instance gains or loses the lease. */
   onRoleChange?: (role: CircuitRole) => void;
   /** Receives call, fast-fail and health-check observations. */
@@ -60,6 +94,12 @@ export interface CircuitBreakerOptions {
   localFallback?: boolean;
 }
 
+export interface ResolvedHalfOpen {
+  readonly permittedCalls: number;
+  readonly successThreshold: number;
+  readonly permitTimeoutMs: number;
+}
+
 export interface ResolvedOptions {
   readonly id: string;
   readonly redis: Redis | Cluster;
@@ -68,6 +108,13 @@ export interface ResolvedOptions {
   readonly check: HealthOptions['check'];
   readonly idleProbeIntervalMs: number | undefined;
   readonly healthTimeoutMs: number;
+  readonly healthSuccessThreshold: number;
+  readonly isFailure: CircuitBreakerOptions['isFailure'];
+  readonly isResultFailure: CircuitBreakerOptions['isResultFailure'];
+  readonly slowCallDurationMs: number | undefined;
+  readonly slowCallRateThreshold: number | undefined;
+  readonly timeoutMs: number | undefined;
+  readonly halfOpen: ResolvedHalfOpen | undefined;
   readonly onError: (error: Error) => void;
   readonly onStateChange: CircuitBreakerOptions['onStateChange'];
   readonly onRoleChange: CircuitBreakerOptions['onRoleChange'];
@@ -87,6 +134,8 @@ export const DEFAULTS = {
   loadFunctions: false,
   localFallback: true,
   healthTimeoutMs: 10_000,
+  healthSuccessThreshold: 1,
+  permitTimeoutMs: 10_000,
 } as const;
 
 const processId = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
@@ -126,7 +175,11 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
   if (typeof backoff !== 'object' || backoff === null || typeof backoff.getDelayMs !== 'function') {
     throw new TypeError('CircuitBreaker.health.backoff must be a backoff strategy with getDelayMs(attempt)');
   }
-  const check = requiredFunction('CircuitBreaker.health.check', health.check as HealthOptions['check']);
+  const halfOpen = o.halfOpen === undefined ? undefined : resolveHalfOpen(o.halfOpen, o.timeoutMs);
+  const check =
+    halfOpen && health.check === undefined
+      ? undefined
+      : requiredFunction('CircuitBreaker.health.check', health.check as HealthOptions['check']);
   const idleProbeIntervalMs =
     health.idleProbeIntervalMs === undefined
       ? undefined
@@ -135,7 +188,24 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     health.timeoutMs === undefined
       ? DEFAULTS.healthTimeoutMs
       : durationIn('CircuitBreaker.health.timeoutMs', health.timeoutMs, 1, 2_147_483_647);
-
+  if (idleProbeIntervalMs !== undefined && check === undefined) {
+    throw new TypeError('CircuitBreaker.health.idleProbeIntervalMs needs CircuitBreaker.health.check to probe with');
+  }
+  const healthSuccessThreshold =
+    health.successThreshold === undefined
+      ? DEFAULTS.healthSuccessThreshold
+      : integerIn('CircuitBreaker.health.successThreshold', health.successThreshold, 1, 100);
+  const timeoutMs = o.timeoutMs === undefined ? undefined : durationIn('CircuitBreaker.timeoutMs', o.timeoutMs, 1, 2_147_483_647);
+  const slowCallDurationMs =
+    o.slowCallDurationMs === undefined ? undefined : durationIn('CircuitBreaker.slowCallDurationMs', o.slowCallDurationMs, 0, 2_147_483_647);
+  const slowCallRateThreshold =
+    o.slowCallRateThreshold === undefined ? undefined : rate('CircuitBreaker.slowCallRateThreshold', o.slowCallRateThreshold);
+  if ((slowCallDurationMs === undefined) !== (slowCallRateThreshold === undefined)) {
+    throw new TypeError('CircuitBreaker.slowCallDurationMs and CircuitBreaker.slowCallRateThreshold go together: set both or neither');
+  }
+  if (slowCallRateThreshold !== undefined && breaker.kind === StrategyKind.CONSECUTIVE) {
+    throw new TypeError('CircuitBreaker.slowCallRateThreshold needs a window: use a CountBreaker or SamplingBreaker');
+  }
   const metrics = o.metrics as BreakerMetricsRecorder | undefined;
   if (metrics !== undefined) {
     requiredObject('CircuitBreaker.metrics', metrics);
@@ -162,6 +232,13 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     check,
     idleProbeIntervalMs,
     healthTimeoutMs,
+    healthSuccessThreshold,
+    isFailure: functionOrUndefined('CircuitBreaker.isFailure', o.isFailure as ResolvedOptions['isFailure']),
+    isResultFailure: functionOrUndefined('CircuitBreaker.isResultFailure', o.isResultFailure as ResolvedOptions['isResultFailure']),
+    slowCallDurationMs,
+    slowCallRateThreshold,
+    timeoutMs,
+    halfOpen,
     onError: functionOrUndefined('CircuitBreaker.onError', o.onError as ResolvedOptions['onError'] | undefined) ?? defaultOnError,
     onStateChange: functionOrUndefined('CircuitBreaker.onStateChange', o.onStateChange as ResolvedOptions['onStateChange']),
     onRoleChange: functionOrUndefined('CircuitBreaker.onRoleChange', o.onRoleChange as ResolvedOptions['onRoleChange']),
@@ -176,6 +253,26 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     loadFunctions: optionalBoolean('CircuitBreaker.loadFunctions', o.loadFunctions, DEFAULTS.loadFunctions),
     localFallback: optionalBoolean('CircuitBreaker.localFallback', o.localFallback, DEFAULTS.localFallback),
   };
+}
+
+function resolveHalfOpen(value: unknown, timeoutMs: unknown): ResolvedHalfOpen {
+  const h = requiredObject('CircuitBreaker.halfOpen', value);
+  const permittedCalls = integerIn('CircuitBreaker.halfOpen.permittedCalls', h.permittedCalls, 1, 10_000);
+  const successThreshold =
+    h.successThreshold === undefined
+      ? permittedCalls
+      : integerIn('CircuitBreaker.halfOpen.successThreshold', h.successThreshold, 1, permittedCalls);
+  const permitTimeoutMs =
+    h.permitTimeoutMs === undefined
+      ? DEFAULTS.permitTimeoutMs
+      : integerIn('CircuitBreaker.halfOpen.permitTimeoutMs', h.permitTimeoutMs, 1, 3_600_000);
+  if (typeof timeoutMs === 'number' && permitTimeoutMs <= timeoutMs) {
+    throw new RangeError(
+      `CircuitBreaker.halfOpen.permitTimeoutMs must be greater than timeoutMs (${timeoutMs}), got ${permitTimeoutMs}: ` +
+        'a trial still running would lose its permit',
+    );
+  }
+  return { permittedCalls, successThreshold, permitTimeoutMs };
 }
 
 function defaultOnError(error: Error): void {

@@ -16,7 +16,9 @@ export interface Transition {
   readonly failures: string;
   /** Calls behind the decision. */
   readonly calls: string;
-  /** Failure rate behind the decision, 4 decimals. */
+  /** Slow calls in the window (rate strategies). */
+  readonly slow: string;
+  /** The rate that reached the threshold (failures or slow calls per call), 4 decimals. */
   readonly rate: string;
   /** The threshold that was reached. */
   readonly threshold: string;
@@ -40,5 +42,7 @@ export const LocalReason = {
   LOCAL_RECOVERY: 'local_recovery',
   /** Redis came back: its shared state replaced the local one. */
   RESYNC: 'resync',
+  /** Half-open when Redis became unreachable: trial calls need it, so the circuit is open. */
+  REDIS_UNREACHABLE: 'redis_unreachable',
 } as const;
 export type LocalReason = (typeof LocalReason)[keyof typeof LocalReason];

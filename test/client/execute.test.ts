@@ -112,7 +112,7 @@ describe('execute()', () => {
     await untilAll(instances, 'open');
     await fail(i, 2);
     await vi.waitFor(() => expect(i.breaker.stats).toMatchObject({ recorded: 103, rejected: 2 }), { timeout: 5000 });
-    expect(i.breaker.stats).toEqual({ recorded: 103, stale: 0, local: 0, overflowed: 0, undelivered: 0, rejected: 2 });
+    expect(i.breaker.stats).toEqual({ recorded: 103, stale: 0, local: 0, overflowed: 0, undelivered: 0, rejected: 2, ignored: 0, trials: 0 });
     // A call that started before the trip and settles after it is stale.
     i.healthy = true;
     await untilAll(instances, 'closed');

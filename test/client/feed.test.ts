@@ -28,7 +28,7 @@ describe('the state feed', () => {
     // subscriber, then open and close the circuit 150 times and open it once more (more
     // than one page of the audit log to read back).
     const trip = (gen: number) => fcall('zv1_record', id, [String(gen), '0', '1', '0', '0', '1', '1', '1', 'consecutive:1:0:0']);
-    const close = (gen: number) => fcall('zv1_health', id, ['1', String(gen), 'recovery', 'success']);
+    const close = (gen: number) => fcall('zv1_health', id, ['1', String(gen), 'recovery', 'success', '1', '0']);
     const pipeline = own.admin.pipeline().call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     for (let gen = 0; gen < 300; gen += 2) pipeline.call(...(trip(gen) as [string])).call(...(close(gen + 1) as [string]));
     pipeline.call(...(trip(300) as [string]));

@@ -67,7 +67,7 @@ const badArguments: [string, Step, RegExp][] = [
   ['generation must be >= 0', record(-1, { fail: 1 }, consecutive(1)), /^ZV_BADARG generation must be in/],
   ['counts must be >= 0', { fn: 'zv1_record', args: [...header(), '0', '-1', '1', '0', '0', '1', '1', '1', consecutive(1)] }, /^ZV_BADARG successes must be in/],
   ['a strategy spec is required', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 })] }, /^ZV_BADARG strategy is missing \(ARGV\[12\]\)/],
-  ['a strategy spec has four parts', record(0, { fail: 1 }, 'consecutive:3'), /^ZV_BADARG strategy must be 'kind:threshold:window:minimum', got 'consecutive:3'/],
+  ['a strategy spec has four parts', record(0, { fail: 1 }, 'consecutive:3'), /^ZV_BADARG strategy must be 'kind:threshold:window:minimum\[:slow\]', got 'consecutive:3'/],
   ['a summary must hold an outcome', record(0, {}, consecutive(1)), /^ZV_BADARG the summary holds no outcome/],
   ['runs cannot exceed failures', record(0, { ok: 1, fail: 1, head: 0, maxRun: 2, tail: 0 }, consecutive(1)), /^ZV_BADARG runs must satisfy/],
   ['head and tail cannot overlap', record(0, { ok: 1, fail: 2, head: 2, maxRun: 2, tail: 1 }, consecutive(1)), /^ZV_BADARG head and tail runs overlap/],
@@ -84,7 +84,7 @@ const badArguments: [string, Step, RegExp][] = [
   ['duration >= 10 ms', record(0, { fail: 1 }, time(0.5, 5)), /^ZV_BADARG window must be in \[10, 86400000\], got 5/],
   ['renew needs a token', { fn: 'zv1_renew', args: [...header(), 'abc', '1000'] }, /^ZV_BADARG token must be an integer, got 'abc'/],
   ['release needs a token >= 1', release('i1', 0), /^ZV_BADARG token must be in/],
-  ['health type must be known', health('i1', 1, 0, 'deep', 'success'), /^ZV_BADARG type must be one of idle, recovery, got 'deep'/],
+  ['health type must be known', health('i1', 1, 0, 'deep', 'success'), /^ZV_BADARG type must be one of idle, recovery, wait, got 'deep'/],
   ['health result must be known', health('i1', 1, 0, 'recovery', 'maybe'), /^ZV_BADARG result must be one of failure, success, got 'maybe'/],
 ];
 
@@ -521,7 +521,7 @@ export const CASES: LuaCase[] = [
     steps: [
       { ...record(0, { fail: 1 }, consecutive(5)), expect: { status: 'ok' } },
       { setup: (redis, keys) => redis.hdel(keys.state, 'run') },
-      { ...record(0, { fail: 1 }, consecutive(5)), expect: error(/^ZV_CORRUPT .*:state field run holds 'false'/) },
+      { ...record(0, { fail: 1 }, consecutive(5)), expect: error(/^ZV_CORRUPT .*:state has no field run/) },
     ],
   },
 
@@ -536,7 +536,7 @@ export const CASES: LuaCase[] = [
           const entries = await redis.xrange(keys.events, '-', '+');
           expect(entries).toHaveLength(2);
           const fields = entries.map(([, list]) => list.filter((_, i) => i % 2 === 0));
-          const names = ['from', 'to', 'reason', 'gen', 'failures', 'calls', 'rate', 'threshold', 'window', 'actor', 'token', 'time'];
+          const names = ['from', 'to', 'reason', 'gen', 'failures', 'calls', 'slow', 'rate', 'threshold', 'window', 'actor', 'token', 'time'];
           expect(fields).toEqual([names, names]);
           const [first] = entries;
           const values = Object.fromEntries(
@@ -559,7 +559,7 @@ export const CASES: LuaCase[] = [
             await redis.call('FCALL', 'zv1_record', '2', ...k, ...header('i1', 10), String(gen), ...summary({ fail: 1 }), consecutive(1));
             await redis.call('FCALL', 'zv1_acquire', '2', ...k, ...header('h', 10), '10000');
             const token = await redis.hget(keys.state, 'lt');
-            await redis.call('FCALL', 'zv1_health', '2', ...k, ...header('h', 10), String(token), String(gen + 1), 'recovery', 'success');
+            await redis.call('FCALL', 'zv1_health', '2', ...k, ...header('h', 10), String(token), String(gen + 1), 'recovery', 'success', '1', '0');
           }
           const length = await redis.xlen(keys.events);
           expect(length).toBeGreaterThanOrEqual(10);

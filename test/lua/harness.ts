@@ -11,7 +11,16 @@ import { type BreakerKeys, breakerKeys, keyList } from '../../src/keys.js';
 export const CHANNEL = 'zvtest:feed';
 export const PREFIX = 'zvtest';
 
-export type Fn = 'zv1_record' | 'zv1_acquire' | 'zv1_renew' | 'zv1_release' | 'zv1_health' | 'zv1_state' | 'zv1_revision';
+export type Fn =
+  | 'zv1_record'
+  | 'zv1_acquire'
+  | 'zv1_renew'
+  | 'zv1_release'
+  | 'zv1_health'
+  | 'zv1_permit'
+  | 'zv1_trial'
+  | 'zv1_state'
+  | 'zv1_revision';
 
 export interface CallStep {
   readonly fn: Fn;
@@ -82,9 +91,26 @@ export const release = (actor: string, token: number): Omit<CallStep, 'expect'> 
   fn: 'zv1_release',
   args: [...header(actor), String(token)],
 });
-export const health = (actor: string, token: number, gen: number, type: string, result: string): Omit<CallStep, 'expect'> => ({
+export const health = (
+  actor: string,
+  token: number,
+  gen: number,
+  type: string,
+  result: string,
+  successThreshold = 1,
+  permits = 0,
+): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_health',
-  args: [...header(actor), String(token), String(gen), type, result],
+  args: [...header(actor), String(token), String(gen), type, result, String(successThreshold), String(permits)],
+});
+/** Asks for a trial permit: `permits` per half-open period, `successes` close. */
+export const permit = (gen: number, permits: number, successes: number, ttlMs = 10_000, actor = 'i1'): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_permit',
+  args: [...header(actor), String(gen), String(permits), String(successes), String(ttlMs)],
+});
+export const trial = (gen: number, id: number, result: string, permits: number, successes: number, actor = 'i1'): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_trial',
+  args: [...header(actor), String(gen), String(id), result, String(permits), String(successes)],
 });
 export const state = (): Omit<CallStep, 'expect'> => ({ fn: 'zv1_state', args: [] });
 
@@ -118,10 +144,14 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
       return { status: r[0] };
     case 'zv1_health':
       return { status: r[0], state: r[1], gen: r[2], epoch: r[3], recoveryFailures: r[4], transition: transition(r[5]) };
+    case 'zv1_permit':
+      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], permit: r[4], ms: r[5] };
+    case 'zv1_trial':
+      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], trialSuccesses: r[4], transition: transition(r[5]) };
   }
 }
 
-const VOLATILE = new Set(['epoch', 'time', 'id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms']);
+const VOLATILE = new Set(['epoch', 'time', 'id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms', 'ms']);
 
 /** Replaces values that depend on the clock, so that two runs can be compared. */
 export function normalize(value: unknown): unknown {
