@@ -816,6 +816,7 @@ end
 
 local CHECK_TYPES = { recovery = true, idle = true, wait = true }
 local CHECK_RESULTS = { success = true, failure = true }
+local TRIAL_RESULTS = { success = true, failure = true, ignored = true }
 local MAX_PERMITS = 10000
 
 -- Where recovery leads: CLOSED, or HALF_OPEN when trial calls are configured.
@@ -983,11 +984,13 @@ end
 --[[ zv1_trial: the outcome of a trial call made with a permit.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), generation, permit id, result ('success' |
-  'failure'), trial permits, trial successes.
+  'failure' | 'ignored'), trial permits, trial successes.
 A success counts towards the successes that close the circuit; a failure reopens it (the
-next recovery waits for the next backoff delay). A permit is reported once.
+next recovery waits for the next backoff delay); an ignored outcome (the caller gave up,
+or it counts as neither) gives the permit back. A permit is reported once.
 Returns: {status, state, gen, epoch, successful trials, transition JSON or ''}; status is
   'counted'         a successful trial was counted
+  'released'        an ignored trial gave its permit back
   'closed'          enough trials succeeded: the circuit closed
   'opened'          the trial failed: the circuit reopened
   'unknown_permit'  no such permit out (reported before, or reclaimed): nothing changes
@@ -998,7 +1001,7 @@ local function trial(keys, args)
   local h = header(keys, args)
   local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
   local id = int_arg(args, 5, 'permit', 1, 9007199254740991)
-  local result = enum_arg(args, 6, 'result', CHECK_RESULTS)
+  local result = enum_arg(args, 6, 'result', TRIAL_RESULTS)
   local _, needed = trial_args(args, 7)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, TRIAL_GROUPS)
@@ -1024,6 +1027,11 @@ local function trial(keys, args)
   end
   if not found then
     return reply('unknown_permit')
+  end
+  if result == 'ignored' then
+    st.tp = permits_text(kept)
+    save_state(h.state_key, st, { 'tp' })
+    return reply('released')
   end
   if result == 'failure' then
     check_transition_keys(h)

@@ -203,10 +203,11 @@ export class CircuitBreaker
   /**
    * Runs `fn` unless the circuit is open (or half-open with no trial permit free), in
    * which case it throws CircuitOpenError without calling it. Never waits for Redis: the
-   * outcome is recorded in the background. `fn` gets an AbortSignal that aborts at the
-   * timeout or when `options.signal` aborts.
+   * outcome is recorded in the background. With a timeout or `options.signal`, `fn` gets
+   * an AbortSignal that aborts at the timeout or with the caller's signal; without
+   * either, nothing could abort the call and `fn` gets undefined.
    */
-  execute<T>(fn: (signal: AbortSignal) => Promise<T>, options?: ExecuteOptions<T>): Promise<T> {
+  execute<T>(fn: (signal: AbortSignal | undefined) => Promise<T>, options?: ExecuteOptions<T>): Promise<T> {
     const view = this.view;
     if (view.state === CircuitState.CLOSED) {
       return options === undefined && this.plain ? this.run(view, fn) : this.runFully(view, fn, options, undefined);
@@ -236,13 +237,13 @@ export class CircuitBreaker
    * slow calls, no options. Plain callbacks cost less than an async function, and handing
    * back fn's own rejected promise costs less than rethrowing its error.
    */
-  private run<T>(view: View, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  private run<T>(view: View, fn: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
     if (typeof fn !== 'function') return Promise.reject(new TypeError('execute(fn): fn must be a function'));
     const startedAt = this.o.metrics ? performance.now() : 0;
     let pending: Promise<T>;
     try {
-      // A signal only for a function that takes one; nothing can abort it here.
-      pending = Promise.resolve(fn.length === 0 ? (fn as () => Promise<T>)() : fn(new AbortController().signal));
+      // Nothing could abort this call: fn gets no signal.
+      pending = Promise.resolve(fn(undefined));
     } catch (error) {
       this.observed(view, FAILURE, startedAt);
       return Promise.reject(error);
@@ -263,7 +264,7 @@ export class CircuitBreaker
    * slow calls, fallback; as a trial call when a permit is given. */
   private runFully<T>(
     view: View,
-    fn: (signal: AbortSignal) => Promise<T>,
+    fn: (signal: AbortSignal | undefined) => Promise<T>,
     options: ExecuteOptions<T> | undefined,
     permit: Permit | undefined,
   ): Promise<T> {
@@ -307,8 +308,7 @@ export class CircuitBreaker
       }
       let pending: Promise<T>;
       try {
-        const signal = controller?.signal ?? (fn.length === 0 ? undefined : new AbortController().signal);
-        pending = Promise.resolve(signal === undefined ? (fn as () => Promise<T>)() : fn(signal));
+        pending = Promise.resolve(fn(controller?.signal));
       } catch (error) {
         pending = Promise.reject(error);
       }

@@ -108,7 +108,7 @@ export interface PermitReply {
 }
 
 export interface TrialReply {
-  readonly status: 'counted' | 'closed' | 'opened' | 'unknown_permit' | 'not_half_open' | 'stale_gen';
+  readonly status: 'counted' | 'released' | 'closed' | 'opened' | 'unknown_permit' | 'not_half_open' | 'stale_gen';
   readonly view: SharedView;
   readonly published: Published | undefined;
 }
@@ -417,7 +417,7 @@ export class BreakerFunctions {
     const args = [h.channel, h.actor, h.retention, generation, permit, result, t.permittedCalls, t.successThreshold];
     const reply = await call(this.connection, 'zv1_trial', this.keys, args);
     return {
-      status: oneOf('zv1_trial', reply[0], ['counted', 'closed', 'opened', 'unknown_permit', 'not_half_open', 'stale_gen']),
+      status: oneOf('zv1_trial', reply[0], ['counted', 'released', 'closed', 'opened', 'unknown_permit', 'not_half_open', 'stale_gen']),
       view: view(reply, 1),
       published: publishedOf(reply[5]),
     };

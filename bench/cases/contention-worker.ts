@@ -49,7 +49,7 @@ await Promise.all(
 await Promise.all(breakers.map((b) => b.stop()));
 for (const c of clients) c.disconnect();
 
-const totals: BreakerStats = { recorded: 0, stale: 0, local: 0, overflowed: 0, undelivered: 0, rejected: 0 };
+const totals: BreakerStats = { recorded: 0, stale: 0, local: 0, overflowed: 0, undelivered: 0, rejected: 0, ignored: 0, trials: 0 };
 for (const b of breakers) {
   const s = b.stats;
   for (const k of Object.keys(totals) as (keyof BreakerStats)[]) totals[k] += s[k];

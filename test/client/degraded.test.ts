@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { ZenvarkError } from '../../src/index.js';
+import { ConsecutiveBreaker, ConstantBackoff, type ZenvarkError } from '../../src/index.js';
 import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
 import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
 
@@ -78,6 +78,30 @@ describe('while Redis is unreachable', () => {
       await fail(i, 3);
       expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'consecutive_failures', local: false });
     }, { timeout: 20_000, interval: 500 });
+  });
+
+  it('half-open when Redis goes away: open alone, then closed alone after the wait', async () => {
+    instances = fleet(server.url, 1, {
+      breaker: new ConsecutiveBreaker({ threshold: 1 }),
+      health: { backoff: new ConstantBackoff({ delayMs: 200 }) },
+      halfOpen: { permittedCalls: 1 },
+    });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await fail(i, 1);
+    await untilAll(instances, 'half_open');
+    await server.stop({ kill: true });
+    // The permit held cannot be reported any more: a trial call reveals the outage.
+    await i.breaker.execute(async () => 'trial').catch(() => undefined);
+    await vi.waitFor(() => expect(i.seen.states.map((s) => s.transition.reason)).toContain('redis_unreachable'), { timeout: 10_000 });
+    expect(i.seen.states.find((s) => s.transition.reason === 'redis_unreachable')?.transition).toMatchObject({
+      from: 'half_open',
+      to: 'open',
+      local: true,
+    });
+    await vi.waitFor(() => expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'local_recovery', to: 'closed' }), {
+      timeout: 10_000,
+    });
   });
 
   it('with localFallback off, keeps the last known state', async () => {

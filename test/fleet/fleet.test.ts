@@ -42,6 +42,26 @@ describe('instances in separate processes', () => {
     expect(workers.flatMap((w) => w.of('error'))).toEqual([]);
   });
 
+  it('half-open across 10 processes: exactly permittedCalls trial calls run, then the circuit closes everywhere', async () => {
+    workers = await startWorkers(10, {
+      url,
+      id: uniqueId('fleet'),
+      leaseTtlMs: 2000,
+      backoffMs: 100,
+      threshold: 1,
+      halfOpenPermits: 3,
+    });
+    await workers[0]?.send({ cmd: 'fail', count: 1 });
+    await vi.waitFor(() => expect(new Set(states(workers))).toEqual(new Set(['half_open'])), { timeout: 10_000 });
+    // Every process calls every 20 ms for 1.5 s; each trial call takes 2 s, so no permit
+    // comes back while they try.
+    const ran = (await Promise.all(workers.map((w) => w.send({ cmd: 'calls', forMs: 1500, holdMs: 2000 })))) as number[];
+    expect(ran.reduce((a, b) => a + b, 0)).toBe(3);
+    await vi.waitFor(() => expect(new Set(states(workers))).toEqual(new Set(['closed'])), { timeout: 15_000 });
+    for (const w of workers) expect(w.of('state').at(-1)?.reason).toBe('trial_calls_passed');
+    await Promise.all(workers.map((w) => w.stop()));
+  });
+
   it('SIGKILL of the lease holder while open: another process takes over within TTL + 0.5 s', async () => {
     const ttl = 1000;
     await spawn(3, ttl);

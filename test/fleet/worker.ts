@@ -17,6 +17,8 @@ export interface WorkerConfig {
   threshold: number;
   /** Hold reports back this long (ms), so that reporting does not compete with what is measured. */
   reportDelayMs?: number;
+  /** Recover through this many fleet-wide trial calls (all must succeed), without a health check. */
+  halfOpenPermits?: number;
 }
 
 export type WorkerEvent =
@@ -32,6 +34,8 @@ export type WorkerCommand =
   | { cmd: 'fail'; seq: number; count: number }
   /** One successful call; answers 'ok' or the error's name. */
   | { cmd: 'call'; seq: number }
+  /** Calls every 20 ms for `forMs`, each taking `holdMs`; answers how many calls ran fn. */
+  | { cmd: 'calls'; seq: number; forMs: number; holdMs: number }
   | { cmd: 'healthy'; seq: number; value: boolean }
   | { cmd: 'stop'; seq: number };
 
@@ -60,11 +64,15 @@ const breaker = new CircuitBreaker({
   breaker: new ConsecutiveBreaker({ threshold: config.threshold }),
   health: {
     backoff: new ConstantBackoff({ delayMs: config.backoffMs }),
-    check: async (type) => {
-      send({ type: 'check', checkType: type, at: wallMs() });
-      if (!healthy) throw new Error('still down');
-    },
+    check:
+      config.halfOpenPermits === undefined
+        ? async (type) => {
+            send({ type: 'check', checkType: type, at: wallMs() });
+            if (!healthy) throw new Error('still down');
+          }
+        : undefined,
   },
+  halfOpen: config.halfOpenPermits === undefined ? undefined : { permittedCalls: config.halfOpenPermits },
   onStateChange: (state, t) => send({ type: 'state', state, reason: t.reason, generation: t.generation, at: wallMs() }),
   onRoleChange: (role) => send({ type: 'role', role, at: wallMs() }),
   onError: (e) => {
@@ -91,6 +99,25 @@ process.on('message', async (message: WorkerCommand) => {
     case 'call': {
       const result = await breaker.execute(async () => 'ok').catch((e: Error) => e.name);
       send({ type: 'done', seq: message.seq, result });
+      break;
+    }
+    case 'calls': {
+      let ran = 0;
+      const calls: Promise<unknown>[] = [];
+      const until = performance.now() + message.forMs;
+      while (performance.now() < until) {
+        calls.push(
+          breaker
+            .execute(async () => {
+              ran += 1;
+              await new Promise((r) => setTimeout(r, message.holdMs));
+            })
+            .catch(() => undefined),
+        );
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      send({ type: 'done', seq: message.seq, result: ran });
+      await Promise.all(calls);
       break;
     }
     case 'healthy':

@@ -16,12 +16,14 @@ import {
   existingKeys,
   header,
   health,
+  permit,
   record,
   release,
   renew,
   state,
   summary,
   time,
+  trial,
 } from './harness.js';
 
 
@@ -50,6 +52,15 @@ const streamLength = (n: number): Step => ({
 const openAndLeased: Step[] = [
   { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
   { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
+];
+
+/** A breaker opened by one failure, leased to 'leader', then half-open (2 permits, 2 successes close). */
+const halfOpen: Step[] = [
+  ...openAndLeased,
+  {
+    ...health('leader', 1, 1, 'wait', 'success', 1, 2),
+    expect: { status: 'half_open', state: 'half_open', gen: 2, transition: expect.objectContaining({ reason: 'open_wait_elapsed', from: 'open', to: 'half_open' }) },
+  },
 ];
 
 /** Calls that must be refused with ZV_BADARG before anything is written. */
@@ -86,6 +97,16 @@ const badArguments: [string, Step, RegExp][] = [
   ['release needs a token >= 1', release('i1', 0), /^ZV_BADARG token must be in/],
   ['health type must be known', health('i1', 1, 0, 'deep', 'success'), /^ZV_BADARG type must be one of idle, recovery, wait, got 'deep'/],
   ['health result must be known', health('i1', 1, 0, 'recovery', 'maybe'), /^ZV_BADARG result must be one of failure, success, got 'maybe'/],
+  ['success threshold >= 1', health('i1', 1, 0, 'recovery', 'success', 0), /^ZV_BADARG success threshold must be in \[1, 100\], got 0/],
+  ['trial permits >= 0', health('i1', 1, 0, 'recovery', 'success', 1, -1), /^ZV_BADARG trial permits must be in \[0, 10000\], got -1/],
+  ["'wait' needs trial permits", health('i1', 1, 0, 'wait', 'success', 1, 0), /^ZV_BADARG type 'wait' needs trial permits and result 'success'/],
+  ['a slow-call rate needs a window', record(0, { fail: 1 }, 'consecutive:3:0:0:0.5'), /^ZV_BADARG a slow-call rate needs a count or time window/],
+  ['a slow-call rate is in (0, 1]', record(0, { fail: 1 }, 'count:0.5:10:10:2'), /^ZV_BADARG slow-call rate must be in \(0, 1\], got 2/],
+  ['permit: successes <= permits', permit(0, 2, 3), /^ZV_BADARG trial successes must be in \[1, 2\], got 3/],
+  ['permit: permits >= 1', permit(0, 0, 1), /^ZV_BADARG trial permits must be in \[1, 10000\], got 0/],
+  ['permit: ttl >= 1', permit(0, 2, 2, 0), /^ZV_BADARG permit ttl must be in \[1, 3600000\], got 0/],
+  ['trial: the result must be known', trial(0, 1, 'great', 2, 2), /^ZV_BADARG result must be one of failure, ignored, success, got 'great'/],
+  ['trial: a permit id is an integer', { fn: 'zv1_trial', args: [...header(), '0', 'p1', 'success', '2', '2'] }, /^ZV_BADARG permit must be an integer, got 'p1'/],
 ];
 
 export const CASES: LuaCase[] = [
@@ -432,6 +453,172 @@ export const CASES: LuaCase[] = [
       { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
       { ...health('leader', 1, 0, 'recovery', 'success'), expect: { status: 'ignored', state: 'closed', gen: 0 } },
       { ...health('leader', 1, 0, 'recovery', 'failure'), expect: { status: 'ignored', state: 'closed', recoveryFailures: 0 } },
+    ],
+  },
+
+  // ---- slow calls ----
+  {
+    name: 'slow calls: a share of slow calls at the threshold opens the circuit, every call a success',
+    steps: [
+      { ...record(0, { ok: 5, slowOk: 4 }, 'count:0.5:10:10:0.5'), expect: { status: 'ok' } },
+      {
+        ...record(0, { slowOk: 1 }, 'count:0.5:10:10:0.5'),
+        expect: {
+          ...opened(1, 'slow_call_rate'),
+          transition: expect.objectContaining({ failures: '0', calls: '10', slow: '5', rate: '0.5000', threshold: '0.5', window: 'count:10' }),
+        },
+      },
+    ],
+  },
+  {
+    name: 'slow calls: slow failures count for both rules; the failure rate is judged first',
+    steps: [
+      {
+        ...record(0, { ok: 4, slowFail: 6, head: 0, maxRun: 6, tail: 6 }, 'count:0.5:10:10:0.5'),
+        expect: { ...opened(1, 'failure_rate'), transition: expect.objectContaining({ failures: '6', slow: '6', rate: '0.6000' }) },
+      },
+    ],
+  },
+  {
+    name: 'slow calls: in a time window',
+    steps: [
+      { ...record(0, { ok: 3, slowOk: 2 }, 'time:0.9:60000:5:0.4'), expect: opened(1, 'slow_call_rate') },
+    ],
+  },
+  {
+    name: 'slow calls: below the slow-call rate, or without the rule, nothing trips',
+    steps: [
+      { ...record(0, { ok: 6, slowOk: 4 }, 'count:0.5:10:10:0.5'), expect: { status: 'ok', state: 'closed' } },
+      // The same window without the slow rule (same shape: the window is kept).
+      { ...record(0, { slowOk: 10 }, 'count:0.5:10:10'), expect: { status: 'ok', state: 'closed' } },
+    ],
+  },
+
+  // ---- recovery with a success threshold ----
+  {
+    name: 'recovery: with a success threshold of 2, one success is counted and the second closes',
+    steps: [
+      ...openAndLeased,
+      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'counted', state: 'open' } },
+      { ...state(), expect: { recovery_successes: 1 } },
+      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'closed', state: 'closed' } },
+    ],
+  },
+  {
+    name: 'recovery: a failure between successes starts the run again',
+    steps: [
+      ...openAndLeased,
+      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'counted' } },
+      { ...health('leader', 1, 1, 'recovery', 'failure', 2), expect: { status: 'counted', recoveryFailures: 1 } },
+      { ...state(), expect: { recovery_successes: 0, recovery_failures: 1 } },
+      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'counted', state: 'open' } },
+      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'closed' } },
+    ],
+  },
+
+  // ---- half-open ----
+  {
+    name: 'half-open: a passing recovery check leads to half-open when trial calls are configured',
+    steps: [
+      ...openAndLeased,
+      {
+        ...health('leader', 1, 1, 'recovery', 'success', 1, 3),
+        expect: { status: 'half_open', state: 'half_open', transition: expect.objectContaining({ reason: 'recovery_check_passed', to: 'half_open' }) },
+      },
+      { ...health('leader', 1, 2, 'wait', 'success', 1, 3), expect: { status: 'ignored', state: 'half_open' } },
+    ],
+  },
+  {
+    name: 'half-open: at most the permitted calls, then exhausted until one is reported',
+    steps: [
+      ...halfOpen,
+      { ...permit(2, 2, 2), expect: { status: 'granted', permit: '1', ms: 10_000 } },
+      { ...permit(2, 2, 2, 10_000, 'i2'), expect: { status: 'granted', permit: '2' } },
+      { ...permit(2, 2, 2, 10_000, 'i3'), expect: { status: 'exhausted', permit: '', ms: expect.any(Number) } },
+      { ...trial(2, 1, 'success', 2, 2), expect: { status: 'counted', state: 'half_open', trialSuccesses: 1 } },
+      // A successful trial still uses up its permit: the period allows 2 trials in all.
+      { ...permit(2, 2, 2, 10_000, 'i3'), expect: { status: 'exhausted' } },
+      {
+        ...trial(2, 2, 'success', 2, 2),
+        expect: { status: 'closed', state: 'closed', gen: 3, transition: expect.objectContaining({ reason: 'trial_calls_passed', from: 'half_open', to: 'closed', calls: '2' }) },
+      },
+      { ...permit(3, 2, 2), expect: { status: 'not_half_open', state: 'closed' } },
+    ],
+  },
+  {
+    name: 'half-open: a failed trial reopens, and the next open period counts one more failure',
+    steps: [
+      ...halfOpen,
+      { ...permit(2, 2, 2), expect: { status: 'granted' } },
+      {
+        ...trial(2, 1, 'failure', 2, 2),
+        expect: { status: 'opened', state: 'open', gen: 3, transition: expect.objectContaining({ reason: 'trial_call_failed', from: 'half_open', to: 'open' }) },
+      },
+      { ...state(), expect: { state: 'open', recovery_failures: 1 } },
+    ],
+  },
+  {
+    name: 'half-open: a duplicate, stale or misplaced report is answered as data and changes nothing',
+    steps: [
+      ...halfOpen,
+      { ...permit(2, 2, 2), expect: { status: 'granted', permit: '1' } },
+      { ...trial(2, 1, 'success', 2, 2), expect: { status: 'counted', trialSuccesses: 1 } },
+      { ...trial(2, 1, 'success', 2, 2), expect: { status: 'unknown_permit', trialSuccesses: 1, state: 'half_open' } },
+      { ...trial(2, 7, 'failure', 2, 2), expect: { status: 'unknown_permit', state: 'half_open' } },
+      { ...trial(1, 1, 'success', 2, 2), expect: { status: 'stale_gen', gen: 2 } },
+      { ...permit(1, 2, 2), expect: { status: 'stale_gen', gen: 2 } },
+      { ...state(), expect: { state: 'half_open', trial_successes: 1 } },
+      streamLength(2),
+    ],
+  },
+  {
+    name: 'half-open: an ignored trial gives its permit back',
+    steps: [
+      ...halfOpen,
+      { ...permit(2, 1, 1), expect: { status: 'granted', permit: '1' } },
+      { ...permit(2, 1, 1), expect: { status: 'exhausted' } },
+      { ...trial(2, 1, 'ignored', 1, 1), expect: { status: 'released', state: 'half_open', trialSuccesses: 0 } },
+      { ...permit(2, 1, 1), expect: { status: 'granted', permit: '2' } },
+    ],
+  },
+  {
+    name: 'half-open: a permit not reported in time is reclaimed; reported late, it still counts',
+    steps: [
+      ...halfOpen,
+      { ...permit(2, 1, 1, 100), expect: { status: 'granted', permit: '1', ms: 100 } },
+      { sleepMs: 250 },
+      // Reported after its ttl but before anyone reclaimed it: the call was made.
+      { ...trial(2, 1, 'failure', 1, 1), expect: { status: 'opened', state: 'open' } },
+    ],
+  },
+  {
+    name: 'half-open: an expired permit goes to the next instance that asks',
+    steps: [
+      ...halfOpen,
+      { ...permit(2, 1, 1, 100), expect: { status: 'granted', permit: '1' } },
+      { ...permit(2, 1, 1, 100, 'i2'), expect: { status: 'exhausted' } },
+      { sleepMs: 250 },
+      { ...permit(2, 1, 1, 10_000, 'i2'), expect: { status: 'granted', permit: '2' } },
+      { ...trial(2, 1, 'success', 1, 1), expect: { status: 'unknown_permit' } },
+      { ...trial(2, 2, 'success', 1, 1), expect: { status: 'closed' } },
+    ],
+  },
+  {
+    name: 'half-open: outcomes recorded while half-open are not counted',
+    steps: [...halfOpen, { ...record(2, { fail: 3 }, consecutive(1)), expect: { status: 'not_closed', state: 'half_open' } }],
+  },
+  {
+    name: 'upgrade: a hash written by revision 1 (without the later fields) is read with their defaults',
+    steps: [
+      {
+        setup: (redis, keys) =>
+          redis.hset(keys.state, {
+            state: 'closed', gen: '0', epoch: '1700000000000000', since: '1700000000000', run: '0', cfg: '', w: '',
+            last: '-1', lh: '', lt: '0', lu: '0', hcf: '0', hca: '1700000000000',
+          }),
+      },
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1, snapshot: expect.objectContaining({ recovery_successes: 0, trial_successes: 0 }) } },
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
     ],
   },
 

@@ -21,46 +21,52 @@ beforeAll(async () => {
 
 afterAll(() => redis.disconnect());
 
+interface Outcome {
+  failure: boolean;
+  slow: boolean;
+}
+
 /** A small deterministic generator, so a failing sequence can be replayed. */
-function outcomes(seed: number, length: number, failureRate: number): boolean[] {
+function outcomes(seed: number, length: number, failureRate: number, slowRate = 0): Outcome[] {
   let x = seed;
-  return Array.from({ length }, () => {
+  const next = () => {
     x = (x * 1103515245 + 12345) % 2147483648;
-    return x / 2147483648 < failureRate;
-  });
+    return x / 2147483648;
+  };
+  return Array.from({ length }, () => ({ failure: next() < failureRate, slow: next() < slowRate }));
 }
 
 /** Cuts a sequence into batches of 1 to `most` outcomes, each folded into a Summary. */
-function batches(sequence: boolean[], most: number, seed: number): Summary[] {
+function batches(sequence: Outcome[], most: number, seed: number): Summary[] {
   const out: Summary[] = [];
   let x = seed;
   for (let i = 0; i < sequence.length; ) {
     x = (x * 1103515245 + 12345) % 2147483648;
     const size = 1 + (x % most);
     const s = new Summary();
-    for (const failure of sequence.slice(i, i + size)) s.add(failure, false);
+    for (const o of sequence.slice(i, i + size)) s.add(o.failure, o.slow);
     out.push(s);
     i += size;
   }
   return out;
 }
 
-async function luaTripIndex(strategy: BreakerStrategy, list: Summary[]): Promise<number> {
+async function luaTripIndex(strategy: BreakerStrategy, list: Summary[], slowRate?: number): Promise<number> {
   const keys = freshKeys();
   for (const [index, s] of list.entries()) {
     const reply = (await redis.call(
       'FCALL', 'zv1_record', '2', ...keyList(keys), ...header(), '0',
-      ...[s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail].map(String), strategySpec(strategy),
+      ...[s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail].map(String), strategySpec(strategy, slowRate),
     )) as string[];
     if (reply[0] === 'opened') return index;
   }
   return -1;
 }
 
-function localTripIndex(strategy: BreakerStrategy, list: Summary[], oneByOne: boolean): number {
-  const window = new LocalWindow(strategy);
+function localTripIndex(strategy: BreakerStrategy, list: Summary[], oneByOne: boolean, slowRate?: number): number {
+  const window = new LocalWindow(strategy, slowRate);
   return list.findIndex((s) =>
-    oneByOne ? window.add(s.fail > 0) !== undefined : window.fold(s) !== undefined,
+    oneByOne ? window.add(s.fail + s.slowFail > 0, s.slowOk + s.slowFail > 0) !== undefined : window.fold(s) !== undefined,
   );
 }
 
@@ -73,15 +79,26 @@ const strategies: BreakerStrategy[] = [
   new SamplingBreaker({ threshold: 0.4, duration: 60_000, minimumNumberOfCalls: 8 }),
 ];
 
+/** Slow-call rules, on windows: the rate and the share of slow outcomes generated. */
+const slowRules: [BreakerStrategy, number, number][] = [
+  [new CountBreaker({ threshold: 0.6, size: 10 }), 0.4, 0.3],
+  [new SamplingBreaker({ threshold: 0.7, duration: 60_000, minimumNumberOfCalls: 8 }), 0.5, 0.35],
+];
+
 /** Feeds the same batches to Redis and to LocalWindow; returns how many sequences tripped. */
 async function compare(most: number, seedFactor: number, oneByOne: boolean): Promise<number> {
   let tripped = 0;
-  for (const strategy of strategies) {
+  const cases: [BreakerStrategy, number | undefined, number][] = [
+    ...strategies.map((s): [BreakerStrategy, undefined, number] => [s, undefined, 0]),
+    ...slowRules,
+  ];
+  for (const [strategy, slowRate, slowShare] of cases) {
     for (let seed = 1; seed <= 12; seed += 1) {
-      const sequence = outcomes(seed * seedFactor, 200, [0.1, 0.25, 0.4, 0.6][seed % 4] as number);
+      const sequence = outcomes(seed * seedFactor, 200, [0.1, 0.25, 0.4, 0.6][seed % 4] as number, slowShare);
       const list = batches(sequence, most, seed);
-      const expected = await luaTripIndex(strategy, list);
-      expect(localTripIndex(strategy, list, oneByOne), `${JSON.stringify(strategy)} seed ${seed}`).toBe(expected);
+      const expected = await luaTripIndex(strategy, list, slowRate);
+      const label = `${JSON.stringify(strategy)} slow ${slowRate} seed ${seed}`;
+      expect(localTripIndex(strategy, list, oneByOne, slowRate), label).toBe(expected);
       if (expected >= 0) tripped += 1;
     }
   }

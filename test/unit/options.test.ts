@@ -66,12 +66,33 @@ describe('CircuitBreaker options', () => {
     ['onError not a function', (o) => ({ ...o, onError: 'log' }), TypeError, 'CircuitBreaker.onError must be a function, got "log"'],
     ['metrics without recordCall', (o) => ({ ...o, metrics: { recordBlockedRequest() {}, recordHealthCheck() {} } }), TypeError, 'CircuitBreaker.metrics.recordCall must be a function, got undefined'],
     ['localFallback not a boolean', (o) => ({ ...o, localFallback: 'yes' }), TypeError, 'CircuitBreaker.localFallback must be a boolean, got string'],
+    ['isFailure not a function', (o) => ({ ...o, isFailure: true }), TypeError, 'CircuitBreaker.isFailure must be a function, got true'],
+    ['isResultFailure not a function', (o) => ({ ...o, isResultFailure: 'yes' }), TypeError, 'CircuitBreaker.isResultFailure must be a function, got "yes"'],
+    ['zero timeout', (o) => ({ ...o, timeoutMs: 0 }), RangeError, 'CircuitBreaker.timeoutMs must be a finite number of milliseconds in [1, 2147483647], got 0'],
+    ['slow duration without a rate', (o) => ({ ...o, breaker: new CountBreaker({ threshold: 0.5, size: 10 }), slowCallDurationMs: 100 }), TypeError, 'CircuitBreaker.slowCallDurationMs and CircuitBreaker.slowCallRateThreshold go together'],
+    ['slow rate above 1', (o) => ({ ...o, slowCallDurationMs: 100, slowCallRateThreshold: 1.2 }), RangeError, 'CircuitBreaker.slowCallRateThreshold must be in (0, 1], got 1.2'],
+    ['slow calls with consecutive failures', (o) => ({ ...o, slowCallDurationMs: 100, slowCallRateThreshold: 0.5 }), TypeError, 'CircuitBreaker.slowCallRateThreshold needs a window: use a CountBreaker or SamplingBreaker'],
+    ['negative slow duration', (o) => ({ ...o, slowCallDurationMs: -1, slowCallRateThreshold: 0.5 }), RangeError, 'CircuitBreaker.slowCallDurationMs must be a finite number of milliseconds in [0, 2147483647], got -1'],
+    ['half-open without permits', (o) => ({ ...o, halfOpen: {} }), TypeError, 'CircuitBreaker.halfOpen.permittedCalls must be a number, got undefined'],
+    ['half-open with 0 permits', (o) => ({ ...o, halfOpen: { permittedCalls: 0 } }), RangeError, 'CircuitBreaker.halfOpen.permittedCalls must be an integer in [1, 10000], got 0'],
+    ['more successes than permits', (o) => ({ ...o, halfOpen: { permittedCalls: 2, successThreshold: 3 } }), RangeError, 'CircuitBreaker.halfOpen.successThreshold must be an integer in [1, 2], got 3'],
+    ['a permit shorter than the timeout', (o) => ({ ...o, timeoutMs: 5000, halfOpen: { permittedCalls: 2, permitTimeoutMs: 1000 } }), RangeError, 'CircuitBreaker.halfOpen.permitTimeoutMs must be greater than timeoutMs (5000), got 1000'],
+    ['recovery success threshold 0', (o) => ({ ...o, health: { ...o.health, successThreshold: 0 } }), RangeError, 'CircuitBreaker.health.successThreshold must be an integer in [1, 100], got 0'],
+    ['idle probes without a check', (o) => ({ ...o, halfOpen: { permittedCalls: 1 }, health: { backoff: o.health.backoff, idleProbeIntervalMs: 1000 } }), TypeError, 'CircuitBreaker.health.idleProbeIntervalMs needs CircuitBreaker.health.check'],
   ];
 
   it.each(cases)('%s', (_name, change, type, message) => {
     const make = () => new CircuitBreaker(change(valid()) as CircuitBreakerOptions);
     expect(make).toThrow(type);
     expect(make).toThrow(message);
+  });
+
+  it('a health check is optional when trial calls decide recovery', () => {
+    const breaker = new CircuitBreaker({ ...valid(), halfOpen: { permittedCalls: 3 }, health: { backoff: new ConstantBackoff({ delayMs: 1 }) } });
+    expect(breaker.state).toBe('closed');
+    expect(() => new CircuitBreaker({ ...valid(), health: { backoff: new ConstantBackoff({ delayMs: 1 }) } as never })).toThrow(
+      'CircuitBreaker.health.check must be a function, got undefined',
+    );
   });
 
   it('accepts any non-empty id and a minimal configuration', () => {
@@ -91,6 +112,42 @@ describe('backoff', () => {
   it('exponential, capped', () => {
     const b = new ExponentialBackoff({ initialDelayMs: 100, multiplier: 2, maxDelayMs: 700 });
     expect([1, 2, 3, 4, 5, 60].map((n) => b.getDelayMs(n))).toEqual([100, 200, 400, 700, 700, 700]);
+  });
+
+  it('rejects an unknown jitter', () => {
+    expect(() => new ExponentialBackoff({ initialDelayMs: 100, multiplier: 2, jitter: 'some' as never })).toThrow(
+      'ExponentialBackoff.jitter must be one of none, full, decorrelated, got some',
+    );
+  });
+
+  it('full jitter: between 0 and the nominal delay, and spread out', () => {
+    const b = new ExponentialBackoff({ initialDelayMs: 100, multiplier: 2, maxDelayMs: 1000, jitter: 'full' });
+    for (const attempt of [1, 2, 3, 4, 8]) {
+      const delays = Array.from({ length: 200 }, () => b.getDelayMs(attempt));
+      const nominal = b.nominalDelayMs(attempt);
+      expect(Math.min(...delays)).toBeGreaterThanOrEqual(0);
+      expect(Math.max(...delays)).toBeLessThanOrEqual(nominal);
+      // Spread over the range, not bunched: the quartiles are far apart.
+      const sorted = [...delays].sort((x, y) => x - y);
+      expect((sorted[150] as number) - (sorted[50] as number)).toBeGreaterThan(nominal / 4);
+    }
+  });
+
+  it('decorrelated jitter: between the initial delay and three times the previous nominal one, capped', () => {
+    const b = new ExponentialBackoff({ initialDelayMs: 100, multiplier: 2, maxDelayMs: 1000, jitter: 'decorrelated' });
+    const bounds: [number, number, number][] = [
+      [1, 100, 300],
+      [2, 100, 300],
+      [3, 100, 600],
+      [4, 100, 1000],
+      [10, 100, 1000],
+    ];
+    for (const [attempt, low, high] of bounds) {
+      const delays = Array.from({ length: 200 }, () => b.getDelayMs(attempt));
+      expect(Math.min(...delays)).toBeGreaterThanOrEqual(low);
+      expect(Math.max(...delays)).toBeLessThanOrEqual(high);
+      expect(new Set(delays.map(Math.round)).size).toBeGreaterThan(20);
+    }
   });
 
   it('exponential without a cap stops at what a timer can wait', () => {

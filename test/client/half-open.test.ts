@@ -1,0 +1,156 @@
+import { afterEach, describe, expect, inject, it, vi } from 'vitest';
+import { CircuitOpenError, ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff } from '../../src/index.js';
+import { type Instance, fail, fleet, leaderOf, stopAll, untilAll } from '../support/instances.js';
+
+const url = inject('redisUrl');
+let instances: Instance[] = [];
+
+afterEach(async () => {
+  await stopAll(instances);
+  instances = [];
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A trial call that stays open until released. */
+function gate() {
+  let release: (ok: boolean) => void = () => undefined;
+  const settled = new Promise<string>((resolve, reject) => {
+    release = (ok) => (ok ? resolve('trial ok') : reject(new Error('trial failed')));
+  });
+  return { settled, release };
+}
+
+/** Every instance tries `attempts` calls; returns the trial calls that actually ran. */
+async function tryCalls(list: Instance[], attempts: number, trial: () => Promise<string>): Promise<{ ran: number; refused: number }> {
+  let ran = 0;
+  let refused = 0;
+  for (let n = 0; n < attempts; n += 1) {
+    for (const i of list) {
+      i.breaker
+        .execute(() => {
+          ran += 1;
+          return trial();
+        })
+        .catch((error: unknown) => {
+          if (error instanceof CircuitOpenError) {
+            refused += 1;
+            expect(error.state).toBe('half_open');
+          }
+        });
+    }
+    await sleep(20);
+  }
+  return { ran, refused };
+}
+
+describe('fleet-wide half-open', () => {
+  it('lets exactly permittedCalls trial calls through across instances, and closes everywhere when they succeed', async () => {
+    instances = fleet(url, 4, {
+      breaker: new ConsecutiveBreaker({ threshold: 1 }),
+      health: { backoff: new ConstantBackoff({ delayMs: 100 }) },
+      halfOpen: { permittedCalls: 2, successThreshold: 2 },
+    });
+    await Promise.all(instances.map((i) => i.breaker.start()));
+    await fail(instances[0] as Instance, 1);
+    await untilAll(instances, 'half_open');
+    expect(instances[1]?.seen.states.map((s) => s.transition.reason)).toEqual(['consecutive_failures', 'open_wait_elapsed']);
+
+    const trial = gate();
+    const { ran, refused } = await tryCalls(instances, 15, () => trial.settled);
+    expect(ran).toBe(2);
+    expect(refused).toBeGreaterThan(40);
+    trial.release(true);
+    await untilAll(instances, 'closed');
+    for (const i of instances) {
+      await vi.waitFor(() => expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'trial_calls_passed', calls: '2' }));
+    }
+    await expect(instances[3]?.breaker.execute(async () => 'normal again')).resolves.toBe('normal again');
+  });
+
+  it('a failed trial reopens the circuit, and the next half-open waits for the next backoff delay', async () => {
+    instances = fleet(url, 2, {
+      breaker: new ConsecutiveBreaker({ threshold: 1 }),
+      health: { backoff: new ExponentialBackoff({ initialDelayMs: 100, multiplier: 4 }) },
+      halfOpen: { permittedCalls: 1 },
+    });
+    await Promise.all(instances.map((i) => i.breaker.start()));
+    const [a] = instances as [Instance];
+    await fail(a, 1);
+    await untilAll(instances, 'half_open');
+    const trial = gate();
+    await tryCalls(instances, 10, () => trial.settled);
+    trial.release(false);
+    await untilAll(instances, 'open');
+    const reopenedAt = performance.now();
+    expect(a.seen.states.at(-1)?.transition.reason).toBe('trial_call_failed');
+    await untilAll(instances, 'half_open');
+    // The first wait was 100 ms; after one failed period the next is 400 ms.
+    expect(performance.now() - reopenedAt).toBeGreaterThanOrEqual(390);
+  });
+
+  it('with a health check, a passing check leads to half-open, not straight to closed', async () => {
+    instances = fleet(url, 2, {
+      breaker: new ConsecutiveBreaker({ threshold: 1 }),
+      halfOpen: { permittedCalls: 1 },
+    });
+    await Promise.all(instances.map((i) => i.breaker.start()));
+    const leader = await leaderOf(instances);
+    await fail(leader, 1);
+    await untilAll(instances, 'open');
+    leader.healthy = true;
+    await untilAll(instances, 'half_open');
+    expect(leader.seen.states.at(-1)?.transition.reason).toBe('recovery_check_passed');
+    await tryCalls(instances, 10, async () => 'fine');
+    await untilAll(instances, 'closed');
+  });
+
+  it('the permit of an instance that goes away is reclaimed after permitTimeoutMs', async () => {
+    instances = fleet(url, 2, {
+      breaker: new ConsecutiveBreaker({ threshold: 1 }),
+      health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
+      halfOpen: { permittedCalls: 1, permitTimeoutMs: 400 },
+    });
+    await Promise.all(instances.map((i) => i.breaker.start()));
+    await fail(instances[0] as Instance, 1);
+    await untilAll(instances, 'half_open');
+    // Both ask for the single permit; whoever got it leaves without using it.
+    await sleep(100);
+    const holder = instances.find((i) => (i.breaker as unknown as { trials?: { held?: unknown } }).trials?.held) as Instance;
+    expect(holder).toBeDefined();
+    const other = instances.find((i) => i !== holder) as Instance;
+    await holder.breaker.stop();
+    const startedAt = performance.now();
+    await vi.waitFor(
+      async () => {
+        await other.breaker.execute(async () => 'trial').catch(() => undefined);
+        expect(other.breaker.state).toBe('closed');
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(250);
+  });
+});
+
+describe('recovery checks in a row', () => {
+  it('health.successThreshold passing checks in a row close the circuit', async () => {
+    const checks: string[] = [];
+    instances = fleet(url, 1, {
+      breaker: new ConsecutiveBreaker({ threshold: 1 }),
+      health: {
+        backoff: new ConstantBackoff({ delayMs: 30 }),
+        successThreshold: 3,
+        check: async () => {
+          checks.push('check');
+        },
+      },
+    });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await leaderOf(instances);
+    await fail(i, 1);
+    await vi.waitFor(() => expect(i.seen.states.map((s) => s.state)).toEqual(['open', 'closed']), { timeout: 10_000 });
+    expect(checks).toHaveLength(3);
+    expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'recovery_check_passed', failures: '0', calls: '3' });
+  });
+});
