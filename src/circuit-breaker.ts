@@ -15,7 +15,7 @@ import { type Duty, type HealthCheckOwner, HealthChecker } from './health-checke
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
 import { LeaseKeeper, type LeaseOwner } from './lease.js';
 import { LocalWindow, type WindowFacts } from './local-window.js';
-import { type CircuitBreakerOptions, type ResolvedOptions, resolveOptions } from './options.js';
+import { type CircuitBreakerOptions, type ExecuteOptions, type ResolvedOptions, resolveOptions, validateExecuteOptions } from './options.js';
 import { Recorder, type RecorderOwner, type Summary } from './recorder.js';
 import type { FeedListener } from './state-feed.js';
 import { LocalReason, type Transition } from './transition.js';
@@ -37,22 +37,6 @@ type Verdict = CallResult;
 const SUCCESS = CallResult.SUCCESS;
 const FAILURE = CallResult.FAILURE;
 const IGNORE = CallResult.IGNORED;
-
-/** Options of one call. */
-export interface ExecuteOptions<T> {
-  /** Aborts the call: fn's signal aborts, and execute() rejects with the signal's reason
-   * at once. The outcome counts as neither success nor failure. */
-  signal?: AbortSignal;
-  /** Time this call may take, in ms; overrides the breaker's `timeoutMs`. */
-  timeoutMs?: number;
-  /**
-   * Answers instead of rejecting when the circuit is open (CircuitOpenError), the call
-   * timed out (TimeoutError), or fn rejected with an error counted as a failure. Errors
-   * counted as a success or ignored, and the caller's own abort, are rethrown. What the
-   * fallback returns or throws is what execute() returns or throws.
-   */
-  fallback?: (error: unknown) => T | Promise<T>;
-}
 
 /** The notification chain starts settled; shared, so that an idle breaker holds no promise. */
 const SETTLED: Promise<void> = Promise.resolve();
@@ -208,6 +192,13 @@ export class CircuitBreaker
    * either, nothing could abort the call and `fn` gets undefined.
    */
   execute<T>(fn: (signal: AbortSignal | undefined) => Promise<T>, options?: ExecuteOptions<T>): Promise<T> {
+    if (options !== undefined) {
+      try {
+        validateExecuteOptions(options);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     const view = this.view;
     if (view.state === CircuitState.CLOSED) {
       return options === undefined && this.plain ? this.run(view, fn) : this.runFully(view, fn, options, undefined);
@@ -228,7 +219,7 @@ export class CircuitBreaker
     this.rejectedCount += 1;
     if (this.o.metrics) this.observeBlocked();
     const error = new CircuitOpenError(this.o.id, state === CircuitState.HALF_OPEN ? 'half_open' : 'open');
-    if (fallback) return new Promise<T>((resolve) => resolve(fallback(error)));
+    if (fallback) return answerOf(fallback, error);
     return new Promise<T>((_, reject) => queueMicrotask(() => reject(error)));
   }
 
@@ -291,7 +282,7 @@ export class CircuitBreaker
         callerSignal?.removeEventListener('abort', onCallerAbort);
         this.observed(view, verdict, startedAt, permit);
         if (!failed) resolve(result as T);
-        else if (fallback && verdict === FAILURE) resolve(fallback(error));
+        else if (fallback && verdict === FAILURE) resolve(answerOf(fallback, error));
         else reject(error);
         return true;
       };
@@ -1021,4 +1012,9 @@ async function missedTransitions(functions: BreakerFunctions, after: number, upT
 
 function result(success: boolean): ReportedResult {
   return success ? 'success' : 'failure';
+}
+
+/** What the fallback answers for `error`, as a promise: what it returns or throws. */
+function answerOf<T>(fallback: (error: unknown) => T | Promise<T>, error: unknown): Promise<T> {
+  return new Promise<T>((resolve) => resolve(fallback(error)));
 }

@@ -1,5 +1,5 @@
-export { CircuitBreaker, type BreakerStats, type ExecuteOptions } from './circuit-breaker.js';
-export type { CircuitBreakerOptions, HealthOptions, HalfOpenOptions, Classification } from './options.js';
+export { CircuitBreaker, type BreakerStats } from './circuit-breaker.js';
+export type { CircuitBreakerOptions, ExecuteOptions, HealthOptions, HalfOpenOptions, Classification } from './options.js';
 export { DEFAULTS } from './options.js';
 export {
   ConsecutiveBreaker,

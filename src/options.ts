@@ -278,3 +278,30 @@ function resolveHalfOpen(value: unknown, timeoutMs: unknown): ResolvedHalfOpen {
 function defaultOnError(error: Error): void {
   console.error(error);
 }
+
+/** Options of one call. */
+export interface ExecuteOptions<T> {
+  /** Aborts the call: fn's signal aborts, and execute() rejects with the signal's reason
+   * at once. The outcome counts as neither success nor failure. */
+  signal?: AbortSignal;
+  /** Time this call may take, in ms; overrides the breaker's `timeoutMs`. */
+  timeoutMs?: number;
+  /**
+   * Answers instead of rejecting when the circuit is open (CircuitOpenError), the call
+   * timed out (TimeoutError), or fn rejected with an error counted as a failure. Errors
+   * counted as a success or ignored, and the caller's own abort, are rethrown. What the
+   * fallback returns or throws is what execute() returns or throws.
+   */
+  fallback?: (error: unknown) => T | Promise<T>;
+}
+
+/** Checks the options of one execute() call; throws an error naming what is wrong. */
+export function validateExecuteOptions(options: ExecuteOptions<unknown>): void {
+  const o = requiredObject('execute() options', options);
+  if (o.timeoutMs !== undefined) durationIn('execute() options.timeoutMs', o.timeoutMs, 1, 2_147_483_647);
+  functionOrUndefined('execute() options.fallback', o.fallback);
+  const signal = o.signal as AbortSignal | undefined;
+  if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof signal.addEventListener !== 'function')) {
+    throw new TypeError(`execute() options.signal must be an AbortSignal, got ${typeof signal}`);
+  }
+}

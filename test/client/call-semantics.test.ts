@@ -234,4 +234,33 @@ describe('fallback', () => {
     ).rejects.toThrow('no fallback either');
     await expect(i.breaker.execute(fn)).rejects.toBeInstanceOf(CircuitOpenError);
   });
+
+  it('a fallback that throws after a failure or a timeout: execute() rejects with what it threw', async () => {
+    instances = fleet(url, 1, { breaker: new ConsecutiveBreaker({ threshold: 100 }) });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    const fallback = (error: unknown): string => {
+      throw new Error(`fallback saw ${(error as ZenvarkError).code ?? (error as Error).message}`);
+    };
+    await expect(i.breaker.execute(() => Promise.reject(new Error('down')), { fallback })).rejects.toThrow('fallback saw down');
+    await expect(i.breaker.execute(() => new Promise(() => undefined), { fallback, timeoutMs: 20 })).rejects.toThrow(
+      'fallback saw ZV_TIMEOUT',
+    );
+    await expect(i.breaker.execute(() => Promise.reject(new Error('down')), { fallback: async () => 'later' })).resolves.toBe('later');
+  });
+});
+
+describe('execute() options', () => {
+  it('a bad per-call timeoutMs rejects with an error naming it, without calling fn', async () => {
+    instances = fleet(url, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    const fn = vi.fn(async () => 'never');
+    for (const timeoutMs of [0, -1, Number.NaN, 2 ** 31, '5' as unknown as number]) {
+      await expect(i.breaker.execute(fn, { timeoutMs })).rejects.toThrow(/execute\(\) options\.timeoutMs/);
+    }
+    await expect(i.breaker.execute(fn, { signal: 'nope' as unknown as AbortSignal })).rejects.toThrow(/execute\(\) options\.signal/);
+    await expect(i.breaker.execute(fn, { fallback: 42 as unknown as () => string })).rejects.toThrow(/execute\(\) options\.fallback/);
+    expect(fn).not.toHaveBeenCalled();
+  });
 });
