@@ -429,11 +429,12 @@ export class CircuitBreaker
     this.running = false;
     this.listening = false;
     this.checker?.stop();
-    this.trials?.close();
+    const trialsStopped = this.trials?.stop();
     this.clearResyncTimer();
     connections?.removeListener(this);
     await this.recorder?.drain();
     await this.lease?.stop();
+    await trialsStopped;
     if (connections) connections.feed.remove(this.channel, this.keys.state, this);
     await this.emitting;
     this.connections = undefined;

@@ -1,13 +1,14 @@
 /**
  * This instance's trial permits while its breaker is half-open. Redis grants them
- * atomically, at most `permittedCalls` per half-open period across the fleet. execute()
- * never waits for Redis: a permit is asked for in the background (on entering half-open,
- * after one is taken, and when a call found none), held until a call takes it, and
- * dropped shortly before Redis would reclaim it. A call without a permit fails fast.
+ * atomically: across the fleet, permits out plus successful trials never exceed
+ * `permittedCalls`. execute() never waits for Redis: a call that finds no permit fails
+ * fast and has one asked for in the background, for a later call. Permits go only to
+ * instances that have calls to make; one held but not taken is given back shortly before
+ * Redis would reclaim it, and at stop().
  */
 import type { BreakerFunctions, Published, SharedView, TrialResult, TrialSettings } from './functions.js';
 
-/** An exhausted pool whose next free permit is unknown is asked again after this long, in ms. */
+/** While the pool is exhausted, a call that wants a permit asks again after at most this long, in ms. */
 const RETRY_MS = 1000;
 
 export interface Permit {
@@ -34,7 +35,12 @@ export class TrialPermits {
   private generation = -1;
   private active = false;
   private asking = false;
+  /** A call found no permit since the last request. */
+  private wanted = false;
+  /** The held permit's expiry, or the pause before asking an exhausted pool again. */
   private timer: NodeJS.Timeout | undefined;
+  /** Calls to Redis in flight, awaited by stop(). */
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
     private readonly functions: BreakerFunctions,
@@ -42,20 +48,28 @@ export class TrialPermits {
     private readonly owner: TrialOwner,
   ) {}
 
-  /** The breaker is half-open in `generation`: hold a permit when one is free. */
+  /** The breaker is half-open in `generation`: permits are asked for when calls want them. */
   open(generation: number): void {
     if (this.active && this.generation === generation) return;
     this.close();
     this.active = true;
     this.generation = generation;
-    this.ask();
   }
 
-  /** The breaker left half-open, or stops: nothing is held or asked for any more. */
+  /** The breaker left half-open: a permit held is void, nothing is asked for any more. */
   close(): void {
     this.active = false;
     this.held = undefined;
+    this.wanted = false;
     this.clearTimer();
+  }
+
+  /** The breaker stops: gives a permit held back, and waits for the calls to Redis in flight. */
+  async stop(): Promise<void> {
+    const held = this.held;
+    this.close();
+    if (held && performance.now() < held.usableUntil) this.report(held, 'ignored');
+    await Promise.all(this.inFlight);
   }
 
   /** A permit for one trial call, or undefined (and one is asked for, for a later call). */
@@ -65,30 +79,34 @@ export class TrialPermits {
       // The timer was the permit's expiry.
       this.held = undefined;
       this.clearTimer();
+      if (performance.now() < permit.usableUntil) return permit;
     }
-    // Without a permit, a pending retry timer still paces the asking.
+    this.wanted = true;
     this.ask();
-    return permit !== undefined && performance.now() < permit.usableUntil ? permit : undefined;
+    return undefined;
   }
 
-  /** Reports how a trial call went; Redis decides what it means. */
+  /** Reports how a trial call went ('ignored' gives the permit back); Redis decides what it means. */
   report(permit: Permit, result: TrialResult): void {
-    this.functions.trial(permit.generation, permit.id, result, this.settings).then(
-      (reply) => this.owner.onTrialReply(reply.view, reply.published),
-      (error: unknown) => this.owner.onTrialError(error, 'reporting a trial call'),
+    this.track(
+      this.functions.trial(permit.generation, permit.id, result, this.settings).then(
+        (reply) => this.owner.onTrialReply(reply.view, reply.published),
+        (error: unknown) => this.owner.onTrialError(error, 'reporting a trial call'),
+      ),
     );
   }
 
-  /** @internal The retry or permit-expiry timer fired. */
+  /** @internal The permit-expiry or retry timer fired. */
   timerFired(): void {
     this.timer = undefined;
-    if (this.held && performance.now() >= this.held.usableUntil) {
-      // Unused: Redis reclaims it. Ask again only when a call wants one, so that the
-      // permits go to the instances that have calls to make.
+    const held = this.held;
+    if (held) {
+      // Not taken in time: give it back to the instances that have calls to make.
       this.held = undefined;
-      return;
+      this.report(held, 'ignored');
+    } else if (this.wanted) {
+      this.ask();
     }
-    this.ask();
   }
 
   private clearTimer(): void {
@@ -96,30 +114,40 @@ export class TrialPermits {
     this.timer = undefined;
   }
 
+  private track(call: Promise<void>): void {
+    this.inFlight.add(call);
+    call.then(() => this.inFlight.delete(call));
+  }
+
   private ask(): void {
     if (!this.active || this.asking || this.held || this.timer) return;
     this.asking = true;
+    this.wanted = false;
     const generation = this.generation;
     const sentAt = performance.now();
-    this.functions.permit(generation, this.settings).then(
-      (reply) => {
-        this.asking = false;
-        if (!this.active || this.generation !== generation) return;
-        if (reply.status === 'granted') {
-          // Stop using it a little before Redis would reclaim it.
-          const usableMs = reply.ms - reply.ms / 10;
-          this.held = { id: reply.permit, generation, usableUntil: sentAt + usableMs };
-          this.timer = setTimeout(permitTimer, usableMs, this);
-        } else if (reply.status === 'exhausted') {
-          this.timer = setTimeout(permitTimer, reply.ms > 0 ? reply.ms + 5 : RETRY_MS, this);
-        } else {
-          this.owner.onTrialReply(reply.view, undefined);
-        }
-      },
-      (error: unknown) => {
-        this.asking = false;
-        this.owner.onTrialError(error, 'asking for a trial permit');
-      },
+    this.track(
+      this.functions.permit(generation, this.settings).then(
+        (reply) => {
+          this.asking = false;
+          if (!this.active || this.generation !== generation) return;
+          if (reply.status === 'granted') {
+            // Stop using it a little before Redis would reclaim it.
+            const usableMs = reply.ms - reply.ms / 10;
+            this.held = { id: reply.permit, generation, usableUntil: sentAt + usableMs };
+            this.timer = setTimeout(permitTimer, usableMs, this);
+          } else if (reply.status === 'exhausted') {
+            // A permit may come back before the soonest expiry (a trial ignored, an
+            // instance stopped): ask again within RETRY_MS if a call still wants one.
+            this.timer = setTimeout(permitTimer, reply.ms > 0 ? Math.min(reply.ms + 5, RETRY_MS) : RETRY_MS, this);
+          } else {
+            this.owner.onTrialReply(reply.view, undefined);
+          }
+        },
+        (error: unknown) => {
+          this.asking = false;
+          this.owner.onTrialError(error, 'asking for a trial permit');
+        },
+      ),
     );
   }
 }

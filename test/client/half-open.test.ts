@@ -105,22 +105,26 @@ describe('fleet-wide half-open', () => {
     await untilAll(instances, 'closed');
   });
 
-  it('the permit of an instance that goes away is reclaimed after permitTimeoutMs', async () => {
+  it('the permit of a trial call that never reports is reclaimed after permitTimeoutMs', async () => {
     instances = fleet(url, 2, {
       breaker: new ConsecutiveBreaker({ threshold: 1 }),
       health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
       halfOpen: { permittedCalls: 1, permitTimeoutMs: 400 },
     });
     await Promise.all(instances.map((i) => i.breaker.start()));
-    await fail(instances[0] as Instance, 1);
+    const [hung, other] = instances as [Instance, Instance];
+    await fail(hung, 1);
     await untilAll(instances, 'half_open');
-    // Both ask for the single permit; whoever got it leaves without using it.
-    await sleep(100);
-    const holder = instances.find((i) => (i.breaker as unknown as { trials?: { held?: unknown } }).trials?.held) as Instance;
-    expect(holder).toBeDefined();
-    const other = instances.find((i) => i !== holder) as Instance;
-    await holder.breaker.stop();
-    const startedAt = performance.now();
+    // The first call finds no permit and asks for one; a later call takes it and hangs.
+    let trials = 0;
+    await vi.waitFor(
+      async () => {
+        hung.breaker.execute(() => ((trials += 1), new Promise(() => undefined))).catch(() => undefined);
+        expect(trials).toBe(1);
+      },
+      { timeout: 10_000, interval: 20 },
+    );
+    const hungAt = performance.now();
     await vi.waitFor(
       async () => {
         await other.breaker.execute(async () => 'trial').catch(() => undefined);
@@ -128,7 +132,44 @@ describe('fleet-wide half-open', () => {
       },
       { timeout: 10_000, interval: 50 },
     );
-    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(250);
+    expect(performance.now() - hungAt).toBeGreaterThanOrEqual(350);
+  });
+
+  it('permits go to instances with calls to make; stop() gives an unused permit back', async () => {
+    instances = fleet(url, 3, {
+      breaker: new ConsecutiveBreaker({ threshold: 1 }),
+      health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
+      halfOpen: { permittedCalls: 1, permitTimeoutMs: 60_000 },
+    });
+    await Promise.all(instances.map((i) => i.breaker.start()));
+    const [a, b, c] = instances as [Instance, Instance, Instance];
+    await fail(a, 1);
+    await untilAll(instances, 'half_open');
+    // a and b have no calls: they hold nothing, and c gets the permit on its second try.
+    await sleep(200);
+    const calls: string[] = [];
+    await vi.waitFor(
+      async () => {
+        await c.breaker.execute(async () => calls.push('c')).catch(() => undefined);
+        expect(calls).toEqual(['c']);
+      },
+      { timeout: 5_000, interval: 20 },
+    );
+    await untilAll(instances, 'closed');
+    // Half-open again: b asks and holds the permit, then stops without using it.
+    await fail(a, 1);
+    await untilAll(instances, 'half_open');
+    await b.breaker.execute(async () => 'no permit yet').catch(() => undefined);
+    await vi.waitFor(() => expect((b.breaker as unknown as { trials?: { held?: unknown } }).trials?.held).toBeDefined());
+    await b.breaker.stop();
+    // Given back at once: c need not wait the 60 s permitTimeoutMs.
+    await vi.waitFor(
+      async () => {
+        await c.breaker.execute(async () => 'trial').catch(() => undefined);
+        expect(c.breaker.state).toBe('closed');
+      },
+      { timeout: 5_000, interval: 50 },
+    );
   });
 });
 
