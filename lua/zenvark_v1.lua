@@ -926,6 +926,21 @@ local function check_permits_text(key, text)
   end
 end
 
+-- The breaker's state for a permit or trial call in generation `gen`, the server time,
+-- and why it is refused ('stale_gen', 'not_half_open'), or nil when it is half-open in `gen`.
+local function trial_state(h, gen)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, TRIAL_GROUPS)
+  if gen ~= st.gen then
+    return st, now, 'stale_gen'
+  end
+  if st.state ~= HALF_OPEN then
+    return st, now, 'not_half_open'
+  end
+  check_permits_text(h.state_key, st.tp)
+  return st, now, nil
+end
+
 -- ARGV[i..i+1]: trial permits (1..10000) and trial successes that close (1..permits).
 local function trial_args(args, i)
   local permits = int_arg(args, i, 'trial permits', 1, MAX_PERMITS)
@@ -950,19 +965,14 @@ local function permit(keys, args)
   local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
   local permits = trial_args(args, 5)
   local ttl = int_arg(args, 7, 'permit ttl', 1, MAX_TTL_MS)
-  local now, micros = server_time()
-  local st = load_state(h.state_key, now, micros, TRIAL_GROUPS)
+  local st, now, refused = trial_state(h, gen)
 
   local function reply(status, id, ms)
     return { status, st.state, st.gen, visible_epoch(st), id or '', ms or 0 }
   end
-  if gen ~= st.gen then
-    return reply('stale_gen')
+  if refused then
+    return reply(refused)
   end
-  if st.state ~= HALF_OPEN then
-    return reply('not_half_open')
-  end
-  check_permits_text(h.state_key, st.tp)
   local live = live_permits(st.tp, now)
   if #live + st.ts >= permits then
     local soonest = 0
@@ -1003,19 +1013,14 @@ local function trial(keys, args)
   local id = int_arg(args, 5, 'permit', 1, 9007199254740991)
   local result = enum_arg(args, 6, 'result', TRIAL_RESULTS)
   local _, needed = trial_args(args, 7)
-  local now, micros = server_time()
-  local st = load_state(h.state_key, now, micros, TRIAL_GROUPS)
+  local st, now, refused = trial_state(h, gen)
 
   local function reply(status, message)
     return { status, st.state, st.gen, visible_epoch(st), st.ts, message or '' }
   end
-  if gen ~= st.gen then
-    return reply('stale_gen')
+  if refused then
+    return reply(refused)
   end
-  if st.state ~= HALF_OPEN then
-    return reply('not_half_open')
-  end
-  check_permits_text(h.state_key, st.tp)
   -- Expired permits still count when reported: the call was made.
   local kept, found = {}, false
   for pid, expiry in gmatch(st.tp, '(%d+):(%d+)') do

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import {
   CircuitOpenError,
@@ -16,8 +17,6 @@ afterEach(async () => {
   await stopAll(instances);
   instances = [];
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 class HttpError extends Error {
   constructor(readonly status: number) {

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import { CircuitOpenError, ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff } from '../../src/index.js';
 import { type Instance, fail, fleet, leaderOf, stopAll, untilAll } from '../support/instances.js';
@@ -9,8 +10,6 @@ afterEach(async () => {
   await stopAll(instances);
   instances = [];
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A trial call that stays open until released. */
 function gate() {

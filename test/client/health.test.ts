@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import { ExponentialBackoff } from '../../src/index.js';
 import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
@@ -14,8 +15,6 @@ afterEach(async () => {
   if (server) await disposeRedis(server);
   server = undefined;
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('recovery checks', () => {
   it('are spaced by the backoff, the first one delayed too', async () => {
