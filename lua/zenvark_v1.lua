@@ -134,6 +134,15 @@ local function int_arg(args, i, name, min, max)
   return n
 end
 
+-- An integer in [min, max], or `default` when the argument is absent (added in a later
+-- revision: older clients do not send it).
+local function opt_int_arg(args, i, name, min, max, default)
+  if args[i] == nil then
+    return default
+  end
+  return int_arg(args, i, name, min, max)
+end
+
 -- A rate in (0, 1].
 local function rate_arg(args, i, name)
   local raw = args[i]
@@ -830,8 +839,9 @@ end
 --[[ zv1_health: a health-check result from the lease holder.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), token, generation, type, result, success
-  threshold (recovery checks in a row that close, 1..100), trial permits (0, or the
-  permits of a half-open state to go to instead of closing).
+  threshold (recovery checks in a row that close, 1..100; default 1), trial permits (0,
+  or the permits of a half-open state to go to instead of closing; default 0). The two
+  defaults keep revision-1 clients, which send neither, working.
   type 'recovery': a recovery check while open. Successes in a row up to the threshold
     recover the circuit (to CLOSED, or HALF_OPEN with trial permits); a failure is
     counted and restarts the run.
@@ -852,8 +862,8 @@ local function health(keys, args)
   local gen = int_arg(args, 5, 'generation', 0, 9007199254740991)
   local kind = enum_arg(args, 6, 'type', CHECK_TYPES)
   local result = enum_arg(args, 7, 'result', CHECK_RESULTS)
-  local needed = int_arg(args, 8, 'success threshold', 1, 100)
-  local permits = int_arg(args, 9, 'trial permits', 0, MAX_PERMITS)
+  local needed = opt_int_arg(args, 8, 'success threshold', 1, 100, 1)
+  local permits = opt_int_arg(args, 9, 'trial permits', 0, MAX_PERMITS, 0)
   if kind == 'wait' and (permits == 0 or result ~= 'success') then
     fail('ZV_BADARG', "type 'wait' needs trial permits and result 'success'")
   end
@@ -1021,13 +1031,15 @@ local function trial(keys, args)
   if refused then
     return reply(refused)
   end
-  -- Expired permits still count when reported: the call was made.
+  -- An expired permit was reclaimed, whether or not another was granted since: its
+  -- report changes nothing (the client ends a trial call before its permit expires).
+  local live = live_permits(st.tp, now)
   local kept, found = {}, false
-  for pid, expiry in gmatch(st.tp, '(%d+):(%d+)') do
-    if tonumber(pid) == id then
+  for i = 1, #live do
+    if tonumber(live[i][1]) == id then
       found = true
     else
-      kept[#kept + 1] = { pid, tonumber(expiry) }
+      kept[#kept + 1] = live[i]
     end
   end
   if not found then

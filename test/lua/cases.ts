@@ -402,6 +402,25 @@ export const CASES: LuaCase[] = [
     ],
   },
   {
+    name: 'health: a revision-1 report (no success threshold, no trial permits) closes on one success',
+    steps: [
+      ...openAndLeased,
+      {
+        fn: 'zv1_health',
+        args: health('leader', 1, 1, 'recovery', 'success').args.slice(0, -2),
+        expect: { status: 'closed', state: 'closed', transition: expect.objectContaining({ reason: 'recovery_check_passed' }) },
+      },
+    ],
+  },
+  {
+    name: 'health: a success threshold without trial permits means no half-open',
+    steps: [
+      ...openAndLeased,
+      { fn: 'zv1_health', args: health('leader', 1, 1, 'recovery', 'success', 2).args.slice(0, -1), expect: { status: 'counted' } },
+      { fn: 'zv1_health', args: health('leader', 1, 1, 'recovery', 'success', 2).args.slice(0, -1), expect: { status: 'closed' } },
+    ],
+  },
+  {
     name: 'health: a report with a stale token changes nothing',
     steps: [
       ...openAndLeased,
@@ -582,13 +601,15 @@ export const CASES: LuaCase[] = [
     ],
   },
   {
-    name: 'half-open: a permit not reported in time is reclaimed; reported late, it still counts',
+    name: 'half-open: a permit not reported in time is reclaimed: reported late, it changes nothing',
     steps: [
       ...halfOpen,
       { ...permit(2, 1, 1, 100), expect: { status: 'granted', permit: '1', ms: 100 } },
       { sleepMs: 250 },
-      // Reported after its ttl but before anyone reclaimed it: the call was made.
-      { ...trial(2, 1, 'failure', 1, 1), expect: { status: 'opened', state: 'open' } },
+      // Nobody asked for it since, yet it is gone: the rule does not depend on who asked.
+      { ...trial(2, 1, 'failure', 1, 1), expect: { status: 'unknown_permit', state: 'half_open' } },
+      { ...trial(2, 1, 'success', 1, 1), expect: { status: 'unknown_permit', state: 'half_open', trialSuccesses: 0 } },
+      { ...permit(2, 1, 1), expect: { status: 'granted', permit: '2' } },
     ],
   },
   {
