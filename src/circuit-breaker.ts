@@ -204,7 +204,7 @@ export class CircuitBreaker
       return options === undefined && this.plain ? this.run(view, fn) : this.runFully(view, fn, options, undefined);
     }
     if (view.state === CircuitState.HALF_OPEN && !view.local) {
-      const permit = this.trials?.take();
+      const permit = this.trials?.take(options?.timeoutMs ?? this.o.timeoutMs);
       if (permit) return this.runFully(view, fn, options, permit);
     }
     return this.failFast(view.state, options?.fallback);
@@ -259,14 +259,14 @@ export class CircuitBreaker
     options: ExecuteOptions<T> | undefined,
     permit: Permit | undefined,
   ): Promise<T> {
-    if (typeof fn !== 'function') return Promise.reject(new TypeError('execute(fn): fn must be a function'));
-    const timeoutMs = options?.timeoutMs ?? this.o.timeoutMs;
     const callerSignal = options?.signal;
-    const fallback = options?.fallback;
-    if (callerSignal?.aborted) {
-      if (permit) this.trials?.report(permit, 'ignored');
-      return Promise.reject(callerSignal.reason);
+    if (typeof fn !== 'function' || callerSignal?.aborted) {
+      if (permit) this.trials?.giveBack(permit);
+      return Promise.reject(callerSignal?.aborted ? callerSignal.reason : new TypeError('execute(fn): fn must be a function'));
     }
+    const fallback = options?.fallback;
+    // A trial call must end before its permit lapses, or its outcome would not count.
+    const timeoutMs = permit ? trialTimeout(options?.timeoutMs ?? this.o.timeoutMs, permit) : (options?.timeoutMs ?? this.o.timeoutMs);
     const timed = timeoutMs !== undefined || this.o.slowCallDurationMs !== undefined || this.o.metrics !== undefined;
     const startedAt = timed ? performance.now() : 0;
     const controller = timeoutMs !== undefined || callerSignal ? new AbortController() : undefined;
@@ -429,7 +429,10 @@ export class CircuitBreaker
     this.running = false;
     this.listening = false;
     this.checker?.stop();
-    const trialsStopped = this.trials?.stop();
+    const trials = this.trials;
+    // Permits belong to this run's connections: the next start() asks anew.
+    this.trials = undefined;
+    const trialsStopped = trials?.stop();
     this.clearResyncTimer();
     connections?.removeListener(this);
     await this.recorder?.drain();
@@ -699,7 +702,7 @@ export class CircuitBreaker
   }
 
   private openLocally(facts: WindowFacts): void {
-    this.changeLocally(CircuitState.OPEN, LocalReason.LOCAL_FAILURES, facts);
+    this.changeLocally(CircuitState.OPEN, facts.slowRule ? LocalReason.LOCAL_SLOW_CALLS : LocalReason.LOCAL_FAILURES, facts);
   }
 
   private changeLocally(to: CircuitState, reason: LocalReason, facts?: WindowFacts): void {
@@ -901,7 +904,9 @@ export class CircuitBreaker
     facts?: WindowFacts,
   ): Transition {
     const strategy = this.o.breaker;
-    const rate = facts && facts.calls > 0 ? (facts.failures / facts.calls).toFixed(4) : '';
+    const windowed = facts !== undefined && strategy.kind !== StrategyKind.CONSECUTIVE;
+    const counted = facts?.slowRule ? facts.slow : facts?.failures;
+    const threshold = facts?.slowRule ? this.o.slowCallRateThreshold : strategy.threshold;
     return {
       id: '',
       from,
@@ -910,9 +915,9 @@ export class CircuitBreaker
       generation: this.shared.generation,
       failures: facts ? String(facts.failures) : '',
       calls: facts ? String(facts.calls) : '',
-      slow: '',
-      rate: facts && strategy.kind !== StrategyKind.CONSECUTIVE ? rate : '',
-      threshold: facts ? String(strategy.threshold) : '',
+      slow: windowed ? String(facts.slow) : '',
+      rate: windowed && facts.calls > 0 ? ((counted as number) / facts.calls).toFixed(4) : '',
+      threshold: facts ? String(threshold) : '',
       window: '',
       actor: this.o.instanceId,
       token: '',
@@ -1018,4 +1023,10 @@ function result(success: boolean): ReportedResult {
 /** What the fallback answers for `error`, as a promise: what it returns or throws. */
 function answerOf<T>(fallback: (error: unknown) => T | Promise<T>, error: unknown): Promise<T> {
   return new Promise<T>((resolve) => resolve(fallback(error)));
+}
+
+/** A trial call's timeout: its own, cut to what is left of its permit. */
+function trialTimeout(timeoutMs: number | undefined, permit: Permit): number {
+  const left = Math.max(1, Math.floor(permit.usableUntil - performance.now()));
+  return timeoutMs === undefined ? left : Math.min(timeoutMs, left);
 }

@@ -13,9 +13,14 @@ const RATE_EPSILON = 1e-9;
 const FAILED = 1;
 const SLOW = 2;
 
+/** The numbers behind a local trip, as the library's audit entry would give them. */
 export interface WindowFacts {
   failures: number;
   calls: number;
+  /** Slow calls in the window (0 for ConsecutiveBreaker). */
+  slow: number;
+  /** The slow-call rule tripped, not the failure rule. */
+  slowRule: boolean;
 }
 
 export class LocalWindow {
@@ -42,7 +47,7 @@ export class LocalWindow {
     switch (s.kind) {
       case StrategyKind.CONSECUTIVE:
         this.run = failure ? this.run + 1 : 0;
-        return this.run >= s.threshold ? { failures: this.run, calls: this.run } : undefined;
+        return this.run >= s.threshold ? { failures: this.run, calls: this.run, slow: 0, slowRule: false } : undefined;
       case StrategyKind.COUNT:
         this.push(failure, slow);
         return this.judge(this.ringFailures, this.ringFilled, this.ringSlow);
@@ -63,7 +68,7 @@ export class LocalWindow {
       case StrategyKind.CONSECUTIVE: {
         const peak = successes === 0 ? this.run + failures : Math.max(this.run + summary.head, summary.maxRun);
         this.run = successes === 0 ? this.run + failures : summary.tail;
-        return peak >= s.threshold ? { failures: peak, calls: peak } : undefined;
+        return peak >= s.threshold ? { failures: peak, calls: peak, slow: 0, slowRule: false } : undefined;
       }
       case StrategyKind.COUNT:
         for (let n = 0; n < Math.min(summary.slowOk, s.size); n += 1) this.push(false, true);
@@ -119,9 +124,9 @@ export class LocalWindow {
   private judge(failures: number, calls: number, slow: number): WindowFacts | undefined {
     const s = this.strategy;
     if (s.kind === StrategyKind.CONSECUTIVE || calls < s.minimumNumberOfCalls) return undefined;
-    if (failures / calls >= s.threshold - RATE_EPSILON) return { failures, calls };
+    if (failures / calls >= s.threshold - RATE_EPSILON) return { failures, calls, slow, slowRule: false };
     const slowRate = this.slowCallRateThreshold;
-    if (slowRate !== undefined && slow / calls >= slowRate - RATE_EPSILON) return { failures, calls };
+    if (slowRate !== undefined && slow / calls >= slowRate - RATE_EPSILON) return { failures, calls, slow, slowRule: true };
     return undefined;
   }
 }

@@ -45,7 +45,8 @@ export interface HalfOpenOptions {
   /** Successful trials that close the circuit; 1 to permittedCalls. Default: permittedCalls. */
   successThreshold?: number;
   /** A trial permit not reported within this long is reclaimed (its instance may have
-   * died), in ms; more than `timeoutMs`. Default: 10000. */
+   * died), in ms; a trial call is cut short before then. At least 3 × `timeoutMs`.
+   * Default: 10000, or 3 × `timeoutMs` when that is longer. */
   permitTimeoutMs?: number;
 }
 
@@ -175,7 +176,8 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
   if (typeof backoff !== 'object' || backoff === null || typeof backoff.getDelayMs !== 'function') {
     throw new TypeError('CircuitBreaker.health.backoff must be a backoff strategy with getDelayMs(attempt)');
   }
-  const halfOpen = o.halfOpen === undefined ? undefined : resolveHalfOpen(o.halfOpen, o.timeoutMs);
+  const timeoutMs = o.timeoutMs === undefined ? undefined : durationIn('CircuitBreaker.timeoutMs', o.timeoutMs, 1, 2_147_483_647);
+  const halfOpen = o.halfOpen === undefined ? undefined : resolveHalfOpen(o.halfOpen, timeoutMs);
   const check =
     halfOpen && health.check === undefined
       ? undefined
@@ -195,7 +197,6 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     health.successThreshold === undefined
       ? DEFAULTS.healthSuccessThreshold
       : integerIn('CircuitBreaker.health.successThreshold', health.successThreshold, 1, 100);
-  const timeoutMs = o.timeoutMs === undefined ? undefined : durationIn('CircuitBreaker.timeoutMs', o.timeoutMs, 1, 2_147_483_647);
   const slowCallDurationMs =
     o.slowCallDurationMs === undefined ? undefined : durationIn('CircuitBreaker.slowCallDurationMs', o.slowCallDurationMs, 0, 2_147_483_647);
   const slowCallRateThreshold =
@@ -255,21 +256,26 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
   };
 }
 
-function resolveHalfOpen(value: unknown, timeoutMs: unknown): ResolvedHalfOpen {
+/** A trial call must end before its permit lapses: permits last at least this many timeouts. */
+const PERMIT_TIMEOUTS = 3;
+const MAX_PERMIT_TIMEOUT_MS = 3_600_000;
+
+function resolveHalfOpen(value: unknown, timeoutMs: number | undefined): ResolvedHalfOpen {
   const h = requiredObject('CircuitBreaker.halfOpen', value);
   const permittedCalls = integerIn('CircuitBreaker.halfOpen.permittedCalls', h.permittedCalls, 1, 10_000);
   const successThreshold =
     h.successThreshold === undefined
       ? permittedCalls
       : integerIn('CircuitBreaker.halfOpen.successThreshold', h.successThreshold, 1, permittedCalls);
+  const shortest = timeoutMs === undefined ? 1 : Math.ceil(PERMIT_TIMEOUTS * timeoutMs);
   const permitTimeoutMs =
     h.permitTimeoutMs === undefined
-      ? DEFAULTS.permitTimeoutMs
-      : integerIn('CircuitBreaker.halfOpen.permitTimeoutMs', h.permitTimeoutMs, 1, 3_600_000);
-  if (typeof timeoutMs === 'number' && permitTimeoutMs <= timeoutMs) {
+      ? Math.min(MAX_PERMIT_TIMEOUT_MS, Math.max(DEFAULTS.permitTimeoutMs, shortest))
+      : integerIn('CircuitBreaker.halfOpen.permitTimeoutMs', h.permitTimeoutMs, 1, MAX_PERMIT_TIMEOUT_MS);
+  if (permitTimeoutMs < shortest) {
     throw new RangeError(
-      `CircuitBreaker.halfOpen.permitTimeoutMs must be greater than timeoutMs (${timeoutMs}), got ${permitTimeoutMs}: ` +
-        'a trial still running would lose its permit',
+      `CircuitBreaker.halfOpen.permitTimeoutMs must be at least ${PERMIT_TIMEOUTS} × timeoutMs (${shortest}), got ${permitTimeoutMs}: ` +
+        'a trial call is cut short where its permit lapses',
     );
   }
   return { permittedCalls, successThreshold, permitTimeoutMs };

@@ -38,6 +38,8 @@ export interface Transition {
 export const LocalReason = {
   /** The strategy, evaluated locally, reached its threshold. */
   LOCAL_FAILURES: 'local_failures',
+  /** The slow-call rule, evaluated locally, reached its threshold. */
+  LOCAL_SLOW_CALLS: 'local_slow_calls',
   /** A local recovery check succeeded. */
   LOCAL_RECOVERY: 'local_recovery',
   /** Redis came back: its shared state replaced the local one. */

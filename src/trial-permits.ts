@@ -4,7 +4,8 @@
  * `permittedCalls`. execute() never waits for Redis: a call that finds no permit fails
  * fast and has one asked for in the background, for a later call. Permits go only to
  * instances that have calls to make; one held but not taken is given back shortly before
- * Redis would reclaim it, and at stop().
+ * Redis would reclaim it, and at stop(). A trial call must end before its permit lapses
+ * (the breaker cuts it short there), so a permit goes only to a call it can outlive.
  */
 import type { BreakerFunctions, Published, SharedView, TrialResult, TrialSettings } from './functions.js';
 
@@ -14,8 +15,10 @@ const RETRY_MS = 1000;
 export interface Permit {
   readonly id: string;
   readonly generation: number;
-  /** Monotonic time after which the permit is not used any more. */
+  /** Monotonic time by which its trial call must have ended: a little before Redis reclaims it. */
   readonly usableUntil: number;
+  /** How long it was usable for when granted, in ms. */
+  readonly lifeMs: number;
 }
 
 /** What the permits tell the breaker that owns them. */
@@ -68,22 +71,36 @@ export class TrialPermits {
   async stop(): Promise<void> {
     const held = this.held;
     this.close();
-    if (held && performance.now() < held.usableUntil) this.report(held, 'ignored');
-    await Promise.all(this.inFlight);
+    if (held) this.giveBack(held);
+    // A permit granted while stopping is given back too: wait for that report as well.
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
   }
 
-  /** A permit for one trial call, or undefined (and one is asked for, for a later call). */
-  take(): Permit | undefined {
+  /**
+   * A permit for one trial call that may take up to `timeoutMs` (undefined: as long as
+   * the permit allows, which must then be at least half its life), or undefined, and one
+   * is asked for, for a later call.
+   */
+  take(timeoutMs: number | undefined): Permit | undefined {
     const permit = this.held;
     if (permit !== undefined) {
       // The timer was the permit's expiry.
       this.held = undefined;
       this.clearTimer();
-      if (performance.now() < permit.usableUntil) return permit;
+      if (permit.usableUntil - performance.now() >= Math.min(timeoutMs ?? Number.POSITIVE_INFINITY, permit.lifeMs / 2)) {
+        return permit;
+      }
+      // Too old for this call: a fresh one will be.
+      this.giveBack(permit);
     }
     this.wanted = true;
     this.ask();
     return undefined;
+  }
+
+  /** Returns an unused permit to the pool, if it has not lapsed already. */
+  giveBack(permit: Permit): void {
+    if (performance.now() < permit.usableUntil) this.report(permit, 'ignored');
   }
 
   /** Reports how a trial call went ('ignored' gives the permit back); Redis decides what it means. */
@@ -103,7 +120,7 @@ export class TrialPermits {
     if (held) {
       // Not taken in time: give it back to the instances that have calls to make.
       this.held = undefined;
-      this.report(held, 'ignored');
+      this.giveBack(held);
     } else if (this.wanted) {
       this.ask();
     }
@@ -116,7 +133,8 @@ export class TrialPermits {
 
   private track(call: Promise<void>): void {
     this.inFlight.add(call);
-    call.then(() => this.inFlight.delete(call));
+    const done = () => this.inFlight.delete(call);
+    call.then(done, done);
   }
 
   private ask(): void {
@@ -129,11 +147,16 @@ export class TrialPermits {
       this.functions.permit(generation, this.settings).then(
         (reply) => {
           this.asking = false;
-          if (!this.active || this.generation !== generation) return;
-          if (reply.status === 'granted') {
-            // Stop using it a little before Redis would reclaim it.
-            const usableMs = reply.ms - reply.ms / 10;
-            this.held = { id: reply.permit, generation, usableUntil: sentAt + usableMs };
+          // Stop using it a little before Redis would reclaim it.
+          const usableMs = reply.ms - reply.ms / 10;
+          const granted = reply.status === 'granted' ? { id: reply.permit, generation, usableUntil: sentAt + usableMs, lifeMs: usableMs } : undefined;
+          if (!this.active || this.generation !== generation) {
+            // Stopped, or moved on while asking: nobody here will use it.
+            if (granted) this.giveBack(granted);
+            return;
+          }
+          if (granted) {
+            this.held = granted;
             this.timer = setTimeout(permitTimer, usableMs, this);
           } else if (reply.status === 'exhausted') {
             // A permit may come back before the soonest expiry (a trial ignored, an

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
-import { CircuitOpenError, ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff } from '../../src/index.js';
+import { CircuitOpenError, ConsecutiveBreaker, ConstantBackoff, ExponentialBackoff, TimeoutError } from '../../src/index.js';
 import { type Instance, fail, fleet, leaderOf, stopAll, untilAll } from '../support/instances.js';
 
 const url = inject('redisUrl');
@@ -104,26 +104,58 @@ describe('fleet-wide half-open', () => {
     await untilAll(instances, 'closed');
   });
 
-  it('the permit of a trial call that never reports is reclaimed after permitTimeoutMs', async () => {
-    instances = fleet(url, 2, {
+  it('a trial call ends before its permit lapses: one without a timeout is cut short, fails, and reopens the circuit', async () => {
+    instances = fleet(url, 1, {
       breaker: new ConsecutiveBreaker({ threshold: 1 }),
       health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
       halfOpen: { permittedCalls: 1, permitTimeoutMs: 400 },
     });
-    await Promise.all(instances.map((i) => i.breaker.start()));
-    const [hung, other] = instances as [Instance, Instance];
-    await fail(hung, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await fail(i, 1);
     await untilAll(instances, 'half_open');
-    // The first call finds no permit and asks for one; a later call takes it and hangs.
+    let signal: AbortSignal | undefined;
+    let outcome: Promise<unknown> | undefined;
+    await vi.waitFor(
+      () => {
+        const call = i.breaker.execute(async (s) => {
+          signal = s;
+          return new Promise(() => undefined);
+        });
+        if (signal) outcome = call.catch((error: unknown) => error);
+        else call.catch(() => undefined);
+        expect(signal).toBeDefined();
+      },
+      { timeout: 10_000, interval: 20 },
+    );
+    const error = await outcome;
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as TimeoutError).timeoutMs).toBeLessThanOrEqual(360);
+    expect(signal?.aborted).toBe(true);
+    await vi.waitFor(() => expect(i.seen.states.map((s) => s.transition.reason)).toContain('trial_call_failed'));
+  });
+
+  it('the permit of a trial call still running at stop() is reclaimed after permitTimeoutMs', async () => {
+    instances = fleet(url, 2, {
+      breaker: new ConsecutiveBreaker({ threshold: 1 }),
+      health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
+      halfOpen: { permittedCalls: 1, permitTimeoutMs: 600 },
+    });
+    await Promise.all(instances.map((i) => i.breaker.start()));
+    const [leaving, other] = instances as [Instance, Instance];
+    await fail(leaving, 1);
+    await untilAll(instances, 'half_open');
+    // The first call finds no permit and asks for one; a later call takes it.
     let trials = 0;
     await vi.waitFor(
-      async () => {
-        hung.breaker.execute(() => ((trials += 1), new Promise(() => undefined))).catch(() => undefined);
+      () => {
+        leaving.breaker.execute(() => ((trials += 1), sleep(2000))).catch(() => undefined);
         expect(trials).toBe(1);
       },
       { timeout: 10_000, interval: 20 },
     );
-    const hungAt = performance.now();
+    await leaving.breaker.stop();
+    const stoppedAt = performance.now();
     await vi.waitFor(
       async () => {
         await other.breaker.execute(async () => 'trial').catch(() => undefined);
@@ -131,7 +163,41 @@ describe('fleet-wide half-open', () => {
       },
       { timeout: 10_000, interval: 50 },
     );
-    expect(performance.now() - hungAt).toBeGreaterThanOrEqual(350);
+    expect(performance.now() - stoppedAt).toBeGreaterThanOrEqual(300);
+  });
+
+  it('after stop() and start(), the breaker gets permits again; a call that is not a function gives its permit back', async () => {
+    instances = fleet(url, 1, {
+      breaker: new ConsecutiveBreaker({ threshold: 1 }),
+      health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
+      halfOpen: { permittedCalls: 1, permitTimeoutMs: 60_000 },
+    });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await fail(i, 1);
+    await untilAll(instances, 'half_open');
+    await i.breaker.execute(async () => 'asks for a permit').catch(() => undefined);
+    await i.breaker.stop();
+    await i.breaker.start();
+    expect(i.breaker.state).toBe('half_open');
+    // Holding the only permit, a bad call must not keep it for the 60 s permitTimeoutMs.
+    let badCallSeen = false;
+    await vi.waitFor(
+      async () => {
+        const error = await i.breaker.execute('not a function' as never).catch((e: unknown) => e);
+        if (error instanceof TypeError) badCallSeen = true;
+        expect(badCallSeen).toBe(true);
+      },
+      { timeout: 5_000, interval: 20 },
+    );
+    await vi.waitFor(
+      async () => {
+        await i.breaker.execute(async () => 'trial').catch(() => undefined);
+        expect(i.breaker.state).toBe('closed');
+      },
+      { timeout: 5_000, interval: 50 },
+    );
+    expect(i.seen.errors).toEqual([]);
   });
 
   it('permits go to instances with calls to make; stop() gives an unused permit back', async () => {

@@ -9,6 +9,7 @@ import {
   ExponentialBackoff,
   SamplingBreaker,
 } from '../../src/index.js';
+import { resolveOptions } from '../../src/options.js';
 
 // Never connected: construction must not touch Redis.
 const redis = new Redis({ lazyConnect: true });
@@ -76,7 +77,7 @@ describe('CircuitBreaker options', () => {
     ['half-open without permits', (o) => ({ ...o, halfOpen: {} }), TypeError, 'CircuitBreaker.halfOpen.permittedCalls must be a number, got undefined'],
     ['half-open with 0 permits', (o) => ({ ...o, halfOpen: { permittedCalls: 0 } }), RangeError, 'CircuitBreaker.halfOpen.permittedCalls must be an integer in [1, 10000], got 0'],
     ['more successes than permits', (o) => ({ ...o, halfOpen: { permittedCalls: 2, successThreshold: 3 } }), RangeError, 'CircuitBreaker.halfOpen.successThreshold must be an integer in [1, 2], got 3'],
-    ['a permit shorter than the timeout', (o) => ({ ...o, timeoutMs: 5000, halfOpen: { permittedCalls: 2, permitTimeoutMs: 1000 } }), RangeError, 'CircuitBreaker.halfOpen.permitTimeoutMs must be greater than timeoutMs (5000), got 1000'],
+    ['a permit shorter than 3 timeouts', (o) => ({ ...o, timeoutMs: 5000, halfOpen: { permittedCalls: 2, permitTimeoutMs: 14_999 } }), RangeError, 'CircuitBreaker.halfOpen.permitTimeoutMs must be at least 3 × timeoutMs (15000), got 14999'],
     ['recovery success threshold 0', (o) => ({ ...o, health: { ...o.health, successThreshold: 0 } }), RangeError, 'CircuitBreaker.health.successThreshold must be an integer in [1, 100], got 0'],
     ['idle probes without a check', (o) => ({ ...o, halfOpen: { permittedCalls: 1 }, health: { backoff: o.health.backoff, idleProbeIntervalMs: 1000 } }), TypeError, 'CircuitBreaker.health.idleProbeIntervalMs needs CircuitBreaker.health.check'],
   ];
@@ -85,6 +86,14 @@ describe('CircuitBreaker options', () => {
     const make = () => new CircuitBreaker(change(valid()) as CircuitBreakerOptions);
     expect(make).toThrow(type);
     expect(make).toThrow(message);
+  });
+
+  it('permitTimeoutMs defaults to 10 s, or 3 × timeoutMs when that is longer', () => {
+    const permitTimeout = (o: Partial<CircuitBreakerOptions>) => resolveOptions({ ...valid(), ...o }).halfOpen?.permitTimeoutMs;
+    expect(permitTimeout({ halfOpen: { permittedCalls: 1 } })).toBe(10_000);
+    expect(permitTimeout({ halfOpen: { permittedCalls: 1 }, timeoutMs: 2000 })).toBe(10_000);
+    expect(permitTimeout({ halfOpen: { permittedCalls: 1 }, timeoutMs: 5000 })).toBe(15_000);
+    expect(permitTimeout({ halfOpen: { permittedCalls: 1, permitTimeoutMs: 15_000 }, timeoutMs: 5000 })).toBe(15_000);
   });
 
   it('a health check is optional when trial calls decide recovery', () => {
