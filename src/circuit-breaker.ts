@@ -187,9 +187,10 @@ export class CircuitBreaker
   /**
    * Runs `fn` unless the circuit is open (or half-open with no trial permit free), in
    * which case it throws CircuitOpenError without calling it. Never waits for Redis: the
-   * outcome is recorded in the background. With a timeout or `options.signal`, `fn` gets
-   * an AbortSignal that aborts at the timeout or with the caller's signal; without
-   * either, nothing could abort the call and `fn` gets undefined.
+   * outcome is recorded in the background. With a timeout, `options.signal`, or as a
+   * trial call (which must end before its permit lapses), `fn` gets an AbortSignal that
+   * aborts at the deadline or with the caller's signal; otherwise nothing could abort
+   * the call and `fn` gets undefined.
    */
   execute<T>(fn: (signal: AbortSignal | undefined) => Promise<T>, options?: ExecuteOptions<T>): Promise<T> {
     if (options !== undefined) {
