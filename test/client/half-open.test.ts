@@ -43,6 +43,30 @@ async function tryCalls(list: Instance[], attempts: number, trial: () => Promise
   return { ran, refused };
 }
 
+/** `n` started instances, one failure away from open, with one trial permit; returned once half-open. */
+async function halfOpenFleet(n: number, permitTimeoutMs: number): Promise<Instance[]> {
+  instances = fleet(url, n, {
+    breaker: new ConsecutiveBreaker({ threshold: 1 }),
+    health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
+    halfOpen: { permittedCalls: 1, permitTimeoutMs },
+  });
+  await Promise.all(instances.map((i) => i.breaker.start()));
+  await fail(instances[0] as Instance, 1);
+  await untilAll(instances, 'half_open');
+  return instances;
+}
+
+/** Calls through `i` until one of its calls gets a permit and its success closes the circuit. */
+async function closeByTrial(i: Instance): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      await i.breaker.execute(async () => 'trial').catch(() => undefined);
+      expect(i.breaker.state).toBe('closed');
+    },
+    { timeout: 10_000, interval: 50 },
+  );
+}
+
 describe('fleet-wide half-open', () => {
   it('lets exactly permittedCalls trial calls through across instances, and closes everywhere when they succeed', async () => {
     instances = fleet(url, 4, {
@@ -105,15 +129,7 @@ describe('fleet-wide half-open', () => {
   });
 
   it('a trial call ends before its permit lapses: one without a timeout is cut short, fails, and reopens the circuit', async () => {
-    instances = fleet(url, 1, {
-      breaker: new ConsecutiveBreaker({ threshold: 1 }),
-      health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
-      halfOpen: { permittedCalls: 1, permitTimeoutMs: 400 },
-    });
-    const [i] = instances as [Instance];
-    await i.breaker.start();
-    await fail(i, 1);
-    await untilAll(instances, 'half_open');
+    const [i] = (await halfOpenFleet(1, 400)) as [Instance];
     let signal: AbortSignal | undefined;
     let outcome: Promise<unknown> | undefined;
     await vi.waitFor(
@@ -136,15 +152,7 @@ describe('fleet-wide half-open', () => {
   });
 
   it('the permit of a trial call still running at stop() is reclaimed after permitTimeoutMs', async () => {
-    instances = fleet(url, 2, {
-      breaker: new ConsecutiveBreaker({ threshold: 1 }),
-      health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
-      halfOpen: { permittedCalls: 1, permitTimeoutMs: 600 },
-    });
-    await Promise.all(instances.map((i) => i.breaker.start()));
-    const [leaving, other] = instances as [Instance, Instance];
-    await fail(leaving, 1);
-    await untilAll(instances, 'half_open');
+    const [leaving, other] = (await halfOpenFleet(2, 600)) as [Instance, Instance];
     // The first call finds no permit and asks for one; a later call takes it.
     let trials = 0;
     await vi.waitFor(
@@ -156,26 +164,12 @@ describe('fleet-wide half-open', () => {
     );
     await leaving.breaker.stop();
     const stoppedAt = performance.now();
-    await vi.waitFor(
-      async () => {
-        await other.breaker.execute(async () => 'trial').catch(() => undefined);
-        expect(other.breaker.state).toBe('closed');
-      },
-      { timeout: 10_000, interval: 50 },
-    );
+    await closeByTrial(other);
     expect(performance.now() - stoppedAt).toBeGreaterThanOrEqual(300);
   });
 
   it('after stop() and start(), the breaker gets permits again; a call that is not a function gives its permit back', async () => {
-    instances = fleet(url, 1, {
-      breaker: new ConsecutiveBreaker({ threshold: 1 }),
-      health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
-      halfOpen: { permittedCalls: 1, permitTimeoutMs: 60_000 },
-    });
-    const [i] = instances as [Instance];
-    await i.breaker.start();
-    await fail(i, 1);
-    await untilAll(instances, 'half_open');
+    const [i] = (await halfOpenFleet(1, 60_000)) as [Instance];
     await i.breaker.execute(async () => 'asks for a permit').catch(() => undefined);
     await i.breaker.stop();
     await i.breaker.start();
@@ -190,26 +184,12 @@ describe('fleet-wide half-open', () => {
       },
       { timeout: 5_000, interval: 20 },
     );
-    await vi.waitFor(
-      async () => {
-        await i.breaker.execute(async () => 'trial').catch(() => undefined);
-        expect(i.breaker.state).toBe('closed');
-      },
-      { timeout: 5_000, interval: 50 },
-    );
+    await closeByTrial(i);
     expect(i.seen.errors).toEqual([]);
   });
 
   it('permits go to instances with calls to make; stop() gives an unused permit back', async () => {
-    instances = fleet(url, 3, {
-      breaker: new ConsecutiveBreaker({ threshold: 1 }),
-      health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
-      halfOpen: { permittedCalls: 1, permitTimeoutMs: 60_000 },
-    });
-    await Promise.all(instances.map((i) => i.breaker.start()));
-    const [a, b, c] = instances as [Instance, Instance, Instance];
-    await fail(a, 1);
-    await untilAll(instances, 'half_open');
+    const [a, b, c] = (await halfOpenFleet(3, 60_000)) as [Instance, Instance, Instance];
     // a and b have no calls: they hold nothing, and c gets the permit on its second try.
     await sleep(200);
     const calls: string[] = [];
@@ -228,13 +208,7 @@ describe('fleet-wide half-open', () => {
     await vi.waitFor(() => expect((b.breaker as unknown as { trials?: { held?: unknown } }).trials?.held).toBeDefined());
     await b.breaker.stop();
     // Given back at once: c need not wait the 60 s permitTimeoutMs.
-    await vi.waitFor(
-      async () => {
-        await c.breaker.execute(async () => 'trial').catch(() => undefined);
-        expect(c.breaker.state).toBe('closed');
-      },
-      { timeout: 5_000, interval: 50 },
-    );
+    await closeByTrial(c);
   });
 });
 
