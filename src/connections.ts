@@ -5,9 +5,11 @@
  * sent command, and a timeout on every command.
  */
 import { Cluster, type Redis, type RedisOptions } from 'ioredis';
-import type { Connection } from './functions.js';
 import { verifyLibrary } from './library.js';
 import { StateFeed } from './state-feed.js';
+
+/** A connection to Redis: one server, or a cluster. */
+export type Connection = Redis | Cluster;
 
 /** Longest a command of the library may take before it fails, in ms. */
 export const COMMAND_TIMEOUT_MS = 1000;
@@ -118,10 +120,6 @@ export class SharedConnections {
       this.libraryChecks.set(load, check);
     }
     return check;
-  }
-
-  get ready(): boolean {
-    return this.command.status === 'ready';
   }
 
   addListener(listener: ConnectionListener): void {

@@ -34,6 +34,8 @@ export const CallResult = {
   IGNORED: 'ignored',
 } as const;
 export type CallResult = (typeof CallResult)[keyof typeof CallResult];
+/** How a health check went: a check is never ignored. */
+export type CheckResult = Exclude<CallResult, 'ignored'>;
 
 /** Why a transition happened, as written to the `reason` field of the audit stream. */
 export const TransitionReason = {

@@ -1,55 +1,40 @@
 /**
  * The only module that calls the function library. It builds KEYS and ARGV, calls Redis
- * and turns replies into typed objects; nothing else sees a raw reply.
+ * and turns replies into typed objects; nothing else sees a raw reply. The contract of
+ * each function is the block above it in lua/zenvark_v1.lua.
  */
-import type { Cluster, Redis } from 'ioredis';
-import { CircuitState, StrategyKind } from './constants.js';
-import { LibraryMissingError, RedisFunctionError, ZenvarkError } from './errors.js';
-import { type BreakerKeys, keyList } from './keys.js';
+import type { Redis } from 'ioredis';
+import type { CallResult, CheckResult } from './constants.js';
+import type { Connection } from './connections.js';
+import { LibraryMissingError, RedisFunctionError } from './errors.js';
+import { type Published, parsePublished } from './feed-message.js';
+import type { BreakerKeys } from './keys.js';
+import type { SharedView } from './shared-view.js';
 import { LIBRARY_REVISION } from './shipped-library.js';
-import type { BreakerStrategy } from './strategies.js';
-import type { Transition } from './transition.js';
+import { type Transition, parseAuditEntry } from './transition.js';
+import { badReply, circuitState, int, oneOf, text } from './wire.js';
 
-export type Connection = Redis | Cluster;
+// Each reply's statuses, in one list: the type is derived from it and replies are checked against it.
+const RECORD = ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped'] as const;
+const ACQUIRE = ['granted', 'held'] as const;
+const RENEW = ['renewed', 'lost'] as const;
+const RELEASE = ['released', 'not_holder'] as const;
+const HEALTH = ['closed', 'half_open', 'opened', 'counted', 'ignored', 'stale_token', 'stale_gen'] as const;
+const PERMIT = ['granted', 'exhausted', 'not_half_open', 'stale_gen'] as const;
+const TRIAL = ['counted', 'released', 'closed', 'opened', 'unknown_permit', 'not_half_open', 'stale_gen'] as const;
 
-/** What a breaker's cache holds of the shared state. */
-export interface SharedView {
-  readonly state: CircuitState;
-  readonly generation: number;
-  /** Names one life of the state hash; '' before it exists. A new epoch resets ordering. */
-  readonly epoch: string;
-}
-
-/**
- * Whether `candidate` is a later state of the breaker than `current`: a higher generation
- * of the same life of the state hash, or another life altogether (the hash was recreated).
- * A breaker never written (epoch '') is generation 0 of whatever life comes first.
- */
-export function isNewer(candidate: SharedView, current: SharedView): boolean {
-  if (current.epoch === '') return candidate.epoch !== '' || candidate.generation > current.generation;
-  if (candidate.epoch !== current.epoch) return true;
-  return candidate.generation > current.generation;
-}
-
-
-/** Everything zv1_state reports. Durations are computed on server time. */
+/** What zv1_state reports that a breaker uses. Durations are computed on server time. */
 export interface Snapshot extends SharedView {
+  /** Time in the current state. */
   readonly ageMs: number;
-  /** Current lease holder, '' when the lease is free or expired. */
-  readonly holder: string;
-  /** Last fencing token granted. */
-  readonly token: number;
-  readonly leaseMs: number;
   /** Failed recovery checks (or failed half-open periods) since the circuit opened. */
   readonly recoveryFailures: number;
   /** Successful recovery checks in a row. */
   readonly recoverySuccesses: number;
+  /** Since the last recovery check, or the transition. */
   readonly recoveryAgeMs: number;
-  /** Successful trial calls in this half-open period. */
-  readonly trialSuccesses: number;
   /** Since the last recorded call; -1 when none was recorded. */
   readonly idleMs: number;
-  readonly revision: number;
 }
 
 /** A coalesced summary of outcomes, see recorder.ts. */
@@ -63,43 +48,33 @@ export interface OutcomeSummary {
   readonly tail: number;
 }
 
-/** A transition as published, with what a client needs to go on. */
-export interface Published {
-  readonly transition: Transition;
-  /** Failed recovery checks (or half-open periods) so far: sets the next backoff delay. */
-  readonly recoveryFailures: number;
-}
-
-export interface RecordReply {
-  readonly status: 'ok' | 'opened' | 'stale_gen' | 'not_closed' | 'reshaped';
+/** A reply that tells the breaker's shared state, and the transition the call made, if any. */
+export interface StateReply<S extends string> {
+  readonly status: S;
   readonly view: SharedView;
   readonly published: Published | undefined;
 }
 
+export type RecordReply = StateReply<(typeof RECORD)[number]>;
+export type HealthReply = StateReply<(typeof HEALTH)[number]>;
+export type TrialReply = StateReply<(typeof TRIAL)[number]>;
+
 export interface AcquireReply {
-  readonly status: 'granted' | 'held';
+  readonly status: (typeof ACQUIRE)[number];
   readonly token: number;
-  readonly holder: string;
+  /** Granted: how long the lease is ours; held: how long the holder's lasts. */
   readonly leaseMs: number;
   readonly snapshot: Snapshot;
 }
 
 export interface RenewReply {
-  readonly status: 'renewed' | 'lost';
-  readonly token: number;
-  readonly holder: string;
+  readonly status: (typeof RENEW)[number];
+  /** Lost: how long the current holder's lease lasts (0: none). */
   readonly leaseMs: number;
 }
 
-export interface HealthReply {
-  readonly status: 'closed' | 'half_open' | 'opened' | 'counted' | 'ignored' | 'stale_token' | 'stale_gen';
-  readonly view: SharedView;
-  readonly recoveryFailures: number;
-  readonly published: Published | undefined;
-}
-
 export interface PermitReply {
-  readonly status: 'granted' | 'exhausted' | 'not_half_open' | 'stale_gen';
+  readonly status: (typeof PERMIT)[number];
   readonly view: SharedView;
   /** The permit, when granted. */
   readonly permit: string;
@@ -107,33 +82,11 @@ export interface PermitReply {
   readonly ms: number;
 }
 
-export interface TrialReply {
-  readonly status: 'counted' | 'released' | 'closed' | 'opened' | 'unknown_permit' | 'not_half_open' | 'stale_gen';
-  readonly view: SharedView;
-  readonly published: Published | undefined;
-}
-
-/** How a health check or trial call went, as the library takes it. */
-export type ReportedResult = 'success' | 'failure';
-/** How a trial call went: an ignored outcome gives its permit back. */
-export type TrialResult = ReportedResult | 'ignored';
-
-/** The half-open settings every trial call carries. */
+/** The half-open settings every permit and trial call carries. */
 export interface TrialSettings {
   readonly permittedCalls: number;
   readonly successThreshold: number;
   readonly permitTimeoutMs: number;
-}
-
-/** A message of the feed channel. */
-export type FeedMessage =
-  | ({ readonly kind: 'transition'; readonly key: string; readonly epoch: string } & Published)
-  | { readonly kind: 'released'; readonly key: string; readonly token: number };
-
-export interface CallHeader {
-  readonly channel: string;
-  readonly actor: string;
-  readonly retention: number;
 }
 
 function describe(connection: Connection): string {
@@ -157,53 +110,13 @@ export function functionError(error: unknown, functionName: string, connection: 
   return error;
 }
 
-async function call(
-  connection: Connection,
-  name: string,
-  keys: BreakerKeys,
-  args: (string | number)[],
-  readOnly = false,
-): Promise<unknown[]> {
-  let reply: unknown;
-  try {
-    reply = readOnly
-      ? await connection.fcall_ro(name, 2, ...keyList(keys), ...args)
-      : await connection.fcall(name, 2, ...keyList(keys), ...args);
-  } catch (error) {
-    throw functionError(error, name, connection);
-  }
-  if (!Array.isArray(reply)) throw badReply(name, reply);
-  return reply;
-}
-
-function badReply(functionName: string, reply: unknown): ZenvarkError {
-  return new ZenvarkError('ZV_BAD_REPLY', `${functionName} answered ${JSON.stringify(reply)?.slice(0, 200)}`);
-}
-
-function text(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (Buffer.isBuffer(value)) return value.toString();
-  if (typeof value === 'number') return String(value);
-  throw new ZenvarkError('ZV_BAD_REPLY', `expected a string, got ${typeof value}`);
-}
-
-function int(value: unknown): number {
-  const n = typeof value === 'number' ? value : Number(text(value));
-  if (!Number.isSafeInteger(n)) throw new ZenvarkError('ZV_BAD_REPLY', `expected an integer, got ${String(value)}`);
-  return n;
-}
-
-/** The state as one of our constants: a breaker keeps no copy of the reply's string. */
-function circuitState(value: unknown): CircuitState {
-  const s = text(value);
-  if (s === CircuitState.CLOSED) return CircuitState.CLOSED;
-  if (s === CircuitState.OPEN) return CircuitState.OPEN;
-  if (s === CircuitState.HALF_OPEN) return CircuitState.HALF_OPEN;
-  throw new ZenvarkError('ZV_BAD_REPLY', `unknown circuit state ${JSON.stringify(s)}`);
-}
-
-function view(reply: unknown[], at: number): SharedView {
+function viewAt(reply: unknown[], at: number): SharedView {
   return { state: circuitState(reply[at]), generation: int(reply[at + 1]), epoch: text(reply[at + 2]) };
+}
+
+/** {status, state, gen, epoch, ...}: the shape of every reply that tells the state. */
+function stateReply<const S extends string>(name: string, reply: unknown[], statuses: readonly S[], publishedAt: number): StateReply<S> {
+  return { status: oneOf(name, reply[0], statuses), view: viewAt(reply, 1), published: parsePublished(reply[publishedAt]) };
 }
 
 function parseSnapshot(pairs: unknown[]): Snapshot {
@@ -214,164 +127,75 @@ function parseSnapshot(pairs: unknown[]): Snapshot {
     generation: int(m.get('gen')),
     epoch: text(m.get('epoch')),
     ageMs: int(m.get('age_ms')),
-    holder: text(m.get('holder')),
-    token: int(m.get('token')),
-    leaseMs: int(m.get('lease_ms')),
     recoveryFailures: int(m.get('recovery_failures')),
+    // Absent from revision-1 replies.
     recoverySuccesses: int(m.get('recovery_successes') ?? 0),
     recoveryAgeMs: int(m.get('recovery_age_ms')),
-    trialSuccesses: int(m.get('trial_successes') ?? 0),
     idleMs: int(m.get('idle_ms')),
-    revision: int(m.get('revision')),
   };
-}
-
-function oneOf<const T extends string>(functionName: string, value: unknown, allowed: readonly T[]): T {
-  const s = text(value);
-  if (!(allowed as readonly string[]).includes(s)) throw badReply(functionName, s);
-  return s as T;
-}
-
-function entryToTransition(fields: Record<string, string>, id: string): Transition {
-  const need = (name: string): string => {
-    const value = fields[name];
-    if (typeof value !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', `transition entry without '${name}'`);
-    return value;
-  };
-  return {
-    id,
-    from: circuitState(need('from')),
-    to: circuitState(need('to')),
-    reason: need('reason') as Transition['reason'],
-    generation: int(need('gen')),
-    failures: fields.failures ?? '',
-    calls: fields.calls ?? '',
-    slow: fields.slow ?? '',
-    rate: fields.rate ?? '',
-    threshold: fields.threshold ?? '',
-    window: fields.window ?? '',
-    actor: need('actor'),
-    token: fields.token ?? '',
-    time: int(need('time')),
-    local: false,
-  };
-}
-
-/** Parses a message of the feed channel; throws ZV_BAD_MESSAGE for anything else. */
-export function parseFeedMessage(message: string): FeedMessage {
-  let fields: unknown;
-  try {
-    fields = JSON.parse(message);
-  } catch {
-    throw new ZenvarkError('ZV_BAD_MESSAGE', `feed message is not JSON: ${message.slice(0, 100)}`);
-  }
-  if (typeof fields !== 'object' || fields === null) {
-    throw new ZenvarkError('ZV_BAD_MESSAGE', `feed message is not an object: ${message.slice(0, 100)}`);
-  }
-  const f = fields as Record<string, string>;
-  if (typeof f.key !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', 'feed message without key');
-  if (f.kind === 'released') return { kind: 'released', key: f.key, token: int(f.token) };
-  if (f.kind === 'transition') {
-    return {
-      kind: 'transition',
-      key: f.key,
-      epoch: text(f.epoch),
-      transition: entryToTransition(f, text(f.id)),
-      recoveryFailures: f.hcf === undefined ? 0 : int(f.hcf),
-    };
-  }
-  throw new ZenvarkError('ZV_BAD_MESSAGE', `feed message of unknown kind ${JSON.stringify(f.kind)}`);
-}
-
-function publishedOf(value: unknown): Published | undefined {
-  const json = text(value ?? '');
-  if (json === '') return undefined;
-  const message = parseFeedMessage(json);
-  return message.kind === 'transition' ? message : undefined;
-}
-
-const specs = new WeakMap<BreakerStrategy, string>();
-
-/**
- * The strategy as the library takes it: 'kind:threshold:window:minimum', and ':<rate>'
- * when slow calls count. Shared by every breaker of one strategy object.
- */
-export function strategySpec(strategy: BreakerStrategy, slowCallRateThreshold?: number): string {
-  let spec = specs.get(strategy);
-  if (spec === undefined) {
-    spec = buildSpec(strategy);
-    specs.set(strategy, spec);
-  }
-  return slowCallRateThreshold === undefined ? spec : `${spec}:${slowCallRateThreshold}`;
-}
-
-function buildSpec(strategy: BreakerStrategy): string {
-  switch (strategy.kind) {
-    case StrategyKind.CONSECUTIVE:
-      return `${strategy.kind}:${strategy.threshold}:0:0`;
-    case StrategyKind.COUNT:
-      return `${strategy.kind}:${strategy.threshold}:${strategy.size}:${strategy.minimumNumberOfCalls}`;
-    case StrategyKind.TIME:
-      return `${strategy.kind}:${strategy.threshold}:${strategy.duration}:${strategy.minimumNumberOfCalls}`;
-  }
 }
 
 /** The library's functions for one breaker, over one connection. */
 export class BreakerFunctions {
-  private readonly strategy: string;
-
+  /**
+   * @param channel where the library publishes transitions
+   * @param actor this instance's name in leases and audit entries
+   * @param retention approximate length of the audit stream
+   * @param strategy the strategy spec (see strategy-spec.ts)
+   */
   constructor(
     private readonly connection: Connection,
-    readonly keys: BreakerKeys,
-    private readonly header: CallHeader,
-    strategy: BreakerStrategy,
-    slowCallRateThreshold?: number,
-  ) {
-    this.strategy = strategySpec(strategy, slowCallRateThreshold);
+    private readonly keys: BreakerKeys,
+    private readonly channel: string,
+    private readonly actor: string,
+    private readonly retention: number,
+    private readonly strategy: string,
+  ) {}
+
+  /** Calls a writing function: KEYS, then the ARGV header every one of them takes, then `args`. */
+  private call(name: string, args: (string | number)[]): Promise<unknown[]> {
+    const { keys } = this;
+    return this.reply(name, this.connection.fcall(name, 2, keys.state, keys.events, this.channel, this.actor, this.retention, ...args));
+  }
+
+  private async reply(name: string, sent: Promise<unknown>): Promise<unknown[]> {
+    let reply: unknown;
+    try {
+      reply = await sent;
+    } catch (error) {
+      throw functionError(error, name, this.connection);
+    }
+    if (!Array.isArray(reply)) throw badReply(name, reply);
+    return reply;
   }
 
   async state(): Promise<Snapshot> {
-    return parseSnapshot(await call(this.connection, 'zv1_state', this.keys, [], true));
+    const { state, events } = this.keys;
+    return parseSnapshot(await this.reply('zv1_state', this.connection.fcall_ro('zv1_state', 2, state, events)));
   }
 
   async record(generation: number, s: OutcomeSummary): Promise<RecordReply> {
-    const h = this.header;
-    const args = [h.channel, h.actor, h.retention, generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
-    const reply = await call(this.connection, 'zv1_record', this.keys, args);
-    return {
-      status: oneOf('zv1_record', reply[0], ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped']),
-      view: view(reply, 1),
-      published: publishedOf(reply[4]),
-    };
+    const args = [generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
+    return stateReply('zv1_record', await this.call('zv1_record', args), RECORD, 4);
   }
 
   async acquire(ttlMs: number): Promise<AcquireReply> {
-    const h = this.header;
-    const reply = await call(this.connection, 'zv1_acquire', this.keys, [h.channel, h.actor, h.retention, ttlMs]);
+    const reply = await this.call('zv1_acquire', [ttlMs]);
     return {
-      status: oneOf('zv1_acquire', reply[0], ['granted', 'held']),
+      status: oneOf('zv1_acquire', reply[0], ACQUIRE),
       token: int(reply[1]),
-      holder: text(reply[2]),
       leaseMs: int(reply[3]),
       snapshot: parseSnapshot(reply.slice(4)),
     };
   }
 
   async renew(token: number, ttlMs: number): Promise<RenewReply> {
-    const h = this.header;
-    const reply = await call(this.connection, 'zv1_renew', this.keys, [h.channel, h.actor, h.retention, token, ttlMs]);
-    return {
-      status: oneOf('zv1_renew', reply[0], ['renewed', 'lost']),
-      token: int(reply[1]),
-      holder: text(reply[2]),
-      leaseMs: int(reply[3]),
-    };
+    const reply = await this.call('zv1_renew', [token, ttlMs]);
+    return { status: oneOf('zv1_renew', reply[0], RENEW), leaseMs: int(reply[3]) };
   }
 
-  async release(token: number): Promise<'released' | 'not_holder'> {
-    const h = this.header;
-    const reply = await call(this.connection, 'zv1_release', this.keys, [h.channel, h.actor, h.retention, token]);
-    return oneOf('zv1_release', reply[0], ['released', 'not_holder']);
+  async release(token: number): Promise<(typeof RELEASE)[number]> {
+    return oneOf('zv1_release', (await this.call('zv1_release', [token]))[0], RELEASE);
   }
 
   /**
@@ -383,44 +207,29 @@ export class BreakerFunctions {
     token: number,
     generation: number,
     type: 'recovery' | 'idle' | 'wait',
-    result: ReportedResult,
+    result: CheckResult,
     successThreshold: number,
     permits: number,
   ): Promise<HealthReply> {
-    const h = this.header;
-    const args = [h.channel, h.actor, h.retention, token, generation, type, result, successThreshold, permits];
-    const reply = await call(this.connection, 'zv1_health', this.keys, args);
-    return {
-      status: oneOf('zv1_health', reply[0], ['closed', 'half_open', 'opened', 'counted', 'ignored', 'stale_token', 'stale_gen']),
-      view: view(reply, 1),
-      recoveryFailures: int(reply[4]),
-      published: publishedOf(reply[5]),
-    };
+    const reply = await this.call('zv1_health', [token, generation, type, result, successThreshold, permits]);
+    return stateReply('zv1_health', reply, HEALTH, 5);
   }
 
   /** Asks for a trial permit of the half-open state of `generation`. */
   async permit(generation: number, t: TrialSettings): Promise<PermitReply> {
-    const h = this.header;
-    const args = [h.channel, h.actor, h.retention, generation, t.permittedCalls, t.successThreshold, t.permitTimeoutMs];
-    const reply = await call(this.connection, 'zv1_permit', this.keys, args);
+    const reply = await this.call('zv1_permit', [generation, t.permittedCalls, t.successThreshold, t.permitTimeoutMs]);
     return {
-      status: oneOf('zv1_permit', reply[0], ['granted', 'exhausted', 'not_half_open', 'stale_gen']),
-      view: view(reply, 1),
+      status: oneOf('zv1_permit', reply[0], PERMIT),
+      view: viewAt(reply, 1),
       permit: text(reply[4]),
       ms: int(reply[5]),
     };
   }
 
-  /** Reports how the trial call made with `permit` went. */
-  async trial(generation: number, permit: string, result: TrialResult, t: TrialSettings): Promise<TrialReply> {
-    const h = this.header;
-    const args = [h.channel, h.actor, h.retention, generation, permit, result, t.permittedCalls, t.successThreshold];
-    const reply = await call(this.connection, 'zv1_trial', this.keys, args);
-    return {
-      status: oneOf('zv1_trial', reply[0], ['counted', 'released', 'closed', 'opened', 'unknown_permit', 'not_half_open', 'stale_gen']),
-      view: view(reply, 1),
-      published: publishedOf(reply[5]),
-    };
+  /** Reports the result of the trial call made with `permit` ('ignored' gives it back). */
+  async trial(generation: number, permit: string, result: CallResult, t: TrialSettings): Promise<TrialReply> {
+    const reply = await this.call('zv1_trial', [generation, permit, result, t.permittedCalls, t.successThreshold]);
+    return stateReply('zv1_trial', reply, TRIAL, 5);
   }
 
   /** Up to `count` transitions of the audit stream, newest first, before entry `before`. */
@@ -430,7 +239,7 @@ export class BreakerFunctions {
     return entries.map(([id, list]) => {
       const fields: Record<string, string> = {};
       for (let i = 0; i + 1 < list.length; i += 2) fields[list[i] as string] = list[i + 1] as string;
-      return entryToTransition(fields, id);
+      return parseAuditEntry(fields, id);
     });
   }
 }

@@ -7,7 +7,7 @@
  */
 import type { BackoffStrategy } from './backoff.js';
 import { MAX_DELAY_MS } from './backoff.js';
-import { CallResult, HealthCheckType } from './constants.js';
+import { CallResult, type CheckResult, HealthCheckType } from './constants.js';
 import { ZenvarkError } from './errors.js';
 
 export interface RecoveryDuty {
@@ -20,8 +20,8 @@ export interface RecoveryDuty {
   readonly probe: boolean;
   /** Time since the last check (or the opening), in ms. */
   readonly sinceLastMs: number;
-  /** Reports a result; resolves true when the loop should end. */
-  report(success: boolean): Promise<boolean>;
+  /** Reports a check's result; resolves true when the loop should end. */
+  report(result: CheckResult): Promise<boolean>;
 }
 
 export interface IdleDuty {
@@ -41,7 +41,7 @@ export interface HealthCheckOwner {
   /** The user's check. */
   runHealthCheck(type: HealthCheckType, signal: AbortSignal): Promise<void>;
   /** Observes every check: its result and duration. */
-  observeHealthCheck(type: HealthCheckType, result: CallResult, durationMs: number, error: unknown): void;
+  observeHealthCheck(type: HealthCheckType, result: CheckResult, durationMs: number, error: unknown): void;
   onHealthCheckerError(error: unknown): void;
 }
 
@@ -106,8 +106,8 @@ export class HealthChecker {
     while (!signal.aborted) {
       await sleep(wait, signal);
       if (signal.aborted) return;
-      const success = duty.probe ? await this.run(HealthCheckType.RECOVERY, signal) : true;
-      if (signal.aborted || (await duty.report(success))) return;
+      const result = duty.probe ? await this.run(HealthCheckType.RECOVERY, signal) : CallResult.SUCCESS;
+      if (signal.aborted || (await duty.report(result))) return;
       attempt += 1;
       wait = this.delayMs(attempt);
     }
@@ -121,9 +121,9 @@ export class HealthChecker {
         await sleep(duty.intervalMs - idle, signal);
         continue;
       }
-      const success = await this.run(HealthCheckType.IDLE, signal);
+      const result = await this.run(HealthCheckType.IDLE, signal);
       if (signal.aborted) return;
-      if (!success && (await duty.reportFailure())) return;
+      if (result === CallResult.FAILURE && (await duty.reportFailure())) return;
       await sleep(duty.intervalMs, signal);
     }
   }
@@ -133,7 +133,7 @@ export class HealthChecker {
    * timeout; either ends the wait even if the check ignores its signal. A timeout counts
    * as a failure.
    */
-  private async run(type: HealthCheckType, duty: AbortSignal): Promise<boolean> {
+  private async run(type: HealthCheckType, duty: AbortSignal): Promise<CheckResult> {
     const startedAt = performance.now();
     const controller = new AbortController();
     const abort = () => controller.abort();
@@ -157,11 +157,12 @@ export class HealthChecker {
       duty.removeEventListener('abort', abort);
       controller.abort();
     }
-    if (duty.aborted) return false;
+    if (duty.aborted) return CallResult.FAILURE;
     if (timedOut) {
       error = new ZenvarkError('ZV_HEALTH_CHECK_TIMEOUT', `the ${type} health check did not settle within ${this.timeoutMs} ms`);
     }
-    this.owner.observeHealthCheck(type, error === undefined ? CallResult.SUCCESS : CallResult.FAILURE, performance.now() - startedAt, error);
-    return error === undefined;
+    const result = error === undefined ? CallResult.SUCCESS : CallResult.FAILURE;
+    this.owner.observeHealthCheck(type, result, performance.now() - startedAt, error);
+    return result;
   }
 }

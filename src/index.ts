@@ -1,4 +1,5 @@
-export { CircuitBreaker, type BreakerStats } from './circuit-breaker.js';
+export { CircuitBreaker } from './circuit-breaker.js';
+export type { BreakerStats } from './outcomes.js';
 export type { CircuitBreakerOptions, ExecuteOptions, HealthOptions, HalfOpenOptions, Classification } from './options.js';
 export { DEFAULTS } from './options.js';
 export {

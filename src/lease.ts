@@ -10,23 +10,13 @@
  * leading) schedules the next; if a step ends without doing so, the next runs at once.
  * While leading, the timer also fires at the lapse deadline if that comes first.
  */
-import type { BreakerFunctions, Snapshot } from './functions.js';
+import type { BreakerContext } from './coordinator.js';
+import type { BreakerFunctions } from './functions.js';
 
 /** A call that failed is retried after this long, in ms. */
 const RETRY_AFTER_ERROR_MS = 500;
 /** A follower tries this long after the holder's lease should have expired, in ms. */
 const EXPIRY_SLACK_MS = 5;
-
-/** What the lease keeper tells the breaker that owns it. */
-export interface LeaseOwner {
-  /** This instance became the holder. */
-  onLeaseGranted(snapshot: Snapshot): void;
-  /** Another instance holds the lease; `snapshot` is the breaker as Redis has it now. */
-  onLeaseHeld(snapshot: Snapshot): void;
-  /** This instance stopped being the holder (lost, lapsed or released). */
-  onLeaseLost(): void;
-  onLeaseError(error: unknown, operation: 'acquire' | 'renew' | 'release'): void;
-}
 
 /** dueAt while only the lapse deadline is watched (a renewal is in flight). */
 const NOT_DUE = -1;
@@ -51,7 +41,7 @@ export class LeaseKeeper {
   constructor(
     private readonly functions: BreakerFunctions,
     private readonly ttlMs: number,
-    private readonly owner: LeaseOwner,
+    private readonly c: BreakerContext,
   ) {}
 
   /** The fencing token while this instance holds the lease, else undefined. */
@@ -92,7 +82,7 @@ export class LeaseKeeper {
     try {
       await this.functions.release(token);
     } catch (error) {
-      this.owner.onLeaseError(error, 'release');
+      this.c.notifier.report('ZV_LEASE_FAILED', 'releasing the lease failed; another instance takes over when it expires', error);
     }
   }
 
@@ -145,7 +135,7 @@ export class LeaseKeeper {
   private demote(): void {
     if (this.heldToken === undefined) return;
     this.heldToken = undefined;
-    this.owner.onLeaseLost();
+    this.c.leaseLost();
   }
 
   /** Holds the lease until sentAt + ttl - ttl/10 on the monotonic clock; renews at ttl/3. */
@@ -163,7 +153,7 @@ export class LeaseKeeper {
       reply = await this.functions.acquire(this.ttlMs);
     } catch (error) {
       if (!this.running) return;
-      this.owner.onLeaseError(error, 'acquire');
+      this.c.failed(error, 'lease acquire');
       this.schedule(RETRY_AFTER_ERROR_MS);
       return;
     }
@@ -174,11 +164,12 @@ export class LeaseKeeper {
         return;
       }
       this.hold(reply.token, sentAt);
-      this.owner.onLeaseGranted(reply.snapshot);
+      this.c.leaseGranted(reply.snapshot);
       return;
     }
     if (!this.running) return;
-    this.owner.onLeaseHeld(reply.snapshot);
+    // Another instance holds it; the snapshot is the breaker as Redis has it now.
+    this.c.adopt(reply.snapshot);
     this.schedule(this.wakes !== wakes ? 0 : reply.leaseMs + EXPIRY_SLACK_MS);
   }
 
@@ -189,7 +180,7 @@ export class LeaseKeeper {
       reply = await this.functions.renew(token, this.ttlMs);
     } catch (error) {
       if (!this.running || this.heldToken !== token) return;
-      this.owner.onLeaseError(error, 'renew');
+      this.c.failed(error, 'lease renew');
       // Keep trying while the lease may still be ours; the deadline demotes us.
       this.schedule(Math.min(this.ttlMs / 10, RETRY_AFTER_ERROR_MS));
       return;

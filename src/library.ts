@@ -4,7 +4,8 @@
  */
 import { Cluster, type Redis } from 'ioredis';
 import { LibraryMissingError, LibraryOutdatedError } from './errors.js';
-import { type Connection, functionError } from './functions.js';
+import type { Connection } from './connections.js';
+import { functionError } from './functions.js';
 import { LIBRARY_CODE, LIBRARY_NAME, LIBRARY_REVISION } from './shipped-library.js';
 
 export { LIBRARY_CODE, LIBRARY_NAME, LIBRARY_REVISION };

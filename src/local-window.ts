@@ -1,5 +1,5 @@
 /**
- * The strategies evaluated in this process, for the time Redis is unreachable (DESIGN §9).
+ * The strategies evaluated in this process, for the time Redis is unreachable (docs/architecture.md, "Degrade, never fail the caller").
  * The same rules as the Lua library, on the local monotonic clock; outcomes arrive one at
  * a time, or as the summaries that could not be sent when Redis went away. When Redis
  * returns, its shared state wins and this window is dropped.

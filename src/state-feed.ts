@@ -6,7 +6,8 @@
  * lost while disconnected cannot leave a breaker stale.
  */
 import { ZenvarkError } from './errors.js';
-import { type Connection, type FeedMessage, parseFeedMessage } from './functions.js';
+import type { Connection } from './connections.js';
+import { type FeedMessage, parseFeedMessage } from './feed-message.js';
 
 /** A resubscription that failed while the connection stayed up is retried after this long, in ms. */
 const RESUBSCRIBE_RETRY_MS = 500;

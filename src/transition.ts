@@ -1,4 +1,6 @@
 import type { CircuitState, TransitionReason } from './constants.js';
+import { ZenvarkError } from './errors.js';
+import { circuitState, int } from './wire.js';
 
 /**
  * One transition, as written to the breaker's audit stream (`XRANGE <prefix>:{<id>}:events - +`)
@@ -48,3 +50,52 @@ export const LocalReason = {
   REDIS_UNREACHABLE: 'redis_unreachable',
 } as const;
 export type LocalReason = (typeof LocalReason)[keyof typeof LocalReason];
+
+/** The numbers behind a decision, as the audit entry gives them ('' where they do not apply). */
+export interface DecisionNumbers {
+  readonly failures: string;
+  readonly calls: string;
+  readonly slow: string;
+  readonly rate: string;
+  readonly threshold: string;
+}
+
+const NO_NUMBERS: DecisionNumbers = { failures: '', calls: '', slow: '', rate: '', threshold: '' };
+
+/** A transition decided in this process: it has no audit entry, and its time is the local clock's. */
+export function localTransition(
+  from: CircuitState,
+  to: CircuitState,
+  reason: LocalReason,
+  generation: number,
+  actor: string,
+  numbers: DecisionNumbers = NO_NUMBERS,
+): Transition {
+  return { id: '', from, to, reason, generation, ...numbers, window: '', actor, token: '', time: Date.now(), local: true };
+}
+
+/** Reads one entry of the audit stream (or the same fields of a feed message). */
+export function parseAuditEntry(fields: Record<string, string>, id: string): Transition {
+  const need = (name: string): string => {
+    const value = fields[name];
+    if (typeof value !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', `transition entry without '${name}'`);
+    return value;
+  };
+  return {
+    id,
+    from: circuitState(need('from')),
+    to: circuitState(need('to')),
+    reason: need('reason') as Transition['reason'],
+    generation: int(need('gen')),
+    failures: fields.failures ?? '',
+    calls: fields.calls ?? '',
+    slow: fields.slow ?? '',
+    rate: fields.rate ?? '',
+    threshold: fields.threshold ?? '',
+    window: fields.window ?? '',
+    actor: need('actor'),
+    token: fields.token ?? '',
+    time: int(need('time')),
+    local: false,
+  };
+}

@@ -7,7 +7,9 @@
  * Redis would reclaim it, and at stop(). A trial call must end before its permit lapses
  * (the breaker cuts it short there), so a permit goes only to a call it can outlive.
  */
-import type { BreakerFunctions, Published, SharedView, TrialResult, TrialSettings } from './functions.js';
+import { CallResult } from './constants.js';
+import type { BreakerContext } from './coordinator.js';
+import type { BreakerFunctions, TrialSettings } from './functions.js';
 
 /** While the pool is exhausted, a call that wants a permit asks again after at most this long, in ms. */
 const RETRY_MS = 1000;
@@ -19,13 +21,6 @@ export interface Permit {
   readonly usableUntil: number;
   /** How long it was usable for when granted, in ms. */
   readonly lifeMs: number;
-}
-
-/** What the permits tell the breaker that owns them. */
-export interface TrialOwner {
-  /** Redis answered with the breaker's state (a transition, or a state other than expected). */
-  onTrialReply(view: SharedView, published: Published | undefined): void;
-  onTrialError(error: unknown, what: string): void;
 }
 
 /** A timer callback shared by every keeper: no closure is kept per breaker. */
@@ -48,7 +43,7 @@ export class TrialPermits {
   constructor(
     private readonly functions: BreakerFunctions,
     private readonly settings: TrialSettings,
-    private readonly owner: TrialOwner,
+    private readonly c: BreakerContext,
   ) {}
 
   /** The breaker is half-open in `generation`: permits are asked for when calls want them. */
@@ -100,15 +95,15 @@ export class TrialPermits {
 
   /** Returns an unused permit to the pool, if it has not lapsed already. */
   giveBack(permit: Permit): void {
-    if (performance.now() < permit.usableUntil) this.report(permit, 'ignored');
+    if (performance.now() < permit.usableUntil) this.report(permit, CallResult.IGNORED);
   }
 
-  /** Reports how a trial call went ('ignored' gives the permit back); Redis decides what it means. */
-  report(permit: Permit, result: TrialResult): void {
+  /** Reports a trial call's result ('ignored' gives the permit back); Redis decides what it means. */
+  report(permit: Permit, result: CallResult): void {
     this.track(
       this.functions.trial(permit.generation, permit.id, result, this.settings).then(
-        (reply) => this.owner.onTrialReply(reply.view, reply.published),
-        (error: unknown) => this.owner.onTrialError(error, 'reporting a trial call'),
+        (reply) => this.c.adopt(reply.view, reply.published),
+        (error: unknown) => this.c.failed(error, 'reporting a trial call'),
       ),
     );
   }
@@ -163,12 +158,13 @@ export class TrialPermits {
             // instance stopped): ask again within RETRY_MS if a call still wants one.
             this.timer = setTimeout(permitTimer, reply.ms > 0 ? Math.min(reply.ms + 5, RETRY_MS) : RETRY_MS, this);
           } else {
-            this.owner.onTrialReply(reply.view, undefined);
+            // Not half-open in this generation any more: Redis says what it is.
+            this.c.adopt(reply.view);
           }
         },
         (error: unknown) => {
           this.asking = false;
-          this.owner.onTrialError(error, 'asking for a trial permit');
+          this.c.failed(error, 'asking for a trial permit');
         },
       ),
     );

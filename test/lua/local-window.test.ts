@@ -4,7 +4,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { strategySpec } from '../../src/functions.js';
+import { strategySpec } from '../../src/strategy-spec.js';
 import { keyList } from '../../src/keys.js';
 import { LocalWindow } from '../../src/local-window.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type SharedView, isNewer } from '../../src/functions.js';
+import { type SharedView, isNewer } from '../../src/shared-view.js';
 
 const v = (epoch: string, generation: number, state: 'closed' | 'open' = 'closed'): SharedView => ({ epoch, generation, state });
 

@@ -1,0 +1,383 @@
+/**
+ * The coordinator of one breaker in this process. It holds the cached view execute()
+ * acts on and the newest shared state seen, owns every part (lease keeper, recorder,
+ * trial permits, health duties, degraded mode, notifications) and is what those parts
+ * report facts to. Every change of state, role or mode ends in reconcile(), which brings
+ * the parts in line with it. See docs/architecture.md for the flows.
+ */
+import { CircuitRole, CircuitState } from './constants.js';
+import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
+import { Duties } from './duties.js';
+import { LibraryMissingError, ZenvarkError } from './errors.js';
+import type { FeedMessage, Published } from './feed-message.js';
+import { BreakerFunctions, type Snapshot } from './functions.js';
+import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
+import { LeaseKeeper } from './lease.js';
+import { LocalMode } from './local-mode.js';
+import { Notifier } from './notifier.js';
+import type { ResolvedOptions } from './options.js';
+import { Outcomes } from './outcomes.js';
+import type { Summary } from './recorder.js';
+import { NEVER_WRITTEN, type SharedView, type View, isNewer, sharedView } from './shared-view.js';
+import type { FeedListener } from './state-feed.js';
+import { strategySpec } from './strategy-spec.js';
+import { type DecisionNumbers, LocalReason, localTransition } from './transition.js';
+import { TrialPermits } from './trial-permits.js';
+
+/**
+ * What the parts of a breaker see of its coordinator: they read its state and report facts
+ * to it; only the coordinator changes its state.
+ */
+export type BreakerContext = Readonly<Coordinator>;
+
+/** A started breaker keeps this instead of a promise of its own. */
+const SETTLED: Promise<void> = Promise.resolve();
+
+export class Coordinator implements FeedListener, ConnectionListener {
+  readonly keys: BreakerKeys;
+  readonly channel: string;
+  readonly outcomes: Outcomes;
+  readonly duties: Duties;
+  /** No timeout, classifier or slow-call rule: execute() takes its shortest path. */
+  readonly plain: boolean;
+
+  /** What execute() acts on: the shared state, or this process's own while Redis is unreachable. */
+  view: View = NEVER_WRITTEN;
+  /** The newest shared state seen, from replies, the feed and snapshots. */
+  shared: View = NEVER_WRITTEN;
+  role: CircuitRole = CircuitRole.FOLLOWER;
+  running = false;
+  /** Present while Redis is unreachable: degraded mode. */
+  local: LocalMode | undefined;
+  functions: BreakerFunctions | undefined;
+  lease: LeaseKeeper | undefined;
+  /** Created when the breaker first goes half-open. */
+  trials: TrialPermits | undefined;
+
+  /** Subscribed to the feed: from before start() reads the snapshot until stop(). */
+  private listening = false;
+  private connections: SharedConnections | undefined;
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  private resyncing = false;
+  private resyncAgain = false;
+  /** Created when there is something to tell: an idle breaker has none. */
+  private notices: Notifier | undefined;
+
+  constructor(readonly o: ResolvedOptions) {
+    this.keys = breakerKeys(o.prefix, o.id);
+    this.channel = feedChannel(o.prefix);
+    this.outcomes = new Outcomes(this);
+    this.duties = new Duties(this);
+    this.plain = o.timeoutMs === undefined && o.slowCallDurationMs === undefined && o.isFailure === undefined && o.isResultFailure === undefined;
+  }
+
+  /** What the breaker tells the application: transitions, role changes, metrics, errors. */
+  get notifier(): Notifier {
+    this.notices ??= new Notifier(this.o);
+    return this.notices;
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------
+
+  start(): Promise<void> {
+    if (this.stopping) return this.stopping.then(() => this.start());
+    this.starting ??= this.startOnce().then(
+      () => {
+        if (this.running) this.starting = SETTLED;
+      },
+      (error: unknown) => {
+        this.starting = undefined;
+        throw error;
+      },
+    );
+    return this.starting;
+  }
+
+  stop(): Promise<void> {
+    const starting = this.starting;
+    if (!starting) return Promise.resolve();
+    this.stopping ??= starting
+      .then(
+        () => this.stopOnce(),
+        () => undefined,
+      )
+      .finally(() => {
+        this.starting = undefined;
+        this.stopping = undefined;
+      });
+    return this.stopping;
+  }
+
+  private async startOnce(): Promise<void> {
+    const o = this.o;
+    const connections = attachConnections(o.redis);
+    this.connections = connections;
+    // Feed messages that arrive before the snapshot is read are merged into this.
+    this.shared = NEVER_WRITTEN;
+    let subscribed = false;
+    try {
+      await connections.whenReady();
+      await connections.verifyLibrary(o.loadFunctions);
+      const spec = strategySpec(o.breaker, o.slowCallRateThreshold);
+      const functions = new BreakerFunctions(connections.command, this.keys, this.channel, o.instanceId, o.auditRetention, spec);
+      this.functions = functions;
+      await connections.feed.add(this.channel, this.keys.state, this);
+      subscribed = true;
+      this.listening = true;
+      const snapshot = await functions.state();
+
+      // The initial load is not a transition: no onStateChange for it.
+      if (isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
+      this.view = this.shared;
+      this.duties.reset();
+      this.duties.resume(snapshot, this.shared);
+      this.outcomes.start(this.shared.generation);
+      this.lease = new LeaseKeeper(functions, o.leaseTtlMs, this);
+      connections.addListener(this);
+      this.running = true;
+      this.lease.start();
+      this.reconcile();
+    } catch (error) {
+      this.listening = false;
+      if (subscribed) connections.feed.remove(this.channel, this.keys.state, this);
+      this.connections = undefined;
+      this.functions = undefined;
+      await detachConnections(o.redis, connections);
+      throw error;
+    }
+  }
+
+  private async stopOnce(): Promise<void> {
+    const connections = this.connections;
+    this.running = false;
+    this.listening = false;
+    this.duties.stop();
+    const trials = this.trials;
+    // Permits belong to this run's connections: the next start() asks anew.
+    this.trials = undefined;
+    const trialsStopped = trials?.stop();
+    this.local?.stop();
+    connections?.removeListener(this);
+    await this.outcomes.drain();
+    await this.lease?.stop();
+    await trialsStopped;
+    if (connections) connections.feed.remove(this.channel, this.keys.state, this);
+    await this.notices?.drained();
+    this.connections = undefined;
+    this.functions = undefined;
+    this.lease = undefined;
+    this.local = undefined;
+    if (connections) await detachConnections(this.o.redis, connections);
+  }
+
+  /**
+   * Brings the parts in line with the present state, role and mode: trial permits follow
+   * a half-open shared state (Redis reachable), health duties follow the rest.
+   */
+  private reconcile(): void {
+    const halfOpen = this.o.halfOpen;
+    const functions = this.functions;
+    if (this.running && !this.local && halfOpen && functions && this.shared.state === CircuitState.HALF_OPEN) {
+      this.trials ??= new TrialPermits(functions, halfOpen, this);
+      this.trials.open(this.shared.generation);
+    } else {
+      this.trials?.close();
+    }
+    this.duties.update();
+  }
+
+  // ---- the shared state ---------------------------------------------------------------
+
+  /** Redis answered with the breaker's shared state, and the transition that led there if any. */
+  adopt(incoming: SharedView, published?: Published): void {
+    if (this.apply(incoming, published)) this.reconcile();
+  }
+
+  /**
+   * Takes a shared view newer than the cached one; returns whether execute()'s view
+   * changed. A view of another epoch (the state hash was recreated) replaces the cache
+   * whatever its generation; a breaker never written (epoch '') is generation 0 of
+   * whatever epoch comes first.
+   */
+  private apply(incoming: SharedView, published?: Published): boolean {
+    const current = this.shared;
+    if (!isNewer(incoming, current)) return false;
+    const next = sharedView(incoming);
+    this.shared = next;
+    if (this.local || !this.running) return false;
+    if (next.state === current.state && next.generation === current.generation) return false;
+    this.duties.follow(next, published?.recoveryFailures ?? 0);
+    this.view = next;
+    this.outcomes.newGeneration(next.generation);
+    const transition = published?.transition;
+    const sameEpoch = next.epoch === current.epoch || current.epoch === '';
+    if (transition && sameEpoch && next.generation === current.generation + 1) {
+      this.notifier.transition(transition);
+    } else if (sameEpoch) {
+      this.notifier.catchUp(this.functions, current, next, this.o.instanceId);
+    } else if (next.state !== current.state) {
+      this.notifier.transition(localTransition(current.state, next.state, LocalReason.RESYNC, next.generation, this.o.instanceId));
+    }
+    return true;
+  }
+
+  /** Reads the shared state again, one read at a time; leaves degraded mode when that works. */
+  private async resync(): Promise<void> {
+    const functions = this.functions;
+    if (!this.running || !functions) return;
+    if (this.resyncing) {
+      this.resyncAgain = true;
+      return;
+    }
+    this.resyncing = true;
+    try {
+      const snapshot = await functions.state();
+      if (!this.running) return;
+      if (this.local) {
+        this.leaveLocal(snapshot);
+      } else {
+        this.apply(snapshot);
+        this.duties.resume(snapshot, this.shared);
+        this.reconcile();
+      }
+    } catch (error) {
+      this.failed(error, 'reading the shared state');
+    } finally {
+      this.resyncing = false;
+      if (this.resyncAgain && this.running) {
+        this.resyncAgain = false;
+        void this.resync();
+      } else if (this.local && this.running) {
+        this.local.scheduleResync();
+      }
+    }
+  }
+
+  // ---- the lease ----------------------------------------------------------------------
+
+  /** This instance holds the lease now; `snapshot` is the breaker as Redis has it. */
+  leaseGranted(snapshot: Snapshot): void {
+    this.apply(snapshot);
+    this.duties.resume(snapshot, this.shared);
+    this.setRole(CircuitRole.LEADER);
+    this.reconcile();
+  }
+
+  /** This instance stopped holding the lease (lost, lapsed or released). */
+  leaseLost(): void {
+    this.setRole(CircuitRole.FOLLOWER);
+    this.reconcile();
+  }
+
+  private setRole(role: CircuitRole): void {
+    if (this.role === role) return;
+    this.role = role;
+    this.notifier.roleChanged(role);
+  }
+
+  // ---- degraded mode (docs/architecture.md, "Degrade, never fail the caller") ---------
+
+  /** A call to Redis failed. `unsent` holds the outcomes a failed record call carried. */
+  failed(error: unknown, what: string, unsent?: Summary): void {
+    if (!this.running) return;
+    const connections = this.connections;
+    if (error instanceof LibraryMissingError && connections) {
+      connections.forgetLibrary();
+      if (this.o.loadFunctions) {
+        connections.verifyLibrary(true).catch((cause: unknown) =>
+          this.notifier.report('ZV_LIBRARY_MISSING', 'reloading the function library failed', cause),
+        );
+      }
+    }
+    if (this.local) {
+      if (unsent) this.outcomes.foldLocally(unsent);
+      return;
+    }
+    this.enterLocal(error, what, unsent);
+  }
+
+  private enterLocal(cause: unknown, what: string, unsent?: Summary): void {
+    if (!this.running || this.local) return;
+    const local = new LocalMode(this.o, () => void this.resync());
+    this.local = local;
+    const mode = local.evaluating ? 'evaluating the strategy locally' : 'keeping the last known state';
+    this.notifier.report('ZV_REDIS_UNREACHABLE', `${what} failed; ${mode} until Redis answers again`, cause);
+    this.view = { ...this.view, local: true };
+    this.duties.startLocalPeriod();
+    // Trial calls need Redis: alone, a half-open circuit is open again.
+    if (this.view.state === CircuitState.HALF_OPEN) this.changeLocally(CircuitState.OPEN, LocalReason.REDIS_UNREACHABLE);
+    // Outcomes that did not reach Redis are the freshest the local window can start from:
+    // those of the failed call, then those that settled after it.
+    if (unsent) this.outcomes.foldLocally(unsent);
+    const pending = this.outcomes.takePending();
+    if (pending) this.outcomes.foldLocally(pending);
+    this.reconcile();
+    local.scheduleResync();
+  }
+
+  /** Alone, this instance's recovery check passed. */
+  recoveredLocally(): void {
+    this.changeLocally(CircuitState.CLOSED, LocalReason.LOCAL_RECOVERY);
+  }
+
+  /** This process changes its state alone (degraded mode). */
+  changeLocally(to: CircuitState, reason: LocalReason, numbers?: DecisionNumbers): void {
+    const from = this.view.state;
+    this.view = { ...this.view, state: to, local: true };
+    if (to === CircuitState.CLOSED) this.local?.restart();
+    this.duties.startLocalPeriod();
+    this.notifier.transition(localTransition(from, to, reason, this.shared.generation, this.o.instanceId, numbers));
+    this.reconcile();
+  }
+
+  /** Redis answered: its shared state replaces this process's own. */
+  private leaveLocal(snapshot: Snapshot): void {
+    this.local?.stop();
+    this.local = undefined;
+    const before = this.view.state;
+    // Feed messages may have brought a newer state than this snapshot, read earlier.
+    if (isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
+    const shared = this.shared;
+    this.view = shared;
+    this.duties.follow(shared, 0);
+    this.duties.resume(snapshot, shared);
+    this.outcomes.newGeneration(shared.generation);
+    if (before !== shared.state) {
+      this.notifier.transition(localTransition(before, shared.state, LocalReason.RESYNC, shared.generation, this.o.instanceId));
+    }
+    this.reconcile();
+  }
+
+  // ---- the feed and the connection (FeedListener, ConnectionListener) -----------------
+
+  onFeedMessage(message: FeedMessage): void {
+    if (!this.listening) return;
+    if (message.kind === 'released') {
+      this.lease?.wake();
+      return;
+    }
+    const t = message.transition;
+    this.adopt({ state: t.to, generation: t.generation, epoch: message.epoch }, message);
+  }
+
+  onResubscribed(): void {
+    void this.resync();
+  }
+
+  get errorSink(): unknown {
+    return this.o.onError;
+  }
+
+  onFeedError(error: Error): void {
+    this.notifier.report(error instanceof ZenvarkError ? error.code : 'ZV_FEED_FAILED', 'the state feed failed', error);
+  }
+
+  onConnectionLost(cause: Error | undefined): void {
+    this.enterLocal(cause ?? new Error('connection closed'), 'the connection to Redis');
+  }
+
+  onConnectionRestored(): void {
+    void this.resync();
+  }
+}

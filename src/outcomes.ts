@@ -1,0 +1,151 @@
+/**
+ * Where the result of every settled call goes: to the trial report (a call made with a
+ * half-open permit), to the recorder that coalesces outcomes for Redis, or to the local
+ * window while Redis is unreachable; one observed under an older view is stale. It keeps
+ * the counts behind `breaker.stats`.
+ */
+import { CallResult, CircuitState } from './constants.js';
+import type { BreakerContext } from './coordinator.js';
+import { Recorder, type RecorderOwner, type Summary } from './recorder.js';
+import type { View } from './shared-view.js';
+import type { Permit } from './trial-permits.js';
+
+/** Longest a success waits to be sent with other outcomes, in ms. */
+const FLUSH_DELAY_MS = 1000;
+/** Outcomes one pending summary may hold before further ones are dropped. */
+const MAX_PENDING_OUTCOMES = 100_000;
+
+/** Where the outcomes of a breaker's calls went, and how many calls were refused. */
+export interface BreakerStats {
+  /** Outcomes Redis counted. */
+  recorded: number;
+  /** Outcomes of calls that started under an older generation: not counted, by design. */
+  stale: number;
+  /** Outcomes counted in this process while Redis was unreachable. */
+  local: number;
+  /** Outcomes dropped because the pending summary was full (100,000 outcomes). */
+  overflowed: number;
+  /** Outcomes that could not be delivered (Redis unreachable and no local window to take them). */
+  undelivered: number;
+  /** Calls refused with CircuitOpenError. */
+  rejected: number;
+  /** Outcomes counted as neither success nor failure (classifiers, caller aborts). */
+  ignored: number;
+  /** Outcomes of trial calls made with a half-open permit. */
+  trials: number;
+}
+
+export class Outcomes implements RecorderOwner {
+  // The counts of BreakerStats; `overflowed` is the recorder's own.
+  private recorded = 0;
+  private stale = 0;
+  private local = 0;
+  private undelivered = 0;
+  private ignored = 0;
+  private trials = 0;
+  rejected = 0;
+  /** Created with the first outcome: an idle breaker has no recorder. */
+  private recorder: Recorder | undefined;
+  private reshapeReported = false;
+
+  constructor(private readonly c: BreakerContext) {}
+
+  get stats(): BreakerStats {
+    const { recorded, stale, local, undelivered, rejected, ignored, trials } = this;
+    return { recorded, stale, local, overflowed: this.recorder?.overflowed ?? 0, undelivered, rejected, ignored, trials };
+  }
+
+  /** A call settled with `result`; it started when execute() acted on `view`. */
+  observed(view: View, result: CallResult, startedAt: number, permit?: Permit): void {
+    const c = this.c;
+    const durationMs = startedAt === 0 ? 0 : performance.now() - startedAt;
+    if (c.o.metrics) c.notifier.call(result, durationMs);
+    if (!c.running) return;
+    if (permit) {
+      this.trials += 1;
+      c.trials?.report(permit, result);
+      return;
+    }
+    if (result === CallResult.IGNORED) {
+      this.ignored += 1;
+      return;
+    }
+    const failure = result === CallResult.FAILURE;
+    const slowAfter = c.o.slowCallDurationMs;
+    const slow = slowAfter !== undefined && durationMs >= slowAfter;
+    const local = c.local;
+    if (view !== c.view) {
+      this.stale += 1;
+    } else if (!local) {
+      if (!this.recorder) {
+        this.recorder = new Recorder(this, FLUSH_DELAY_MS, MAX_PENDING_OUTCOMES);
+        this.recorder.start(view.generation);
+      }
+      this.recorder.add(failure, slow);
+    } else if (!local.evaluating) {
+      this.undelivered += 1;
+    } else {
+      this.local += 1;
+      const trip = local.add(failure, slow);
+      if (trip && view.state === CircuitState.CLOSED) c.changeLocally(CircuitState.OPEN, trip.reason, trip.numbers);
+    }
+  }
+
+  /** Counts outcomes that could not be sent into the local window (degraded mode only). */
+  foldLocally(summary: Summary): void {
+    const c = this.c;
+    const local = c.local;
+    if (!local || summary.calls === 0) return;
+    if (!local.evaluating) {
+      this.undelivered += summary.calls;
+      return;
+    }
+    this.local += summary.calls;
+    const trip = local.fold(summary);
+    if (trip && c.view.state === CircuitState.CLOSED) c.changeLocally(CircuitState.OPEN, trip.reason, trip.numbers);
+  }
+
+  /** Starts taking outcomes (again) under `generation`. */
+  start(generation: number): void {
+    this.recorder?.start(generation);
+  }
+
+  /** A new generation: outcomes pending for the old one are stale. */
+  newGeneration(generation: number): void {
+    this.stale += this.recorder?.reset(generation) ?? 0;
+  }
+
+  /** Hands over the outcomes not sent yet (for the local window). */
+  takePending(): Summary | undefined {
+    return this.recorder?.take();
+  }
+
+  /** Sends what is pending and stops recording. */
+  async drain(): Promise<void> {
+    await this.recorder?.drain();
+  }
+
+  /** Sends one summary of outcomes (the recorder's owner); never rejects. */
+  async sendSummary(generation: number, summary: Summary): Promise<void> {
+    const c = this.c;
+    const functions = c.functions;
+    if (!functions) return;
+    try {
+      const reply = await functions.record(generation, summary);
+      if (reply.status === 'stale_gen' || reply.status === 'not_closed') this.stale += summary.calls;
+      else this.recorded += summary.calls;
+      if (!c.running) return;
+      if (reply.status === 'reshaped' && !this.reshapeReported) {
+        this.reshapeReported = true;
+        c.notifier.report(
+          'ZV_WINDOW_RESHAPED',
+          'the stored window had another shape and was reset: do all instances of this breaker use the same strategy?',
+        );
+      }
+      c.adopt(reply.view, reply.published);
+    } catch (error) {
+      if (c.running) c.failed(error, 'recording outcomes', summary);
+      else this.undelivered += summary.calls;
+    }
+  }
+}
