@@ -44,6 +44,22 @@ end
 
 local REVISION = 2
 
+-- Limits: the bounds of src/limits.ts, under the same names. test/lua/limits.test.ts calls
+-- every function with each bounded argument at its bounds and checks these values
+-- against src/limits.ts.
+local MAX_COUNT = 1000000000                -- calls: a count of a summary, a threshold, a minimum
+local MAX_COUNT_WINDOW = 10000              -- calls in a count window
+local MIN_DURATION_MS = 10                  -- a time window, ms
+local MAX_DURATION_MS = 86400000
+local TIME_BUCKETS = 20                     -- a time window is kept as this many buckets
+local MAX_TTL_MS = 3600000                  -- a lease or a trial permit, ms
+local MAX_RETENTION = 1000000               -- entries of the events stream
+local MAX_TRIAL_PERMITS = 10000             -- trial calls per half-open period
+local MAX_HEALTH_SUCCESS_THRESHOLD = 100    -- recovery checks in a row
+local SAFE_INTEGER = 9007199254740991       -- generations, tokens, permit numbers: 2^53 - 1
+local MAX_ACTOR_BYTES = 256
+local MAX_CHANNEL_BYTES = 1024
+
 local CLOSED = 'closed'
 local OPEN = 'open'
 local HALF_OPEN = 'half_open'
@@ -52,15 +68,9 @@ local KNOWN_STATES = { [CLOSED] = true, [OPEN] = true, [HALF_OPEN] = true }
 -- Codes of single outcomes in a count window, oldest first.
 local OK, FAIL, SLOW_OK, SLOW_FAIL = '0', '1', '2', '3'
 
--- A time window is kept as this many buckets of duration / TIME_BUCKETS each.
-local TIME_BUCKETS = 20
+-- A time window bucket: four doubles (see fold_time).
 local BUCKET_BYTES = 32
 
-local MAX_COUNT = 1000000000
-local MAX_COUNT_WINDOW = 10000
-local MAX_DURATION_MS = 86400000
-local MAX_TTL_MS = 3600000
-local MAX_RETENTION = 1000000
 local RATE_EPSILON = 1e-9
 -- The time of the last recorded call is kept to this precision, in ms.
 local LAST_CALL_STEP_MS = 100
@@ -109,8 +119,9 @@ local function show(value)
   return "'" .. text .. "'"
 end
 
+-- Whole numbers up to 2^53 are exact in a double: they are printed as integers.
 local function format_number(n)
-  if n == floor(n) and abs(n) <= 9007199254740992 then
+  if n == floor(n) and abs(n) <= SAFE_INTEGER + 1 then
     return format('%d', n)
   end
   return format('%.6g', n)
@@ -198,8 +209,8 @@ local function header(keys, args)
   return {
     state_key = keys[1],
     events_key = keys[2],
-    channel = text_arg(args, 1, 'channel', 1024),
-    actor = text_arg(args, 2, 'actor', 256),
+    channel = text_arg(args, 1, 'channel', MAX_CHANNEL_BYTES),
+    actor = text_arg(args, 2, 'actor', MAX_ACTOR_BYTES),
     retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION),
   }
 end
@@ -410,8 +421,8 @@ local STRATEGY_KINDS = { consecutive = true, count = true, time = true }
 
 -- The strategy spec, one argument 'kind:threshold:window:minimum[:slow]':
 --   consecutive:<failures in a row>:0:0
---   count:<failure rate in (0, 1]>:<calls, 1..10000>:<minimum calls, 1..window>[:<slow-call rate>]
---   time:<failure rate in (0, 1]>:<duration ms, 10..86400000>:<minimum calls>[:<slow-call rate>]
+--   count:<failure rate in (0, 1]>:<calls, 1..MAX_COUNT_WINDOW>:<minimum calls, 1..window>[:<slow-call rate>]
+--   time:<failure rate in (0, 1]>:<duration ms, MIN_DURATION_MS..MAX_DURATION_MS>:<minimum calls>[:<slow-call rate>]
 -- With a slow-call rate in (0, 1], the share of slow calls in the window opens the circuit
 -- too. The spec is stored (cfg) with the window; a spec of another shape (kind and
 -- window) resets the window.
@@ -442,7 +453,7 @@ local function parse_strategy(raw)
     s.window = int_arg(parts, 3, 'window', 1, MAX_COUNT_WINDOW)
     s.min_calls = int_arg(parts, 4, 'minimum calls', 1, s.window)
   else
-    s.window = int_arg(parts, 3, 'window', 10, MAX_DURATION_MS)
+    s.window = int_arg(parts, 3, 'window', MIN_DURATION_MS, MAX_DURATION_MS)
     s.min_calls = int_arg(parts, 4, 'minimum calls', 1, MAX_COUNT)
   end
   s.shape = s.kind .. ':' .. s.window
@@ -682,7 +693,7 @@ Returns: {status, state, gen, epoch, transition JSON or ''}; status is
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function record(keys, args)
   local h = header(keys, args)
-  local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
+  local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
   local sum = summary_arg(args, 5)
   local s = strategy_arg(args, 12)
   local now, micros = server_time()
@@ -784,7 +795,7 @@ Returns: {status, token, holder, lease_ms}; status is
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function renew(keys, args)
   local h = header(keys, args)
-  local token = int_arg(args, 4, 'token', 1, 9007199254740991)
+  local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
   local ttl = int_arg(args, 5, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
@@ -809,7 +820,7 @@ with this token (nothing changes).
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function release(keys, args)
   local h = header(keys, args)
-  local token = int_arg(args, 4, 'token', 1, 9007199254740991)
+  local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
 
@@ -826,7 +837,6 @@ end
 local CHECK_TYPES = { recovery = true, idle = true, wait = true }
 local CHECK_RESULTS = { success = true, failure = true }
 local TRIAL_RESULTS = { success = true, failure = true, ignored = true }
-local MAX_PERMITS = 10000
 
 -- Where recovery leads: CLOSED, or HALF_OPEN when trial calls are configured.
 local function recovered_state(permits)
@@ -839,9 +849,10 @@ end
 --[[ zv1_health: a health-check result from the lease holder.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), token, generation, type, result, success
-  threshold (recovery checks in a row that close, 1..100; default 1), trial permits (0,
-  or the permits of a half-open state to go to instead of closing; default 0). The two
-  defaults keep revision-1 clients, which send neither, working.
+  threshold (recovery checks in a row that close, 1..MAX_HEALTH_SUCCESS_THRESHOLD;
+  default 1), trial permits (0, or the permits of a half-open state to go to instead of
+  closing; default 0). The two defaults keep revision-1 clients, which send neither,
+  working.
   type 'recovery': a recovery check while open. Successes in a row up to the threshold
     recover the circuit (to CLOSED, or HALF_OPEN with trial permits); a failure is
     counted and restarts the run.
@@ -858,12 +869,12 @@ Returns: {status, state, gen, epoch, recovery_failures, transition JSON or ''}; 
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function health(keys, args)
   local h = header(keys, args)
-  local token = int_arg(args, 4, 'token', 1, 9007199254740991)
-  local gen = int_arg(args, 5, 'generation', 0, 9007199254740991)
+  local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
+  local gen = int_arg(args, 5, 'generation', 0, SAFE_INTEGER)
   local kind = enum_arg(args, 6, 'type', CHECK_TYPES)
   local result = enum_arg(args, 7, 'result', CHECK_RESULTS)
-  local needed = opt_int_arg(args, 8, 'success threshold', 1, 100, 1)
-  local permits = opt_int_arg(args, 9, 'trial permits', 0, MAX_PERMITS, 0)
+  local needed = opt_int_arg(args, 8, 'success threshold', 1, MAX_HEALTH_SUCCESS_THRESHOLD, 1)
+  local permits = opt_int_arg(args, 9, 'trial permits', 0, MAX_TRIAL_PERMITS, 0)
   if kind == 'wait' and (permits == 0 or result ~= 'success') then
     fail('ZV_BADARG', "type 'wait' needs trial permits and result 'success'")
   end
@@ -951,9 +962,9 @@ local function trial_state(h, gen)
   return st, now, nil
 end
 
--- ARGV[i..i+1]: trial permits (1..10000) and trial successes that close (1..permits).
+-- ARGV[i..i+1]: trial permits (1..MAX_TRIAL_PERMITS) and trial successes that close (1..permits).
 local function trial_args(args, i)
-  local permits = int_arg(args, i, 'trial permits', 1, MAX_PERMITS)
+  local permits = int_arg(args, i, 'trial permits', 1, MAX_TRIAL_PERMITS)
   return permits, int_arg(args, i + 1, 'trial successes', 1, permits)
 end
 
@@ -972,7 +983,7 @@ Returns: {status, state, gen, epoch, permit id or '', ms}; status is
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function permit(keys, args)
   local h = header(keys, args)
-  local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
+  local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
   local permits = trial_args(args, 5)
   local ttl = int_arg(args, 7, 'permit ttl', 1, MAX_TTL_MS)
   local st, now, refused = trial_state(h, gen)
@@ -1019,8 +1030,8 @@ Returns: {status, state, gen, epoch, successful trials, transition JSON or ''}; 
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function trial(keys, args)
   local h = header(keys, args)
-  local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
-  local id = int_arg(args, 5, 'permit', 1, 9007199254740991)
+  local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
+  local id = int_arg(args, 5, 'permit', 1, SAFE_INTEGER)
   local result = enum_arg(args, 6, 'result', TRIAL_RESULTS)
   local _, needed = trial_args(args, 7)
   local st, now, refused = trial_state(h, gen)
