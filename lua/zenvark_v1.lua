@@ -127,14 +127,20 @@ local function format_number(n)
   return format('%.6g', n)
 end
 
--- An integer in [min, max]. tonumber() alone is the cheapest strict-enough parse: what
--- it takes that a decimal pattern would not ('0x10', '1e3') still has to be a whole
--- number in range.
-local function int_arg(args, i, name, min, max)
+-- ARGV[i] as sent; refused when it is absent.
+local function required_arg(args, i, name)
   local raw = args[i]
   if raw == nil then
     fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
   end
+  return raw
+end
+
+-- An integer in [min, max]. tonumber() alone is the cheapest strict-enough parse: what
+-- it takes that a decimal pattern would not ('0x10', '1e3') still has to be a whole
+-- number in range.
+local function int_arg(args, i, name, min, max)
+  local raw = required_arg(args, i, name)
   local n = tonumber(raw)
   if not n or n % 1 ~= 0 then
     fail('ZV_BADARG', name .. ' must be an integer, got ' .. show(raw))
@@ -156,10 +162,7 @@ end
 
 -- A rate in (0, 1].
 local function rate_arg(args, i, name)
-  local raw = args[i]
-  if raw == nil then
-    fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
-  end
+  local raw = required_arg(args, i, name)
   local n = tonumber(raw)
   if n == nil or n ~= n or not match(raw, '^[%d%.eE%+%-]+$') then
     fail('ZV_BADARG', name .. ' must be a number, got ' .. show(raw))
@@ -171,10 +174,7 @@ local function rate_arg(args, i, name)
 end
 
 local function text_arg(args, i, name, max_length)
-  local raw = args[i]
-  if raw == nil then
-    fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
-  end
+  local raw = required_arg(args, i, name)
   if #raw == 0 or #raw > max_length then
     fail('ZV_BADARG', name .. ' must be 1 to ' .. max_length .. ' bytes long, got ' .. #raw)
   end
@@ -182,10 +182,7 @@ local function text_arg(args, i, name, max_length)
 end
 
 local function enum_arg(args, i, name, allowed)
-  local raw = args[i]
-  if raw == nil then
-    fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
-  end
+  local raw = required_arg(args, i, name)
   if not allowed[raw] then
     local names = {}
     for k in pairs(allowed) do
@@ -324,12 +321,27 @@ local function lease_remaining(st, now)
   return 0
 end
 
+-- The instance that holds a valid lease, or ''.
+local function lease_holder(st, now)
+  if lease_valid(st, now) then
+    return st.lh
+  end
+  return ''
+end
+
+-- The last grant went to `actor` with `token` and was not released since; the lease may
+-- have lapsed. Enough to give it up: nobody else was granted it.
+local function granted_to(st, actor, token)
+  return not st.new and st.lh == actor and st.lt == token
+end
+
+-- `actor` holds the lease with `token`, and it has not lapsed: enough to act on it.
+local function holds_lease(st, now, actor, token)
+  return granted_to(st, actor, token) and lease_valid(st, now)
+end
+
 -- Everything a client needs to act on a breaker, as name/value pairs.
 local function snapshot(st, now)
-  local holder = ''
-  if lease_valid(st, now) then
-    holder = st.lh
-  end
   local idle = -1
   if st.last >= 0 then
     idle = max(0, now - st.last)
@@ -339,7 +351,7 @@ local function snapshot(st, now)
     'gen', st.gen,
     'epoch', visible_epoch(st),
     'age_ms', max(0, now - st.since),
-    'holder', holder,
+    'holder', lease_holder(st, now),
     'token', st.lt,
     'lease_ms', lease_remaining(st, now),
     'recovery_failures', st.hcf,
@@ -463,10 +475,7 @@ end
 -- A spec is parsed once: it is a pure function of its text, and a library keeps its
 -- upvalues between calls. The cache is bounded.
 local function strategy_arg(args, i)
-  local raw = args[i]
-  if raw == nil then
-    fail('ZV_BADARG', 'strategy is missing (ARGV[' .. i .. '])')
-  end
+  local raw = required_arg(args, i, 'strategy')
   local s = parsed_specs[raw]
   if s then
     return s
@@ -800,12 +809,8 @@ local function renew(keys, args)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
 
-  if st.new or not lease_valid(st, now) or st.lh ~= h.actor or st.lt ~= token then
-    local holder = ''
-    if lease_valid(st, now) then
-      holder = st.lh
-    end
-    return { 'lost', st.lt, holder, lease_remaining(st, now) }
+  if not holds_lease(st, now, h.actor, token) then
+    return { 'lost', st.lt, lease_holder(st, now), lease_remaining(st, now) }
   end
   st.lu = now + ttl
   save_state(h.state_key, st, { 'lu' })
@@ -824,7 +829,7 @@ local function release(keys, args)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
 
-  if st.new or st.lh ~= h.actor or st.lt ~= token then
+  if not granted_to(st, h.actor, token) then
     return { 'not_holder' }
   end
   st.lh = ''
@@ -884,7 +889,7 @@ local function health(keys, args)
   local function reply(status, message)
     return { status, st.state, st.gen, visible_epoch(st), st.hcf, message or '' }
   end
-  if st.new or not lease_valid(st, now) or st.lh ~= h.actor or st.lt ~= token then
+  if not holds_lease(st, now, h.actor, token) then
     return reply('stale_token')
   end
   if gen ~= st.gen then
