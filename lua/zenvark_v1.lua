@@ -367,16 +367,16 @@ end
 -- Transitions: the only place that changes `state`
 ---------------------------------------------------------------------------------------
 
-local function check_type(key, expected)
-  local kind = call('TYPE', key).ok
-  if kind ~= expected and kind ~= 'none' then
-    fail('ZV_WRONGTYPE', key .. ' is a ' .. kind .. ', expected a ' .. expected)
+local function check_key_type(key, expected)
+  local actual = call('TYPE', key).ok
+  if actual ~= expected and actual ~= 'none' then
+    fail('ZV_WRONGTYPE', key .. ' is a ' .. actual .. ', expected a ' .. expected)
   end
 end
 
 -- A transition appends to the events stream: it must be ours before anything is written.
 local function check_transition_keys(h)
-  check_type(h.events_key, 'stream')
+  check_key_type(h.events_key, 'stream')
 end
 
 -- Moves the breaker to `to`, appends one audit entry and publishes it. The caller has
@@ -657,14 +657,15 @@ local function guard(fn)
     if not floor then
       bind_globals()
     end
-    local ok, result = pcall(fn, keys, args)
+    -- value: the reply, or what was raised.
+    local ok, value = pcall(fn, keys, args)
     if ok then
-      return result
+      return value
     end
-    if type(result) == 'table' and result.zv then
-      return error_reply(result.zv)
+    if type(value) == 'table' and value.zv then
+      return error_reply(value.zv)
     end
-    error(result)
+    error(value)
   end
 end
 
@@ -876,11 +877,11 @@ local function health(keys, args)
   local h = header(keys, args)
   local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
   local gen = int_arg(args, 5, 'generation', 0, SAFE_INTEGER)
-  local kind = enum_arg(args, 6, 'type', CHECK_TYPES)
+  local check_type = enum_arg(args, 6, 'type', CHECK_TYPES)
   local result = enum_arg(args, 7, 'result', CHECK_RESULTS)
   local needed = opt_int_arg(args, 8, 'success threshold', 1, MAX_HEALTH_SUCCESS_THRESHOLD, 1)
   local permits = opt_int_arg(args, 9, 'trial permits', 0, MAX_TRIAL_PERMITS, 0)
-  if kind == 'wait' and (permits == 0 or result ~= 'success') then
+  if check_type == 'wait' and (permits == 0 or result ~= 'success') then
     fail('ZV_BADARG', "type 'wait' needs trial permits and result 'success'")
   end
   local now, micros = server_time()
@@ -896,12 +897,12 @@ local function health(keys, args)
     return reply('stale_gen')
   end
 
-  if st.state == OPEN and kind == 'wait' then
+  if st.state == OPEN and check_type == 'wait' then
     check_transition_keys(h)
     local facts = { failures = format_number(st.hcf) }
     return reply('half_open', transition(h, st, now, HALF_OPEN, 'open_wait_elapsed', facts, tostring(token)))
   end
-  if kind == 'recovery' and st.state == OPEN then
+  if check_type == 'recovery' and st.state == OPEN then
     if result == 'failure' then
       st.hcf = st.hcf + 1
       st.hcs = 0
@@ -920,7 +921,7 @@ local function health(keys, args)
     local checks = { failures = format_number(st.hcf), calls = format_number(st.hcf + st.hcs) }
     return reply(to, transition(h, st, now, to, 'recovery_check_passed', checks, tostring(token)))
   end
-  if kind == 'idle' and st.state == CLOSED and result == 'failure' then
+  if check_type == 'idle' and st.state == CLOSED and result == 'failure' then
     check_transition_keys(h)
     return reply('opened', transition(h, st, now, OPEN, 'idle_probe_failed', { failures = '1', calls = '1' }, tostring(token)))
   end
