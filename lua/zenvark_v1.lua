@@ -3,7 +3,8 @@
 Zenvark, the server half: one circuit breaker per set of keys, decided here.
 
 Every function takes the same two keys, built by src/keys.ts, in one hash slot:
-  KEYS[1]  <prefix>:{<id>}:state   hash: state, generation, window, lease, recovery progress
+  KEYS[1]  <prefix>:{<id>}:state   hash: state, generation, window, lease, recovery progress,
+                                   trial permits
   KEYS[2]  <prefix>:{<id>}:events  stream: one entry per transition (the audit log)
 
 Writing functions share an ARGV header:
@@ -382,7 +383,13 @@ end
 -- Moves the breaker to `to`, appends one audit entry and publishes it. The caller has
 -- validated everything and called check_transition_keys(h) before its first write.
 -- `facts` holds the numbers behind the decision; `token` is the actor's lease token or ''.
--- Returns the published JSON text.
+-- Writes these fields, whichever groups the caller loaded (on a new hash, every field):
+--   CORE      state, gen + 1, since (not epoch: the same hash lives on)
+--   WINDOW    run and w emptied (not cfg, the spec; not last, the last call)
+--   RECOVERY  hcf: 0 on leaving or entering CLOSED, one more from HALF_OPEN to OPEN, kept
+--             from OPEN to HALF_OPEN; hca now; hcs 0
+--   TRIALS    tp emptied, ts 0 (not pn: permit numbers only grow)
+-- and nothing of LEASE. Returns the published JSON text.
 local function transition(h, st, now, to, reason, facts, token)
   local from = st.state
   st.state = to
@@ -678,10 +685,13 @@ end
 
 --[[ zv1_state: read a breaker without changing it.
 KEYS: state, events.  ARGV: none.
-Returns: name/value pairs: state, gen, epoch ('' before the first write), age_ms (time
-in this state), holder ('' when no valid lease), token (last granted), lease_ms (left on
-the lease), recovery_failures, recovery_age_ms (since the last recovery check, or the
-transition), idle_ms (since the last recorded call, -1 if none), revision.
+Returns: name/value pairs, in this order: state, gen, epoch ('' before the first write),
+age_ms (time in this state), holder ('' when no valid lease), token (last granted),
+lease_ms (left on the lease), recovery_failures (failed recovery checks, or half-open
+periods, since the circuit opened), recovery_successes (recovery checks passed in a row),
+recovery_age_ms (since the last recovery check, or the transition), trial_successes
+(successful trial calls in this half-open period), idle_ms (since the last recorded
+call, -1 if none), revision.
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function read_state(keys)
   check_keys(keys)
@@ -694,12 +704,14 @@ failure run, the failure rate, or the slow-call rate).
 KEYS: state, events.
 ARGV: header (channel, actor, retention), generation the outcomes were observed under,
   summary (7 values, see summary_arg), strategy spec (one value, see strategy_arg).
-Returns: {status, state, gen, epoch, transition JSON or ''}; status is
-  'ok'         counted, no transition
-  'opened'     counted, and the circuit opened: the transition is the fifth element
-  'stale_gen'  observed under another generation: not counted
-  'not_closed' the breaker is not closed: not counted
-  'reshaped'   counted into a window reset because its shape differs from the stored one
+Returns: {status, state, gen, epoch ('' before the first write), transition JSON or ''};
+status is
+  'ok'          counted, no transition
+  'reshaped'    counted into a window reset because the stored one had another shape; no
+                transition
+  'opened'      counted (into a reset window or not), and the circuit opened
+  'stale_gen'   observed under another generation: not counted
+  'not_closed'  the breaker is not closed: not counted
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function record(keys, args)
   local h = header(keys, args)
@@ -773,9 +785,9 @@ KEYS: state, events.
 ARGV: header (channel, actor, retention), ttl ms.
 A free or expired lease is granted with a fencing token one above the last one granted.
 The current holder asking again keeps its token and gets a fresh ttl.
-Returns: {status, token, holder, lease_ms, snapshot pairs...}; status is
-  'granted'  the actor holds the lease with `token` for lease_ms
-  'held'     another instance holds it for lease_ms more
+Returns: {status, token, holder, lease_ms, then the name/value pairs of zv1_state}; status is
+  'granted'  the actor (holder) holds the lease with `token` for lease_ms
+  'held'     another instance (holder) holds it, with `token`, for lease_ms more
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function acquire(keys, args)
   local h = header(keys, args)
@@ -821,8 +833,11 @@ end
 --[[ zv1_release: give a lease up, and tell the other instances at once.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), token.
-Returns: {status}; 'released', or 'not_holder' when the actor does not hold the lease
-with this token (nothing changes).
+The lease is released if it was last granted to the actor with this token, even if it has
+lapsed since (nobody else was granted it); the release is published on the channel
+({kind = 'released', key, token}).
+Returns: {status}; 'released', or 'not_holder' when the lease was granted to another
+instance or token, or released already (nothing changes).
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function release(keys, args)
   local h = header(keys, args)
@@ -866,7 +881,8 @@ ARGV: header (channel, actor, retention), token, generation, type, result, succe
   type 'wait': no check is configured and the open wait elapsed: with trial permits,
     the circuit goes HALF_OPEN (result must be 'success').
 Reports whose token is not the current, valid lease of the actor change nothing.
-Returns: {status, state, gen, epoch, recovery_failures, transition JSON or ''}; status is
+Returns: {status, state, gen, epoch ('' before the first write), recovery_failures (after
+the report), transition JSON or ''}; status is
   'closed' | 'half_open' | 'opened'  the report caused that transition
   'counted'            a recovery check was counted
   'ignored'            nothing to do for this type in this state
@@ -981,7 +997,8 @@ ARGV: header (channel, actor, retention), generation, trial permits, trial succe
 Across every instance at most `trial permits` trial calls are let through per half-open
 period: permits out plus successful trials. A permit not reported within its ttl is
 reclaimed (its instance may have died).
-Returns: {status, state, gen, epoch, permit id or '', ms}; status is
+Returns: {status, state, gen, epoch ('' before the first write), permit id or '', ms};
+status is
   'granted'        the permit, valid for ms
   'exhausted'      none free; one may be freed in ms (0: only by a transition)
   'not_half_open'  the breaker is not half-open: nothing changes
@@ -1018,14 +1035,15 @@ local function permit(keys, args)
   return reply('granted', format_number(st.pn), ttl)
 end
 
---[[ zv1_trial: the outcome of a trial call made with a permit.
+--[[ zv1_trial: the result of a trial call made with a permit.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), generation, permit id, result ('success' |
   'failure' | 'ignored'), trial permits, trial successes.
 A success counts towards the successes that close the circuit; a failure reopens it (the
-next recovery waits for the next backoff delay); an ignored outcome (the caller gave up,
-or it counts as neither) gives the permit back. A permit is reported once.
-Returns: {status, state, gen, epoch, successful trials, transition JSON or ''}; status is
+next recovery waits for the next backoff delay); 'ignored' (the caller gave up, or the
+call counts as neither) gives the permit back. A permit is reported once.
+Returns: {status, state, gen, epoch ('' before the first write), trial_successes (after
+the report: 0 once a transition started a new period), transition JSON or ''}; status is
   'counted'         a successful trial was counted
   'released'        an ignored trial gave its permit back
   'closed'          enough trials succeeded: the circuit closed
