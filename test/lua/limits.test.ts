@@ -5,9 +5,7 @@
  * the values the source library declares are checked against src/limits.ts as well.
  */
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
-import { Redis as RedisClient } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type BreakerKeys, keyList } from '../../src/keys.js';
 import * as limits from '../../src/limits.js';
 import {
@@ -23,8 +21,7 @@ import {
   MIN_DURATION_MS,
   SAFE_INTEGER,
 } from '../../src/limits.js';
-import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { CHANNEL, type Fn, consecutive, freshKeys, loadLibrary, summary } from './harness.js';
+import { CHANNEL, type Fn, consecutive, freshKeys, shippedLibrary, summary } from './harness.js';
 
 /** Limits the client alone checks: no library argument is bounded by them. */
 const CLIENT_ONLY = ['MIN_LEASE_TTL_MS', 'PERMIT_TIMEOUTS', 'MAX_PREFIX_LENGTH', 'MAX_DELAY_MS'];
@@ -122,20 +119,11 @@ const BOUNDED: readonly Bounded[] = [
   { fn: 'zv1_trial', name: 'trial successes', min: 1, max: MAX_TRIAL_PERMITS, args: (v) => [...H(), '0', '1', 'success', MAX_TRIAL_PERMITS, v] },
 ];
 
-let redis: Redis;
-
-beforeAll(async () => {
-  redis = new RedisClient(inject('redisUrl'));
-  await loadLibrary(redis, LIBRARY_CODE);
-});
-
-afterAll(() => {
-  redis.disconnect();
-});
+const redis = shippedLibrary();
 
 async function fcall(keys: BreakerKeys, fn: Fn, args: Args): Promise<unknown> {
   try {
-    return await redis.call('FCALL', fn, '2', ...keyList(keys), ...args.map(String));
+    return await redis().call('FCALL', fn, '2', ...keyList(keys), ...args.map(String));
   } catch (error) {
     return error;
   }
@@ -151,7 +139,7 @@ async function seeded(): Promise<BreakerKeys> {
 
 /** Whether each key exists, and its serialized value. */
 async function snapshot(keys: BreakerKeys): Promise<unknown[]> {
-  return Promise.all(keyList(keys).flatMap((key) => [redis.exists(key), redis.dumpBuffer(key)]));
+  return Promise.all(keyList(keys).flatMap((key) => [redis().exists(key), redis().dumpBuffer(key)]));
 }
 
 async function accepted(b: Bounded, v: number): Promise<void> {

@@ -3,8 +3,7 @@
  * is refused with a RangeError that names the option. test/lua/limits.test.ts checks the
  * library at the same bounds.
  */
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type CircuitBreakerOptions,
   ConsecutiveBreaker,
@@ -31,17 +30,8 @@ import {
   PERMIT_TIMEOUTS,
 } from '../../src/limits.js';
 import { resolveOptions, validateExecuteOptions } from '../../src/options.js';
+import { validOptions as base } from './valid-options.js';
 
-// Never connected: validation must not touch Redis.
-const redis = new Redis({ lazyConnect: true });
-afterAll(() => redis.disconnect());
-
-const base = (): CircuitBreakerOptions => ({
-  id: 'limits',
-  redis,
-  breaker: new ConsecutiveBreaker({ threshold: 3 }),
-  health: { backoff: new ConstantBackoff({ delayMs: 100 }), check: async () => undefined },
-});
 const options = (change: Partial<CircuitBreakerOptions>) => () => resolveOptions({ ...base(), ...change });
 const health = (change: Partial<CircuitBreakerOptions['health']>) => options({ health: { ...base().health, ...change } });
 
