@@ -3,7 +3,8 @@
 Zenvark, the server half: one circuit breaker per set of keys, decided here.
 
 Every function takes the same two keys, built by src/keys.ts, in one hash slot:
-  KEYS[1]  <prefix>:{<id>}:state   hash: state, generation, window, lease, recovery progress
+  KEYS[1]  <prefix>:{<id>}:state   hash: state, generation, window, lease, recovery progress,
+                                   trial permits
   KEYS[2]  <prefix>:{<id>}:events  stream: one entry per transition (the audit log)
 
 Writing functions share an ARGV header:
@@ -44,6 +45,22 @@ end
 
 local REVISION = 2
 
+-- Limits: the bounds of src/limits.ts, under the same names. test/lua/limits.test.ts calls
+-- every function with each bounded argument at its bounds and checks these values
+-- against src/limits.ts.
+local MAX_COUNT = 1000000000                -- calls: a count of a summary, a threshold, a minimum
+local MAX_COUNT_WINDOW = 10000              -- calls in a count window
+local MIN_DURATION_MS = 10                  -- a time window, ms
+local MAX_DURATION_MS = 86400000
+local TIME_BUCKETS = 20                     -- a time window is kept as this many buckets
+local MAX_TTL_MS = 3600000                  -- a lease or a trial permit, ms
+local MAX_RETENTION = 1000000               -- entries of the events stream
+local MAX_TRIAL_PERMITS = 10000             -- trial calls per half-open period
+local MAX_HEALTH_SUCCESS_THRESHOLD = 100    -- recovery checks in a row
+local SAFE_INTEGER = 9007199254740991       -- generations, tokens, permit numbers: 2^53 - 1
+local MAX_ACTOR_BYTES = 256
+local MAX_CHANNEL_BYTES = 1024
+
 local CLOSED = 'closed'
 local OPEN = 'open'
 local HALF_OPEN = 'half_open'
@@ -52,15 +69,9 @@ local KNOWN_STATES = { [CLOSED] = true, [OPEN] = true, [HALF_OPEN] = true }
 -- Codes of single outcomes in a count window, oldest first.
 local OK, FAIL, SLOW_OK, SLOW_FAIL = '0', '1', '2', '3'
 
--- A time window is kept as this many buckets of duration / TIME_BUCKETS each.
-local TIME_BUCKETS = 20
+-- A time window bucket: four doubles (see fold_time).
 local BUCKET_BYTES = 32
 
-local MAX_COUNT = 1000000000
-local MAX_COUNT_WINDOW = 10000
-local MAX_DURATION_MS = 86400000
-local MAX_TTL_MS = 3600000
-local MAX_RETENTION = 1000000
 local RATE_EPSILON = 1e-9
 -- The time of the last recorded call is kept to this precision, in ms.
 local LAST_CALL_STEP_MS = 100
@@ -109,21 +120,28 @@ local function show(value)
   return "'" .. text .. "'"
 end
 
+-- Whole numbers up to 2^53 are exact in a double: they are printed as integers.
 local function format_number(n)
-  if n == floor(n) and abs(n) <= 9007199254740992 then
+  if n == floor(n) and abs(n) <= SAFE_INTEGER + 1 then
     return format('%d', n)
   end
   return format('%.6g', n)
+end
+
+-- ARGV[i] as sent; refused when it is absent.
+local function required_arg(args, i, name)
+  local raw = args[i]
+  if raw == nil then
+    fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
+  end
+  return raw
 end
 
 -- An integer in [min, max]. tonumber() alone is the cheapest strict-enough parse: what
 -- it takes that a decimal pattern would not ('0x10', '1e3') still has to be a whole
 -- number in range.
 local function int_arg(args, i, name, min, max)
-  local raw = args[i]
-  if raw == nil then
-    fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
-  end
+  local raw = required_arg(args, i, name)
   local n = tonumber(raw)
   if not n or n % 1 ~= 0 then
     fail('ZV_BADARG', name .. ' must be an integer, got ' .. show(raw))
@@ -145,10 +163,7 @@ end
 
 -- A rate in (0, 1].
 local function rate_arg(args, i, name)
-  local raw = args[i]
-  if raw == nil then
-    fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
-  end
+  local raw = required_arg(args, i, name)
   local n = tonumber(raw)
   if n == nil or n ~= n or not match(raw, '^[%d%.eE%+%-]+$') then
     fail('ZV_BADARG', name .. ' must be a number, got ' .. show(raw))
@@ -160,10 +175,7 @@ local function rate_arg(args, i, name)
 end
 
 local function text_arg(args, i, name, max_length)
-  local raw = args[i]
-  if raw == nil then
-    fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
-  end
+  local raw = required_arg(args, i, name)
   if #raw == 0 or #raw > max_length then
     fail('ZV_BADARG', name .. ' must be 1 to ' .. max_length .. ' bytes long, got ' .. #raw)
   end
@@ -171,10 +183,7 @@ local function text_arg(args, i, name, max_length)
 end
 
 local function enum_arg(args, i, name, allowed)
-  local raw = args[i]
-  if raw == nil then
-    fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
-  end
+  local raw = required_arg(args, i, name)
   if not allowed[raw] then
     local names = {}
     for k in pairs(allowed) do
@@ -198,8 +207,8 @@ local function header(keys, args)
   return {
     state_key = keys[1],
     events_key = keys[2],
-    channel = text_arg(args, 1, 'channel', 1024),
-    actor = text_arg(args, 2, 'actor', 256),
+    channel = text_arg(args, 1, 'channel', MAX_CHANNEL_BYTES),
+    actor = text_arg(args, 2, 'actor', MAX_ACTOR_BYTES),
     retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION),
   }
 end
@@ -313,12 +322,27 @@ local function lease_remaining(st, now)
   return 0
 end
 
+-- The instance that holds a valid lease, or ''.
+local function lease_holder(st, now)
+  if lease_valid(st, now) then
+    return st.lh
+  end
+  return ''
+end
+
+-- The last grant went to `actor` with `token` and was not released since; the lease may
+-- have lapsed. Enough to give it up: nobody else was granted it.
+local function granted_to(st, actor, token)
+  return not st.new and st.lh == actor and st.lt == token
+end
+
+-- `actor` holds the lease with `token`, and it has not lapsed: enough to act on it.
+local function holds_lease(st, now, actor, token)
+  return granted_to(st, actor, token) and lease_valid(st, now)
+end
+
 -- Everything a client needs to act on a breaker, as name/value pairs.
 local function snapshot(st, now)
-  local holder = ''
-  if lease_valid(st, now) then
-    holder = st.lh
-  end
   local idle = -1
   if st.last >= 0 then
     idle = max(0, now - st.last)
@@ -328,7 +352,7 @@ local function snapshot(st, now)
     'gen', st.gen,
     'epoch', visible_epoch(st),
     'age_ms', max(0, now - st.since),
-    'holder', holder,
+    'holder', lease_holder(st, now),
     'token', st.lt,
     'lease_ms', lease_remaining(st, now),
     'recovery_failures', st.hcf,
@@ -344,22 +368,28 @@ end
 -- Transitions: the only place that changes `state`
 ---------------------------------------------------------------------------------------
 
-local function check_type(key, expected)
-  local kind = call('TYPE', key).ok
-  if kind ~= expected and kind ~= 'none' then
-    fail('ZV_WRONGTYPE', key .. ' is a ' .. kind .. ', expected a ' .. expected)
+local function check_key_type(key, expected)
+  local actual = call('TYPE', key).ok
+  if actual ~= expected and actual ~= 'none' then
+    fail('ZV_WRONGTYPE', key .. ' is a ' .. actual .. ', expected a ' .. expected)
   end
 end
 
 -- A transition appends to the events stream: it must be ours before anything is written.
 local function check_transition_keys(h)
-  check_type(h.events_key, 'stream')
+  check_key_type(h.events_key, 'stream')
 end
 
 -- Moves the breaker to `to`, appends one audit entry and publishes it. The caller has
 -- validated everything and called check_transition_keys(h) before its first write.
 -- `facts` holds the numbers behind the decision; `token` is the actor's lease token or ''.
--- Returns the published JSON text.
+-- Writes these fields, whichever groups the caller loaded (on a new hash, every field):
+--   CORE      state, gen + 1, since (not epoch: the same hash lives on)
+--   WINDOW    run and w emptied (not cfg, the spec; not last, the last call)
+--   RECOVERY  hcf: 0 on leaving or entering CLOSED, one more from HALF_OPEN to OPEN, kept
+--             from OPEN to HALF_OPEN; hca now; hcs 0
+--   TRIALS    tp emptied, ts 0 (not pn: permit numbers only grow)
+-- and nothing of LEASE. Returns the published JSON text.
 local function transition(h, st, now, to, reason, facts, token)
   local from = st.state
   st.state = to
@@ -410,8 +440,8 @@ local STRATEGY_KINDS = { consecutive = true, count = true, time = true }
 
 -- The strategy spec, one argument 'kind:threshold:window:minimum[:slow]':
 --   consecutive:<failures in a row>:0:0
---   count:<failure rate in (0, 1]>:<calls, 1..10000>:<minimum calls, 1..window>[:<slow-call rate>]
---   time:<failure rate in (0, 1]>:<duration ms, 10..86400000>:<minimum calls>[:<slow-call rate>]
+--   count:<failure rate in (0, 1]>:<calls, 1..MAX_COUNT_WINDOW>:<minimum calls, 1..window>[:<slow-call rate>]
+--   time:<failure rate in (0, 1]>:<duration ms, MIN_DURATION_MS..MAX_DURATION_MS>:<minimum calls>[:<slow-call rate>]
 -- With a slow-call rate in (0, 1], the share of slow calls in the window opens the circuit
 -- too. The spec is stored (cfg) with the window; a spec of another shape (kind and
 -- window) resets the window.
@@ -442,7 +472,7 @@ local function parse_strategy(raw)
     s.window = int_arg(parts, 3, 'window', 1, MAX_COUNT_WINDOW)
     s.min_calls = int_arg(parts, 4, 'minimum calls', 1, s.window)
   else
-    s.window = int_arg(parts, 3, 'window', 10, MAX_DURATION_MS)
+    s.window = int_arg(parts, 3, 'window', MIN_DURATION_MS, MAX_DURATION_MS)
     s.min_calls = int_arg(parts, 4, 'minimum calls', 1, MAX_COUNT)
   end
   s.shape = s.kind .. ':' .. s.window
@@ -452,10 +482,7 @@ end
 -- A spec is parsed once: it is a pure function of its text, and a library keeps its
 -- upvalues between calls. The cache is bounded.
 local function strategy_arg(args, i)
-  local raw = args[i]
-  if raw == nil then
-    fail('ZV_BADARG', 'strategy is missing (ARGV[' .. i .. '])')
-  end
+  local raw = required_arg(args, i, 'strategy')
   local s = parsed_specs[raw]
   if s then
     return s
@@ -637,14 +664,15 @@ local function guard(fn)
     if not floor then
       bind_globals()
     end
-    local ok, result = pcall(fn, keys, args)
+    -- value: the reply, or what was raised.
+    local ok, value = pcall(fn, keys, args)
     if ok then
-      return result
+      return value
     end
-    if type(result) == 'table' and result.zv then
-      return error_reply(result.zv)
+    if type(value) == 'table' and value.zv then
+      return error_reply(value.zv)
     end
-    error(result)
+    error(value)
   end
 end
 
@@ -657,10 +685,13 @@ end
 
 --[[ zv1_state: read a breaker without changing it.
 KEYS: state, events.  ARGV: none.
-Returns: name/value pairs: state, gen, epoch ('' before the first write), age_ms (time
-in this state), holder ('' when no valid lease), token (last granted), lease_ms (left on
-the lease), recovery_failures, recovery_age_ms (since the last recovery check, or the
-transition), idle_ms (since the last recorded call, -1 if none), revision.
+Returns: name/value pairs, in this order: state, gen, epoch ('' before the first write),
+age_ms (time in this state), holder ('' when no valid lease), token (last granted),
+lease_ms (left on the lease), recovery_failures (failed recovery checks, or half-open
+periods, since the circuit opened), recovery_successes (recovery checks passed in a row),
+recovery_age_ms (since the last recovery check, or the transition), trial_successes
+(successful trial calls in this half-open period), idle_ms (since the last recorded
+call, -1 if none), revision.
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function read_state(keys)
   check_keys(keys)
@@ -673,16 +704,18 @@ failure run, the failure rate, or the slow-call rate).
 KEYS: state, events.
 ARGV: header (channel, actor, retention), generation the outcomes were observed under,
   summary (7 values, see summary_arg), strategy spec (one value, see strategy_arg).
-Returns: {status, state, gen, epoch, transition JSON or ''}; status is
-  'ok'         counted, no transition
-  'opened'     counted, and the circuit opened: the transition is the fifth element
-  'stale_gen'  observed under another generation: not counted
-  'not_closed' the breaker is not closed: not counted
-  'reshaped'   counted into a window reset because its shape differs from the stored one
+Returns: {status, state, gen, epoch ('' before the first write), transition JSON or ''};
+status is
+  'ok'          counted, no transition
+  'reshaped'    counted into a window reset because the stored one had another shape; no
+                transition
+  'opened'      counted (into a reset window or not), and the circuit opened
+  'stale_gen'   observed under another generation: not counted
+  'not_closed'  the breaker is not closed: not counted
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function record(keys, args)
   local h = header(keys, args)
-  local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
+  local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
   local sum = summary_arg(args, 5)
   local s = strategy_arg(args, 12)
   local now, micros = server_time()
@@ -752,9 +785,9 @@ KEYS: state, events.
 ARGV: header (channel, actor, retention), ttl ms.
 A free or expired lease is granted with a fencing token one above the last one granted.
 The current holder asking again keeps its token and gets a fresh ttl.
-Returns: {status, token, holder, lease_ms, snapshot pairs...}; status is
-  'granted'  the actor holds the lease with `token` for lease_ms
-  'held'     another instance holds it for lease_ms more
+Returns: {status, token, holder, lease_ms, then the name/value pairs of zv1_state}; status is
+  'granted'  the actor (holder) holds the lease with `token` for lease_ms
+  'held'     another instance (holder) holds it, with `token`, for lease_ms more
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function acquire(keys, args)
   local h = header(keys, args)
@@ -784,17 +817,13 @@ Returns: {status, token, holder, lease_ms}; status is
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function renew(keys, args)
   local h = header(keys, args)
-  local token = int_arg(args, 4, 'token', 1, 9007199254740991)
+  local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
   local ttl = int_arg(args, 5, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
 
-  if st.new or not lease_valid(st, now) or st.lh ~= h.actor or st.lt ~= token then
-    local holder = ''
-    if lease_valid(st, now) then
-      holder = st.lh
-    end
-    return { 'lost', st.lt, holder, lease_remaining(st, now) }
+  if not holds_lease(st, now, h.actor, token) then
+    return { 'lost', st.lt, lease_holder(st, now), lease_remaining(st, now) }
   end
   st.lu = now + ttl
   save_state(h.state_key, st, { 'lu' })
@@ -804,16 +833,19 @@ end
 --[[ zv1_release: give a lease up, and tell the other instances at once.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), token.
-Returns: {status}; 'released', or 'not_holder' when the actor does not hold the lease
-with this token (nothing changes).
+The lease is released if it was last granted to the actor with this token, even if it has
+lapsed since (nobody else was granted it); the release is published on the channel
+({kind = 'released', key, token}).
+Returns: {status}; 'released', or 'not_holder' when the lease was granted to another
+instance or token, or released already (nothing changes).
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function release(keys, args)
   local h = header(keys, args)
-  local token = int_arg(args, 4, 'token', 1, 9007199254740991)
+  local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
 
-  if st.new or st.lh ~= h.actor or st.lt ~= token then
+  if not granted_to(st, h.actor, token) then
     return { 'not_holder' }
   end
   st.lh = ''
@@ -826,7 +858,6 @@ end
 local CHECK_TYPES = { recovery = true, idle = true, wait = true }
 local CHECK_RESULTS = { success = true, failure = true }
 local TRIAL_RESULTS = { success = true, failure = true, ignored = true }
-local MAX_PERMITS = 10000
 
 -- Where recovery leads: CLOSED, or HALF_OPEN when trial calls are configured.
 local function recovered_state(permits)
@@ -839,9 +870,10 @@ end
 --[[ zv1_health: a health-check result from the lease holder.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), token, generation, type, result, success
-  threshold (recovery checks in a row that close, 1..100; default 1), trial permits (0,
-  or the permits of a half-open state to go to instead of closing; default 0). The two
-  defaults keep revision-1 clients, which send neither, working.
+  threshold (recovery checks in a row that close, 1..MAX_HEALTH_SUCCESS_THRESHOLD;
+  default 1), trial permits (0, or the permits of a half-open state to go to instead of
+  closing; default 0). The two defaults keep revision-1 clients, which send neither,
+  working.
   type 'recovery': a recovery check while open. Successes in a row up to the threshold
     recover the circuit (to CLOSED, or HALF_OPEN with trial permits); a failure is
     counted and restarts the run.
@@ -849,7 +881,8 @@ ARGV: header (channel, actor, retention), token, generation, type, result, succe
   type 'wait': no check is configured and the open wait elapsed: with trial permits,
     the circuit goes HALF_OPEN (result must be 'success').
 Reports whose token is not the current, valid lease of the actor change nothing.
-Returns: {status, state, gen, epoch, recovery_failures, transition JSON or ''}; status is
+Returns: {status, state, gen, epoch ('' before the first write), recovery_failures (after
+the report), transition JSON or ''}; status is
   'closed' | 'half_open' | 'opened'  the report caused that transition
   'counted'            a recovery check was counted
   'ignored'            nothing to do for this type in this state
@@ -858,13 +891,13 @@ Returns: {status, state, gen, epoch, recovery_failures, transition JSON or ''}; 
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function health(keys, args)
   local h = header(keys, args)
-  local token = int_arg(args, 4, 'token', 1, 9007199254740991)
-  local gen = int_arg(args, 5, 'generation', 0, 9007199254740991)
-  local kind = enum_arg(args, 6, 'type', CHECK_TYPES)
+  local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
+  local gen = int_arg(args, 5, 'generation', 0, SAFE_INTEGER)
+  local check_type = enum_arg(args, 6, 'type', CHECK_TYPES)
   local result = enum_arg(args, 7, 'result', CHECK_RESULTS)
-  local needed = opt_int_arg(args, 8, 'success threshold', 1, 100, 1)
-  local permits = opt_int_arg(args, 9, 'trial permits', 0, MAX_PERMITS, 0)
-  if kind == 'wait' and (permits == 0 or result ~= 'success') then
+  local needed = opt_int_arg(args, 8, 'success threshold', 1, MAX_HEALTH_SUCCESS_THRESHOLD, 1)
+  local permits = opt_int_arg(args, 9, 'trial permits', 0, MAX_TRIAL_PERMITS, 0)
+  if check_type == 'wait' and (permits == 0 or result ~= 'success') then
     fail('ZV_BADARG', "type 'wait' needs trial permits and result 'success'")
   end
   local now, micros = server_time()
@@ -873,19 +906,19 @@ local function health(keys, args)
   local function reply(status, message)
     return { status, st.state, st.gen, visible_epoch(st), st.hcf, message or '' }
   end
-  if st.new or not lease_valid(st, now) or st.lh ~= h.actor or st.lt ~= token then
+  if not holds_lease(st, now, h.actor, token) then
     return reply('stale_token')
   end
   if gen ~= st.gen then
     return reply('stale_gen')
   end
 
-  if st.state == OPEN and kind == 'wait' then
+  if st.state == OPEN and check_type == 'wait' then
     check_transition_keys(h)
     local facts = { failures = format_number(st.hcf) }
     return reply('half_open', transition(h, st, now, HALF_OPEN, 'open_wait_elapsed', facts, tostring(token)))
   end
-  if kind == 'recovery' and st.state == OPEN then
+  if check_type == 'recovery' and st.state == OPEN then
     if result == 'failure' then
       st.hcf = st.hcf + 1
       st.hcs = 0
@@ -904,7 +937,7 @@ local function health(keys, args)
     local checks = { failures = format_number(st.hcf), calls = format_number(st.hcf + st.hcs) }
     return reply(to, transition(h, st, now, to, 'recovery_check_passed', checks, tostring(token)))
   end
-  if kind == 'idle' and st.state == CLOSED and result == 'failure' then
+  if check_type == 'idle' and st.state == CLOSED and result == 'failure' then
     check_transition_keys(h)
     return reply('opened', transition(h, st, now, OPEN, 'idle_probe_failed', { failures = '1', calls = '1' }, tostring(token)))
   end
@@ -951,9 +984,9 @@ local function trial_state(h, gen)
   return st, now, nil
 end
 
--- ARGV[i..i+1]: trial permits (1..10000) and trial successes that close (1..permits).
+-- ARGV[i..i+1]: trial permits (1..MAX_TRIAL_PERMITS) and trial successes that close (1..permits).
 local function trial_args(args, i)
-  local permits = int_arg(args, i, 'trial permits', 1, MAX_PERMITS)
+  local permits = int_arg(args, i, 'trial permits', 1, MAX_TRIAL_PERMITS)
   return permits, int_arg(args, i + 1, 'trial successes', 1, permits)
 end
 
@@ -964,7 +997,8 @@ ARGV: header (channel, actor, retention), generation, trial permits, trial succe
 Across every instance at most `trial permits` trial calls are let through per half-open
 period: permits out plus successful trials. A permit not reported within its ttl is
 reclaimed (its instance may have died).
-Returns: {status, state, gen, epoch, permit id or '', ms}; status is
+Returns: {status, state, gen, epoch ('' before the first write), permit id or '', ms};
+status is
   'granted'        the permit, valid for ms
   'exhausted'      none free; one may be freed in ms (0: only by a transition)
   'not_half_open'  the breaker is not half-open: nothing changes
@@ -972,7 +1006,7 @@ Returns: {status, state, gen, epoch, permit id or '', ms}; status is
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function permit(keys, args)
   local h = header(keys, args)
-  local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
+  local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
   local permits = trial_args(args, 5)
   local ttl = int_arg(args, 7, 'permit ttl', 1, MAX_TTL_MS)
   local st, now, refused = trial_state(h, gen)
@@ -1001,14 +1035,15 @@ local function permit(keys, args)
   return reply('granted', format_number(st.pn), ttl)
 end
 
---[[ zv1_trial: the outcome of a trial call made with a permit.
+--[[ zv1_trial: the result of a trial call made with a permit.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), generation, permit id, result ('success' |
   'failure' | 'ignored'), trial permits, trial successes.
 A success counts towards the successes that close the circuit; a failure reopens it (the
-next recovery waits for the next backoff delay); an ignored outcome (the caller gave up,
-or it counts as neither) gives the permit back. A permit is reported once.
-Returns: {status, state, gen, epoch, successful trials, transition JSON or ''}; status is
+next recovery waits for the next backoff delay); 'ignored' (the caller gave up, or the
+call counts as neither) gives the permit back. A permit is reported once.
+Returns: {status, state, gen, epoch ('' before the first write), trial_successes (after
+the report: 0 once a transition started a new period), transition JSON or ''}; status is
   'counted'         a successful trial was counted
   'released'        an ignored trial gave its permit back
   'closed'          enough trials succeeded: the circuit closed
@@ -1019,8 +1054,8 @@ Returns: {status, state, gen, epoch, successful trials, transition JSON or ''}; 
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
 local function trial(keys, args)
   local h = header(keys, args)
-  local gen = int_arg(args, 4, 'generation', 0, 9007199254740991)
-  local id = int_arg(args, 5, 'permit', 1, 9007199254740991)
+  local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
+  local id = int_arg(args, 5, 'permit', 1, SAFE_INTEGER)
   local result = enum_arg(args, 6, 'result', TRIAL_RESULTS)
   local _, needed = trial_args(args, 7)
   local st, now, refused = trial_state(h, gen)

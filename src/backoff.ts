@@ -1,7 +1,5 @@
+import { MAX_DELAY_MS } from './limits.js';
 import { atLeast, durationIn, requiredObject } from './validate.js';
-
-/** Longest delay any backoff returns, in milliseconds: what setTimeout can wait. */
-export const MAX_DELAY_MS = 2_147_483_647;
 
 /** Delays between recovery checks. Implement it for a custom schedule. */
 export interface BackoffStrategy {

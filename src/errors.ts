@@ -1,8 +1,10 @@
+import type { ErrorCode, ServerErrorCode } from './error-codes.js';
+
 /** Base class of every error Zenvark creates; `code` is stable, the message is for people. */
 export class ZenvarkError extends Error {
-  declare readonly code: string;
+  declare readonly code: ErrorCode;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
   }
@@ -78,9 +80,12 @@ export class LibraryOutdatedError extends ZenvarkError {
  * holds another type) or ZV_CORRUPT (a breaker key holds data Zenvark did not write).
  */
 export class RedisFunctionError extends ZenvarkError {
+  declare readonly code: ServerErrorCode;
   declare readonly functionName: string;
 
-  constructor(code: string, functionName: string, message: string) {
+  /** `code` is the first word of the library's error reply, one of SERVER_ERROR_CODES
+   * (test/unit/error-codes.test.ts checks the library raises no other). */
+  constructor(code: ServerErrorCode, functionName: string, message: string) {
     super(code, `${functionName}: ${message}`);
     this.functionName = functionName;
   }
@@ -93,7 +98,9 @@ export class RedisFunctionError extends ZenvarkError {
 export class BackgroundError extends ZenvarkError {
   declare readonly breakerId: string;
 
-  constructor(code: string, breakerId: string, message: string, cause?: unknown) {
+  /** `code` is one of ErrorCode; it is typed string while the breaker's report() passes
+   * one (test/unit/error-codes.test.ts checks every code written in src/ is listed). */
+  constructor(code: ErrorCode, breakerId: string, message: string, cause?: unknown) {
     super(code, `breaker '${breakerId}': ${message}${describeCause(cause)}`, { cause });
     this.breakerId = breakerId;
   }

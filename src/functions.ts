@@ -6,6 +6,7 @@
 import type { Redis } from 'ioredis';
 import type { CallResult, CheckResult } from './constants.js';
 import type { Connection } from './connections.js';
+import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
 import { LibraryMissingError, RedisFunctionError } from './errors.js';
 import { type Published, parsePublished } from './feed-message.js';
 import type { BreakerKeys } from './keys.js';
@@ -100,9 +101,10 @@ function describe(connection: Connection): string {
 /** Maps a Redis error to ours: ZV_ codes and a missing library get their own classes. */
 export function functionError(error: unknown, functionName: string, connection: Connection): unknown {
   if (!(error instanceof Error)) return error;
-  const coded = /^(ZV_[A-Z]+) ([\s\S]*)$/.exec(error.message);
-  if (coded?.[1] && coded[2] !== undefined) {
-    return new RedisFunctionError(coded[1], functionName, coded[2]);
+  const coded = /^(ZV_[A-Z_]+) ([\s\S]*)$/.exec(error.message);
+  const code = coded?.[1];
+  if (code && coded[2] !== undefined && (SERVER_ERROR_CODES as readonly string[]).includes(code)) {
+    return new RedisFunctionError(code as ServerErrorCode, functionName, coded[2]);
   }
   if (/function not found/i.test(error.message)) {
     return new LibraryMissingError(describe(connection), LIBRARY_REVISION);

@@ -6,7 +6,7 @@
  * after stop().
  */
 import type { BackoffStrategy } from './backoff.js';
-import { MAX_DELAY_MS } from './backoff.js';
+import { MAX_DELAY_MS } from './limits.js';
 import { CallResult, type CheckResult, HealthCheckType } from './constants.js';
 import { ZenvarkError } from './errors.js';
 

@@ -30,6 +30,7 @@ export {
   RedisFunctionError,
   BackgroundError,
 } from './errors.js';
+export { ErrorCode, type ServerErrorCode } from './error-codes.js';
 export type {
   BreakerMetricsRecorder,
   RecordCallParams,

@@ -6,7 +6,8 @@
  */
 import { StrategyKind } from './constants.js';
 import type { OutcomeSummary } from './functions.js';
-import { type BreakerStrategy, TIME_BUCKETS } from './strategies.js';
+import { TIME_BUCKETS } from './limits.js';
+import type { BreakerStrategy } from './strategies.js';
 
 const RATE_EPSILON = 1e-9;
 // Codes of the count window, as in the Lua library: bit 0 failure, bit 1 slow.

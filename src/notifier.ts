@@ -5,6 +5,7 @@
  * reported, never thrown into the breaker.
  */
 import { CallResult, type CircuitRole, type HealthCheckType } from './constants.js';
+import type { ErrorCode } from './error-codes.js';
 import { BackgroundError } from './errors.js';
 import type { BreakerFunctions } from './functions.js';
 import type { ResolvedOptions } from './options.js';
@@ -26,7 +27,7 @@ export class Notifier {
   constructor(private readonly o: ResolvedOptions) {}
 
   /** Hands a background error to onError. */
-  report(code: string, message: string, cause?: unknown): void {
+  report(code: ErrorCode, message: string, cause?: unknown): void {
     try {
       this.o.onError(new BackgroundError(code, this.o.id, message, cause));
     } catch {

@@ -5,6 +5,17 @@ import type { BackoffStrategy } from './backoff.js';
 import type { CircuitRole, CircuitState, HealthCheckType } from './constants.js';
 import type { BreakerMetricsRecorder } from './metrics.js';
 import { StrategyKind } from './constants.js';
+import {
+  MAX_ACTOR_BYTES,
+  MAX_DELAY_MS,
+  MAX_HEALTH_SUCCESS_THRESHOLD,
+  MAX_PREFIX_LENGTH,
+  MAX_RETENTION,
+  MAX_TRIAL_PERMITS,
+  MAX_TTL_MS,
+  MIN_LEASE_TTL_MS,
+  PERMIT_TIMEOUTS,
+} from './limits.js';
 import { type BreakerStrategy, validateStrategy } from './strategies.js';
 import type { Transition } from './transition.js';
 import {
@@ -81,13 +92,13 @@ export interface CircuitBreakerOptions {
   onRoleChange?: (role: CircuitRole) => void;
   /** Receives call, fast-fail and health-check observations. */
   metrics?: BreakerMetricsRecorder;
-  /** Prefix of every key and of the feed channel. Default: 'zenvark'. */
+  /** Prefix of every key and of the feed channel; at most 256 characters, no '{' or '}'. Default: 'zenvark'. */
   prefix?: string;
-  /** Lifetime of the health-check lease in ms; a dead holder is replaced within it. Default: 5000. */
+  /** Lifetime of the health-check lease in ms, 100 to 3,600,000; a dead holder is replaced within it. Default: 5000. */
   leaseTtlMs?: number;
-  /** Approximate number of transitions kept in the audit stream (XADD MAXLEN ~). Default: 1000. */
+  /** Approximate number of transitions kept in the audit stream (XADD MAXLEN ~), 1 to 1,000,000. Default: 1000. */
   auditRetention?: number;
-  /** Name of this instance in leases and audit entries. Default: '<hostname>:<pid>:<random>'. */
+  /** Name of this instance in leases and audit entries, at most 256 bytes of UTF-8. Default: '<hostname>:<pid>:<random>'. */
   instanceId?: string;
   /** Load or upgrade the function library at start() instead of failing. Default: false. */
   loadFunctions?: boolean;
@@ -176,7 +187,7 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
   if (typeof backoff !== 'object' || backoff === null || typeof backoff.getDelayMs !== 'function') {
     throw new TypeError('CircuitBreaker.health.backoff must be a backoff strategy with getDelayMs(attempt)');
   }
-  const timeoutMs = o.timeoutMs === undefined ? undefined : durationIn('CircuitBreaker.timeoutMs', o.timeoutMs, 1, 2_147_483_647);
+  const timeoutMs = o.timeoutMs === undefined ? undefined : durationIn('CircuitBreaker.timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
   const halfOpen = o.halfOpen === undefined ? undefined : resolveHalfOpen(o.halfOpen, timeoutMs);
   const check =
     halfOpen && health.check === undefined
@@ -185,20 +196,20 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
   const idleProbeIntervalMs =
     health.idleProbeIntervalMs === undefined
       ? undefined
-      : durationIn('CircuitBreaker.health.idleProbeIntervalMs', health.idleProbeIntervalMs, 1, 2_147_483_647);
+      : durationIn('CircuitBreaker.health.idleProbeIntervalMs', health.idleProbeIntervalMs, 1, MAX_DELAY_MS);
   const healthTimeoutMs =
     health.timeoutMs === undefined
       ? DEFAULTS.healthTimeoutMs
-      : durationIn('CircuitBreaker.health.timeoutMs', health.timeoutMs, 1, 2_147_483_647);
+      : durationIn('CircuitBreaker.health.timeoutMs', health.timeoutMs, 1, MAX_DELAY_MS);
   if (idleProbeIntervalMs !== undefined && check === undefined) {
     throw new TypeError('CircuitBreaker.health.idleProbeIntervalMs needs CircuitBreaker.health.check to probe with');
   }
   const healthSuccessThreshold =
     health.successThreshold === undefined
       ? DEFAULTS.healthSuccessThreshold
-      : integerIn('CircuitBreaker.health.successThreshold', health.successThreshold, 1, 100);
+      : integerIn('CircuitBreaker.health.successThreshold', health.successThreshold, 1, MAX_HEALTH_SUCCESS_THRESHOLD);
   const slowCallDurationMs =
-    o.slowCallDurationMs === undefined ? undefined : durationIn('CircuitBreaker.slowCallDurationMs', o.slowCallDurationMs, 0, 2_147_483_647);
+    o.slowCallDurationMs === undefined ? undefined : durationIn('CircuitBreaker.slowCallDurationMs', o.slowCallDurationMs, 0, MAX_DELAY_MS);
   const slowCallRateThreshold =
     o.slowCallRateThreshold === undefined ? undefined : rate('CircuitBreaker.slowCallRateThreshold', o.slowCallRateThreshold);
   if ((slowCallDurationMs === undefined) !== (slowCallRateThreshold === undefined)) {
@@ -215,14 +226,15 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     }
   }
 
-  const prefix = o.prefix === undefined ? DEFAULTS.prefix : nonEmptyString('CircuitBreaker.prefix', o.prefix, 256);
+  const prefix = o.prefix === undefined ? DEFAULTS.prefix : nonEmptyString('CircuitBreaker.prefix', o.prefix, MAX_PREFIX_LENGTH);
   if (/[{}]/.test(prefix)) {
     throw new RangeError(`CircuitBreaker.prefix must not contain '{' or '}', got ${JSON.stringify(prefix)}`);
   }
   const instanceId =
     o.instanceId === undefined ? defaultInstanceId() : nonEmptyString('CircuitBreaker.instanceId', o.instanceId);
-  if (Buffer.byteLength(instanceId) > 200) {
-    throw new RangeError('CircuitBreaker.instanceId must be at most 200 bytes long');
+  const instanceIdBytes = Buffer.byteLength(instanceId);
+  if (instanceIdBytes > MAX_ACTOR_BYTES) {
+    throw new RangeError(`CircuitBreaker.instanceId must be at most ${MAX_ACTOR_BYTES} bytes long, got ${instanceIdBytes}`);
   }
 
   return {
@@ -245,24 +257,20 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     onRoleChange: functionOrUndefined('CircuitBreaker.onRoleChange', o.onRoleChange as ResolvedOptions['onRoleChange']),
     metrics,
     prefix,
-    leaseTtlMs: o.leaseTtlMs === undefined ? DEFAULTS.leaseTtlMs : integerIn('CircuitBreaker.leaseTtlMs', o.leaseTtlMs, 100, 3_600_000),
+    leaseTtlMs: o.leaseTtlMs === undefined ? DEFAULTS.leaseTtlMs : integerIn('CircuitBreaker.leaseTtlMs', o.leaseTtlMs, MIN_LEASE_TTL_MS, MAX_TTL_MS),
     auditRetention:
       o.auditRetention === undefined
         ? DEFAULTS.auditRetention
-        : integerIn('CircuitBreaker.auditRetention', o.auditRetention, 1, 1_000_000),
+        : integerIn('CircuitBreaker.auditRetention', o.auditRetention, 1, MAX_RETENTION),
     instanceId,
     loadFunctions: optionalBoolean('CircuitBreaker.loadFunctions', o.loadFunctions, DEFAULTS.loadFunctions),
     localFallback: optionalBoolean('CircuitBreaker.localFallback', o.localFallback, DEFAULTS.localFallback),
   };
 }
 
-/** A trial call must end before its permit lapses: permits last at least this many timeouts. */
-const PERMIT_TIMEOUTS = 3;
-const MAX_PERMIT_TIMEOUT_MS = 3_600_000;
-
 function resolveHalfOpen(value: unknown, timeoutMs: number | undefined): ResolvedHalfOpen {
   const h = requiredObject('CircuitBreaker.halfOpen', value);
-  const permittedCalls = integerIn('CircuitBreaker.halfOpen.permittedCalls', h.permittedCalls, 1, 10_000);
+  const permittedCalls = integerIn('CircuitBreaker.halfOpen.permittedCalls', h.permittedCalls, 1, MAX_TRIAL_PERMITS);
   const successThreshold =
     h.successThreshold === undefined
       ? permittedCalls
@@ -270,8 +278,8 @@ function resolveHalfOpen(value: unknown, timeoutMs: number | undefined): Resolve
   const shortest = timeoutMs === undefined ? 1 : Math.ceil(PERMIT_TIMEOUTS * timeoutMs);
   const permitTimeoutMs =
     h.permitTimeoutMs === undefined
-      ? Math.min(MAX_PERMIT_TIMEOUT_MS, Math.max(DEFAULTS.permitTimeoutMs, shortest))
-      : integerIn('CircuitBreaker.halfOpen.permitTimeoutMs', h.permitTimeoutMs, 1, MAX_PERMIT_TIMEOUT_MS);
+      ? Math.min(MAX_TTL_MS, Math.max(DEFAULTS.permitTimeoutMs, shortest))
+      : integerIn('CircuitBreaker.halfOpen.permitTimeoutMs', h.permitTimeoutMs, 1, MAX_TTL_MS);
   if (permitTimeoutMs < shortest) {
     throw new RangeError(
       `CircuitBreaker.halfOpen.permitTimeoutMs must be at least ${PERMIT_TIMEOUTS} × timeoutMs (${shortest}), got ${permitTimeoutMs}: ` +
@@ -304,7 +312,7 @@ export interface ExecuteOptions<T> {
 /** Checks the options of one execute() call; throws an error naming what is wrong. */
 export function validateExecuteOptions(options: ExecuteOptions<unknown>): void {
   const o = requiredObject('execute() options', options);
-  if (o.timeoutMs !== undefined) durationIn('execute() options.timeoutMs', o.timeoutMs, 1, 2_147_483_647);
+  if (o.timeoutMs !== undefined) durationIn('execute() options.timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
   functionOrUndefined('execute() options.fallback', o.fallback);
   const signal = o.signal as AbortSignal | undefined;
   if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof signal.addEventListener !== 'function')) {

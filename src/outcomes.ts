@@ -6,14 +6,13 @@
  */
 import { CallResult, CircuitState } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
+import { MAX_PENDING_OUTCOMES } from './limits.js';
 import { Recorder, type RecorderOwner, type Summary } from './recorder.js';
 import type { View } from './shared-view.js';
 import type { Permit } from './trial-permits.js';
 
 /** Longest a success waits to be sent with other outcomes, in ms. */
 const FLUSH_DELAY_MS = 1000;
-/** Outcomes one pending summary may hold before further ones are dropped. */
-const MAX_PENDING_OUTCOMES = 100_000;
 
 /** Where the outcomes of a breaker's calls went, and how many calls were refused. */
 export interface BreakerStats {

@@ -1,20 +1,11 @@
 import { StrategyKind } from './constants.js';
+import { MAX_COUNT, MAX_COUNT_WINDOW, MAX_DURATION_MS, MIN_DURATION_MS } from './limits.js';
 import { integerIn, rate, requiredObject } from './validate.js';
 
 /**
  * Breaker strategies are declarative: Redis evaluates them in the function library, on
  * server time, for every instance at once. Custom JavaScript strategies cannot run there.
  */
-
-/** Largest `size` of a CountBreaker; the window is kept as one byte per call. */
-export const MAX_COUNT_WINDOW = 10_000;
-/** Largest `duration` of a SamplingBreaker, in milliseconds (one day). */
-export const MAX_DURATION_MS = 86_400_000;
-/** Smallest `duration` of a SamplingBreaker, in milliseconds. */
-export const MIN_DURATION_MS = 10;
-/** A SamplingBreaker's window slides in steps of duration / TIME_BUCKETS. */
-export const TIME_BUCKETS = 20;
-const MAX_COUNT = 1_000_000_000;
 
 export interface ConsecutiveBreakerOptions {
   /** Failures in a row that open the circuit; an integer >= 1. */

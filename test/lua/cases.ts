@@ -344,6 +344,20 @@ export const CASES: LuaCase[] = [
     ],
   },
   {
+    name: 'lease: the last holder may release a lapsed lease, as long as no other instance was granted one',
+    steps: [
+      { ...acquire('a', 100), expect: { status: 'granted', token: 1 } },
+      { sleepMs: 250 },
+      { ...release('b', 1), expect: { status: 'not_holder' } },
+      { ...release('a', 1), expect: { status: 'released' } },
+      { ...state(), expect: { holder: '', lease_ms: 0, token: 1 } },
+      { ...acquire('a', 100), expect: { status: 'granted', token: 2 } },
+      { sleepMs: 250 },
+      { ...acquire('b', 10_000), expect: { status: 'granted', token: 3, holder: 'b' } },
+      { ...release('a', 2), expect: { status: 'not_holder' } },
+    ],
+  },
+  {
     name: 'lease: release and renew of a breaker never written answer as data and write nothing',
     steps: [
       { ...release('a', 1), expect: { status: 'not_holder' } },

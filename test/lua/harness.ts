@@ -4,9 +4,10 @@
  * case reads as a list of calls and the answers expected.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
-import { expect } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { type BreakerKeys, breakerKeys, keyList } from '../../src/keys.js';
+import { LIBRARY_CODE } from '../../src/shipped-library.js';
 
 export const CHANNEL = 'zvtest:feed';
 export const PREFIX = 'zvtest';
@@ -220,4 +221,18 @@ export async function existingKeys(redis: Redis, keys: BreakerKeys): Promise<str
 
 export async function loadLibrary(redis: Redis, code: string): Promise<void> {
   await redis.call('FUNCTION', 'LOAD', 'REPLACE', code);
+}
+
+/**
+ * A client of the shared test server with the shipped library loaded, for the tests of
+ * the calling file: connected before them, disconnected after. Returns a getter.
+ */
+export function shippedLibrary(): () => Redis {
+  let redis: Redis | undefined;
+  beforeAll(async () => {
+    redis = new Redis(inject('redisUrl'));
+    await loadLibrary(redis, LIBRARY_CODE);
+  });
+  afterAll(() => redis?.disconnect());
+  return () => redis as Redis;
 }

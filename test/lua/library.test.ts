@@ -1,26 +1,15 @@
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { keyList } from '../../src/keys.js';
-import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { CASES } from './cases.js';
-import { CHANNEL, consecutive, freshKeys, header, loadLibrary, runCase, summary } from './harness.js';
+import { CHANNEL, consecutive, freshKeys, header, runCase, shippedLibrary, summary } from './harness.js';
 import { Redis as RedisClient } from 'ioredis';
 
-let redis: Redis;
-
-beforeAll(async () => {
-  redis = new RedisClient(inject('redisUrl'));
-  await loadLibrary(redis, LIBRARY_CODE);
-});
-
-afterAll(() => {
-  redis.disconnect();
-});
+const redis = shippedLibrary();
 
 describe('the shipped library, case by case', () => {
   for (const c of CASES) {
     it(c.name, async () => {
-      await runCase(redis, c, true);
+      await runCase(redis(), c, true);
     });
   }
 });
@@ -39,8 +28,8 @@ describe('the shipped library under concurrency', () => {
       const statuses = replies.map((r) => r[0]);
       expect(statuses.filter((s) => s === 'opened')).toHaveLength(1);
       expect(statuses.filter((s) => s === 'stale_gen')).toHaveLength(19);
-      expect(await redis.xlen(keys.events)).toBe(1);
-      expect(await redis.hget(keys.state, 'gen')).toBe('1');
+      expect(await redis().xlen(keys.events)).toBe(1);
+      expect(await redis().hget(keys.state, 'gen')).toBe('1');
     } finally {
       for (const c of clients) c.disconnect();
     }
@@ -53,10 +42,10 @@ describe('the shipped library under concurrency', () => {
       const messages: string[] = [];
       subscriber.on('message', (_channel: string, message: string) => messages.push(message));
       await subscriber.subscribe(CHANNEL);
-      await redis.call('FCALL', 'zv1_record', '2', ...keyList(keys), ...header('pub'), '0', ...summary({ fail: 1 }), consecutive(1));
+      await redis().call('FCALL', 'zv1_record', '2', ...keyList(keys), ...header('pub'), '0', ...summary({ fail: 1 }), consecutive(1));
       await expect.poll(() => messages.filter((m) => m.includes(keys.state)).length).toBe(1);
       const message = JSON.parse(messages.find((m) => m.includes(keys.state)) as string) as Record<string, string>;
-      const [[id, list]] = (await redis.xrange(keys.events, '-', '+')) as [[string, string[]]];
+      const [[id, list]] = (await redis().xrange(keys.events, '-', '+')) as [[string, string[]]];
       const entry = Object.fromEntries(list.flatMap((v, i) => (i % 2 === 0 ? [[v, list[i + 1]]] : [])));
       expect(message).toMatchObject({ ...entry, id, kind: 'transition', key: keys.state });
       expect(message.epoch).toMatch(/^\d+$/);

@@ -2,24 +2,15 @@
  * While Redis is unreachable, each instance evaluates its strategy with LocalWindow. Fed
  * the same outcomes one at a time, it must trip exactly where the Lua library trips.
  */
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { strategySpec } from '../../src/strategy-spec.js';
 import { keyList } from '../../src/keys.js';
 import { LocalWindow } from '../../src/local-window.js';
-import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type BreakerStrategy, ConsecutiveBreaker, CountBreaker, SamplingBreaker } from '../../src/strategies.js';
 import { Summary } from '../../src/recorder.js';
-import { freshKeys, header, loadLibrary } from './harness.js';
+import { freshKeys, header, shippedLibrary } from './harness.js';
 
-let redis: Redis;
-
-beforeAll(async () => {
-  redis = new Redis(inject('redisUrl'));
-  await loadLibrary(redis, LIBRARY_CODE);
-});
-
-afterAll(() => redis.disconnect());
+const redis = shippedLibrary();
 
 interface Outcome {
   failure: boolean;
@@ -60,7 +51,7 @@ interface Trip {
 async function luaTrip(strategy: BreakerStrategy, list: Summary[], slowRate?: number): Promise<Trip> {
   const keys = freshKeys();
   for (const [index, s] of list.entries()) {
-    const reply = (await redis.call(
+    const reply = (await redis().call(
       'FCALL', 'zv1_record', '2', ...keyList(keys), ...header(), '0',
       ...[s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail].map(String), strategySpec(strategy, slowRate),
     )) as string[];

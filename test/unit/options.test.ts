@@ -1,5 +1,4 @@
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CircuitBreaker,
   type CircuitBreakerOptions,
@@ -10,17 +9,7 @@ import {
   SamplingBreaker,
 } from '../../src/index.js';
 import { resolveOptions } from '../../src/options.js';
-
-// Never connected: construction must not touch Redis.
-const redis = new Redis({ lazyConnect: true });
-afterAll(() => redis.disconnect());
-
-const valid = (): CircuitBreakerOptions => ({
-  id: 'payments',
-  redis,
-  breaker: new ConsecutiveBreaker({ threshold: 3 }),
-  health: { backoff: new ConstantBackoff({ delayMs: 100 }), check: async () => undefined },
-});
+import { validOptions as valid } from './valid-options.js';
 
 describe('strategy options', () => {
   it.each([
