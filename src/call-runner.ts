@@ -41,7 +41,7 @@ export function runCall<T>(c: BreakerContext, fn: Call<T>, options: ExecuteOptio
  * unhandled, which would cost more than the whole rest of this path.
  */
 function failFast<T>(c: BreakerContext, state: CircuitState, fallback: ExecuteOptions<T>['fallback']): Promise<T> {
-  c.outcomes.rejected += 1;
+  c.outcomes.refused();
   if (c.o.metrics) c.notifier.rejected();
   const error = new CircuitOpenError(c.o.id, state === CircuitState.HALF_OPEN ? 'half_open' : 'open');
   if (fallback) return answerOf(fallback, error);

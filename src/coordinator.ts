@@ -25,8 +25,8 @@ import { type DecisionNumbers, LocalReason, localTransition } from './transition
 import { TrialPermits } from './trial-permits.js';
 
 /**
- * What the parts of a breaker see of its coordinator: they read its state and report facts
- * to it; only the coordinator changes its state.
+ * What the parts of a breaker see of its coordinator: they read its fields and report
+ * facts to it through its methods; they never assign its fields.
  */
 export type BreakerContext = Readonly<Coordinator>;
 
@@ -130,6 +130,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
       // The initial load is not a transition: no onStateChange for it.
       if (isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
       this.view = this.shared;
+      this.local = undefined;
       this.duties.reset();
       this.duties.resume(snapshot, this.shared);
       this.outcomes.start(this.shared.generation);
@@ -340,8 +341,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     if (isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
     const shared = this.shared;
     this.view = shared;
-    this.duties.follow(shared, 0);
-    this.duties.resume(snapshot, shared);
+    this.duties.rejoin(snapshot, shared);
     this.outcomes.newGeneration(shared.generation);
     if (before !== shared.state) {
       this.notifier.transition(localTransition(before, shared.state, LocalReason.RESYNC, shared.generation, this.o.instanceId));

@@ -23,7 +23,8 @@ interface Progress {
 /** No progress: what a closed breaker holds (shared, so an idle breaker holds none of its own). */
 const NO_PROGRESS: Progress = { period: '', checks: 0, lastAt: 0 };
 
-/** Local periods are numbered across the process: each one is a new duty. */
+/** Local periods are numbered across the process (each one is a new duty), so that a
+ * breaker needs no counter of its own. */
 let localPeriods = 0;
 
 function periodOf(view: SharedView): string {
@@ -59,6 +60,15 @@ export class Duties implements HealthCheckOwner {
       checks: snapshot.recoveryFailures + snapshot.recoverySuccesses,
       lastAt: performance.now() - snapshot.recoveryAgeMs,
     };
+  }
+
+  /**
+   * Redis answers again after a local period: an open shared period's progress starts
+   * now, unless Redis reports more of it.
+   */
+  rejoin(snapshot: Snapshot, shared: SharedView): void {
+    this.progress = shared.state === CircuitState.OPEN ? { period: periodOf(shared), checks: 0, lastAt: performance.now() } : NO_PROGRESS;
+    this.resume(snapshot, shared);
   }
 
   /** This process changed its state alone: a local period starts now. */
@@ -100,7 +110,7 @@ export class Duties implements HealthCheckOwner {
       // Alone, this instance recovers by its own checks, or (with no check) after the wait.
       return {
         type: HealthCheckType.RECOVERY,
-        key: progress.period,
+        key: `local-recovery:${progress.period}`,
         checksSoFar: 0,
         probe,
         sinceLastMs: performance.now() - progress.lastAt,

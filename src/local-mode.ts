@@ -5,12 +5,11 @@
  * state stands), and the shared state is read again every second until Redis answers;
  * then the shared state wins and this mode, with its window, is dropped.
  */
-import { LocalReason } from './transition.js';
-import type { DecisionNumbers } from './transition.js';
 import { StrategyKind } from './constants.js';
 import { LocalWindow, type WindowFacts } from './local-window.js';
 import type { ResolvedOptions } from './options.js';
 import type { Summary } from './recorder.js';
+import { type DecisionNumbers, LocalReason } from './transition.js';
 
 /** While Redis is unreachable, the shared state is read again this often, in ms. */
 const RESYNC_INTERVAL_MS = 1000;

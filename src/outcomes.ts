@@ -42,7 +42,7 @@ export class Outcomes implements RecorderOwner {
   private undelivered = 0;
   private ignored = 0;
   private trials = 0;
-  rejected = 0;
+  private rejected = 0;
   /** Created with the first outcome: an idle breaker has no recorder. */
   private recorder: Recorder | undefined;
   private reshapeReported = false;
@@ -52,6 +52,11 @@ export class Outcomes implements RecorderOwner {
   get stats(): BreakerStats {
     const { recorded, stale, local, undelivered, rejected, ignored, trials } = this;
     return { recorded, stale, local, overflowed: this.recorder?.overflowed ?? 0, undelivered, rejected, ignored, trials };
+  }
+
+  /** A call was refused with CircuitOpenError. */
+  refused(): void {
+    this.rejected += 1;
   }
 
   /** A call settled with `result`; it started when execute() acted on `view`. */
