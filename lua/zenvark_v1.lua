@@ -18,8 +18,11 @@ word is a stable code:
   ZV_BADARG     an argument is missing, malformed or out of range
   ZV_WRONGTYPE  a breaker key holds a value of another type
   ZV_CORRUPT    a breaker key holds a value this library did not write
-Every argument and key is checked before the first write: Redis does not roll back a
-function that fails halfway.
+  ZV_NOPERM     the user's ACL does not allow a command the function needs (named)
+  ZV_REFUSED    Redis refused a command for another reason (named, with Redis's words)
+Every argument, key and right is checked before the first write: Redis does not roll back
+a function that fails halfway. Extra keys or arguments are refused too: a client that sends
+more means something this revision does not do.
 
 Time is always server time (TIME), in milliseconds.
 ]]
@@ -31,7 +34,7 @@ local floor, max, min, abs
 local match, gmatch, rep, sub, gsub, format
 local concat, sort
 local tonumber, tostring, type, pairs, pcall, error, unpack
-local call, pcall_redis, error_reply
+local call, pcall_redis, error_reply, acl_check
 local pack_struct, unpack_struct, encode_json
 
 local function bind_globals()
@@ -39,11 +42,11 @@ local function bind_globals()
   match, gmatch, rep, sub, gsub, format = string.match, string.gmatch, string.rep, string.sub, string.gsub, string.format
   concat, sort = table.concat, table.sort
   tonumber, tostring, type, pairs, pcall, error, unpack = _G.tonumber, _G.tostring, _G.type, _G.pairs, _G.pcall, _G.error, _G.unpack
-  call, pcall_redis, error_reply = redis.call, redis.pcall, redis.error_reply
+  call, pcall_redis, error_reply, acl_check = redis.call, redis.pcall, redis.error_reply, redis.acl_check_cmd
   pack_struct, unpack_struct, encode_json = struct.pack, struct.unpack, cjson.encode
 end
 
-local REVISION = 2
+local REVISION = 3
 
 -- Limits: the bounds of src/limits.ts, under the same names. test/lua/limits.test.ts calls
 -- every function with each bounded argument at its bounds and checks these values
@@ -195,15 +198,20 @@ local function enum_arg(args, i, name, allowed)
   return raw
 end
 
-local function check_keys(keys)
+-- KEYS must be the breaker's two keys, and ARGV at most `most` values: a client that
+-- sends more means something this revision does not do.
+local function check_counts(keys, args, most)
   if #keys ~= 2 then
     fail('ZV_BADARG', 'expected 2 keys (state, events), got ' .. #keys)
   end
+  if #args > most then
+    fail('ZV_BADARG', 'expected at most ' .. most .. ' arguments, got ' .. #args)
+  end
 end
 
--- The ARGV header of every writing function.
-local function header(keys, args)
-  check_keys(keys)
+-- The ARGV header of every writing function, which takes at most `most` arguments.
+local function header(keys, args, most)
+  check_counts(keys, args, most)
   return {
     state_key = keys[1],
     events_key = keys[2],
@@ -211,6 +219,40 @@ local function header(keys, args)
     actor = text_arg(args, 2, 'actor', MAX_ACTOR_BYTES),
     retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION),
   }
+end
+
+---------------------------------------------------------------------------------------
+-- Commands Redis refuses
+---------------------------------------------------------------------------------------
+
+-- Redis refused `command` (its error reply is `reply`): say which command, on which key
+-- or channel, and whether this user's ACL is why, instead of a line of this library.
+local function refused(reply, command, target)
+  if not acl_check(command, target) then
+    fail('ZV_NOPERM', 'the user may not run ' .. command .. ' on ' .. target .. ' (ACL); see the README, "Least privilege"')
+  end
+  fail('ZV_REFUSED', command .. ' on ' .. target .. ' was refused: ' .. tostring(reply.err))
+end
+
+-- Before the first write of a path that writes with these commands: the user may run
+-- each of them (target: the key or channel). Checked up front so that a missing right
+-- cannot leave half a transition written.
+local function check_rights(commands)
+  for i = 1, #commands, 2 do
+    if not acl_check(commands[i], commands[i + 1]) then
+      fail('ZV_NOPERM', 'the user may not run ' .. commands[i] .. ' on ' .. commands[i + 1]
+        .. ' (ACL); see the README, "Least privilege"')
+    end
+  end
+end
+
+-- A command that reads or writes one key; a refusal is named (see refused).
+local function checked(command, key, ...)
+  local reply = pcall_redis(command, key, ...)
+  if type(reply) == 'table' and reply.err then
+    refused(reply, command, key)
+  end
+  return reply
 end
 
 ---------------------------------------------------------------------------------------
@@ -227,7 +269,13 @@ end
 
 -- Server time: milliseconds, and a microsecond string that names a state incarnation.
 local function server_time()
-  local t = call('TIME')
+  local t = pcall_redis('TIME')
+  if t.err then
+    if not acl_check('TIME') then
+      fail('ZV_NOPERM', 'the user may not run TIME (ACL); see the README, "Least privilege"')
+    end
+    error(t)
+  end
   return tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000), t[1] .. format('%06d', tonumber(t[2]))
 end
 
@@ -257,10 +305,14 @@ local function load_state(key, now, micros, groups)
   local names = concat_groups(groups)
   local values = pcall_redis('HMGET', key, unpack(names))
   if values.err then
-    fail('ZV_WRONGTYPE', key .. ' is not a hash')
+    local actual = checked('TYPE', key).ok
+    if actual ~= 'hash' then
+      fail('ZV_WRONGTYPE', key .. ' is a ' .. actual .. ', expected a hash')
+    end
+    refused(values, 'HMGET', key)
   end
   if not values[1] then
-    if call('EXISTS', key) == 1 then
+    if checked('EXISTS', key) == 1 then
       fail('ZV_CORRUPT', key .. ' is a hash without zenvark fields')
     end
     return fresh_state(now, micros)
@@ -300,7 +352,7 @@ local function save_state(key, st, names)
     argv[#argv + 1] = names[i]
     argv[#argv + 1] = st[names[i]]
   end
-  call('HSET', key, unpack(argv))
+  checked('HSET', key, unpack(argv))
 end
 
 -- A state that has not been written yet has no epoch to show.
@@ -369,15 +421,17 @@ end
 ---------------------------------------------------------------------------------------
 
 local function check_key_type(key, expected)
-  local actual = call('TYPE', key).ok
+  local actual = checked('TYPE', key).ok
   if actual ~= expected and actual ~= 'none' then
     fail('ZV_WRONGTYPE', key .. ' is a ' .. actual .. ', expected a ' .. expected)
   end
 end
 
--- A transition appends to the events stream: it must be ours before anything is written.
+-- A transition writes the state hash, appends to the events stream and publishes: the
+-- stream must be ours and the user allowed all three before anything is written.
 local function check_transition_keys(h)
   check_key_type(h.events_key, 'stream')
+  check_rights({ 'HSET', h.state_key, 'XADD', h.events_key, 'PUBLISH', h.channel })
 end
 
 -- Moves the breaker to `to`, appends one audit entry and publishes it. The caller has
@@ -678,8 +732,12 @@ end
 
 --[[ zv1_revision: the revision of this library.
 KEYS: none.  ARGV: none.
-Returns: integer revision. ]]
-local function revision()
+Returns: integer revision.
+Errors: ZV_BADARG (keys or arguments given). ]]
+local function revision(keys, args)
+  if #keys > 0 or #args > 0 then
+    fail('ZV_BADARG', 'expected no keys and no arguments, got ' .. #keys .. ' keys and ' .. #args .. ' arguments')
+  end
   return REVISION
 end
 
@@ -692,11 +750,28 @@ periods, since the circuit opened), recovery_successes (recovery checks passed i
 recovery_age_ms (since the last recovery check, or the transition), trial_successes
 (successful trial calls in this half-open period), idle_ms (since the last recorded
 call, -1 if none), revision.
-Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
-local function read_state(keys)
-  check_keys(keys)
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function read_state(keys, args)
+  check_counts(keys, args, 0)
   local now, micros = server_time()
   return snapshot(load_state(keys[1], now, micros, ALL_GROUPS), now)
+end
+
+--[[ zv1_sync: read a breaker as zv1_state does, but only where the caller can also write
+it: an instance that has been deciding alone rejoins the shared state with this call.
+KEYS: state, events.  ARGV: header (channel, actor, retention).
+Not flagged no-writes, so Redis itself refuses it where no write would be accepted: out of
+memory under a noeviction policy (OOM), on a read-only replica (READONLY), while clients
+are paused for writes. It writes nothing.
+Returns: the name/value pairs of zv1_state.
+Errors: ZV_BADARG, ZV_WRONGTYPE (a key of another type), ZV_CORRUPT, ZV_NOPERM (the user
+may not run HSET, XADD or PUBLISH on the breaker's keys and channel). ]]
+local function sync(keys, args)
+  local h = header(keys, args, 3)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, ALL_GROUPS)
+  check_transition_keys(h)
+  return snapshot(st, now)
 end
 
 --[[ zv1_record: fold a summary of call outcomes into the window; maybe trip (on the
@@ -712,9 +787,9 @@ status is
   'opened'      counted (into a reset window or not), and the circuit opened
   'stale_gen'   observed under another generation: not counted
   'not_closed'  the breaker is not closed: not counted
-Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function record(keys, args)
-  local h = header(keys, args)
+  local h = header(keys, args, 12)
   local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
   local sum = summary_arg(args, 5)
   local s = strategy_arg(args, 12)
@@ -788,9 +863,9 @@ The current holder asking again keeps its token and gets a fresh ttl.
 Returns: {status, token, holder, lease_ms, then the name/value pairs of zv1_state}; status is
   'granted'  the actor (holder) holds the lease with `token` for lease_ms
   'held'     another instance (holder) holds it, with `token`, for lease_ms more
-Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function acquire(keys, args)
-  local h = header(keys, args)
+  local h = header(keys, args, 4)
   local ttl = int_arg(args, 4, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, ALL_GROUPS)
@@ -814,9 +889,9 @@ Returns: {status, token, holder, lease_ms}; status is
   'renewed'  extended to ttl from now
   'lost'     not held by this actor with this token any more (expired, released or taken);
              token, holder and lease_ms describe the current lease
-Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function renew(keys, args)
-  local h = header(keys, args)
+  local h = header(keys, args, 5)
   local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
   local ttl = int_arg(args, 5, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
@@ -838,9 +913,9 @@ lapsed since (nobody else was granted it); the release is published on the chann
 ({kind = 'released', key, token}).
 Returns: {status}; 'released', or 'not_holder' when the lease was granted to another
 instance or token, or released already (nothing changes).
-Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function release(keys, args)
-  local h = header(keys, args)
+  local h = header(keys, args, 4)
   local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
@@ -848,6 +923,7 @@ local function release(keys, args)
   if not granted_to(st, h.actor, token) then
     return { 'not_holder' }
   end
+  check_rights({ 'HSET', h.state_key, 'PUBLISH', h.channel })
   st.lh = ''
   st.lu = 0
   save_state(h.state_key, st, { 'lh', 'lu' })
@@ -888,9 +964,9 @@ the report), transition JSON or ''}; status is
   'ignored'            nothing to do for this type in this state
   'stale_token'        the actor does not hold the lease with this token
   'stale_gen'          the breaker has moved to another generation
-Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function health(keys, args)
-  local h = header(keys, args)
+  local h = header(keys, args, 9)
   local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
   local gen = int_arg(args, 5, 'generation', 0, SAFE_INTEGER)
   local check_type = enum_arg(args, 6, 'type', CHECK_TYPES)
@@ -1003,9 +1079,9 @@ status is
   'exhausted'      none free; one may be freed in ms (0: only by a transition)
   'not_half_open'  the breaker is not half-open: nothing changes
   'stale_gen'      the breaker has moved to another generation: nothing changes
-Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function permit(keys, args)
-  local h = header(keys, args)
+  local h = header(keys, args, 7)
   local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
   local permits = trial_args(args, 5)
   local ttl = int_arg(args, 7, 'permit ttl', 1, MAX_TTL_MS)
@@ -1051,9 +1127,9 @@ the report: 0 once a transition started a new period), transition JSON or ''}; s
   'unknown_permit'  no such permit out (reported before, or reclaimed): nothing changes
   'not_half_open'   the breaker is not half-open: nothing changes
   'stale_gen'       the breaker has moved to another generation: nothing changes
-Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT. ]]
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function trial(keys, args)
-  local h = header(keys, args)
+  local h = header(keys, args, 8)
   local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
   local id = int_arg(args, 5, 'permit', 1, SAFE_INTEGER)
   local result = enum_arg(args, 6, 'result', TRIAL_RESULTS)
@@ -1103,6 +1179,7 @@ end
 
 redis.register_function{ function_name = 'zv1_revision', callback = guard(revision), flags = { 'no-writes' } }
 redis.register_function{ function_name = 'zv1_state', callback = guard(read_state), flags = { 'no-writes' } }
+redis.register_function('zv1_sync', guard(sync))
 redis.register_function('zv1_record', guard(record))
 redis.register_function('zv1_acquire', guard(acquire))
 redis.register_function('zv1_renew', guard(renew))

@@ -18,10 +18,11 @@ import { Notifier } from './notifier.js';
 import type { ResolvedOptions } from './options.js';
 import { Outcomes } from './outcomes.js';
 import type { Summary } from './recorder.js';
-import { NEVER_WRITTEN, type SharedView, type View, isNewer, sharedView } from './shared-view.js';
+import { NEVER_WRITTEN, type SharedView, type View, isBehind, isNewer, sharedView } from './shared-view.js';
+import { redisFailure } from './redis-failure.js';
 import type { FeedListener } from './state-feed.js';
 import { strategySpec } from './strategy-spec.js';
-import { type DecisionNumbers, LocalReason, localTransition } from './transition.js';
+import { type DecisionNumbers, LocalReason, type Transition, localTransition } from './transition.js';
 import { TrialPermits } from './trial-permits.js';
 
 /**
@@ -29,6 +30,12 @@ import { TrialPermits } from './trial-permits.js';
  * facts to it through its methods; they never assign its fields.
  */
 export type BreakerContext = Readonly<Coordinator>;
+
+/**
+ * Where a shared view comes from: a reply or snapshot, the feed (to be confirmed by the
+ * audit stream), or a read sent since the cache last changed (the present, even if older).
+ */
+type Source = 'reply' | 'feed' | 'anchor';
 
 /** A started breaker keeps this instead of a promise of its own. */
 const SETTLED: Promise<void> = Promise.resolve();
@@ -61,6 +68,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
   private stopping: Promise<void> | undefined;
   private resyncing = false;
   private resyncAgain = false;
+  /** Counts changes of the shared view: a read sent since the last one answers for the present. */
+  private adoptions = 0;
   /** Created when there is something to tell: an idle breaker has none. */
   private notices: Notifier | undefined;
 
@@ -125,10 +134,12 @@ export class Coordinator implements FeedListener, ConnectionListener {
       await connections.feed.add(this.channel, this.keys.state, this);
       subscribed = true;
       this.listening = true;
+      const mark = this.adoptions;
       const snapshot = await functions.state();
 
-      // The initial load is not a transition: no onStateChange for it.
-      if (isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
+      // The initial load is not a transition: no onStateChange for it. Feed messages taken
+      // while it was read are newer, unless they were not the library's.
+      if (this.adoptions === mark || isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
       this.view = this.shared;
       this.local = undefined;
       this.duties.reset();
@@ -139,6 +150,10 @@ export class Coordinator implements FeedListener, ConnectionListener {
       this.running = true;
       this.lease.start();
       this.reconcile();
+      if (this.resyncAgain) {
+        this.resyncAgain = false;
+        void this.resync();
+      }
     } catch (error) {
       this.listening = false;
       if (subscribed) connections.feed.remove(this.channel, this.keys.state, this);
@@ -192,20 +207,35 @@ export class Coordinator implements FeedListener, ConnectionListener {
 
   /** Redis answered with the breaker's shared state, and the transition that led there if any. */
   adopt(incoming: SharedView, published?: Published): void {
-    if (this.apply(incoming, published)) this.reconcile();
+    if (this.apply(incoming, published, 'reply')) this.reconcile();
   }
 
   /**
    * Takes a shared view newer than the cached one; returns whether execute()'s view
    * changed. A view of another epoch (the state hash was recreated) replaces the cache
    * whatever its generation; a breaker never written (epoch '') is generation 0 of
-   * whatever epoch comes first.
+   * whatever epoch comes first. An older view of the same epoch is either a reply
+   * overtaken by the feed or a sign that the cache holds what Redis never wrote: a read
+   * finds out, and its answer (an 'anchor': nothing was taken since it was sent) is the
+   * present, older or not.
    */
-  private apply(incoming: SharedView, published?: Published): boolean {
+  private apply(incoming: SharedView, published: Published | undefined, source: Source): boolean {
     const current = this.shared;
-    if (!isNewer(incoming, current)) return false;
+    if (!isNewer(incoming, current)) {
+      if (!isBehind(incoming, current)) return false;
+      if (source !== 'anchor') {
+        this.verify();
+        return false;
+      }
+      this.notifier.report(
+        'ZV_BAD_MESSAGE',
+        `this instance held generation ${current.generation} (${current.state}), which Redis never wrote (it has ` +
+          `${incoming.generation}, ${incoming.state}): a feed message the library did not publish was taken; Redis's state is back`,
+      );
+    }
     const next = sharedView(incoming);
     this.shared = next;
+    this.adoptions += 1;
     if (this.local || !this.running) return false;
     if (next.state === current.state && next.generation === current.generation) return false;
     this.duties.follow(next, published?.recoveryFailures ?? 0);
@@ -215,7 +245,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     const sameEpoch = next.epoch === current.epoch || current.epoch === '';
     if (transition && sameEpoch && next.generation === current.generation + 1) {
       this.notifier.transition(transition);
-    } else if (sameEpoch) {
+      if (source === 'feed') void this.confirm(transition);
+    } else if (sameEpoch && next.generation > current.generation) {
       this.notifier.catchUp(this.functions, current, next, this.o.instanceId);
     } else if (next.state !== current.state) {
       this.notifier.transition(localTransition(current.state, next.state, LocalReason.RESYNC, next.generation, this.o.instanceId));
@@ -223,7 +254,28 @@ export class Coordinator implements FeedListener, ConnectionListener {
     return true;
   }
 
-  /** Reads the shared state again, one read at a time; leaves degraded mode when that works. */
+  /**
+   * A transition taken from the feed is the library's only if the audit stream has it;
+   * otherwise Redis says what is true (and the cache goes back to it).
+   */
+  private async confirm(transition: Transition): Promise<void> {
+    try {
+      if (this.functions && !(await this.functions.audited(transition))) this.verify();
+    } catch {
+      // No answer to check with: the next reply or resync corrects a wrong cache.
+    }
+  }
+
+  /** Has Redis say what the state is (before the breaker runs: once it does). */
+  private verify(): void {
+    if (this.running) void this.resync();
+    else this.resyncAgain = true;
+  }
+
+  /**
+   * Reads the shared state again, one read at a time, through a call Redis refuses where
+   * this instance could not write; leaves degraded mode when that works.
+   */
   private async resync(): Promise<void> {
     const functions = this.functions;
     if (!this.running || !functions) return;
@@ -232,13 +284,15 @@ export class Coordinator implements FeedListener, ConnectionListener {
       return;
     }
     this.resyncing = true;
+    const mark = this.adoptions;
     try {
-      const snapshot = await functions.state();
+      const snapshot = await functions.sync();
       if (!this.running) return;
+      const source: Source = this.adoptions === mark ? 'anchor' : 'reply';
       if (this.local) {
-        this.leaveLocal(snapshot);
+        this.leaveLocal(snapshot, source);
       } else {
-        this.apply(snapshot);
+        this.apply(snapshot, undefined, source);
         this.duties.resume(snapshot, this.shared);
         this.reconcile();
       }
@@ -259,7 +313,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
 
   /** This instance holds the lease now; `snapshot` is the breaker as Redis has it. */
   leaseGranted(snapshot: Snapshot): void {
-    this.apply(snapshot);
+    this.apply(snapshot, undefined, 'reply');
     this.duties.resume(snapshot, this.shared);
     this.setRole(CircuitRole.LEADER);
     this.reconcile();
@@ -279,7 +333,10 @@ export class Coordinator implements FeedListener, ConnectionListener {
 
   // ---- degraded mode (docs/architecture.md, "Degrade, never fail the caller") ---------
 
-  /** A call to Redis failed. `unsent` holds the outcomes a failed record call carried. */
+  /**
+   * A call to Redis failed. `unsent` holds the outcomes a failed record call carried. Each
+   * cause (no answer, out of memory, a missing library, ...) is told once while it lasts.
+   */
   failed(error: unknown, what: string, unsent?: Summary): void {
     if (!this.running) return;
     const connections = this.connections;
@@ -291,19 +348,24 @@ export class Coordinator implements FeedListener, ConnectionListener {
         );
       }
     }
+    const failure = redisFailure(error);
+    const mode = this.o.localFallback ? 'evaluating the strategy locally' : 'keeping the last known state';
+    this.notifier.reportCause(
+      `redis:${failure.key}`,
+      failure.code,
+      `${what} failed${failure.summary && ` (${failure.summary})`}; ${mode} until Redis accepts this breaker's calls again`,
+      error,
+    );
     if (this.local) {
       if (unsent) this.outcomes.foldLocally(unsent);
       return;
     }
-    this.enterLocal(error, what, unsent);
+    this.enterLocal(unsent);
   }
 
-  private enterLocal(cause: unknown, what: string, unsent?: Summary): void {
-    if (!this.running || this.local) return;
+  private enterLocal(unsent?: Summary): void {
     const local = new LocalMode(this.o, () => void this.resync());
     this.local = local;
-    const mode = local.evaluating ? 'evaluating the strategy locally' : 'keeping the last known state';
-    this.notifier.report('ZV_REDIS_UNREACHABLE', `${what} failed; ${mode} until Redis answers again`, cause);
     this.view = { ...this.view, local: true };
     this.duties.startLocalPeriod();
     // Trial calls need Redis: alone, a half-open circuit is open again.
@@ -332,17 +394,22 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.reconcile();
   }
 
-  /** Redis answered: its shared state replaces this process's own. */
-  private leaveLocal(snapshot: Snapshot): void {
-    this.local?.stop();
+  /** Redis accepts this breaker's calls again: its shared state replaces this process's own. */
+  private leaveLocal(snapshot: Snapshot, source: Source): void {
+    const local = this.local;
+    if (!local) return;
+    local.stop();
     this.local = undefined;
     const before = this.view.state;
     // Feed messages may have brought a newer state than this snapshot, read earlier.
-    if (isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
+    this.apply(snapshot, undefined, source);
     const shared = this.shared;
     this.view = shared;
     this.duties.rejoin(snapshot, shared);
     this.outcomes.newGeneration(shared.generation);
+    this.notifier.settle('redis:');
+    const seconds = ((performance.now() - local.since) / 1000).toFixed(1);
+    this.notifier.report('ZV_REDIS_RESTORED', `Redis accepts this breaker's calls again after ${seconds} s; its shared state replaced the local one`);
     if (before !== shared.state) {
       this.notifier.transition(localTransition(before, shared.state, LocalReason.RESYNC, shared.generation, this.o.instanceId));
     }
@@ -358,7 +425,15 @@ export class Coordinator implements FeedListener, ConnectionListener {
       return;
     }
     const t = message.transition;
-    this.adopt({ state: t.to, generation: t.generation, epoch: message.epoch }, message);
+    const current = this.shared;
+    const incoming = { state: t.to, generation: t.generation, epoch: message.epoch };
+    // Only the next transition of the life this instance knows is taken at once (and
+    // confirmed by the audit stream); for anything else, Redis says what is true.
+    if (message.epoch === current.epoch && t.generation === current.generation + 1) {
+      if (this.apply(incoming, message, 'feed')) this.reconcile();
+    } else if (isNewer(incoming, current)) {
+      this.verify();
+    }
   }
 
   onResubscribed(): void {
@@ -374,7 +449,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
   }
 
   onConnectionLost(cause: Error | undefined): void {
-    this.enterLocal(cause ?? new Error('connection closed'), 'the connection to Redis');
+    this.failed(cause ?? new Error('connection closed'), 'the connection to Redis');
   }
 
   onConnectionRestored(): void {

@@ -12,6 +12,10 @@ export const ErrorCode = {
   WRONGTYPE: 'ZV_WRONGTYPE',
   /** A breaker key holds a value the library did not write. */
   CORRUPT: 'ZV_CORRUPT',
+  /** The user's ACL does not allow a command a function needs (the message names it). */
+  NOPERM: 'ZV_NOPERM',
+  /** Redis refused a command inside a function for another reason (named, with Redis's words). */
+  REFUSED: 'ZV_REFUSED',
 
   // Thrown to the caller of execute().
   /** CircuitOpenError: the circuit is open, or half-open with no trial permit free. */
@@ -32,8 +36,13 @@ export const ErrorCode = {
   BAD_MESSAGE: 'ZV_BAD_MESSAGE',
 
   // Background errors, handed to onError (most as BackgroundError).
-  /** A call to Redis failed: the instance goes on under its cached state. */
+  /** A call to Redis failed to get an answer: the instance goes on under its cached state. */
   REDIS_UNREACHABLE: 'ZV_REDIS_UNREACHABLE',
+  /** Redis answered but refused the breaker's call (out of memory, read-only, ACL, ...):
+   * the instance goes on under its cached state. */
+  REDIS_REFUSED: 'ZV_REDIS_REFUSED',
+  /** Redis accepts the breaker's calls again: the shared state replaced the local one. */
+  REDIS_RESTORED: 'ZV_REDIS_RESTORED',
   /** One of the application's callbacks or metrics methods threw, or answered nonsense. */
   CALLBACK_FAILED: 'ZV_CALLBACK_FAILED',
   /** A health check failed (the dependency is still down), or the health-check loop did. */
@@ -50,5 +59,5 @@ export const ErrorCode = {
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 /** The codes the function library raises, the first word of its error replies. */
-export const SERVER_ERROR_CODES = [ErrorCode.BADARG, ErrorCode.WRONGTYPE, ErrorCode.CORRUPT] as const;
+export const SERVER_ERROR_CODES = [ErrorCode.BADARG, ErrorCode.WRONGTYPE, ErrorCode.CORRUPT, ErrorCode.NOPERM, ErrorCode.REFUSED] as const;
 export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];

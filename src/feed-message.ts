@@ -34,11 +34,13 @@ export function parseFeedMessage(message: string): FeedMessage {
   if (typeof f.key !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', 'feed message without key');
   if (f.kind === 'released') return { kind: 'released', key: f.key, token: int(f.token) };
   if (f.kind === 'transition') {
+    const id = text(f.id);
+    if (!/^\d+-\d+$/.test(id)) throw new ZenvarkError('ZV_BAD_MESSAGE', `feed message with a bad entry id ${JSON.stringify(id).slice(0, 40)}`);
     return {
       kind: 'transition',
       key: f.key,
       epoch: text(f.epoch),
-      transition: parseAuditEntry(f, text(f.id)),
+      transition: parseAuditEntry(f, id),
       recoveryFailures: f.hcf === undefined ? 0 : int(f.hcf),
     };
   }

@@ -121,6 +121,13 @@ function stateReply<const S extends string>(name: string, reply: unknown[], stat
   return { status: oneOf(name, reply[0], statuses), view: viewAt(reply, 1), published: parsePublished(reply[publishedAt]) };
 }
 
+/** A stream entry's field/value list as an object. */
+function entryFields(list: string[]): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (let i = 0; i + 1 < list.length; i += 2) fields[list[i] as string] = list[i + 1] as string;
+  return fields;
+}
+
 function parseSnapshot(pairs: unknown[]): Snapshot {
   const m = new Map<string, unknown>();
   for (let i = 0; i + 1 < pairs.length; i += 2) m.set(text(pairs[i]), pairs[i + 1]);
@@ -174,6 +181,11 @@ export class BreakerFunctions {
   async state(): Promise<Snapshot> {
     const { state, events } = this.keys;
     return parseSnapshot(await this.reply('zv1_state', this.connection.fcall_ro('zv1_state', 2, state, events)));
+  }
+
+  /** The state as zv1_state reads it, but refused wherever this instance could not write. */
+  async sync(): Promise<Snapshot> {
+    return parseSnapshot(await this.call('zv1_sync', []));
   }
 
   async record(generation: number, s: OutcomeSummary): Promise<RecordReply> {
@@ -234,14 +246,19 @@ export class BreakerFunctions {
     return stateReply('zv1_trial', reply, TRIAL, 5);
   }
 
+  /** Whether the audit stream holds this transition's entry (retention may have trimmed it). */
+  async audited(t: Transition): Promise<boolean> {
+    const entries = (await this.connection.xrange(this.keys.events, t.id, t.id)) as [string, string[]][];
+    const list = entries[0]?.[1];
+    if (!list) return false;
+    const fields = entryFields(list);
+    return fields.gen === String(t.generation) && fields.to === t.to && fields.from === t.from;
+  }
+
   /** Up to `count` transitions of the audit stream, newest first, before entry `before`. */
   async history(count: number, before?: string): Promise<Transition[]> {
     const end = before === undefined ? '+' : `(${before}`;
     const entries = (await this.connection.xrevrange(this.keys.events, end, '-', 'COUNT', count)) as [string, string[]][];
-    return entries.map(([id, list]) => {
-      const fields: Record<string, string> = {};
-      for (let i = 0; i + 1 < list.length; i += 2) fields[list[i] as string] = list[i + 1] as string;
-      return parseAuditEntry(fields, id);
-    });
+    return entries.map(([id, list]) => parseAuditEntry(entryFields(list), id));
   }
 }

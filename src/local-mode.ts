@@ -23,6 +23,8 @@ export interface LocalTrip {
 export class LocalMode {
   private window: LocalWindow | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When this process began deciding alone (monotonic clock). */
+  readonly since = performance.now();
 
   /** @param resync reads the shared state again; called every RESYNC_INTERVAL_MS until stop() */
   constructor(

@@ -3,6 +3,11 @@
  * once, including those read back from the audit stream after a gap), role changes,
  * metrics observations, and background errors to onError. A callback that throws is
  * reported, never thrown into the breaker.
+ *
+ * onError hears of a cause once while it lasts, never a flood: the same error again is
+ * counted and told with the next report of it, a minute later at the earliest; a lasting
+ * cause (Redis refusing the breaker, a dependency failing its checks) is told once until
+ * it is settled.
  */
 import { CallResult, type CircuitRole, type HealthCheckType } from './constants.js';
 import type { ErrorCode } from './error-codes.js';
@@ -17,19 +22,62 @@ const CATCH_UP_PAGE = 100;
 /** At most this many pages are read back after one gap. */
 const CATCH_UP_PAGES = 10;
 
+/** The same error is reported again after this long at the earliest, in ms. */
+const REPEAT_MS = 60_000;
+/** Distinct errors remembered per breaker; beyond that the oldest is forgotten. */
+const MAX_REMEMBERED = 100;
+
+/** What was reported under one key. */
+interface Reported {
+  readonly at: number;
+  /** Told once until settled, whatever the time. */
+  readonly lasting: boolean;
+  /** Reports held back since. */
+  suppressed: number;
+}
+
 /** The chain starts settled; shared, so that an idle breaker holds no promise of its own. */
 const SETTLED: Promise<void> = Promise.resolve();
 
 export class Notifier {
   /** Transitions are handed over one after another, through this chain. */
   private emitting: Promise<void> = SETTLED;
+  /** Errors reported, by key; created with the first. */
+  private reported: Map<string, Reported> | undefined;
 
   constructor(private readonly o: ResolvedOptions) {}
 
-  /** Hands a background error to onError. */
+  /** Hands a background error to onError, unless the same one was told less than a minute ago. */
   report(code: ErrorCode, message: string, cause?: unknown): void {
+    this.tell(`${code} ${message}`, false, code, message, cause);
+  }
+
+  /** Tells onError of a lasting cause, once until settle(key) says it ended. */
+  reportCause(key: string, code: ErrorCode, message: string, cause?: unknown): void {
+    this.tell(key, true, code, message, cause);
+  }
+
+  /** The causes whose keys start with `prefix` ended: told again if they come back. */
+  settle(prefix: string): void {
+    const reported = this.reported;
+    if (!reported) return;
+    for (const key of reported.keys()) if (key.startsWith(prefix)) reported.delete(key);
+  }
+
+  private tell(key: string, lasting: boolean, code: ErrorCode, message: string, cause: unknown): void {
+    const now = performance.now();
+    const reported = (this.reported ??= new Map());
+    const before = reported.get(key);
+    if (before && (before.lasting || now - before.at < REPEAT_MS)) {
+      before.suppressed += 1;
+      return;
+    }
+    if (!before && reported.size >= MAX_REMEMBERED) reported.delete(reported.keys().next().value as string);
+    reported.delete(key);
+    reported.set(key, { at: now, lasting, suppressed: 0 });
+    const more = before && before.suppressed > 0 ? ` (${before.suppressed} more since it was last reported)` : '';
     try {
-      this.o.onError(new BackgroundError(code, this.o.id, message, cause));
+      this.o.onError(new BackgroundError(code, this.o.id, message + more, cause));
     } catch {
       // onError itself failed; there is nobody left to tell.
     }
@@ -95,7 +143,9 @@ export class Notifier {
   }
 
   healthCheck(type: HealthCheckType, result: CallResult, durationMs: number, error: unknown): void {
-    if (result === CallResult.FAILURE) this.report('ZV_HEALTH_CHECK_FAILED', `the ${type} health check failed`, error);
+    // The dependency is down until a check passes: one report for the whole time.
+    if (result === CallResult.FAILURE) this.reportCause(`health:${type}`, 'ZV_HEALTH_CHECK_FAILED', `the ${type} health check failed`, error);
+    else this.settle(`health:${type}`);
     const metrics = this.o.metrics;
     if (metrics) {
       this.safely('metrics.recordHealthCheck', () => metrics.recordHealthCheck({ breakerId: this.o.id, type, result, durationMs }));

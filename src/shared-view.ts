@@ -29,6 +29,11 @@ export function sharedView(v: SharedView): View {
   return { state: v.state, generation: v.generation, epoch: v.epoch, local: false };
 }
 
+/** Whether `candidate` is an earlier state of the same life of the state hash than `current`. */
+export function isBehind(candidate: SharedView, current: SharedView): boolean {
+  return current.epoch !== '' && candidate.epoch === current.epoch && candidate.generation < current.generation;
+}
+
 /**
  * Whether `candidate` is a later state of the breaker than `current`: a higher generation
  * of the same life of the state hash, or another life altogether (the hash was recreated).

@@ -108,8 +108,9 @@ describe('a check that never settles', () => {
     await fail(i, 3);
     await vi.waitFor(() => expect(signals.length).toBeGreaterThanOrEqual(3));
     expect(signals[0]?.aborted).toBe(true);
+    // Checks keep failing: one report while it lasts.
     const timeouts = i.seen.errors.filter((e) => (e.cause as { code?: string })?.code === 'ZV_HEALTH_CHECK_TIMEOUT');
-    expect(timeouts.length).toBeGreaterThanOrEqual(2);
+    expect(timeouts).toHaveLength(1);
     expect(timeouts[0]?.message).toContain('the recovery health check did not settle within 100 ms');
   });
 });

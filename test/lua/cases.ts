@@ -668,7 +668,7 @@ export const CASES: LuaCase[] = [
     name: 'wrong type: a state key that is not a hash is refused and left alone',
     steps: [
       { setup: (redis, keys) => redis.rpush(keys.state, 'x') },
-      { ...record(0, { fail: 1 }, consecutive(1)), expect: error(/^ZV_WRONGTYPE .*:state is not a hash/) },
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: error(/^ZV_WRONGTYPE .*:state is a list, expected a hash/) },
       { ...acquire('a', 1000), expect: error(/^ZV_WRONGTYPE/) },
       { ...state(), expect: error(/^ZV_WRONGTYPE/) },
       {
