@@ -1,0 +1,103 @@
+/**
+ * The README's ACL lines, applied as written: the application user runs breakers through
+ * a whole cycle, the operator user loads the library, and a user lacking a right hears
+ * which one, with nothing half written.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { breakerKeys } from '../../src/index.js';
+import { LIBRARY_CODE } from '../../src/shipped-library.js';
+import { type Instance, fail, fleet, leaderOf, startAll, stopAll, untilAll } from '../support/instances.js';
+import { ownRedis } from '../support/own-redis.js';
+
+const root = new URL('../../', import.meta.url);
+const readme = readFileSync(new URL('README.md', root), 'utf8');
+const own = ownRedis();
+let instances: Instance[] = [];
+
+// The library is there, as an operator would have loaded it: the application user may not.
+beforeEach(async () => {
+  await own.admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
+});
+
+afterEach(async () => {
+  await stopAll(instances);
+  instances = [];
+});
+
+/** The ACL SETUSER line the README gives under `<!-- acl:<name> -->`, as arguments. */
+function aclLine(name: string): { user: string; rules: string[] } {
+  const line = new RegExp(`<!-- acl:${name} -->\\n\`\`\`\\n(ACL SETUSER [^\\n]+)\\n\`\`\``).exec(readme)?.[1];
+  if (!line) throw new Error(`README.md has no ACL line for ${name}`);
+  const [, , user, ...rules] = line.split(' ');
+  return { user: user as string, rules };
+}
+
+/** Creates the README's user (with `drop` rules removed from it) and returns its URL. */
+async function createUser(name: string, ...drop: string[]): Promise<string> {
+  const { user, rules } = aclLine(name);
+  const password = randomBytes(8).toString('hex');
+  const username = drop.length === 0 ? user : `${user}-${randomBytes(3).toString('hex')}`;
+  const kept = rules.filter((rule) => !drop.includes(rule)).map((rule) => (rule === '>PASSWORD' ? `>${password}` : rule));
+  await own.admin.call('ACL', 'SETUSER', username, 'reset', ...kept);
+  return `redis://${username}:${password}@${own.server.host}:${own.server.port}`;
+}
+
+const codes = (i: Instance) => i.seen.errors.map((e) => (e as { code?: string }).code);
+
+describe('least privilege, as the README gives it', () => {
+  it('the application user runs breakers through a trip, a recovery check and a release', async () => {
+    const url = await createUser('app');
+    instances = fleet(url, 2, { loadFunctions: false });
+    await startAll(instances);
+    const leader = await leaderOf(instances);
+    await fail(instances[0] as Instance, 3);
+    await untilAll(instances, 'open');
+    leader.healthy = true;
+    await untilAll(instances, 'closed');
+    await stopAll(instances);
+    for (const i of instances) expect(i.seen.errors).toEqual([]);
+    expect(await own.admin.call('ACL', 'LOG')).toEqual([]);
+  });
+
+  it('a user without XADD hears ZV_NOPERM naming it, and the trip writes nothing', async () => {
+    const url = await createUser('app', '+xadd');
+    instances = fleet(url, 1, { loadFunctions: false });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await fail(i, 3);
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_NOPERM'));
+    const report = i.seen.errors.find((e) => (e as { code?: string }).code === 'ZV_NOPERM');
+    expect(report?.message).toMatch(/may not run XADD on zenvark:\{.*\}:events/);
+    expect(report?.message).not.toMatch(/user_function|:\d+:/);
+    // Deciding alone (its window starts from the outcomes Redis refused), it opens for
+    // itself; Redis holds no half-written transition.
+    await fail(i, 3);
+    await untilAll(instances, 'open');
+    expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'local_failures', local: true });
+    const keys = breakerKeys('zenvark', i.breaker.id);
+    expect(await own.admin.exists(keys.events)).toBe(0);
+    expect(await own.admin.hmget(keys.state, 'state', 'gen')).toEqual(['closed', '0']);
+    expect(codes(i).filter((c) => c === 'ZV_NOPERM')).toHaveLength(1);
+  });
+
+  it('the operator user loads the library; the application user cannot', async () => {
+    const operator = await createUser('operator');
+    const app = await createUser('app');
+    await own.admin.function('FLUSH');
+    const result = await new Promise<{ code: number; out: string }>((resolve) => {
+      const { REDIS_URL: _ignored, ...env } = process.env;
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', 'scripts/deploy-functions.ts', '--url', operator],
+        { cwd: root, env, timeout: 60_000 },
+        (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, out: `${stdout}${stderr}` }),
+      );
+    });
+    expect(result).toMatchObject({ code: 0, out: expect.stringContaining('loaded zenvark_v1') });
+    const appUser = own.server.client({ username: new URL(app).username, password: new URL(app).password });
+    await expect(appUser.call('FUNCTION', 'FLUSH')).rejects.toThrow(/^NOPERM/);
+  });
+});
