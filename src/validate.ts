@@ -115,10 +115,10 @@ export function onlyKnownKeys(
 /**
  * The hint for the candidate nearest to `key`, if one is near. Compared lowercased with
  * anything but letters and digits removed, from nearest to farthest:
- *  0. the same (`leaseTTLMs`, `lease_ttl_ms` -> `leaseTtlMs`);
- *  1. one is a prefix of the other, of 4 characters or more (`timeout` -> `timeoutMs`);
- *  2, 3. an edit distance of 1 or 2, transpositions included (`treshold` -> `threshold`):
- *     2 from 6 characters on, 1 from 3 on, none below;
+ *  0, 1, 2. an edit distance of 0 (`lease_ttl_ms` -> `leaseTtlMs`), 1 or 2, transpositions
+ *     included (`treshold` -> `threshold`): up to 2 from 6 characters on, 1 from 3 on;
+ *  3. one is a prefix of the other, of 4 characters or more (`timeout` -> `timeoutMs`,
+ *     `jitterMode` -> `jitter`);
  *  4. the words of `key` appear in order among the candidate's (`minimumCalls` ->
  *     `minimumNumberOfCalls`).
  * Ties go to the first candidate, known keys before misplaced ones.
@@ -141,11 +141,10 @@ function closest(key: string, known: KnownKeys, misplaced: Readonly<Record<strin
 function nearness(key: string, candidate: string): number {
   const a = normalized(key);
   const b = normalized(candidate);
-  if (a === b) return 0;
   const shorter = Math.min(a.length, b.length);
-  if (shorter >= 4 && (a.startsWith(b) || b.startsWith(a))) return 1;
   const distance = editDistance(a, b);
-  if (distance <= (shorter >= 6 ? 2 : shorter >= 3 ? 1 : 0)) return 1 + distance;
+  if (distance <= (shorter >= 6 ? 2 : shorter >= 3 ? 1 : 0)) return distance;
+  if (shorter >= 4 && (a.startsWith(b) || b.startsWith(a))) return 3;
   if (a.length >= 4 && wordsInOrder(words(key), words(candidate))) return 4;
   return Number.POSITIVE_INFINITY;
 }
