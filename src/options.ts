@@ -158,11 +158,12 @@ const MISPLACED_KEYS: Readonly<Record<string, string>> = misplacedKeys();
 
 function misplacedKeys(): Record<string, string> {
   const hints: Record<string, string> = {};
-  const nested = [...Object.keys(HEALTH_KEYS).map((k) => `health.${k}`), ...Object.keys(HALF_OPEN_KEYS).map((k) => `halfOpen.${k}`)];
-  for (const path of nested) {
-    const key = path.slice(path.indexOf('.') + 1);
-    if (Object.hasOwn(CIRCUIT_BREAKER_KEYS, key)) continue;
-    hints[key] = hints[key] === undefined ? `'${path}'` : `${hints[key]} or '${path}'`;
+  for (const [object, keys] of Object.entries({ health: HEALTH_KEYS, halfOpen: HALF_OPEN_KEYS })) {
+    for (const key of Object.keys(keys)) {
+      if (Object.hasOwn(CIRCUIT_BREAKER_KEYS, key)) continue;
+      const path = `'${object}.${key}'`;
+      hints[key] = hints[key] === undefined ? path : `${hints[key]} or ${path}`;
+    }
   }
   const strategies = { ConsecutiveBreaker: CONSECUTIVE_BREAKER_KEYS, CountBreaker: COUNT_BREAKER_KEYS, SamplingBreaker: SAMPLING_BREAKER_KEYS };
   for (const [strategy, keys] of Object.entries(strategies)) {
