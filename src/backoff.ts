@@ -1,5 +1,5 @@
 import { MAX_DELAY_MS } from './limits.js';
-import { atLeast, durationIn, requiredObject } from './validate.js';
+import { atLeast, durationIn, onlyKnownKeys, requiredObject } from './validate.js';
 
 /** Delays between recovery checks. Implement it for a custom schedule. */
 export interface BackoffStrategy {
@@ -15,12 +15,16 @@ export interface ConstantBackoffOptions {
   delayMs: number;
 }
 
+/** The keys of ConstantBackoffOptions; `satisfies` makes tsc fail when the two differ. */
+export const CONSTANT_BACKOFF_KEYS = { delayMs: true } as const satisfies Record<keyof ConstantBackoffOptions, true>;
+
 /** The same delay before every check. */
 export class ConstantBackoff implements BackoffStrategy {
   readonly delayMs: number;
 
   constructor(options: ConstantBackoffOptions) {
     const o = requiredObject('ConstantBackoff options', options);
+    onlyKnownKeys('ConstantBackoff options', o, CONSTANT_BACKOFF_KEYS);
     this.delayMs = durationIn('ConstantBackoff.delayMs', o.delayMs, 0, MAX_DELAY_MS);
   }
 
@@ -52,6 +56,14 @@ export interface ExponentialBackoffOptions {
   jitter?: Jitter;
 }
 
+/** The keys of ExponentialBackoffOptions, checked against it by tsc. */
+export const EXPONENTIAL_BACKOFF_KEYS = {
+  initialDelayMs: true,
+  multiplier: true,
+  maxDelayMs: true,
+  jitter: true,
+} as const satisfies Record<keyof ExponentialBackoffOptions, true>;
+
 /** initialDelayMs * multiplier^(attempt - 1), capped at maxDelayMs, optionally jittered. */
 export class ExponentialBackoff implements BackoffStrategy {
   readonly initialDelayMs: number;
@@ -61,6 +73,7 @@ export class ExponentialBackoff implements BackoffStrategy {
 
   constructor(options: ExponentialBackoffOptions) {
     const o = requiredObject('ExponentialBackoff options', options);
+    onlyKnownKeys('ExponentialBackoff options', o, EXPONENTIAL_BACKOFF_KEYS);
     this.initialDelayMs = durationIn('ExponentialBackoff.initialDelayMs', o.initialDelayMs, 0, MAX_DELAY_MS);
     this.multiplier = atLeast('ExponentialBackoff.multiplier', o.multiplier, 1);
     this.maxDelayMs =

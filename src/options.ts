@@ -16,13 +16,20 @@ import {
   MIN_LEASE_TTL_MS,
   PERMIT_TIMEOUTS,
 } from './limits.js';
-import { type BreakerStrategy, validateStrategy } from './strategies.js';
+import {
+  type BreakerStrategy,
+  CONSECUTIVE_BREAKER_KEYS,
+  COUNT_BREAKER_KEYS,
+  SAMPLING_BREAKER_KEYS,
+  validateStrategy,
+} from './strategies.js';
 import type { Transition } from './transition.js';
 import {
   durationIn,
   functionOrUndefined,
   integerIn,
   nonEmptyString,
+  onlyKnownKeys,
   rate,
   requiredFunction,
   requiredObject,
@@ -46,6 +53,15 @@ export interface HealthOptions {
   timeoutMs?: number;
 }
 
+/** The keys of HealthOptions; `satisfies` makes tsc fail when the two differ. */
+export const HEALTH_KEYS = {
+  backoff: true,
+  check: true,
+  successThreshold: true,
+  idleProbeIntervalMs: true,
+  timeoutMs: true,
+} as const satisfies Record<keyof HealthOptions, true>;
+
 /** What a classifier says an outcome counts as: true a failure, false a success, 'ignore' neither. */
 export type Classification = boolean | 'ignore';
 
@@ -60,6 +76,13 @@ export interface HalfOpenOptions {
    * Default: 10000, or 3 × `timeoutMs` when that is longer. */
   permitTimeoutMs?: number;
 }
+
+/** The keys of HalfOpenOptions, checked against it by tsc. */
+export const HALF_OPEN_KEYS = {
+  permittedCalls: true,
+  successThreshold: true,
+  permitTimeoutMs: true,
+} as const satisfies Record<keyof HalfOpenOptions, true>;
 
 export interface CircuitBreakerOptions {
   /** Name of the protected dependency; every instance that shares the breaker uses it. */
@@ -104,6 +127,51 @@ export interface CircuitBreakerOptions {
   loadFunctions?: boolean;
   /** While Redis is unreachable, evaluate the strategy in this process. Default: true. */
   localFallback?: boolean;
+}
+
+/** The keys of CircuitBreakerOptions, checked against it by tsc. */
+export const CIRCUIT_BREAKER_KEYS = {
+  id: true,
+  redis: true,
+  breaker: true,
+  health: true,
+  onError: true,
+  onStateChange: true,
+  isFailure: true,
+  isResultFailure: true,
+  slowCallDurationMs: true,
+  slowCallRateThreshold: true,
+  timeoutMs: true,
+  halfOpen: true,
+  onRoleChange: true,
+  metrics: true,
+  prefix: true,
+  leaseTtlMs: true,
+  auditRetention: true,
+  instanceId: true,
+  loadFunctions: true,
+  localFallback: true,
+} as const satisfies Record<keyof CircuitBreakerOptions, true>;
+
+/** Options of health, halfOpen and the strategies given at the top level: the message says where they go. */
+const MISPLACED_KEYS: Readonly<Record<string, string>> = misplacedKeys();
+
+function misplacedKeys(): Record<string, string> {
+  const hints: Record<string, string> = {};
+  for (const [object, keys] of Object.entries({ health: HEALTH_KEYS, halfOpen: HALF_OPEN_KEYS })) {
+    for (const key of Object.keys(keys)) {
+      if (Object.hasOwn(CIRCUIT_BREAKER_KEYS, key)) continue;
+      const path = `'${object}.${key}'`;
+      hints[key] = hints[key] === undefined ? path : `${hints[key]} or ${path}`;
+    }
+  }
+  const strategies = { ConsecutiveBreaker: CONSECUTIVE_BREAKER_KEYS, CountBreaker: COUNT_BREAKER_KEYS, SamplingBreaker: SAMPLING_BREAKER_KEYS };
+  for (const [strategy, keys] of Object.entries(strategies)) {
+    for (const key of Object.keys(keys)) {
+      hints[key] ??= `the strategy's '${key}', as in breaker: new ${strategy}({ ${key} })`;
+    }
+  }
+  return hints;
 }
 
 export interface ResolvedHalfOpen {
@@ -177,12 +245,14 @@ function optionalBoolean(name: string, value: unknown, fallback: boolean): boole
 /** Validates everything at construction; the message names the option and its range. */
 export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions {
   const o = requiredObject('CircuitBreaker options', options);
+  onlyKnownKeys('CircuitBreaker options', o, CIRCUIT_BREAKER_KEYS, MISPLACED_KEYS);
   const id = nonEmptyString('CircuitBreaker.id', o.id);
   if (!isRedisClient(o.redis)) {
     throw new TypeError('CircuitBreaker.redis must be an ioredis Redis or Cluster client');
   }
   const breaker = validateStrategy(o.breaker);
   const health = requiredObject('CircuitBreaker.health', o.health);
+  onlyKnownKeys('CircuitBreaker.health', health, HEALTH_KEYS);
   const backoff = health.backoff as BackoffStrategy | undefined;
   if (typeof backoff !== 'object' || backoff === null || typeof backoff.getDelayMs !== 'function') {
     throw new TypeError('CircuitBreaker.health.backoff must be a backoff strategy with getDelayMs(attempt)');
@@ -270,6 +340,7 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
 
 function resolveHalfOpen(value: unknown, timeoutMs: number | undefined): ResolvedHalfOpen {
   const h = requiredObject('CircuitBreaker.halfOpen', value);
+  onlyKnownKeys('CircuitBreaker.halfOpen', h, HALF_OPEN_KEYS);
   const permittedCalls = integerIn('CircuitBreaker.halfOpen.permittedCalls', h.permittedCalls, 1, MAX_TRIAL_PERMITS);
   const successThreshold =
     h.successThreshold === undefined
@@ -309,9 +380,16 @@ export interface ExecuteOptions<T> {
   fallback?: (error: unknown) => T | Promise<T>;
 }
 
+/** The keys of ExecuteOptions, checked against it by tsc. */
+export const EXECUTE_KEYS = { signal: true, timeoutMs: true, fallback: true } as const satisfies Record<
+  keyof ExecuteOptions<unknown>,
+  true
+>;
+
 /** Checks the options of one execute() call; throws an error naming what is wrong. */
 export function validateExecuteOptions(options: ExecuteOptions<unknown>): void {
   const o = requiredObject('execute() options', options);
+  onlyKnownKeys('execute() options', o, EXECUTE_KEYS);
   if (o.timeoutMs !== undefined) durationIn('execute() options.timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
   functionOrUndefined('execute() options.fallback', o.fallback);
   const signal = o.signal as AbortSignal | undefined;

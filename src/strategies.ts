@@ -1,6 +1,6 @@
 import { StrategyKind } from './constants.js';
 import { MAX_COUNT, MAX_COUNT_WINDOW, MAX_DURATION_MS, MIN_DURATION_MS } from './limits.js';
-import { integerIn, rate, requiredObject } from './validate.js';
+import { integerIn, onlyKnownKeys, rate, requiredObject } from './validate.js';
 
 /**
  * Breaker strategies are declarative: Redis evaluates them in the function library, on
@@ -12,6 +12,9 @@ export interface ConsecutiveBreakerOptions {
   threshold: number;
 }
 
+/** The keys of ConsecutiveBreakerOptions; `satisfies` makes tsc fail when the two differ. */
+export const CONSECUTIVE_BREAKER_KEYS = { threshold: true } as const satisfies Record<keyof ConsecutiveBreakerOptions, true>;
+
 /** Opens the circuit after `threshold` failures in a row; any success resets the run. */
 export class ConsecutiveBreaker {
   readonly kind = StrategyKind.CONSECUTIVE;
@@ -19,6 +22,7 @@ export class ConsecutiveBreaker {
 
   constructor(options: ConsecutiveBreakerOptions) {
     const o = requiredObject('ConsecutiveBreaker options', options);
+    onlyKnownKeys('ConsecutiveBreaker options', o, CONSECUTIVE_BREAKER_KEYS);
     this.threshold = integerIn('ConsecutiveBreaker.threshold', o.threshold, 1, MAX_COUNT);
   }
 }
@@ -32,6 +36,12 @@ export interface CountBreakerOptions {
   minimumNumberOfCalls?: number;
 }
 
+/** The keys of CountBreakerOptions, checked against it by tsc. */
+export const COUNT_BREAKER_KEYS = { threshold: true, size: true, minimumNumberOfCalls: true } as const satisfies Record<
+  keyof CountBreakerOptions,
+  true
+>;
+
 /** Opens the circuit when the failure rate over the last `size` calls reaches `threshold`. */
 export class CountBreaker {
   readonly kind = StrategyKind.COUNT;
@@ -41,6 +51,7 @@ export class CountBreaker {
 
   constructor(options: CountBreakerOptions) {
     const o = requiredObject('CountBreaker options', options);
+    onlyKnownKeys('CountBreaker options', o, COUNT_BREAKER_KEYS);
     this.threshold = rate('CountBreaker.threshold', o.threshold);
     this.size = integerIn('CountBreaker.size', o.size, 1, MAX_COUNT_WINDOW);
     this.minimumNumberOfCalls =
@@ -59,6 +70,12 @@ export interface SamplingBreakerOptions {
   minimumNumberOfCalls?: number;
 }
 
+/** The keys of SamplingBreakerOptions, checked against it by tsc. */
+export const SAMPLING_BREAKER_KEYS = { threshold: true, duration: true, minimumNumberOfCalls: true } as const satisfies Record<
+  keyof SamplingBreakerOptions,
+  true
+>;
+
 /**
  * Opens the circuit when the failure rate over the last `duration` ms of server time
  * reaches `threshold`. The window slides in steps of duration / 20.
@@ -71,6 +88,7 @@ export class SamplingBreaker {
 
   constructor(options: SamplingBreakerOptions) {
     const o = requiredObject('SamplingBreaker options', options);
+    onlyKnownKeys('SamplingBreaker options', o, SAMPLING_BREAKER_KEYS);
     this.threshold = rate('SamplingBreaker.threshold', o.threshold);
     this.duration = integerIn('SamplingBreaker.duration', o.duration, MIN_DURATION_MS, MAX_DURATION_MS);
     this.minimumNumberOfCalls =
