@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConsecutiveBreaker, ConstantBackoff, type ZenvarkError } from '../../src/index.js';
 import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 
 let server: RedisServer;
 let instances: Instance[] = [];

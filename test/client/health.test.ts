@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import { ExponentialBackoff } from '../../src/index.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { type Instance, fail, fleet, leaderOf, stopAll, untilAll } from '../support/instances.js';
 
 const url = inject('redisUrl');

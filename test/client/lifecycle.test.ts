@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { LibraryMissingError, LibraryOutdatedError } from '../../src/index.js';
 import { LIBRARY_CODE, LIBRARY_REVISION } from '../../src/shipped-library.js';
-import { freePort } from '../support/redis.js';
+import { freePort } from '../../harness/redis-server.js';
 import { ownRedis } from '../support/own-redis.js';
 import { type Instance, fail, instance, stopAll, uniqueId, untilAll } from '../support/instances.js';
 

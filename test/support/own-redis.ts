@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
-import { type RedisServer, disposeRedis, startRedis } from './redis.js';
+import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 
 /**
  * A Redis server of the test file's own (for tests that stop, pause, flush or count

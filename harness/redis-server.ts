@@ -1,5 +1,5 @@
 /**
- * Real Redis servers for the tests. A server is, in order of preference:
+ * Real Redis servers for the tests and the benchmarks. A server is, in order of preference:
  *   - REDIS_URL, when set (only for the shared server; it cannot be stopped or paused);
  *   - a `redis-server` process of our own on a free loopback port;
  *   - a Docker container through testcontainers, when there is no redis-server binary
@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
+import { sleep } from './clock.js';
 
 export interface RedisServer {
   readonly host: string;
@@ -65,7 +66,7 @@ async function waitForPing(port: number, timeoutMs = 10_000): Promise<void> {
     } catch (error) {
       lastError = error;
       probe.disconnect();
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
   throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms: ${String(lastError)}`);
