@@ -11,14 +11,6 @@ const own = ownRedis();
 
 const source = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
 
-async function zenvarkConnections(): Promise<string[]> {
-  const list = (await own.admin.client('LIST')) as string;
-  return list
-    .split('\n')
-    .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '')
-    .filter((name) => name.startsWith('zenvark:'));
-}
-
 function timers(): number {
   return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 }
@@ -32,7 +24,7 @@ describe('start() and the function library', () => {
     expect((error as Error).message).toMatch(/zenvark_v1 is not loaded on 127\.0\.0\.1:\d+/);
     expect((error as Error).message).toContain('zenvark-deploy-functions');
     expect((error as Error).message).toContain('loadFunctions: true');
-    await vi.waitFor(async () => expect(await zenvarkConnections()).toEqual([]));
+    await vi.waitFor(async () => expect(await own.zenvarkConnections()).toEqual([]));
     await stopAll([i]);
   });
 
@@ -134,7 +126,7 @@ describe('the lifecycle', () => {
       instance(own.server.url, { id, instanceId: 'b' }, redis),
     ];
     await Promise.all(instances.map((i) => i.breaker.start()));
-    expect(await zenvarkConnections()).toHaveLength(2);
+    expect(await own.zenvarkConnections()).toHaveLength(2);
     // Leave everything busy: outcomes pending, a lease held, checks running.
     await fail(instances[0] as Instance, 3);
     await instances[1]?.breaker.execute(async () => 1).catch(() => undefined);
@@ -142,7 +134,7 @@ describe('the lifecycle', () => {
     expect(timers()).toBeGreaterThan(baseline);
     await Promise.all(instances.map((i) => i.breaker.stop()));
     expect(timers()).toBe(baseline);
-    expect(await zenvarkConnections()).toEqual([]);
+    expect(await own.zenvarkConnections()).toEqual([]);
     expect(instances.map((i) => i.breaker.role)).toEqual(['follower', 'follower']);
     redis.disconnect();
   });

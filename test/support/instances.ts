@@ -12,8 +12,10 @@ import {
   type CircuitState,
   ConsecutiveBreaker,
   ConstantBackoff,
+  DEFAULTS,
   type HealthCheckType,
   type Transition,
+  breakerKeys,
 } from '../../src/index.js';
 
 export interface Observed {
@@ -72,6 +74,15 @@ export function instance(
   });
   (self as { breaker: CircuitBreaker }).breaker = breaker;
   return self;
+}
+
+/** The breaker as Redis has it (zv1_state: state, gen, holder, ...), read through `i`'s client. */
+export async function sharedState(i: Instance): Promise<Record<string, string>> {
+  const keys = breakerKeys(DEFAULTS.prefix, i.breaker.id);
+  const reply = (await i.redis.call('FCALL_RO', 'zv1_state', '2', keys.state, keys.events)) as unknown[];
+  const out: Record<string, string> = {};
+  for (let n = 0; n + 1 < reply.length; n += 2) out[String(reply[n])] = String(reply[n + 1]);
+  return out;
 }
 
 /** Several instances of one breaker, each on its own client. */
