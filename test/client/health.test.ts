@@ -116,19 +116,20 @@ describe('a check that never settles', () => {
 
 describe('idle probes', () => {
   it('run on the leader only, while the circuit is closed and unused', async () => {
+    // A long lease: the leader stays the leader while the test watches.
     instances = fleet(url, 3, {
-      health: {
-        backoff: { getDelayMs: () => 50 },
-        idleProbeIntervalMs: 150,
-        check: async (type) => {
-          probes.push(type);
-        },
-      },
+      leaseTtlMs: 30_000,
+      health: { backoff: { getDelayMs: () => 50 }, idleProbeIntervalMs: 150, check: async () => undefined },
     });
-    const probes: string[] = [];
     await Promise.all(instances.map((i) => i.breaker.start()));
-    await vi.waitFor(() => expect(probes.length).toBeGreaterThanOrEqual(2), { timeout: 10_000 });
-    expect(new Set(probes)).toEqual(new Set(['idle']));
+    const leader = await leaderOf(instances);
+    // Each instance records the checks it ran itself (see test/support/instances.ts).
+    await vi.waitFor(() => expect(leader.seen.checks.length).toBeGreaterThanOrEqual(2), { timeout: 10_000 });
+    expect(new Set(leader.seen.checks.map((c) => c.type))).toEqual(new Set(['idle']));
+    for (const i of instances) {
+      if (i !== leader) expect(i.seen.checks).toEqual([]);
+      expect(i.seen.roles).toEqual(i === leader ? ['leader'] : []);
+    }
     expect(instances.map((i) => i.breaker.state)).toEqual(['closed', 'closed', 'closed']);
   });
 

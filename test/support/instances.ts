@@ -14,6 +14,7 @@ import {
   ConstantBackoff,
   DEFAULTS,
   type HealthCheckType,
+  type HealthOptions,
   type Transition,
   breakerKeys,
 } from '../../src/index.js';
@@ -21,6 +22,7 @@ import {
 export interface Observed {
   states: { state: CircuitState; transition: Transition }[];
   roles: CircuitRole[];
+  /** Every health check this instance ran, its own check function's or a test's. */
   checks: { type: HealthCheckType; at: number }[];
   errors: Error[];
 }
@@ -55,22 +57,32 @@ export function instance(
     healthy: false,
     breaker: undefined as unknown as CircuitBreaker,
   };
+  const health: HealthOptions = options.health ?? {
+    backoff: new ConstantBackoff({ delayMs: 50 }),
+    check: async () => {
+      if (!self.healthy) throw new Error('dependency still down');
+    },
+  };
+  const check = health.check;
   const breaker = new CircuitBreaker({
     redis,
     breaker: new ConsecutiveBreaker({ threshold: 3 }),
-    health: {
-      backoff: new ConstantBackoff({ delayMs: 50 }),
-      check: async (type) => {
-        seen.checks.push({ type, at: Date.now() });
-        if (!self.healthy) throw new Error('dependency still down');
-      },
-    },
     leaseTtlMs: 1000,
     loadFunctions: true,
     onError: (error) => seen.errors.push(error),
     onStateChange: (state, transition) => seen.states.push({ state, transition }),
     onRoleChange: (role) => seen.roles.push(role),
     ...options,
+    // Whatever check a test gives, this instance records that it ran it.
+    health: check
+      ? {
+          ...health,
+          check: (type, signal) => {
+            seen.checks.push({ type, at: Date.now() });
+            return check(type, signal);
+          },
+        }
+      : health,
   });
   (self as { breaker: CircuitBreaker }).breaker = breaker;
   return self;
