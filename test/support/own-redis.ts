@@ -19,6 +19,8 @@ export function ownRedis(): {
   beforeAll(async () => {
     server = await startRedis();
     admin = server.client();
+    // Ready before the first test: its commands go out when called, not from the offline queue.
+    await admin.ping();
   });
   afterAll(async () => {
     if (server) await disposeRedis(server);
