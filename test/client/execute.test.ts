@@ -1,6 +1,17 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CircuitOpenError, ConsecutiveBreaker, ZenvarkError } from '../../src/index.js';
-import { type Instance, fail, failing, fleet, instance, leaderOf, stopAll, uniqueId, untilAll } from '../support/instances.js';
+import {
+  type Instance,
+  fail,
+  failing,
+  fleet,
+  instance,
+  leaderOf,
+  sharedState,
+  stopAll,
+  uniqueId,
+  untilAll,
+} from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
 
 const own = ownRedis();
@@ -65,8 +76,9 @@ describe('execute()', () => {
     await i?.breaker.start();
     const before = await recordCalls();
     for (let n = 0; n < 1000; n += 1) await i?.breaker.execute(async () => n);
-    await vi.waitFor(async () => expect(await recordCalls()).toBeGreaterThan(before), { timeout: 5000 });
-    await new Promise((r) => setTimeout(r, 200));
+    // Once Redis has counted all 1,000 outcomes, no record call is left to come.
+    await vi.waitFor(() => expect(i?.breaker.stats.recorded).toBe(1000), { timeout: 5000 });
+    expect(await recordCalls()).toBeGreaterThan(before);
     // 1,000 calls, one summary (plus, at most, a lease call or two in the meantime).
     expect((await recordCalls()) - before).toBeLessThanOrEqual(4);
   });
@@ -98,8 +110,13 @@ describe('execute()', () => {
     await untilAll(instances, 'closed');
     release();
     await expect(slow).rejects.toThrow('late failure');
-    await new Promise((r) => setTimeout(r, 300));
+    expect(i.breaker.stats.stale).toBe(1);
+    // A success after it: once Redis has counted that, it has seen whatever came before.
+    await i.breaker.execute(async () => 'ok');
+    await vi.waitFor(() => expect(i.breaker.stats.recorded).toBe(2), { timeout: 5000 });
+    expect(i.breaker.stats.stale).toBe(1);
     expect(i.breaker.state).toBe('closed');
+    expect((await sharedState(i)).state).toBe('closed');
     expect(i.seen.states.map((s) => s.state)).toEqual(['open', 'closed']);
   });
 

@@ -86,11 +86,14 @@ describe('several instances of one breaker', () => {
         generation: 2,
       });
     }
-    // Calls flow again, and count from zero.
-    await expect((instances[1] as Instance).breaker.execute(async () => 42)).resolves.toBe(42);
-    await fail(instances[1] as Instance, 2);
-    await new Promise((r) => setTimeout(r, 200));
+    // Calls count from zero again: once Redis has counted two failures, they have not
+    // tripped a threshold of three. And calls flow.
+    const caller = instances[1] as Instance;
+    await fail(caller, 2);
+    await vi.waitFor(() => expect(caller.breaker.stats.recorded).toBe(2), { timeout: 5000 });
+    expect((await sharedState(caller)).state).toBe('closed');
     expect(instances.map((i) => i.breaker.state)).toEqual(['closed', 'closed', 'closed']);
+    await expect(caller.breaker.execute(async () => 42)).resolves.toBe(42);
   });
 
   it('when the leader stops, another instance takes the lease at once and goes on probing', async () => {
