@@ -98,13 +98,26 @@ describe('the lifecycle', () => {
     const stateKey = `zenvark:{${id}}:state`;
     const leaver = instance(own.server.url, { id, instanceId: 'leaver', leaseTtlMs: 30_000 });
     await own.admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
-    // Redis holds writes (the lease acquisition) for 300 ms, but answers reads (start()).
-    await own.admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
-    await leaver.breaker.start();
-    // Let the acquisition go out; Redis holds it.
-    await new Promise((r) => setTimeout(r, 50));
-    await leaver.breaker.stop();
-    await new Promise((r) => setTimeout(r, 100));
+    // Redis holds writes (the lease acquisition) until unpaused, but answers reads (start()).
+    await own.admin.call('CLIENT', 'PAUSE', '30000', 'WRITE');
+    let stopping: Promise<void> | undefined;
+    try {
+      await leaver.breaker.start();
+      // The acquisition has gone out, and Redis holds it (flags=b: blocked).
+      await vi.waitFor(
+        async () => {
+          const list = (await own.admin.client('LIST')) as string;
+          expect(list).toMatch(/ name=zenvark:commands .*flags=b\b.* cmd=fcall /);
+        },
+        { timeout: 5_000, interval: 5 },
+      );
+      stopping = leaver.breaker.stop();
+    } finally {
+      // Well within the command timeout (1 s) of the held call.
+      await own.admin.call('CLIENT', 'UNPAUSE');
+    }
+    await stopping;
+    // stop() waited for the grant and released it.
     expect(await own.admin.hget(stateKey, 'lh')).toBe('');
     expect(await own.admin.hget(stateKey, 'lt')).toBe('1');
     const stayer = instance(own.server.url, { id, instanceId: 'stayer', leaseTtlMs: 30_000 });
