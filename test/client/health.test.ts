@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
+import { sleep } from '../../harness/clock.js';
 import { ExponentialBackoff } from '../../src/index.js';
 import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { type Instance, fail, fleet, leaderOf, stopAll, untilAll } from '../support/instances.js';
@@ -147,10 +147,13 @@ describe('idle probes', () => {
     await Promise.all(instances.map((i) => i.breaker.start()));
     const leader = await leaderOf(instances);
     const user = instances.find((i) => i !== leader) as Instance;
-    // The follower keeps the breaker busy for 2.5 s: failures are recorded at once.
+    // The follower keeps the breaker busy for 2.5 s: each failure reaches Redis (and takes
+    // the success before it along) before the next call.
     const until = Date.now() + 2500;
     while (Date.now() < until) {
+      const recorded = user.breaker.stats.recorded;
       await fail(user, 1);
+      await vi.waitFor(() => expect(user.breaker.stats.recorded).toBeGreaterThan(recorded), { timeout: 5000, interval: 5 });
       await user.breaker.execute(async () => 'ok');
       await sleep(50);
     }
