@@ -52,22 +52,31 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitForPing(port: number, timeoutMs = 10_000): Promise<void> {
+/**
+ * Waits until the redis-server with process id `pid` answers on `port`. Other suites on
+ * the machine start servers too: a port can be taken between choosing it and binding it
+ * (or between a stop and a restart), and then another process's server answers there.
+ */
+async function waitForServer(port: number, pid: number | undefined, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
     const probe = new Redis({ host: HOST, port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
     probe.on('error', () => {});
+    let info: string;
     try {
       await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return;
+      info = await probe.info('server');
     } catch (error) {
       lastError = error;
-      probe.disconnect();
       await sleep(50);
+      continue;
+    } finally {
+      probe.disconnect();
     }
+    const answering = Number(/process_id:(\d+)/.exec(info)?.[1]);
+    if (answering === pid) return;
+    throw new Error(`port ${port} is answered by another redis-server (pid ${answering}), not ours (pid ${pid})`);
   }
   throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms: ${String(lastError)}`);
 }
@@ -98,7 +107,7 @@ class ProcessServer implements RedisServer {
       child.once('exit', (code) => reject(new Error(`redis-server exited with ${code} before answering`))),
     );
     exited.catch(() => {});
-    await Promise.race([waitForPing(this.port), exited]);
+    await Promise.race([waitForServer(this.port, child.pid), exited]);
   }
 
   client(options: Partial<RedisOptions> = {}): Redis {
