@@ -51,16 +51,11 @@ export function instance(
     redis.on('error', () => {});
   }
   const seen: Observed = { states: [], roles: [], checks: [], errors: [] };
-  const self: Instance = {
-    redis,
-    seen,
-    healthy: false,
-    breaker: undefined as unknown as CircuitBreaker,
-  };
+  const control = { healthy: false };
   const health: HealthOptions = options.health ?? {
     backoff: new ConstantBackoff({ delayMs: 50 }),
     check: async () => {
-      if (!self.healthy) throw new Error('dependency still down');
+      if (!control.healthy) throw new Error('dependency still down');
     },
   };
   const check = health.check;
@@ -84,8 +79,17 @@ export function instance(
         }
       : health,
   });
-  (self as { breaker: CircuitBreaker }).breaker = breaker;
-  return self;
+  return {
+    breaker,
+    redis,
+    seen,
+    get healthy() {
+      return control.healthy;
+    },
+    set healthy(value: boolean) {
+      control.healthy = value;
+    },
+  };
 }
 
 /** The breaker as Redis has it (zv1_state: state, gen, holder, ...), read through `i`'s client. */
