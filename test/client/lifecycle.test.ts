@@ -1,4 +1,7 @@
+import { createHook } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { LibraryMissingError, LibraryOutdatedError } from '../../src/index.js';
@@ -11,9 +14,38 @@ const own = ownRedis();
 
 const source = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
 
-function timers(): number {
-  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+/**
+ * The timers created from now on that have neither fired nor been cleared, by the stack
+ * that created them, the test runner's own left out (counting all of the process's timers
+ * would see those come and go). Node reports a timer's end (async_hooks destroy) from a
+ * queue that it empties before the next setImmediate callback: pending() waits for one.
+ */
+function watchTimers(): { pending(): Promise<string[]>; stop(): void } {
+  const live = new Map<number, string>();
+  const hook = createHook({
+    init(id, type) {
+      if (type !== 'Timeout') return;
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 30;
+      const stack = new Error().stack ?? '';
+      Error.stackTraceLimit = limit;
+      if (!/node_modules[\\/]@?vitest[\\/]/.test(stack)) live.set(id, stack);
+    },
+    destroy(id) {
+      live.delete(id);
+    },
+  });
+  hook.enable();
+  return {
+    pending: async () => {
+      await nextTurn();
+      return [...live.values()];
+    },
+    stop: () => hook.disable(),
+  };
 }
+
+const library = fileURLToPath(new URL('../../src/', import.meta.url));
 
 describe('start() and the function library', () => {
   it('fails without the library, says how to load it, and leaves nothing running', async () => {
@@ -130,7 +162,7 @@ describe('the lifecycle', () => {
   it('stop() leaves no timers and no connections', async () => {
     const redis = new Redis(own.server.url);
     await redis.ping();
-    const baseline = timers();
+    const timers = watchTimers();
     const id = uniqueId();
     const instances: Instance[] = [
       instance(own.server.url, { id, instanceId: 'a', health: { backoff: { getDelayMs: () => 20 }, check: async () => {
@@ -144,9 +176,11 @@ describe('the lifecycle', () => {
     await fail(instances[0] as Instance, 3);
     await instances[1]?.breaker.execute(async () => 1).catch(() => undefined);
     await vi.waitFor(() => expect(instances.some((i) => i.breaker.role === 'leader')).toBe(true));
-    expect(timers()).toBeGreaterThan(baseline);
+    expect((await timers.pending()).filter((stack) => stack.includes(library)).length).toBeGreaterThan(0);
     await Promise.all(instances.map((i) => i.breaker.stop()));
-    expect(timers()).toBe(baseline);
+    const left = await timers.pending();
+    timers.stop();
+    expect(left).toEqual([]);
     expect(await own.zenvarkConnections()).toEqual([]);
     expect(instances.map((i) => i.breaker.role)).toEqual(['follower', 'follower']);
     redis.disconnect();
