@@ -138,7 +138,7 @@ describe('idle probes', () => {
     instances = fleet(url, 2, {
       health: {
         backoff: { getDelayMs: () => 50 },
-        idleProbeIntervalMs: 600,
+        idleProbeIntervalMs: 1000,
         check: async () => {
           probes.push(Date.now());
         },
