@@ -1,7 +1,8 @@
 /**
  * The benchmark suite: every case in a process of its own, peers in the same run, each
- * figure next to its target. Writes bench/results/latest.json (quick.json with --quick),
- * prints a markdown table, and after a full run puts the table into bench/README.md.
+ * figure next to its target. Writes bench/results/latest.json (with --quick the untracked
+ * quick.json instead), prints a markdown table, and after a full run puts the table into
+ * bench/README.md; a quick run changes no tracked file.
  *
  *   npm run bench              the full suite (a few minutes)
  *   npm run bench -- --quick   every case, small: under a minute; CI runs it so that no

@@ -13,7 +13,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { disposeRedis, startRedis } from '../../test/support/redis.js';
+import { sleep } from '../../harness/clock.js';
+import { disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { StreamPerCallBreaker } from '../baselines/stream-per-call.js';
 import { CircuitBreaker, ConstantBackoff, CountBreaker } from '../library.js';
 import { type Figure, args, median, quick, report } from '../measure.js';
@@ -68,7 +69,7 @@ async function subjectUnderTest(): Promise<{ execute: (fn: () => Promise<unknown
 async function steadyRun(): Promise<{ perCall: number; issued: number; commands: number; fcalls: number; fcallUsec: number; elapsedS: number }> {
   const { execute, close } = await subjectUnderTest();
   // Let start-up traffic settle, then count only the steady run.
-  await new Promise((r) => setTimeout(r, 500));
+  await sleep(500);
   const before = await commandCounts();
   let issued = 0;
   const startedAt = performance.now();
@@ -80,11 +81,11 @@ async function steadyRun(): Promise<{ perCall: number; issued: number; commands:
       batch.push(execute(fails ? () => Promise.reject(failure) : async () => 1).catch(() => undefined));
     }
     await Promise.all(batch);
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
   }
   const elapsedS = (performance.now() - startedAt) / 1000;
   // Successes wait up to 1 s to be sent.
-  await new Promise((r) => setTimeout(r, 1500));
+  await sleep(1500);
   const after = await commandCounts();
   await close();
   let commands = 0;
@@ -153,7 +154,7 @@ if (subject === 'zenvark') {
   const floorBefore = await commandCounts();
   for (let n = 0; n < 100; n += 1) {
     await admin.call('FCALL', 'zvb_noop', '0');
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
   const floorAfter = await commandCounts();
   figures.push({

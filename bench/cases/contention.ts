@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { disposeRedis, startRedis } from '../../test/support/redis.js';
+import { disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { args, median, quick, report } from '../measure.js';
 
 const run = promisify(execFile);

@@ -5,10 +5,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { firstAmong, leaderAmong, startWorkers } from '../../test/fleet/processes.js';
-import { summarize, wallMs } from '../../test/support/clock.js';
-import { args, report } from '../measure.js';
-import { disposeRedis, startRedis } from '../../test/support/redis.js';
+import { firstAmong, leaderAmong, startWorkers } from '../../harness/fleet/processes.js';
+import { sleep, wallMs } from '../../harness/clock.js';
+import { args, report, summarize } from '../measure.js';
+import { disposeRedis, startRedis } from '../../harness/redis-server.js';
 
 const repetitions = Number(args[0] ?? 5);
 const leaseTtlMs = Number(args[1] ?? 5000);
@@ -26,7 +26,7 @@ try {
       const from = leader.events.length;
       await leader.send({ cmd: 'fail', count: 1 });
       await leader.next('check', from);
-      await new Promise((r) => setTimeout(r, Math.random() * leaseTtlMs));
+      await sleep(Math.random() * leaseTtlMs);
       const others = workers.filter((w) => w !== leader);
       const after = others.map((w) => w.events.length);
       const killedAt = wallMs();

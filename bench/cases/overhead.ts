@@ -16,7 +16,8 @@ import { Redis } from 'ioredis';
 import Opossum from 'opossum';
 import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff } from '../library.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { disposeRedis, startRedis } from '../../test/support/redis.js';
+import { sleep } from '../../harness/clock.js';
+import { disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { args, median, nsPerCall, quick, report } from '../measure.js';
 
 type Path = 'success' | 'failure' | 'open';
@@ -50,7 +51,7 @@ async function zenvark(): Promise<{ call: Call; close: () => Promise<void> }> {
   await breaker.start();
   if (path === 'open') {
     await breaker.execute(reject).catch(() => undefined);
-    while (breaker.state !== 'open') await new Promise((r) => setTimeout(r, 5));
+    while (breaker.state !== 'open') await sleep(5);
   }
   return {
     call: () => breaker.execute(fn).catch(() => undefined),

@@ -6,10 +6,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { startWorkers } from '../../test/fleet/processes.js';
-import { summarize } from '../../test/support/clock.js';
-import { args, report } from '../measure.js';
-import { disposeRedis, startRedis } from '../../test/support/redis.js';
+import { startWorkers } from '../../harness/fleet/processes.js';
+import { args, report, summarize } from '../measure.js';
+import { disposeRedis, startRedis } from '../../harness/redis-server.js';
 
 const trips = Number(args[0] ?? 50);
 const size = Number(args[1] ?? 20);

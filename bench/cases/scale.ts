@@ -11,7 +11,8 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff, breakerKeys } from '../library.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { disposeRedis, startRedis } from '../../test/support/redis.js';
+import { sleep } from '../../harness/clock.js';
+import { disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { args, median, report } from '../measure.js';
 
 const count = Number(args[0] ?? 100);
@@ -21,7 +22,7 @@ if (!gc) throw new Error('run with --expose-gc');
 /** Heap in use right after a full collection (the pauses before it let finalizers run). */
 async function settledHeap(): Promise<number> {
   for (let n = 0; n < 3; n += 1) {
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     gc?.();
   }
   return process.memoryUsage().heapUsed;
@@ -47,7 +48,7 @@ const options = (id: string) => ({ id, redis, breaker: strategy, health, onError
 // only its connections and Redis memory are measured.
 const warmUp = Array.from({ length: count >= 100 ? 200 : 0 }, () => new CircuitBreaker(options(`bench-${randomUUID()}`)));
 await Promise.all(warmUp.map((b) => b.start()));
-await new Promise((r) => setTimeout(r, 1500));
+await sleep(1500);
 // Rounds: start `count` breakers, measure, stop them; the median round counts.
 const ROUNDS = 5;
 const perBreaker: number[] = [];
@@ -63,7 +64,7 @@ for (let round = 0; round < (count >= 100 ? ROUNDS : 1); round += 1) {
   breakers = ids.map((id) => new CircuitBreaker(options(id)));
   await Promise.all(breakers.map((b) => b.start()));
   // Every idle breaker acquires its lease and renews it: let that settle.
-  await new Promise((r) => setTimeout(r, 1500));
+  await sleep(1500);
   perBreaker.push(((await settledHeap()) - heapBefore) / count);
 }
 

@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
+import { sleep } from '../../harness/clock.js';
 import {
   CircuitOpenError,
   ConsecutiveBreaker,
@@ -8,7 +8,7 @@ import {
   TimeoutError,
   type ZenvarkError,
 } from '../../src/index.js';
-import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
+import { type Instance, fail, fleet, sharedState, stopAll, untilAll } from '../support/instances.js';
 
 const url = inject('redisUrl');
 let instances: Instance[] = [];
@@ -43,8 +43,10 @@ describe('failure classification', () => {
     await expect(i.breaker.execute(reject(503))).rejects.toThrow('HTTP 503');
     // A 400 is neither: the run of one failure goes on.
     await expect(i.breaker.execute(reject(400))).rejects.toThrow('HTTP 400');
-    await sleep(200);
+    // Once Redis has counted the other three, it has decided on them.
+    await vi.waitFor(() => expect(i.breaker.stats).toMatchObject({ ignored: 1, recorded: 3 }), { timeout: 5000 });
     expect(i.breaker.state).toBe('closed');
+    expect((await sharedState(i)).state).toBe('closed');
     await expect(i.breaker.execute(reject(503))).rejects.toThrow('HTTP 503');
     await untilAll(instances, 'open');
     await vi.waitFor(() => expect(i.breaker.stats).toMatchObject({ ignored: 1, recorded: 4 }));
@@ -192,9 +194,12 @@ describe('timeouts and signals', () => {
     await expect(call).rejects.toBe(reason);
     expect(seen?.aborted).toBe(true);
     await expect(i.breaker.execute(async () => 1, { signal: controller.signal })).rejects.toBe(reason);
-    await sleep(200);
+    // A success after them: once Redis has counted it, it has counted whatever came before.
+    await i.breaker.execute(async () => 'ok');
+    await vi.waitFor(() => expect(i.breaker.stats.recorded).toBe(1), { timeout: 5000 });
     expect(i.breaker.state).toBe('closed');
-    expect(i.breaker.stats.ignored).toBe(1);
+    expect((await sharedState(i)).state).toBe('closed');
+    expect(i.breaker.stats).toMatchObject({ ignored: 1, recorded: 1 });
   });
 });
 

@@ -5,28 +5,20 @@ import { ownRedis } from '../support/own-redis.js';
 
 const own = ownRedis();
 
-async function clientNames(): Promise<string[]> {
-  const list = (await own.admin.client('LIST')) as string;
-  return list
-    .trim()
-    .split('\n')
-    .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '');
-}
-
 it('100 breakers on one application client hold 2 connections of their own', async () => {
   const redis = new Redis(own.server.url);
   const instances: Instance[] = Array.from({ length: 100 }, () => instance(own.server.url, { id: uniqueId() }, redis));
   await Promise.all(instances.map((i) => i.breaker.start()));
-  const names = await clientNames();
+  const names = await own.clientNames();
   expect(names.filter((n) => n === 'zenvark:commands')).toHaveLength(1);
   expect(names.filter((n) => n === 'zenvark:subscriber')).toHaveLength(1);
   // The application's own client, the admin client, and the two above.
   expect(names).toHaveLength(4);
 
   await Promise.all(instances.slice(0, 99).map((i) => i.breaker.stop()));
-  expect((await clientNames()).filter((n) => n.startsWith('zenvark:'))).toHaveLength(2);
+  expect(await own.zenvarkConnections()).toHaveLength(2);
   await stopAll(instances);
-  expect((await clientNames()).filter((n) => n.startsWith('zenvark:'))).toEqual([]);
+  expect(await own.zenvarkConnections()).toEqual([]);
 });
 
 it('the library ignores the application client key prefix and keeps its own keys', async () => {

@@ -1,7 +1,8 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConsecutiveBreaker, ConstantBackoff, type ZenvarkError } from '../../src/index.js';
-import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { sleep } from '../../harness/clock.js';
+import { type Instance, fail, fleet, leaderOf, sharedState, stopAll, untilAll } from '../support/instances.js';
+import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 
 let server: RedisServer;
 let instances: Instance[] = [];
@@ -23,6 +24,8 @@ describe('while Redis is unreachable', () => {
     instances = fleet(server.url, 1);
     const [i] = instances as [Instance];
     await i.breaker.start();
+    // Holding the lease, the instance has renewals to fail while Redis is away.
+    await leaderOf(instances);
     await server.stop({ kill: true });
     await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_UNREACHABLE'));
 
@@ -35,7 +38,9 @@ describe('while Redis is unreachable', () => {
     i.healthy = true;
     await untilAll(instances, 'closed');
     expect(i.seen.states.at(-1)?.transition).toMatchObject({ from: 'open', to: 'closed', reason: 'local_recovery', local: true });
-    await new Promise((r) => setTimeout(r, 1500));
+    // The lease lapses on the instance's own clock; then it goes on trying Redis for a while.
+    await vi.waitFor(() => expect(i.seen.roles).toEqual(['leader', 'follower']), { timeout: 5000 });
+    await sleep(1500);
     expect(codes(i).filter((c) => c === 'ZV_REDIS_UNREACHABLE')).toHaveLength(1);
     expect(codes(i)).not.toContain('ZV_LEASE_FAILED');
   });
@@ -55,10 +60,13 @@ describe('while Redis is unreachable', () => {
     await untilAll(instances, 'closed', 20_000);
     expect(i.seen.states.at(-1)?.transition).toMatchObject({ from: 'open', to: 'closed', reason: 'resync', local: true });
 
-    // The local failures are gone: two more do not trip a threshold of three.
+    // The local failures are gone: once Redis has counted two more, they have not tripped
+    // a threshold of three.
+    const recorded = i.breaker.stats.recorded;
     await fail(i, 2);
-    await new Promise((r) => setTimeout(r, 300));
+    await vi.waitFor(() => expect(i.breaker.stats.recorded).toBe(recorded + 2), { timeout: 5000 });
     expect(i.breaker.state).toBe('closed');
+    expect((await sharedState(i)).state).toBe('closed');
     await fail(i, 1);
     await untilAll(instances, 'open');
     expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'consecutive_failures', local: false, generation: 1 });
@@ -111,7 +119,8 @@ describe('while Redis is unreachable', () => {
     await i.breaker.start();
     await server.stop({ kill: true });
     await fail(i, 10);
-    await new Promise((r) => setTimeout(r, 200));
+    // No local window takes the outcomes: all ten are counted as undelivered.
+    await vi.waitFor(() => expect(i.breaker.stats.undelivered).toBe(10), { timeout: 5000 });
     expect(i.breaker.state).toBe('closed');
     expect(i.seen.states).toEqual([]);
   });

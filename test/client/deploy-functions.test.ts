@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { LIBRARY_REVISION } from '../../src/shipped-library.js';
 import { ownRedis } from '../support/own-redis.js';
-import { freePort } from '../support/redis.js';
+import { freePort } from '../../harness/redis-server.js';
 
 const root = new URL('../../', import.meta.url);
 const source = readFileSync(new URL('lua/zenvark_v1.lua', root), 'utf8');

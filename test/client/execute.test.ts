@@ -1,6 +1,17 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CircuitOpenError, ConsecutiveBreaker, ZenvarkError } from '../../src/index.js';
-import { type Instance, fail, failing, fleet, instance, leaderOf, stopAll, uniqueId, untilAll } from '../support/instances.js';
+import {
+  type Instance,
+  fail,
+  failing,
+  fleet,
+  instance,
+  leaderOf,
+  sharedState,
+  stopAll,
+  uniqueId,
+  untilAll,
+} from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
 
 const own = ownRedis();
@@ -14,7 +25,8 @@ afterEach(async () => {
 
 async function recordCalls(): Promise<number> {
   const info = await own.admin.info('commandstats');
-  // FCALL is counted once per call of any function; zv1_record is the only one per outcome.
+  // FCALL is counted once per call of any function (FCALL_RO apart): record calls and
+  // lease calls.
   return Number(/cmdstat_fcall:calls=(\d+)/.exec(info)?.[1] ?? 0);
 }
 
@@ -61,14 +73,17 @@ describe('execute()', () => {
   });
 
   it('coalesces outcomes: a burst of successes is one record call', async () => {
-    const [i] = (instances = fleet(own.server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 1000 }) }));
+    // The lease is taken and, with a long ttl, not renewed while the test counts: every
+    // FCALL counted is a record call.
+    const [i] = (instances = fleet(own.server.url, 1, { breaker: new ConsecutiveBreaker({ threshold: 1000 }), leaseTtlMs: 60_000 }));
     await i?.breaker.start();
+    await leaderOf(instances);
     const before = await recordCalls();
     for (let n = 0; n < 1000; n += 1) await i?.breaker.execute(async () => n);
-    await vi.waitFor(async () => expect(await recordCalls()).toBeGreaterThan(before), { timeout: 5000 });
-    await new Promise((r) => setTimeout(r, 200));
-    // 1,000 calls, one summary (plus, at most, a lease call or two in the meantime).
-    expect((await recordCalls()) - before).toBeLessThanOrEqual(4);
+    // Once Redis has counted all 1,000 outcomes, no record call is left to come.
+    await vi.waitFor(() => expect(i?.breaker.stats.recorded).toBe(1000), { timeout: 5000 });
+    // 1,000 calls, one summary.
+    expect((await recordCalls()) - before).toBe(1);
   });
 
   it('sends a lone failure at once, without waiting for the flush timer', async () => {
@@ -98,8 +113,13 @@ describe('execute()', () => {
     await untilAll(instances, 'closed');
     release();
     await expect(slow).rejects.toThrow('late failure');
-    await new Promise((r) => setTimeout(r, 300));
+    expect(i.breaker.stats.stale).toBe(1);
+    // A success after it: once Redis has counted that, it has seen whatever came before.
+    await i.breaker.execute(async () => 'ok');
+    await vi.waitFor(() => expect(i.breaker.stats.recorded).toBe(2), { timeout: 5000 });
+    expect(i.breaker.stats.stale).toBe(1);
     expect(i.breaker.state).toBe('closed');
+    expect((await sharedState(i)).state).toBe('closed');
     expect(i.seen.states.map((s) => s.state)).toEqual(['open', 'closed']);
   });
 

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { breakerKeys, feedChannel } from '../../src/keys.js';
+import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
 
@@ -20,10 +21,13 @@ describe('the state feed', () => {
   it('after a lost subscription, the transitions missed meanwhile are read back from the audit log, in order', async () => {
     instances = fleet(own.server.url, 1, { leaseTtlMs: 60_000 });
     const [i] = instances as [Instance];
-    await i.breaker.start();
     const id = i.breaker.id;
-    // Another process takes the lease, so this instance stays a follower.
-    await own.admin.call(...(fcall('zv1_acquire', id, ['60000']) as [string]));
+    // Another process holds the lease (token 1) before this instance starts, so this
+    // instance stays a follower and the recovery reports below carry the current token.
+    await own.admin.function('LOAD', 'REPLACE', LIBRARY_CODE);
+    const acquired = (await own.admin.call(...(fcall('zv1_acquire', id, ['60000']) as [string]))) as unknown[];
+    expect(acquired.slice(0, 3)).toEqual(['granted', 1, 'operator']);
+    await i.breaker.start();
     // In one pipeline, so Redis runs them before the subscriber can reconnect: drop the
     // subscriber, then open and close the circuit 150 times and open it once more (more
     // than one page of the audit log to read back).
@@ -34,11 +38,14 @@ describe('the state feed', () => {
     pipeline.call(...(trip(300) as [string]));
     const results = await pipeline.exec();
     expect(results?.filter(([error]) => error !== null)).toEqual([]);
+    const statuses = results?.slice(1).map(([, reply]) => (reply as unknown[])[0]);
+    expect(statuses).toEqual([...Array.from({ length: 150 }, () => ['opened', 'closed']).flat(), 'opened']);
     await untilAll(instances, 'open');
     await vi.waitFor(() => expect(i.seen.states).toHaveLength(301), { timeout: 10_000 });
     expect(i.seen.states.map((s) => s.transition.generation)).toEqual(Array.from({ length: 301 }, (_, n) => n + 1));
     expect(i.seen.states.slice(0, 2).map((s) => s.transition.reason)).toEqual(['consecutive_failures', 'recovery_check_passed']);
     expect(i.seen.states.every((s) => !s.transition.local && s.transition.id !== '')).toBe(true);
+    expect(i.seen.roles).toEqual([]);
   });
 
   it('foreign messages on the channel are reported once, not crashed on', async () => {

@@ -1,9 +1,24 @@
 import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import { CircuitOpenError, CountBreaker, breakerKeys } from '../../src/index.js';
-import { type Instance, fail, fleet, leaderOf, startAll, stopAll, untilAll } from '../support/instances.js';
+import {
+  type Instance,
+  fail,
+  fleet,
+  instance,
+  leaderOf,
+  sharedState,
+  startAll,
+  stopAll,
+  uniqueId,
+  untilAll,
+} from '../support/instances.js';
+import { ownRedis } from '../support/own-redis.js';
 
 const url = inject('redisUrl');
+// Counting connections needs a server nobody else uses.
+const own = ownRedis();
 let instances: Instance[] = [];
 
 afterEach(async () => {
@@ -71,11 +86,14 @@ describe('several instances of one breaker', () => {
         generation: 2,
       });
     }
-    // Calls flow again, and count from zero.
-    await expect((instances[1] as Instance).breaker.execute(async () => 42)).resolves.toBe(42);
-    await fail(instances[1] as Instance, 2);
-    await new Promise((r) => setTimeout(r, 200));
+    // Calls count from zero again: once Redis has counted two failures, they have not
+    // tripped a threshold of three. And calls flow.
+    const caller = instances[1] as Instance;
+    await fail(caller, 2);
+    await vi.waitFor(() => expect(caller.breaker.stats.recorded).toBe(2), { timeout: 5000 });
+    expect((await sharedState(caller)).state).toBe('closed');
     expect(instances.map((i) => i.breaker.state)).toEqual(['closed', 'closed', 'closed']);
+    await expect(caller.breaker.execute(async () => 42)).resolves.toBe(42);
   });
 
   it('when the leader stops, another instance takes the lease at once and goes on probing', async () => {
@@ -95,12 +113,45 @@ describe('several instances of one breaker', () => {
   });
 
   it('instances sharing one client share its connections and still trip together', async () => {
-    const [a] = fleet(url, 1);
-    const b = fleet(url, 1, { id: a?.breaker.id })[0] as Instance;
-    instances = [a as Instance, b];
-    await startAll(instances);
-    await fail(b, 3);
-    await untilAll(instances, 'open');
+    // Two instances of one breaker and two other breakers, all on one application client.
+    const redis = new Redis(own.server.url);
+    const id = uniqueId();
+    const [a0, a1, b, c] = (instances = [
+      instance(own.server.url, { id, instanceId: 'a-0' }, redis),
+      instance(own.server.url, { id, instanceId: 'a-1' }, redis),
+      instance(own.server.url, { id: uniqueId(), instanceId: 'b-0' }, redis),
+      instance(own.server.url, { id: uniqueId(), instanceId: 'c-0' }, redis),
+    ]) as [Instance, Instance, Instance, Instance];
+    const library = async () => (await own.zenvarkConnections()).sort();
+    const shared = ['zenvark:commands', 'zenvark:subscriber'];
+
+    await a0.breaker.start();
+    expect(await library()).toEqual(shared);
+    await startAll([a1, b, c]);
+    expect(await library()).toEqual(shared);
+    // The application's client, the admin client, and the library's two.
+    expect(await own.clientNames()).toHaveLength(4);
+
+    await fail(a1, 3);
+    await untilAll([a0, a1], 'open');
+    for (const i of [a0, a1]) {
+      await vi.waitFor(() => expect(i.seen.states.map((s) => s.state)).toEqual(['open']));
+      expect(i.seen.states[0]?.transition).toMatchObject({ reason: 'consecutive_failures', actor: 'a-1' });
+    }
+    // The other breakers on the same connections are not affected.
+    for (const other of [b, c]) {
+      expect(other.breaker.state).toBe('closed');
+      expect((await sharedState(other)).state).toBe('closed');
+      expect(other.seen.states).toEqual([]);
+    }
+
+    // The connections stay while any breaker on the client runs, and go with the last.
+    for (const i of [a0, a1, b]) {
+      await i.breaker.stop();
+      expect(await library()).toEqual(shared);
+    }
+    await c.breaker.stop();
+    expect(await library()).toEqual([]);
   });
 
   it.each([

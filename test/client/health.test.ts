@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
+import { sleep } from '../../harness/clock.js';
 import { ExponentialBackoff } from '../../src/index.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { type Instance, fail, fleet, leaderOf, stopAll, untilAll } from '../support/instances.js';
 
 const url = inject('redisUrl');
@@ -117,19 +117,20 @@ describe('a check that never settles', () => {
 
 describe('idle probes', () => {
   it('run on the leader only, while the circuit is closed and unused', async () => {
+    // A long lease: the leader stays the leader while the test watches.
     instances = fleet(url, 3, {
-      health: {
-        backoff: { getDelayMs: () => 50 },
-        idleProbeIntervalMs: 150,
-        check: async (type) => {
-          probes.push(type);
-        },
-      },
+      leaseTtlMs: 30_000,
+      health: { backoff: { getDelayMs: () => 50 }, idleProbeIntervalMs: 150, check: async () => undefined },
     });
-    const probes: string[] = [];
     await Promise.all(instances.map((i) => i.breaker.start()));
-    await vi.waitFor(() => expect(probes.length).toBeGreaterThanOrEqual(2), { timeout: 10_000 });
-    expect(new Set(probes)).toEqual(new Set(['idle']));
+    const leader = await leaderOf(instances);
+    // Each instance records the checks it ran itself (see test/support/instances.ts).
+    await vi.waitFor(() => expect(leader.seen.checks.length).toBeGreaterThanOrEqual(2), { timeout: 10_000 });
+    expect(new Set(leader.seen.checks.map((c) => c.type))).toEqual(new Set(['idle']));
+    for (const i of instances) {
+      if (i !== leader) expect(i.seen.checks).toEqual([]);
+      expect(i.seen.roles).toEqual(i === leader ? ['leader'] : []);
+    }
     expect(instances.map((i) => i.breaker.state)).toEqual(['closed', 'closed', 'closed']);
   });
 
@@ -138,7 +139,7 @@ describe('idle probes', () => {
     instances = fleet(url, 2, {
       health: {
         backoff: { getDelayMs: () => 50 },
-        idleProbeIntervalMs: 600,
+        idleProbeIntervalMs: 1000,
         check: async () => {
           probes.push(Date.now());
         },
@@ -147,10 +148,13 @@ describe('idle probes', () => {
     await Promise.all(instances.map((i) => i.breaker.start()));
     const leader = await leaderOf(instances);
     const user = instances.find((i) => i !== leader) as Instance;
-    // The follower keeps the breaker busy for 2.5 s: failures are recorded at once.
+    // The follower keeps the breaker busy for 2.5 s: each failure reaches Redis (and takes
+    // the success before it along) before the next call.
     const until = Date.now() + 2500;
     while (Date.now() < until) {
+      const recorded = user.breaker.stats.recorded;
       await fail(user, 1);
+      await vi.waitFor(() => expect(user.breaker.stats.recorded).toBeGreaterThan(recorded), { timeout: 5000, interval: 5 });
       await user.breaker.execute(async () => 'ok');
       await sleep(50);
     }

@@ -1,9 +1,12 @@
+import { createHook } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { LibraryMissingError, LibraryOutdatedError } from '../../src/index.js';
 import { LIBRARY_CODE, LIBRARY_REVISION } from '../../src/shipped-library.js';
-import { freePort } from '../support/redis.js';
+import { freePort } from '../../harness/redis-server.js';
 import { ownRedis } from '../support/own-redis.js';
 import { type Instance, fail, instance, stopAll, uniqueId, untilAll } from '../support/instances.js';
 
@@ -11,17 +14,38 @@ const own = ownRedis();
 
 const source = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
 
-async function zenvarkConnections(): Promise<string[]> {
-  const list = (await own.admin.client('LIST')) as string;
-  return list
-    .split('\n')
-    .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '')
-    .filter((name) => name.startsWith('zenvark:'));
+/**
+ * The timers created from now on that have neither fired nor been cleared, by the stack
+ * that created them, the test runner's own left out (counting all of the process's timers
+ * would see those come and go). Node reports a timer's end (async_hooks destroy) from a
+ * queue that it empties before the next setImmediate callback: pending() waits for one.
+ */
+function watchTimers(): { pending(): Promise<string[]>; stop(): void } {
+  const live = new Map<number, string>();
+  const hook = createHook({
+    init(id, type) {
+      if (type !== 'Timeout') return;
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 30;
+      const stack = new Error().stack ?? '';
+      Error.stackTraceLimit = limit;
+      if (!/node_modules[\\/]@?vitest[\\/]/.test(stack)) live.set(id, stack);
+    },
+    destroy(id) {
+      live.delete(id);
+    },
+  });
+  hook.enable();
+  return {
+    pending: async () => {
+      await nextTurn();
+      return [...live.values()];
+    },
+    stop: () => hook.disable(),
+  };
 }
 
-function timers(): number {
-  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-}
+const library = fileURLToPath(new URL('../../src/', import.meta.url));
 
 describe('start() and the function library', () => {
   it('fails without the library, says how to load it, and leaves nothing running', async () => {
@@ -32,7 +56,7 @@ describe('start() and the function library', () => {
     expect((error as Error).message).toMatch(/zenvark_v1 is not loaded on 127\.0\.0\.1:\d+/);
     expect((error as Error).message).toContain('zenvark-deploy-functions');
     expect((error as Error).message).toContain('loadFunctions: true');
-    await vi.waitFor(async () => expect(await zenvarkConnections()).toEqual([]));
+    await vi.waitFor(async () => expect(await own.zenvarkConnections()).toEqual([]));
     await stopAll([i]);
   });
 
@@ -106,13 +130,26 @@ describe('the lifecycle', () => {
     const stateKey = `zenvark:{${id}}:state`;
     const leaver = instance(own.server.url, { id, instanceId: 'leaver', leaseTtlMs: 30_000 });
     await own.admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
-    // Redis holds writes (the lease acquisition) for 300 ms, but answers reads (start()).
-    await own.admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
-    await leaver.breaker.start();
-    // Let the acquisition go out; Redis holds it.
-    await new Promise((r) => setTimeout(r, 50));
-    await leaver.breaker.stop();
-    await new Promise((r) => setTimeout(r, 100));
+    // Redis holds writes (the lease acquisition) until unpaused, but answers reads (start()).
+    await own.admin.call('CLIENT', 'PAUSE', '30000', 'WRITE');
+    let stopping: Promise<void> | undefined;
+    try {
+      await leaver.breaker.start();
+      // The acquisition has gone out, and Redis holds it (flags=b: blocked).
+      await vi.waitFor(
+        async () => {
+          const list = (await own.admin.client('LIST')) as string;
+          expect(list).toMatch(/ name=zenvark:commands .*flags=b\b.* cmd=fcall /);
+        },
+        { timeout: 5_000, interval: 5 },
+      );
+      stopping = leaver.breaker.stop();
+    } finally {
+      // Well within the command timeout (1 s) of the held call.
+      await own.admin.call('CLIENT', 'UNPAUSE');
+    }
+    await stopping;
+    // stop() waited for the grant and released it.
     expect(await own.admin.hget(stateKey, 'lh')).toBe('');
     expect(await own.admin.hget(stateKey, 'lt')).toBe('1');
     const stayer = instance(own.server.url, { id, instanceId: 'stayer', leaseTtlMs: 30_000 });
@@ -125,7 +162,7 @@ describe('the lifecycle', () => {
   it('stop() leaves no timers and no connections', async () => {
     const redis = new Redis(own.server.url);
     await redis.ping();
-    const baseline = timers();
+    const timers = watchTimers();
     const id = uniqueId();
     const instances: Instance[] = [
       instance(own.server.url, { id, instanceId: 'a', health: { backoff: { getDelayMs: () => 20 }, check: async () => {
@@ -134,15 +171,17 @@ describe('the lifecycle', () => {
       instance(own.server.url, { id, instanceId: 'b' }, redis),
     ];
     await Promise.all(instances.map((i) => i.breaker.start()));
-    expect(await zenvarkConnections()).toHaveLength(2);
+    expect(await own.zenvarkConnections()).toHaveLength(2);
     // Leave everything busy: outcomes pending, a lease held, checks running.
     await fail(instances[0] as Instance, 3);
     await instances[1]?.breaker.execute(async () => 1).catch(() => undefined);
     await vi.waitFor(() => expect(instances.some((i) => i.breaker.role === 'leader')).toBe(true));
-    expect(timers()).toBeGreaterThan(baseline);
+    expect((await timers.pending()).filter((stack) => stack.includes(library)).length).toBeGreaterThan(0);
     await Promise.all(instances.map((i) => i.breaker.stop()));
-    expect(timers()).toBe(baseline);
-    expect(await zenvarkConnections()).toEqual([]);
+    const left = await timers.pending();
+    timers.stop();
+    expect(left).toEqual([]);
+    expect(await own.zenvarkConnections()).toEqual([]);
     expect(instances.map((i) => i.breaker.role)).toEqual(['follower', 'follower']);
     redis.disconnect();
   });

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { breakerKeys, feedChannel } from '../../src/index.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleep } from '../../harness/clock.js';
 import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
 

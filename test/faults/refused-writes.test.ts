@@ -7,9 +7,9 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { breakerKeys } from '../../src/index.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleep } from '../../harness/clock.js';
 import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 
 let server: RedisServer;
 let instances: Instance[] = [];

@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 
 let server: RedisServer;
 let instances: Instance[] = [];

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
+import { wallMs } from '../../harness/clock.js';
 import { uniqueId } from '../support/instances.js';
-import { type Worker, leaderAmong, startWorkers } from './processes.js';
+import { type Worker, leaderAmong, startWorkers } from '../../harness/fleet/processes.js';
 
 const url = inject('redisUrl');
 let workers: Worker[] = [];
@@ -72,7 +73,7 @@ describe('instances in separate processes', () => {
 
     const rest = workers.filter((w) => w !== leader);
     const from = rest.map((w) => w.events.length);
-    const killedAt = performance.timeOrigin + performance.now();
+    const killedAt = wallMs();
     leader.kill('SIGKILL');
     await leader.exited;
     const next = await leaderAmong(rest);

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
+import { sleep } from '../../harness/clock.js';
 import { type BreakerKeys, breakerKeys, keyList } from '../../src/keys.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 
@@ -193,7 +194,7 @@ export async function runCase(redis: Redis, c: LuaCase, assert: boolean, keys = 
   const transcript: unknown[] = [];
   for (const [index, step] of c.steps.entries()) {
     if ('sleepMs' in step) {
-      await new Promise((r) => setTimeout(r, step.sleepMs));
+      await sleep(step.sleepMs);
     } else if ('setup' in step) {
       await step.setup(redis, keys);
     } else if ('check' in step) {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { minifyLibrary } from '../../scripts/minify.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { type RedisServer, disposeRedis, startRedis } from '../support/redis.js';
+import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { CASES } from './cases.js';
 import { freshKeys, loadLibrary, runCase } from './harness.js';
 

@@ -6,7 +6,7 @@
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { type RedisServer, startRedis, stopAllRedis } from './redis.js';
+import { type RedisServer, startRedis, stopAllRedis } from '../../harness/redis-server.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -12,13 +12,17 @@ import {
   type CircuitState,
   ConsecutiveBreaker,
   ConstantBackoff,
+  DEFAULTS,
   type HealthCheckType,
+  type HealthOptions,
   type Transition,
+  breakerKeys,
 } from '../../src/index.js';
 
 export interface Observed {
   states: { state: CircuitState; transition: Transition }[];
   roles: CircuitRole[];
+  /** Every health check this instance ran, its own check function's or a test's. */
   checks: { type: HealthCheckType; at: number }[];
   errors: Error[];
 }
@@ -47,31 +51,54 @@ export function instance(
     redis.on('error', () => {});
   }
   const seen: Observed = { states: [], roles: [], checks: [], errors: [] };
-  const self: Instance = {
-    redis,
-    seen,
-    healthy: false,
-    breaker: undefined as unknown as CircuitBreaker,
+  const control = { healthy: false };
+  const health: HealthOptions = options.health ?? {
+    backoff: new ConstantBackoff({ delayMs: 50 }),
+    check: async () => {
+      if (!control.healthy) throw new Error('dependency still down');
+    },
   };
+  const check = health.check;
   const breaker = new CircuitBreaker({
     redis,
     breaker: new ConsecutiveBreaker({ threshold: 3 }),
-    health: {
-      backoff: new ConstantBackoff({ delayMs: 50 }),
-      check: async (type) => {
-        seen.checks.push({ type, at: Date.now() });
-        if (!self.healthy) throw new Error('dependency still down');
-      },
-    },
     leaseTtlMs: 1000,
     loadFunctions: true,
     onError: (error) => seen.errors.push(error),
     onStateChange: (state, transition) => seen.states.push({ state, transition }),
     onRoleChange: (role) => seen.roles.push(role),
     ...options,
+    // Whatever check a test gives, this instance records that it ran it.
+    health: check
+      ? {
+          ...health,
+          check: (type, signal) => {
+            seen.checks.push({ type, at: Date.now() });
+            return check(type, signal);
+          },
+        }
+      : health,
   });
-  (self as { breaker: CircuitBreaker }).breaker = breaker;
-  return self;
+  return {
+    breaker,
+    redis,
+    seen,
+    get healthy() {
+      return control.healthy;
+    },
+    set healthy(value: boolean) {
+      control.healthy = value;
+    },
+  };
+}
+
+/** The breaker as Redis has it (zv1_state: state, gen, holder, ...), read through `i`'s client. */
+export async function sharedState(i: Instance): Promise<Record<string, string>> {
+  const keys = breakerKeys(DEFAULTS.prefix, i.breaker.id);
+  const reply = (await i.redis.call('FCALL_RO', 'zv1_state', '2', keys.state, keys.events)) as unknown[];
+  const out: Record<string, string> = {};
+  for (let n = 0; n + 1 < reply.length; n += 2) out[String(reply[n])] = String(reply[n + 1]);
+  return out;
 }
 
 /** Several instances of one breaker, each on its own client. */

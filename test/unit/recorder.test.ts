@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Recorder, Summary } from '../../src/recorder.js';
 
 function summaryOf(outcomes: string): Summary {
@@ -53,12 +53,19 @@ describe('Recorder', () => {
     ]);
   });
 
-  it('holds successes until the flush delay', async () => {
-    const { recorder, sent } = harness(30);
-    for (let n = 0; n < 100; n += 1) recorder.add(false, false);
-    expect(sent).toEqual([]);
-    await new Promise((r) => setTimeout(r, 60));
-    expect(sent).toEqual([{ generation: 0, calls: 100, fail: 0 }]);
+  it('holds successes until the flush delay', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { recorder, sent } = harness(30);
+      for (let n = 0; n < 100; n += 1) recorder.add(false, false);
+      expect(sent).toEqual([]);
+      vi.advanceTimersByTime(29);
+      expect(sent).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(sent).toEqual([{ generation: 0, calls: 100, fail: 0 }]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('drops what belongs to an older generation, and counts it', () => {

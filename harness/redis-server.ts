@@ -1,5 +1,5 @@
 /**
- * Real Redis servers for the tests. A server is, in order of preference:
+ * Real Redis servers for the tests and the benchmarks. A server is, in order of preference:
  *   - REDIS_URL, when set (only for the shared server; it cannot be stopped or paused);
  *   - a `redis-server` process of our own on a free loopback port;
  *   - a Docker container through testcontainers, when there is no redis-server binary
@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
+import { sleep } from './clock.js';
 
 export interface RedisServer {
   readonly host: string;
@@ -51,22 +52,31 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function waitForPing(port: number, timeoutMs = 10_000): Promise<void> {
+/**
+ * Waits until the redis-server with process id `pid` answers on `port`. Other suites on
+ * the machine start servers too: a port can be taken between choosing it and binding it
+ * (or between a stop and a restart), and then another process's server answers there.
+ */
+async function waitForServer(port: number, pid: number | undefined, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
     const probe = new Redis({ host: HOST, port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
     probe.on('error', () => {});
+    let info: string;
     try {
       await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      return;
+      info = await probe.info('server');
     } catch (error) {
       lastError = error;
+      await sleep(50);
+      continue;
+    } finally {
       probe.disconnect();
-      await new Promise((r) => setTimeout(r, 50));
     }
+    const answering = Number(/process_id:(\d+)/.exec(info)?.[1]);
+    if (answering === pid) return;
+    throw new Error(`port ${port} is answered by another redis-server (pid ${answering}), not ours (pid ${pid})`);
   }
   throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms: ${String(lastError)}`);
 }
@@ -97,7 +107,7 @@ class ProcessServer implements RedisServer {
       child.once('exit', (code) => reject(new Error(`redis-server exited with ${code} before answering`))),
     );
     exited.catch(() => {});
-    await Promise.race([waitForPing(this.port), exited]);
+    await Promise.race([waitForServer(this.port, child.pid), exited]);
   }
 
   client(options: Partial<RedisOptions> = {}): Redis {

@@ -6,7 +6,7 @@
  */
 import { Redis } from 'ioredis';
 import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff, type ZenvarkError } from '../../src/index.js';
-import { wallMs } from '../support/clock.js';
+import { sleep, wallMs } from '../clock.js';
 
 export interface WorkerConfig {
   url: string;
@@ -110,11 +110,11 @@ process.on('message', async (message: WorkerCommand) => {
           breaker
             .execute(async () => {
               ran += 1;
-              await new Promise((r) => setTimeout(r, message.holdMs));
+              await sleep(message.holdMs);
             })
             .catch(() => undefined),
         );
-        await new Promise((r) => setTimeout(r, 20));
+        await sleep(20);
       }
       send({ type: 'done', seq: message.seq, result: ran });
       await Promise.all(calls);

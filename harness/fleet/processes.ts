@@ -1,9 +1,10 @@
 /**
- * Breaker instances in child processes (test/fleet/worker.ts), for the fleet tests and
+ * Breaker instances in child processes (harness/fleet/worker.ts), for the fleet tests and
  * the fleet benchmarks.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { sleep } from '../clock.js';
 import type { WorkerCommand, WorkerConfig, WorkerEvent } from './worker.js';
 
 const workerPath = fileURLToPath(new URL('./worker.ts', import.meta.url));
@@ -115,7 +116,7 @@ export async function startWorkers(size: number, config: Omit<WorkerConfig, 'ins
     }
     if (workers.every((w) => w.of('ready').length > 0)) return workers;
     if (Date.now() > deadline) throw new Error('workers did not start within 60 s');
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
 }
 
@@ -138,7 +139,7 @@ export async function firstAmong<T extends WorkerEvent['type']>(
     const earliest = seen.sort((a, b) => at(a.event) - at(b.event))[0];
     if (earliest) return earliest;
     if (Date.now() > deadline) throw new Error(`no '${type}' event within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5);
   }
 }
 
@@ -149,6 +150,6 @@ export async function leaderAmong(workers: Worker[], timeoutMs = 15_000): Promis
     const leaders = workers.filter((w) => w.alive && w.role === 'leader');
     if (leaders.length === 1) return leaders[0] as Worker;
     if (Date.now() > deadline) throw new Error(`expected one leader, found ${leaders.length}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
