@@ -53,6 +53,8 @@ export const ErrorCode = {
   LEASE_FAILED: 'ZV_LEASE_FAILED',
   /** Subscribing to the state feed, or reading missed transitions, failed. */
   FEED_FAILED: 'ZV_FEED_FAILED',
+  /** A trial call's result reached Redis after its permit was reclaimed: it was not counted. */
+  TRIAL_LOST: 'ZV_TRIAL_LOST',
   /** Instances of one breaker use windows of different shapes: the stored one was reset. */
   WINDOW_RESHAPED: 'ZV_WINDOW_RESHAPED',
 } as const;

@@ -8,6 +8,7 @@
  * (the breaker cuts it short there), so a permit goes only to a call it can outlive.
  */
 import { CallResult } from './constants.js';
+import { COMMAND_TIMEOUT_MS } from './connections.js';
 import type { BreakerContext } from './coordinator.js';
 import type { BreakerFunctions, TrialSettings } from './functions.js';
 
@@ -102,7 +103,12 @@ export class TrialPermits {
   report(permit: Permit, result: CallResult): void {
     this.track(
       this.functions.trial(permit.generation, permit.id, result, this.settings).then(
-        (reply) => this.c.adopt(reply.view, reply.published),
+        (reply) => {
+          if (reply.status === 'unknown_permit' && result !== CallResult.IGNORED) {
+            this.c.notifier.report('ZV_TRIAL_LOST', `a trial call's ${result} reached Redis after its permit was reclaimed: it was not counted`);
+          }
+          this.c.adopt(reply.view, reply.published);
+        },
         (error: unknown) => this.c.failed(error, 'reporting a trial call'),
       ),
     );
@@ -142,8 +148,10 @@ export class TrialPermits {
       this.functions.permit(generation, this.settings).then(
         (reply) => {
           this.asking = false;
-          // Stop using it a little before Redis would reclaim it.
-          const usableMs = reply.ms - reply.ms / 10;
+          // Stop using it early enough for the result to reach Redis before it reclaims the
+          // permit: a tenth of its life, but as long as a command may take where that is
+          // more, and never more than half of it.
+          const usableMs = reply.ms - Math.min(reply.ms / 2, Math.max(reply.ms / 10, COMMAND_TIMEOUT_MS));
           const granted = reply.status === 'granted' ? { id: reply.permit, generation, usableUntil: sentAt + usableMs, lifeMs: usableMs } : undefined;
           if (!this.active || this.generation !== generation) {
             // Stopped, or moved on while asking: nobody here will use it.
