@@ -8,7 +8,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { breakerKeys } from '../../src/index.js';
 import { sleep } from '../../harness/clock.js';
-import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
+import { type Instance, fail, failing, fleet, stopAll, untilAll } from '../support/instances.js';
+import { lostOutcomes, startLoad } from './load.js';
+import { scenario } from './scenario.js';
 import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 
 let server: RedisServer;
@@ -61,14 +63,48 @@ async function refusedThenHealed(i: Instance, code: string, heal: () => Promise<
 }
 
 describe('Redis refusing writes but answering reads', () => {
-  it('out of memory under noeviction: open alone, reported once, no flapping, back when memory is freed', async () => {
+  scenario('Redis out of memory (noeviction)', async (size) => {
     instances = fleet(server.url, 1);
     const [i] = instances as [Instance];
     await i.breaker.start();
+    // The dependency fails from the moment Redis refuses writes.
+    let down = false;
+    const load = startLoad([i.breaker], 200, () => (down ? failing() : Promise.resolve('ok')));
+    await sleep(size === 'long' ? 5000 : 500);
+    load.phase('during');
+    const injectedAt = performance.now();
     await exhaustMemory();
-    await refusedThenHealed(i, 'ZV_REDIS_REFUSED', () => server.client().config('SET', 'maxmemory', '0'));
+    down = true;
+    const outage = size === 'long' ? 20_000 : 3500;
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_REFUSED'), { timeout: 10_000 });
+    const detectMs = performance.now() - injectedAt;
+    await untilAll([i], 'open');
+    expect(i.seen.states.at(-1)?.transition).toMatchObject({ to: 'open', reason: 'local_failures', local: true });
+    // Resync periods go by: the shared state (closed) must not take over while writes are refused.
+    await sleep(outage);
+    expect(i.breaker.state).toBe('open');
+    expect(i.seen.states.map((s) => s.transition.reason)).toEqual(['local_failures']);
     const report = i.seen.errors.find((e) => (e as { code?: string }).code === 'ZV_REDIS_REFUSED');
     expect(report?.message).toContain('out of memory');
+
+    const healedAt = performance.now();
+    await server.client().config('SET', 'maxmemory', '0');
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_RESTORED'), { timeout: 10_000 });
+    const convergeMs = performance.now() - healedAt;
+    const result = await load.stop();
+    await i.breaker.stop();
+    expect(codes(i).filter((c) => c === 'ZV_REDIS_REFUSED')).toHaveLength(1);
+    return {
+      injected: `used memory over maxmemory (noeviction) for ${outage / 1000} s, the dependency failing meanwhile`,
+      detectMs,
+      convergeMs,
+      latencyBefore: result.phases.get('before'),
+      latencyDuring: result.phases.get('during'),
+      transitions: await server.client().xlen(breakerKeys('zenvark', i.breaker.id).events),
+      outcomesLost: lostOutcomes(result.executed, [i.breaker]),
+      reportsPerBreaker: i.seen.errors.length,
+      note: 'the instance opens on its local window and stays open; it rejoins (ZV_REDIS_RESTORED) within a resync period of the memory being freed',
+    };
   });
 
   it('clients paused for writes: the same, and reads go on meanwhile', async () => {
