@@ -21,6 +21,7 @@ import {
   release,
   renew,
   state,
+  sync,
   summary,
   time,
   trial,
@@ -106,6 +107,18 @@ const badArguments: [string, Step, RegExp][] = [
   ['permit: permits >= 1', permit(0, 0, 1), /^ZV_BADARG trial permits must be in \[1, 10000\], got 0/],
   ['permit: ttl >= 1', permit(0, 2, 2, 0), /^ZV_BADARG permit ttl must be in \[1, 3600000\], got 0/],
   ['trial: the result must be known', trial(0, 1, 'great', 2, 2), /^ZV_BADARG result must be one of failure, ignored, success, got 'great'/],
+  ['extra arguments are refused: record', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1), 'more'] }, /^ZV_BADARG expected at most 12 arguments, got 13/],
+  ['extra arguments are refused: acquire', { fn: 'zv1_acquire', args: [...header(), '1000', 'more'] }, /^ZV_BADARG expected at most 4 arguments, got 5/],
+  ['extra arguments are refused: renew', { fn: 'zv1_renew', args: [...header(), '1', '1000', 'more'] }, /^ZV_BADARG expected at most 5 arguments, got 6/],
+  ['extra arguments are refused: release', { fn: 'zv1_release', args: [...header(), '1', 'more'] }, /^ZV_BADARG expected at most 4 arguments, got 5/],
+  ['extra arguments are refused: health', { ...health('i1', 1, 0, 'recovery', 'success', 1, 0), args: [...health('i1', 1, 0, 'recovery', 'success', 1, 0).args, 'more'] }, /^ZV_BADARG expected at most 9 arguments, got 10/],
+  ['extra arguments are refused: permit', { fn: 'zv1_permit', args: [...permit(0, 2, 2).args, 'more'] }, /^ZV_BADARG expected at most 7 arguments, got 8/],
+  ['extra arguments are refused: trial', { fn: 'zv1_trial', args: [...trial(0, 1, 'success', 2, 2).args, 'more'] }, /^ZV_BADARG expected at most 8 arguments, got 9/],
+  ['extra arguments are refused: state', { fn: 'zv1_state', args: ['more'] }, /^ZV_BADARG expected at most 0 arguments, got 1/],
+  ['extra arguments are refused: sync', { fn: 'zv1_sync', args: [...header(), 'more'] }, /^ZV_BADARG expected at most 3 arguments, got 4/],
+  ['sync needs the header', { fn: 'zv1_sync', args: [] }, /^ZV_BADARG channel is missing \(ARGV\[1\]\)/],
+  ['revision takes no keys', { fn: 'zv1_revision', keys: ['k'], args: [] }, /^ZV_BADARG expected no keys and no arguments, got 1 keys and 0 arguments/],
+  ['revision takes no arguments', { fn: 'zv1_revision', keys: [], args: ['x'] }, /^ZV_BADARG expected no keys and no arguments, got 0 keys and 1 arguments/],
   ['trial: a permit id is an integer', { fn: 'zv1_trial', args: [...header(), '0', 'p1', 'success', '2', '2'] }, /^ZV_BADARG permit must be an integer, got 'p1'/],
 ];
 
@@ -677,6 +690,24 @@ export const CASES: LuaCase[] = [
           expect(await existingKeys(redis, keys)).toEqual([keys.state]);
         },
       },
+    ],
+  },
+  {
+    name: 'sync: reads the state as zv1_state does, and writes nothing',
+    steps: [
+      { ...sync(), expect: { state: 'closed', gen: 0, epoch: '', revision: LIBRARY_REVISION } },
+      nothingWritten,
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
+      { ...sync(), expect: { state: 'open', gen: 1, recovery_failures: 0 } },
+    ],
+  },
+  {
+    name: 'sync: refused while the events key is of another type, which a transition would need',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(2)), expect: { status: 'ok' } },
+      { setup: (redis, keys) => redis.set(keys.events, 'not a stream') },
+      { ...state(), expect: { state: 'closed', gen: 0 } },
+      { ...sync(), expect: error(/^ZV_WRONGTYPE .*:events is a string, expected a stream/) },
     ],
   },
   {

@@ -22,6 +22,7 @@ export type Fn =
   | 'zv1_permit'
   | 'zv1_trial'
   | 'zv1_state'
+  | 'zv1_sync'
   | 'zv1_revision';
 
 export interface CallStep {
@@ -115,6 +116,7 @@ export const trial = (gen: number, id: number, result: string, permits: number, 
   args: [...header(actor), String(gen), String(id), result, String(permits), String(successes)],
 });
 export const state = (): Omit<CallStep, 'expect'> => ({ fn: 'zv1_state', args: [] });
+export const sync = (actor = 'i1'): Omit<CallStep, 'expect'> => ({ fn: 'zv1_sync', args: header(actor) });
 
 // ---- decoding -------------------------------------------------------------------------
 
@@ -135,6 +137,7 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
     case 'zv1_revision':
       return { revision: reply };
     case 'zv1_state':
+    case 'zv1_sync':
       return pairs(r);
     case 'zv1_record':
       return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]) };
