@@ -9,8 +9,13 @@ import type { BreakerStats } from './outcomes.js';
  * decisions are made in Redis; this object caches the state for `execute()`, reports
  * outcomes, follows the state feed and, while it holds the lease, runs the health checks.
  */
+/** A started breaker keeps this instead of a promise of its own. */
+const SETTLED: Promise<void> = Promise.resolve();
+
 export class CircuitBreaker {
   private readonly core: Coordinator;
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
 
   /** Validates every option; an invalid one throws a TypeError or RangeError naming it. */
   constructor(options: CircuitBreakerOptions) {
@@ -62,11 +67,32 @@ export class CircuitBreaker {
    * older than this package (unless `loadFunctions` is set). Idempotent.
    */
   start(): Promise<void> {
-    return this.core.start();
+    if (this.stopping) return this.stopping.then(() => this.start());
+    this.starting ??= this.core.run().then(
+      () => {
+        if (this.core.running) this.starting = SETTLED;
+      },
+      (error: unknown) => {
+        this.starting = undefined;
+        throw error;
+      },
+    );
+    return this.starting;
   }
 
   /** Stops every timer, releases the lease and gives the connections back. Idempotent. */
   stop(): Promise<void> {
-    return this.core.stop();
+    const starting = this.starting;
+    if (!starting) return Promise.resolve();
+    this.stopping ??= starting
+      .then(
+        () => this.core.end(),
+        () => undefined,
+      )
+      .finally(() => {
+        this.starting = undefined;
+        this.stopping = undefined;
+      });
+    return this.stopping;
   }
 }

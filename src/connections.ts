@@ -102,9 +102,13 @@ export class SharedConnections {
     });
   }
 
-  /** A call found the library missing (flushed, or a server that came back empty). */
-  forgetLibrary(): void {
+  /**
+   * A call found the library missing (flushed, or a server that came back empty): it is
+   * checked again, and with `reload` loaded again (the promise of that, for its failure).
+   */
+  libraryMissing(reload: boolean): Promise<void> | undefined {
     this.libraryOk = false;
+    return reload ? this.verifyLibrary(true) : undefined;
   }
 
   /** Checks (and with `load`, loads) the function library once for all breakers here. */

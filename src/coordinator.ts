@@ -37,9 +37,6 @@ export type BreakerContext = Readonly<Coordinator>;
  */
 type Source = 'reply' | 'feed' | 'anchor';
 
-/** A started breaker keeps this instead of a promise of its own. */
-const SETTLED: Promise<void> = Promise.resolve();
-
 export class Coordinator implements FeedListener, ConnectionListener {
   readonly keys: BreakerKeys;
   readonly channel: string;
@@ -64,8 +61,6 @@ export class Coordinator implements FeedListener, ConnectionListener {
   /** Subscribed to the feed: from before start() reads the snapshot until stop(). */
   private listening = false;
   private connections: SharedConnections | undefined;
-  private starting: Promise<void> | undefined;
-  private stopping: Promise<void> | undefined;
   private resyncing = false;
   private resyncAgain = false;
   /** Counts changes of the shared view: a read sent since the last one answers for the present. */
@@ -87,38 +82,10 @@ export class Coordinator implements FeedListener, ConnectionListener {
     return this.notices;
   }
 
-  // ---- lifecycle ----------------------------------------------------------------------
+  // ---- one run: from start() to stop() (circuit-breaker.ts makes them idempotent) -----
 
-  start(): Promise<void> {
-    if (this.stopping) return this.stopping.then(() => this.start());
-    this.starting ??= this.startOnce().then(
-      () => {
-        if (this.running) this.starting = SETTLED;
-      },
-      (error: unknown) => {
-        this.starting = undefined;
-        throw error;
-      },
-    );
-    return this.starting;
-  }
-
-  stop(): Promise<void> {
-    const starting = this.starting;
-    if (!starting) return Promise.resolve();
-    this.stopping ??= starting
-      .then(
-        () => this.stopOnce(),
-        () => undefined,
-      )
-      .finally(() => {
-        this.starting = undefined;
-        this.stopping = undefined;
-      });
-    return this.stopping;
-  }
-
-  private async startOnce(): Promise<void> {
+  /** Connects, checks the library, reads the shared state and joins the lease; cleans up when that fails. */
+  async run(): Promise<void> {
     const o = this.o;
     const connections = attachConnections(o.redis);
     this.connections = connections;
@@ -164,7 +131,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     }
   }
 
-  private async stopOnce(): Promise<void> {
+  /** Stops every part, gives the lease and the connections back. */
+  async end(): Promise<void> {
     const connections = this.connections;
     this.running = false;
     this.listening = false;
@@ -339,23 +307,16 @@ export class Coordinator implements FeedListener, ConnectionListener {
    */
   failed(error: unknown, what: string, unsent?: Summary): void {
     if (!this.running) return;
-    const connections = this.connections;
-    if (error instanceof LibraryMissingError && connections) {
-      connections.forgetLibrary();
-      if (this.o.loadFunctions) {
-        connections.verifyLibrary(true).catch((cause: unknown) =>
-          this.notifier.report('ZV_LIBRARY_MISSING', 'reloading the function library failed', cause),
-        );
-      }
+    if (error instanceof LibraryMissingError) {
+      this.connections?.libraryMissing(this.o.loadFunctions)?.catch((cause: unknown) =>
+        this.notifier.report('ZV_LIBRARY_MISSING', 'reloading the function library failed', cause),
+      );
     }
     const failure = redisFailure(error);
     const mode = this.o.localFallback ? 'evaluating the strategy locally' : 'keeping the last known state';
-    this.notifier.reportCause(
-      `redis:${failure.key}`,
-      failure.code,
-      `${what} failed${failure.summary && ` (${failure.summary})`}; ${mode} until Redis accepts this breaker's calls again`,
-      error,
-    );
+    const explained = failure.summary && ` (${failure.summary})`;
+    const message = `${what} failed${explained}; ${mode} until Redis accepts this breaker's calls again`;
+    this.notifier.reportCause(`redis:${failure.key}`, failure.code, message, error);
     if (this.local) {
       if (unsent) this.outcomes.foldLocally(unsent);
       return;
@@ -377,11 +338,6 @@ export class Coordinator implements FeedListener, ConnectionListener {
     if (pending) this.outcomes.foldLocally(pending);
     this.reconcile();
     local.scheduleResync();
-  }
-
-  /** Alone, this instance's recovery check passed. */
-  recoveredLocally(): void {
-    this.changeLocally(CircuitState.CLOSED, LocalReason.LOCAL_RECOVERY);
   }
 
   /** This process changes its state alone (degraded mode). */

@@ -10,6 +10,7 @@ import type { BreakerContext } from './coordinator.js';
 import type { BreakerFunctions, HealthReply, Snapshot } from './functions.js';
 import { type Duty, type HealthCheckOwner, HealthChecker } from './health-checker.js';
 import type { SharedView } from './shared-view.js';
+import { LocalReason } from './transition.js';
 
 /** Recovery checks made (and half-open periods failed) in one open period, on the local clock. */
 interface Progress {
@@ -115,7 +116,7 @@ export class Duties implements HealthCheckOwner {
         probe,
         sinceLastMs: performance.now() - progress.lastAt,
         report: async (result) => {
-          if (result === CallResult.SUCCESS) c.recoveredLocally();
+          if (result === CallResult.SUCCESS) c.changeLocally(CircuitState.CLOSED, LocalReason.LOCAL_RECOVERY);
           return result === CallResult.SUCCESS;
         },
       };
