@@ -120,7 +120,8 @@ export const sync = (actor = 'i1'): Omit<CallStep, 'expect'> => ({ fn: 'zv1_sync
 
 // ---- decoding -------------------------------------------------------------------------
 
-function pairs(list: unknown[]): Record<string, unknown> {
+/** A flat name/value list (a reply of pairs, the fields of a stream entry) as an object. */
+export function pairs(list: readonly unknown[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (let i = 0; i + 1 < list.length; i += 2) out[String(list[i])] = list[i + 1];
   return out;
@@ -178,7 +179,8 @@ export function freshKeys(): BreakerKeys {
   return breakerKeys(PREFIX, `lua-${randomUUID()}`);
 }
 
-async function callStep(redis: Redis, keys: BreakerKeys, step: CallStep): Promise<Record<string, unknown>> {
+/** Calls one step's function with the breaker's keys (or the step's own); errors come back as `{ error }`. */
+export async function callStep(redis: Redis, keys: BreakerKeys, step: Omit<CallStep, 'expect'>): Promise<Record<string, unknown>> {
   const k = step.keys ?? keyList(keys);
   let reply: unknown;
   try {
