@@ -436,7 +436,8 @@ end
 
 -- Moves the breaker to `to`, appends one audit entry and publishes it. The caller has
 -- validated everything and called check_transition_keys(h) before its first write.
--- `facts` holds the numbers behind the decision; `token` is the actor's lease token or ''.
+-- `facts` holds the numbers behind the decision; `token` is the actor's lease token or '';
+-- `also` names fields the caller changed on the way (written with the transition's own).
 -- Writes these fields, whichever groups the caller loaded (on a new hash, every field):
 --   CORE      state, gen + 1, since (not epoch: the same hash lives on)
 --   WINDOW    run and w emptied (not cfg, the spec; not last, the last call)
@@ -444,10 +445,28 @@ end
 --             from OPEN to HALF_OPEN; hca now; hcs 0
 --   TRIALS    tp emptied, ts 0 (not pn: permit numbers only grow)
 -- and nothing of LEASE. Returns the published JSON text.
-local function transition(h, st, now, to, reason, facts, token)
+local function transition(h, st, now, to, reason, facts, token, also)
   local from = st.state
+  local gen = st.gen + 1
+  local entry = {
+    from = from, to = to, reason = reason, gen = format_number(gen),
+    failures = facts.failures or '', calls = facts.calls or '', slow = facts.slow or '', rate = facts.rate or '',
+    threshold = facts.threshold or '', window = facts.window or '',
+    actor = h.actor, token = token, time = format_number(now),
+  }
+  -- The entry first: a stream that refuses it (one whose last id is the largest there is)
+  -- leaves nothing written.
+  local id = pcall_redis('XADD', h.events_key, 'MAXLEN', '~', h.retention, '*',
+    'from', entry.from, 'to', entry.to, 'reason', entry.reason, 'gen', entry.gen,
+    'failures', entry.failures, 'calls', entry.calls, 'slow', entry.slow, 'rate', entry.rate,
+    'threshold', entry.threshold, 'window', entry.window,
+    'actor', entry.actor, 'token', entry.token, 'time', entry.time)
+  if type(id) == 'table' and id.err then
+    refused(id, 'XADD', h.events_key)
+  end
+
   st.state = to
-  st.gen = st.gen + 1
+  st.gen = gen
   st.since = now
   st.run = 0
   st.w = ''
@@ -462,19 +481,8 @@ local function transition(h, st, now, to, reason, facts, token)
   st.hcs = 0
   st.tp = ''
   st.ts = 0
-  save_state(h.state_key, st, { 'state', 'gen', 'since', 'run', 'w', 'hcf', 'hca', 'hcs', 'tp', 'ts' })
+  save_state(h.state_key, st, append_all({ 'state', 'gen', 'since', 'run', 'w', 'hcf', 'hca', 'hcs', 'tp', 'ts' }, also or {}))
 
-  local entry = {
-    from = from, to = to, reason = reason, gen = format_number(st.gen),
-    failures = facts.failures or '', calls = facts.calls or '', slow = facts.slow or '', rate = facts.rate or '',
-    threshold = facts.threshold or '', window = facts.window or '',
-    actor = h.actor, token = token, time = format_number(now),
-  }
-  local id = call('XADD', h.events_key, 'MAXLEN', '~', h.retention, '*',
-    'from', entry.from, 'to', entry.to, 'reason', entry.reason, 'gen', entry.gen,
-    'failures', entry.failures, 'calls', entry.calls, 'slow', entry.slow, 'rate', entry.rate,
-    'threshold', entry.threshold, 'window', entry.window,
-    'actor', entry.actor, 'token', entry.token, 'time', entry.time)
   -- Published with the entry, not audited: what a client needs to go on.
   entry.kind = 'transition'
   entry.key = h.state_key
@@ -835,10 +843,7 @@ local function record(keys, args)
   local reason, facts = judge(s, failures, calls, slow)
   if reason then
     check_transition_keys(h)
-    if #changed > 0 then
-      save_state(h.state_key, st, changed)
-    end
-    local message = transition(h, st, now, OPEN, reason, facts, '')
+    local message = transition(h, st, now, OPEN, reason, facts, '', changed)
     return { 'opened', st.state, st.gen, st.epoch, message }
   end
 

@@ -726,6 +726,17 @@ export const CASES: LuaCase[] = [
     ],
   },
   {
+    name: 'wrong type: an events stream that cannot take another entry stops a transition before any write',
+    steps: [
+      { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
+      { setup: (redis, keys) => redis.xadd(keys.events, '18446744073709551615-18446744073709551615', 'owner', 'x') },
+      { ...health('leader', 1, 0, 'idle', 'failure'), expect: error(/^ZV_REFUSED XADD on .*:events was refused/) },
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: error(/^ZV_REFUSED XADD on .*:events was refused/) },
+      { ...state(), expect: { state: 'closed', gen: 0 } },
+      { check: async (redis, keys) => expect(await redis.xlen(keys.events)).toBe(1) },
+    ],
+  },
+  {
     name: 'corrupt: an unknown state is reported, not acted on',
     steps: [
       { ...record(0, { fail: 1 }, consecutive(5)), expect: { status: 'ok' } },
