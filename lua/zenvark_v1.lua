@@ -306,7 +306,7 @@ local function load_state(key, now, micros, groups)
   local values = pcall_redis('HMGET', key, unpack(names))
   if values.err then
     local actual = checked('TYPE', key).ok
-    if actual ~= 'hash' then
+    if actual ~= 'hash' and actual ~= 'none' then
       fail('ZV_WRONGTYPE', key .. ' is a ' .. actual .. ', expected a hash')
     end
     refused(values, 'HMGET', key)

@@ -83,6 +83,18 @@ describe('least privilege, as the README gives it', () => {
     expect(codes(i).filter((c) => c === 'ZV_NOPERM')).toHaveLength(1);
   });
 
+  it('a user without HMGET cannot start a breaker, and hears which right it lacks', async () => {
+    const url = await createUser('app', '+hmget');
+    instances = fleet(url, 1, { loadFunctions: false });
+    const [i] = instances as [Instance];
+    const error = await i.breaker.start().then(
+      () => undefined,
+      (caught: unknown) => caught as { code?: string; message?: string },
+    );
+    expect(error?.code).toBe('ZV_NOPERM');
+    expect(error?.message).toMatch(/may not run HMGET on zenvark:\{.*\}:state/);
+  });
+
   it('the operator user loads the library; the application user cannot', async () => {
     const operator = await createUser('operator');
     const app = await createUser('app');
