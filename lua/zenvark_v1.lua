@@ -633,10 +633,23 @@ end
 -- The window is the last `window` outcomes as one code each, oldest first. A summary
 -- does not say how its outcomes interleaved; successes are laid down before failures,
 -- so that the failure run at the tail stays last.
-local function fold_count(key, current, sum, s)
-  if #current > s.window or not match(current, '^[0123]*$') then
-    corrupt(key, 'w', current)
+-- The stored window as a strategy of this shape reads it: a count window is codes, at
+-- most `window` of them; a time window is whole buckets, at most TIME_BUCKETS.
+local function check_window_text(key, w, s)
+  if s.kind == 'count' then
+    if #w > s.window or not match(w, '^[0123]*$') then
+      corrupt(key, 'w', w)
+    end
+  elseif s.kind == 'time' then
+    local n = #w / BUCKET_BYTES
+    if n ~= floor(n) or n > TIME_BUCKETS then
+      corrupt(key, 'w', '<' .. #w .. ' bytes>')
+    end
   end
+end
+
+local function fold_count(key, current, sum, s)
+  check_window_text(key, current, s)
   local text = current
     .. rep(SLOW_OK, min(sum.slow_ok, s.window))
     .. rep(OK, min(sum.ok, s.window))
@@ -651,10 +664,8 @@ end
 -- The window is up to TIME_BUCKETS buckets, each four doubles packed with struct:
 -- bucket number (server ms / bucket width), calls, failures, slow calls.
 local function fold_time(key, current, sum, s, now)
+  check_window_text(key, current, s)
   local n = #current / BUCKET_BYTES
-  if n ~= floor(n) or n > TIME_BUCKETS then
-    corrupt(key, 'w', '<' .. #current .. ' bytes>')
-  end
   local values = {}
   if n > 0 then
     values = { unpack_struct('<' .. rep('d', 4 * n), current) }
@@ -763,23 +774,6 @@ local function read_state(keys, args)
   check_counts(keys, args, 0)
   local now, micros = server_time()
   return snapshot(load_state(keys[1], now, micros, ALL_GROUPS), now)
-end
-
---[[ zv1_sync: read a breaker as zv1_state does, but only where the caller can also write
-it: an instance that has been deciding alone rejoins the shared state with this call.
-KEYS: state, events.  ARGV: header (channel, actor, retention).
-Not flagged no-writes, so Redis itself refuses it where no write would be accepted: out of
-memory under a noeviction policy (OOM), on a read-only replica (READONLY), while clients
-are paused for writes. It writes nothing.
-Returns: the name/value pairs of zv1_state.
-Errors: ZV_BADARG, ZV_WRONGTYPE (a key of another type), ZV_CORRUPT, ZV_NOPERM (the user
-may not run HSET, XADD or PUBLISH on the breaker's keys and channel). ]]
-local function sync(keys, args)
-  local h = header(keys, args, 3)
-  local now, micros = server_time()
-  local st = load_state(h.state_key, now, micros, ALL_GROUPS)
-  check_transition_keys(h)
-  return snapshot(st, now)
 end
 
 --[[ zv1_record: fold a summary of call outcomes into the window; maybe trip (on the
@@ -1180,6 +1174,31 @@ local function trial(keys, args)
   st.tp = permits_text(kept)
   save_state(h.state_key, st, { 'tp', 'ts' })
   return reply('counted')
+end
+
+--[[ zv1_sync: read a breaker as zv1_state does, but only where the caller can also write
+it: an instance that has been deciding alone rejoins the shared state with this call.
+KEYS: state, events.  ARGV: header (channel, actor, retention), strategy spec (as zv1_record
+takes it).
+Not flagged no-writes, so Redis itself refuses it where no write would be accepted: out of
+memory under a noeviction policy (OOM), on a read-only replica (READONLY), while clients
+are paused for writes. It checks what the caller's next writes would read (the window
+for this strategy, the trial permits) and may write with (key types, rights), and writes
+nothing.
+Returns: the name/value pairs of zv1_state.
+Errors: ZV_BADARG, ZV_WRONGTYPE (a key of another type), ZV_CORRUPT, ZV_NOPERM (the user
+may not run HSET, XADD or PUBLISH on the breaker's keys and channel), ZV_REFUSED. ]]
+local function sync(keys, args)
+  local h = header(keys, args, 4)
+  local s = strategy_arg(args, 4)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, ALL_GROUPS)
+  if shape_of(st.cfg) == s.shape then
+    check_window_text(h.state_key, st.w, s)
+  end
+  check_permits_text(h.state_key, st.tp)
+  check_transition_keys(h)
+  return snapshot(st, now)
 end
 
 redis.register_function{ function_name = 'zv1_revision', callback = guard(revision), flags = { 'no-writes' } }

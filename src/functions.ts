@@ -185,7 +185,7 @@ export class BreakerFunctions {
 
   /** The state as zv1_state reads it, but refused wherever this instance could not write. */
   async sync(): Promise<Snapshot> {
-    return parseSnapshot(await this.call('zv1_sync', []));
+    return parseSnapshot(await this.call('zv1_sync', [this.strategy]));
   }
 
   async record(generation: number, s: OutcomeSummary): Promise<RecordReply> {

@@ -115,7 +115,8 @@ const badArguments: [string, Step, RegExp][] = [
   ['extra arguments are refused: permit', { fn: 'zv1_permit', args: [...permit(0, 2, 2).args, 'more'] }, /^ZV_BADARG expected at most 7 arguments, got 8/],
   ['extra arguments are refused: trial', { fn: 'zv1_trial', args: [...trial(0, 1, 'success', 2, 2).args, 'more'] }, /^ZV_BADARG expected at most 8 arguments, got 9/],
   ['extra arguments are refused: state', { fn: 'zv1_state', args: ['more'] }, /^ZV_BADARG expected at most 0 arguments, got 1/],
-  ['extra arguments are refused: sync', { fn: 'zv1_sync', args: [...header(), 'more'] }, /^ZV_BADARG expected at most 3 arguments, got 4/],
+  ['extra arguments are refused: sync', { fn: 'zv1_sync', args: [...header(), consecutive(1), 'more'] }, /^ZV_BADARG expected at most 4 arguments, got 5/],
+  ['sync needs a strategy', { fn: 'zv1_sync', args: header() }, /^ZV_BADARG strategy is missing \(ARGV\[4\]\)/],
   ['sync needs the header', { fn: 'zv1_sync', args: [] }, /^ZV_BADARG channel is missing \(ARGV\[1\]\)/],
   ['revision takes no keys', { fn: 'zv1_revision', keys: ['k'], args: [] }, /^ZV_BADARG expected no keys and no arguments, got 1 keys and 0 arguments/],
   ['revision takes no arguments', { fn: 'zv1_revision', keys: [], args: ['x'] }, /^ZV_BADARG expected no keys and no arguments, got 0 keys and 1 arguments/],
@@ -695,10 +696,10 @@ export const CASES: LuaCase[] = [
   {
     name: 'sync: reads the state as zv1_state does, and writes nothing',
     steps: [
-      { ...sync(), expect: { state: 'closed', gen: 0, epoch: '', revision: LIBRARY_REVISION } },
+      { ...sync(consecutive(1)), expect: { state: 'closed', gen: 0, epoch: '', revision: LIBRARY_REVISION } },
       nothingWritten,
       { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
-      { ...sync(), expect: { state: 'open', gen: 1, recovery_failures: 0 } },
+      { ...sync(consecutive(1)), expect: { state: 'open', gen: 1, recovery_failures: 0 } },
     ],
   },
   {
@@ -707,7 +708,19 @@ export const CASES: LuaCase[] = [
       { ...record(0, { fail: 1 }, consecutive(2)), expect: { status: 'ok' } },
       { setup: (redis, keys) => redis.set(keys.events, 'not a stream') },
       { ...state(), expect: { state: 'closed', gen: 0 } },
-      { ...sync(), expect: error(/^ZV_WRONGTYPE .*:events is a string, expected a stream/) },
+      { ...sync(consecutive(2)), expect: error(/^ZV_WRONGTYPE .*:events is a string, expected a stream/) },
+    ],
+  },
+  {
+    name: 'sync: refused while the window or the trial permits hold foreign data, which the next writes would read',
+    steps: [
+      { ...record(0, { ok: 1 }, count(0.5, 4)), expect: { status: 'ok' } },
+      { setup: (redis, keys) => redis.hset(keys.state, 'w', 'xyz') },
+      { ...sync(count(0.5, 4)), expect: error(/^ZV_CORRUPT .*:state field w holds 'xyz'/) },
+      // A window of another shape is reset by the next record, not read: no refusal.
+      { ...sync(count(0.5, 8)), expect: { state: 'closed' } },
+      { setup: (redis, keys) => redis.hset(keys.state, 'w', '', 'tp', 'garbage!') },
+      { ...sync(count(0.5, 4)), expect: error(/^ZV_CORRUPT .*:state field tp holds 'garbage!'/) },
     ],
   },
   {

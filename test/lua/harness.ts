@@ -116,7 +116,7 @@ export const trial = (gen: number, id: number, result: string, permits: number, 
   args: [...header(actor), String(gen), String(id), result, String(permits), String(successes)],
 });
 export const state = (): Omit<CallStep, 'expect'> => ({ fn: 'zv1_state', args: [] });
-export const sync = (actor = 'i1'): Omit<CallStep, 'expect'> => ({ fn: 'zv1_sync', args: header(actor) });
+export const sync = (strategy: string, actor = 'i1'): Omit<CallStep, 'expect'> => ({ fn: 'zv1_sync', args: [...header(actor), strategy] });
 
 // ---- decoding -------------------------------------------------------------------------
 

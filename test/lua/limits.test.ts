@@ -43,7 +43,7 @@ const AFTER_HEADER: Record<Exclude<Fn, 'zv1_state' | 'zv1_revision'>, Args> = {
   zv1_health: ['1', '0', 'recovery', 'success', '1', '0'],
   zv1_permit: ['0', '2', '2', '1000'],
   zv1_trial: ['0', '1', 'success', '2', '2'],
-  zv1_sync: [],
+  zv1_sync: [consecutive(5)],
 };
 
 interface Bounded {

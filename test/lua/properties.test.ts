@@ -34,6 +34,7 @@ import {
   renew,
   shippedLibrary,
   state,
+  sync,
   trial,
 } from './harness.js';
 
@@ -50,7 +51,9 @@ const redis = shippedLibrary();
 const SOURCE = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
 
 type CallFn = Exclude<Fn, 'zv1_revision'>;
-const FNS: readonly CallFn[] = ['zv1_record', 'zv1_acquire', 'zv1_renew', 'zv1_release', 'zv1_health', 'zv1_permit', 'zv1_trial', 'zv1_state'];
+const FNS: readonly CallFn[] = ['zv1_record', 'zv1_acquire', 'zv1_renew', 'zv1_release', 'zv1_health', 'zv1_permit', 'zv1_trial', 'zv1_state', 'zv1_sync'];
+/** Functions that answer the state's pairs and change nothing. */
+const READS: readonly CallFn[] = ['zv1_state', 'zv1_sync'];
 
 interface Contract {
   /** The statuses its Returns: paragraph quotes. */
@@ -161,6 +164,7 @@ type Call = { readonly actor: ActorRef; readonly mutation: Mutation | undefined 
   | { readonly fn: 'zv1_permit'; readonly gen: GenRef; readonly ttlMs: number }
   | { readonly fn: 'zv1_trial'; readonly gen: GenRef; readonly permit: Ref; readonly result: string }
   | { readonly fn: 'zv1_state' }
+  | { readonly fn: 'zv1_sync'; readonly spec: number }
 );
 type Step = Call | { readonly sleepMs: number };
 
@@ -249,6 +253,7 @@ const call: fc.Arbitrary<Call> = weighted<Call>(
     ),
   ],
   [1, withActor(fc.record({ fn: fc.constant('zv1_state' as const) }))],
+  [1, withActor(fc.record({ fn: fc.constant('zv1_sync' as const), spec: fc.nat(3) }))],
 );
 const step: fc.Arbitrary<Step> = weighted<Step>([12, call], [1, fc.record({ sleepMs: fc.integer({ min: 1, max: 25 }) })]);
 
@@ -346,6 +351,7 @@ const ARG_KINDS: Record<CallFn, ArgKind[]> = {
   zv1_permit: [...HEADER_KINDS, 'int', 'int', 'int', 'int'],
   zv1_trial: [...HEADER_KINDS, 'int', 'int', 'enum', 'int', 'int'],
   zv1_state: [],
+  zv1_sync: [...HEADER_KINDS, 'spec'],
 };
 /**
  * Arguments the invariants take as the run's: the channel subscribed to, the retention
@@ -360,6 +366,7 @@ const FIXED: Record<CallFn, readonly number[]> = {
   zv1_permit: [0, 2, 4, 5],
   zv1_trial: [0, 2, 6, 7],
   zv1_state: [],
+  zv1_sync: [0, 2],
 };
 /** Values every argument of a kind refuses: a text must not be empty, a number is bounded below by 0 and above by 2^53. */
 const REFUSED: Record<ArgKind, string[]> = {
@@ -449,6 +456,9 @@ function resolve(c: Call, run: Config, hash: Readonly<Record<string, string>> | 
       break;
     case 'zv1_state':
       step = state();
+      break;
+    case 'zv1_sync':
+      step = sync(run.specs[c.spec % run.specs.length] as string, actor);
       break;
   }
   let expect: Expectation = refused ? 'refused' : 'answered';
@@ -566,8 +576,8 @@ function checkAnswer(call: Resolved, reply: Record<string, unknown>, unchanged: 
   if (code !== undefined) {
     must((SERVER_ERROR_CODES as readonly string[]).includes(code) && contract.errors.has(code), `an error is a ZV_ code of the contract, got ${String(reply.error)}`);
     must(unchanged, 'a refused call changes no key');
-  } else if (call.fn === 'zv1_state') {
-    must(JSON.stringify(Object.keys(reply)) === JSON.stringify(SNAPSHOT_NAMES), 'zv1_state answers the pairs its contract lists');
+  } else if (READS.includes(call.fn)) {
+    must(JSON.stringify(Object.keys(reply)) === JSON.stringify(SNAPSHOT_NAMES), `${call.fn} answers the pairs zv1_state's contract lists`);
   } else {
     must(contract.statuses.has(String(reply.status)), `the status is one the contract of ${call.fn} lists, got ${String(reply.status)}`);
   }
@@ -714,12 +724,12 @@ function checkInvariants(before: Observation, after: Observation, { call, reply,
     must(transition.id === entry.id && transitions[0]?.id === entry.id && transitions[0]?.gen === gen, 'the reply and the message carry the entry');
   }
   if (typeof reply.state === 'string') must(reply.state === stateOf(after) && reply.gen === num(after, 'gen'), 'the reply tells the state after the call');
-  if (call.fn === 'zv1_state' || UNCHANGING[call.fn]?.includes(status)) {
+  if (READS.includes(call.fn) || UNCHANGING[call.fn]?.includes(status)) {
     must(unchanged && messages.length === 0, `${call.fn} answering ${status} changes nothing`);
   }
   const releases = messages.filter((m) => m.kind === 'released').length;
   must(releases === (call.fn === 'zv1_release' && status === 'released' ? 1 : 0), 'a release is announced once, and only a release');
-  if (call.fn === 'zv1_state') return;
+  if (READS.includes(call.fn)) return;
   checkPreconditions(before, call, status);
   checkLease(before, after, call, reply);
   checkTrials(before, after, call, reply, run);
