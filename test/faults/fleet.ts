@@ -1,0 +1,85 @@
+/**
+ * What the fault scenarios with breaker instances in separate processes share: a Redis
+ * server of the file's own with the shipped library loaded, the workers of the running
+ * test (killed after it, whether stopped, frozen or already dead), and what Redis says
+ * of their breaker.
+ */
+import { afterEach, beforeAll, expect, vi } from 'vitest';
+import { DEFAULTS, breakerKeys } from '../../src/index.js';
+import { LIBRARY_CODE } from '../../src/shipped-library.js';
+import { type Worker, startWorkers } from '../../harness/fleet/processes.js';
+import type { WorkerConfig } from '../../harness/fleet/worker.js';
+import { stateOf, uniqueId } from '../support/instances.js';
+import { ownRedis } from '../support/own-redis.js';
+
+/** One entry of a breaker's audit stream: its id and fields (from, to, reason, gen, actor, token, time, ...). */
+export type AuditEntry = Readonly<Record<string, string>> & { readonly id: string };
+
+export interface ProcessFleet {
+  readonly own: ReturnType<typeof ownRedis>;
+  /** Starts `size` workers of a new breaker on this file's server. */
+  start(size: number, config: Omit<WorkerConfig, 'url' | 'id' | 'instanceId'>): Promise<Worker[]>;
+  /** The breaker of the running test as zv1_state reads it: state, gen, holder, token, ... */
+  state(): Promise<Record<string, string>>;
+  /** Its audit stream, oldest first. */
+  audit(): Promise<AuditEntry[]>;
+}
+
+/** Call at the top of a test file. */
+export function processFleet(): ProcessFleet {
+  const own = ownRedis();
+  let workers: Worker[] = [];
+  let id = '';
+  beforeAll(async () => {
+    await own.admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
+  });
+  afterEach(async () => {
+    // SIGKILL ends a frozen (SIGSTOPped) process too.
+    for (const w of workers) if (w.alive) w.kill('SIGKILL');
+    await Promise.all(workers.map((w) => w.exited));
+    workers = [];
+  });
+  return {
+    own,
+    async start(size, config) {
+      id = uniqueId('faults');
+      workers = await startWorkers(size, { ...config, url: own.server.url, id });
+      return workers;
+    },
+    state: () => stateOf(own.admin, id),
+    async audit() {
+      const entries = (await own.admin.xrange(breakerKeys(DEFAULTS.prefix, id).events, '-', '+')) as [string, string[]][];
+      return entries.map(([entryId, list]) => {
+        const fields: Record<string, string> = {};
+        for (let n = 0; n + 1 < list.length; n += 2) fields[list[n] as string] = list[n + 1] as string;
+        return { ...fields, id: entryId };
+      });
+    },
+  };
+}
+
+/** The most onError reports any of the workers received (workers leave failed health checks out). */
+export function mostReports(workers: readonly Worker[]): number {
+  return Math.max(0, ...workers.map((w) => w.of('error').length));
+}
+
+/** Waits, with a generous limit, until every one of `workers` reports `state`. */
+export async function untilEvery(workers: readonly Worker[], state: string, timeout = 15_000): Promise<void> {
+  await vi.waitFor(() => expect(workers.map((w) => w.state)).toEqual(workers.map(() => state)), { timeout, interval: 10 });
+}
+
+/**
+ * Waits until `leader` is the only one of the live `workers` that says it leads, and
+ * Redis names it as the holder of a valid lease; resolves with its fencing token.
+ */
+export async function soleHolder(fleet: ProcessFleet, workers: readonly Worker[], leader: Worker): Promise<number> {
+  return vi.waitFor(
+    async () => {
+      expect(workers.filter((w) => w.alive && w.role === 'leader').map((w) => w.name)).toEqual([leader.name]);
+      const shared = await fleet.state();
+      expect(shared.holder).toBe(leader.name);
+      return Number(shared.token);
+    },
+    { timeout: 15_000, interval: 20 },
+  );
+}
