@@ -70,7 +70,8 @@ export async function untilEvery(workers: readonly Worker[], state: string, time
 
 /**
  * Waits until `leader` is the only one of the live `workers` that says it leads, and
- * Redis names it as the holder of a valid lease; resolves with its fencing token.
+ * Redis names it as the holder of a valid lease; resolves with its fencing token. (A
+ * frozen process says what it said last: leave it out of `workers`.)
  */
 export async function soleHolder(fleet: ProcessFleet, workers: readonly Worker[], leader: Worker): Promise<number> {
   return vi.waitFor(
