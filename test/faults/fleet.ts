@@ -5,7 +5,7 @@
  * of their breaker.
  */
 import { afterEach, beforeAll, expect, vi } from 'vitest';
-import { DEFAULTS, breakerKeys } from '../../src/index.js';
+import { type BreakerStats, DEFAULTS, breakerKeys } from '../../src/index.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type Worker, startWorkers } from '../../harness/fleet/processes.js';
 import type { WorkerConfig } from '../../harness/fleet/worker.js';
@@ -61,6 +61,13 @@ export function processFleet(): ProcessFleet {
 /** The most onError reports any of the workers received (workers leave failed health checks out). */
 export function mostReports(workers: readonly Worker[]): number {
   return Math.max(0, ...workers.map((w) => w.of('error').length));
+}
+
+/** Outcomes of `executed` calls that no worker's stats (read after its stop) account for. */
+export function unaccounted(executed: number, stats: readonly (BreakerStats | undefined)[]): number {
+  let accounted = 0;
+  for (const s of stats) if (s) accounted += s.recorded + s.stale + s.local + s.overflowed + s.undelivered + s.ignored + s.trials;
+  return Math.max(0, executed - accounted);
 }
 
 /** Waits, with a generous limit, until every one of `workers` reports `state`. */
