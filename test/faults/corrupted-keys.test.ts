@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, vi } from 'vitest';
 import { type BreakerKeys, type CircuitBreakerOptions, CountBreaker, SamplingBreaker, breakerKeys, feedChannel } from '../../src/index.js';
 import { sleep } from '../../harness/clock.js';
-import { type Instance, fail, fleet, startAll, stopAll, untilAll } from '../support/instances.js';
+import { type Instance, errorCodes, fail, fleet, startAll, stopAll, untilAll } from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
 import { type FaultFigures, type Size, scenario } from './scenario.js';
 
@@ -21,7 +21,6 @@ afterEach(async () => {
   instances = [];
 });
 
-const codes = (i: Instance) => i.seen.errors.map((e) => (e as { code?: string }).code);
 const reportsOf = (i: Instance, code: string) => i.seen.errors.filter((e) => (e as { code?: string }).code === code);
 
 interface Corruption {
@@ -61,27 +60,23 @@ const recordOne = async ([first]: Instance[]) => {
 
 const tripEach = (i: Instance) => fail(i, 3);
 
+/** `key` replaced, in turn, by a value of each of `types`. */
+const ofOtherTypes = (key: keyof BreakerKeys, types: string[], expected: string, provoke?: Corruption['provoke']) =>
+  types.map(
+    (type): Corruption => ({
+      name: `the ${key} key as a ${type}`,
+      code: 'ZV_WRONGTYPE',
+      key,
+      says: `is a ${type}, expected a ${expected}`,
+      corrupt: (admin, keys) => replaceWith(admin, keys[key], type),
+      provoke,
+    }),
+  );
+
 const OTHER_TYPES: Corruption[] = [
-  ...['list', 'string', 'set', 'zset', 'stream'].map(
-    (type): Corruption => ({
-      name: `the state key as a ${type}`,
-      code: 'ZV_WRONGTYPE',
-      key: 'state',
-      says: `is a ${type}, expected a hash`,
-      corrupt: (admin, keys) => replaceWith(admin, keys.state, type),
-    }),
-  ),
-  ...['string', 'list', 'hash', 'set', 'zset'].map(
-    (type): Corruption => ({
-      name: `the events key as a ${type}`,
-      code: 'ZV_WRONGTYPE',
-      key: 'events',
-      says: `is a ${type}, expected a stream`,
-      corrupt: (admin, keys) => replaceWith(admin, keys.events, type),
-      // Only a transition (or a resync) writes to the events key.
-      provoke: tripEach,
-    }),
-  ),
+  ...ofOtherTypes('state', ['list', 'string', 'set', 'zset', 'stream'], 'hash'),
+  // Only a transition (or a resync) writes to the events key.
+  ...ofOtherTypes('events', ['string', 'list', 'hash', 'set', 'zset'], 'stream', tripEach),
 ];
 
 const FOREIGN_FIELDS: Corruption[] = [
@@ -191,7 +186,7 @@ async function corrupted(c: Corruption, size: number, faultMs: number): Promise<
   await sleep(faultMs);
   for (const i of all) {
     expect(reportsOf(i, c.code)).toHaveLength(1);
-    expect(codes(i)).not.toContain('ZV_REDIS_RESTORED');
+    expect(errorCodes(i)).not.toContain('ZV_REDIS_RESTORED');
     // Alone, it may trip and recover locally, but never rejoins the shared state meanwhile.
     expect(i.seen.states.map((s) => s.transition.reason)).not.toContain('resync');
   }
@@ -202,7 +197,7 @@ async function corrupted(c: Corruption, size: number, faultMs: number): Promise<
 
   const healedAt = performance.now();
   await admin.del(key);
-  await vi.waitFor(() => expect(all.map((i) => codes(i).includes('ZV_REDIS_RESTORED'))).toEqual(all.map(() => true)), { timeout: 10_000 });
+  await vi.waitFor(() => expect(all.map((i) => errorCodes(i).includes('ZV_REDIS_RESTORED'))).toEqual(all.map(() => true)), { timeout: 10_000 });
   const convergeMs = performance.now() - healedAt;
   await untilAll(all, 'closed');
   for (const i of all) expect(await served(i)).toBe('served');
@@ -256,7 +251,7 @@ describe('breaker keys that Zenvark did not write', () => {
     const messages = size === 'long' ? 1000 : 50;
     const sentAt = performance.now();
     await own.admin.publish(channel, garbage[0] as string);
-    await vi.waitFor(() => expect(instances.map((i) => codes(i).includes('ZV_BAD_MESSAGE'))).toEqual([true, true]), { timeout: 10_000 });
+    await vi.waitFor(() => expect(instances.map((i) => errorCodes(i).includes('ZV_BAD_MESSAGE'))).toEqual([true, true]), { timeout: 10_000 });
     const detectMs = performance.now() - sentAt;
     for (let n = 1; n < messages; n += 1) await own.admin.publish(channel, garbage[n % garbage.length] as string);
     await sleep(size === 'long' ? 5000 : 300);

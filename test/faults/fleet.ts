@@ -9,8 +9,10 @@ import { type BreakerStats, DEFAULTS, breakerKeys } from '../../src/index.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type Worker, startWorkers } from '../../harness/fleet/processes.js';
 import type { WorkerConfig } from '../../harness/fleet/worker.js';
+import { wallMs } from '../../harness/clock.js';
 import { stateOf, uniqueId } from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
+import type { FaultFigures } from './scenario.js';
 
 /** One entry of a breaker's audit stream: its id and fields (from, to, reason, gen, actor, token, time, ...). */
 export type AuditEntry = Readonly<Record<string, string>> & { readonly id: string };
@@ -76,6 +78,30 @@ export async function untilEvery(workers: readonly Worker[], state: string, time
 }
 
 /**
+ * The dependency heals: every worker's checks pass, and the recovery check of `holder`
+ * closes the circuit under its `token`, for all of them: each saw it open once and
+ * closed once, and the audit stream says so. Resolves with the time from the heal to the
+ * last of them closed, and the audit stream.
+ */
+export async function healUnder(
+  fleet: ProcessFleet,
+  workers: readonly Worker[],
+  holder: Worker,
+  token: number,
+): Promise<{ convergeMs: number; audit: AuditEntry[] }> {
+  const healedAt = wallMs();
+  await Promise.all(workers.map((w) => w.send({ cmd: 'healthy', value: true })));
+  await untilEvery(workers, 'closed');
+  const convergeMs = Math.max(...workers.map((w) => (w.of('state').at(-1)?.at ?? Number.NaN) - healedAt));
+  const story = ['open:consecutive_failures', 'closed:recovery_check_passed'];
+  for (const w of workers) expect(w.of('state').map((e) => `${e.state}:${e.reason}`)).toEqual(story);
+  const audit = await fleet.audit();
+  expect(audit.map((e) => `${e.to}:${e.reason}`)).toEqual(story);
+  expect(audit.at(-1)).toMatchObject({ actor: holder.name, token: String(token) });
+  return { convergeMs, audit };
+}
+
+/**
  * Waits until `leader` is the only one of the live `workers` that says it leads, and
  * Redis names it as the holder of a valid lease; resolves with its fencing token. (A
  * frozen process says what it said last: leave it out of `workers`.)
@@ -90,4 +116,26 @@ export async function soleHolder(fleet: ProcessFleet, workers: readonly Worker[]
     },
     { timeout: 15_000, interval: 20 },
   );
+}
+
+/**
+ * The figures of a lease takeover scenario (no load runs): detect is the longest time
+ * from a fault of the holder (`what`) to another process's first recovery check.
+ */
+export function takeoverFigures(
+  f: { injected: string; what: string; takeovers: number[]; convergeMs: number; audit: AuditEntry[]; workers: readonly Worker[]; note: string },
+): FaultFigures {
+  return {
+    injected: f.injected,
+    detectMs: Math.max(...f.takeovers),
+    convergeMs: f.convergeMs,
+    latencyBefore: undefined,
+    latencyDuring: undefined,
+    transitions: f.audit.length,
+    outcomesLost: 0,
+    reportsPerBreaker: mostReports(f.workers),
+    note:
+      `another process ran the next recovery check ${f.takeovers.map((t) => t.toFixed(0)).join(', ')} ms after each ${f.what} (detect: the longest); ` +
+      `${f.note}; converge: from the dependency healing to every process closed; no load runs (outcomes not measured)`,
+  };
 }

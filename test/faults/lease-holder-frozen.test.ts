@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, vi } from 'vitest';
 import { sleep, wallMs } from '../../harness/clock.js';
 import { type Worker, firstAmong, leaderAmong } from '../../harness/fleet/processes.js';
-import { mostReports, processFleet, soleHolder, untilEvery } from './fleet.js';
+import { healUnder, processFleet, soleHolder, takeoverFigures, untilEvery } from './fleet.js';
 import { scenario } from './scenario.js';
 
 const fleet = processFleet();
@@ -102,34 +102,20 @@ describe('the lease holder frozen', () => {
     }
     expect(late.length).toBeGreaterThan(0);
 
-    const healedAt = wallMs();
-    await Promise.all(workers.map((w) => w.send({ cmd: 'healthy', value: true })));
-    await untilEvery(workers, 'closed');
-    const convergeMs = Math.max(...workers.map((w) => (w.of('state').at(-1)?.at ?? Number.NaN) - healedAt));
+    const { convergeMs, audit } = await healUnder(fleet, workers, holder, token);
     expect(await soleHolder(fleet, workers, holder)).toBe(token);
-    const audit = await fleet.audit();
-    expect(audit.map((e) => `${e.to}:${e.reason}`)).toEqual(['open:consecutive_failures', 'closed:recovery_check_passed']);
-    expect(audit.at(-1)).toMatchObject({ actor: holder.name, token: String(token) });
     for (const { token: old, takenAt } of stale) {
       expect(audit.filter((e) => e.token === old && Number(e.time) > takenAt)).toEqual([]);
     }
-    for (const w of workers) {
-      expect(w.of('state').map((e) => `${e.state}:${e.reason}`)).toEqual(['open:consecutive_failures', 'closed:recovery_check_passed']);
-    }
     await Promise.all(workers.map((w) => w.stop()));
-    return {
+    return takeoverFigures({
       injected: `SIGSTOP of the lease holder of an open breaker until another took over, then SIGCONT; ${takeovers.length} time(s), ${workers.length} processes, lease TTL ${leaseTtlMs} ms`,
-      detectMs: Math.max(...takeovers),
+      what: 'freeze',
+      takeovers,
       convergeMs,
-      latencyBefore: undefined,
-      latencyDuring: undefined,
-      transitions: audit.length,
-      outcomesLost: 0,
-      reportsPerBreaker: mostReports(workers),
-      note:
-        `another process ran the next recovery check ${takeovers.map((t) => t.toFixed(0)).join(', ')} ms after each freeze (detect: the longest); ` +
-        `${late.length} late health report(s) of resumed holders, passing checks with stale tokens, were refused: no transition carries those tokens; ` +
-        'converge: from the dependency healing to every process closed; no load runs (outcomes not measured)',
-    };
+      audit,
+      workers,
+      note: `${late.length} late health report(s) of resumed holders, passing checks with stale tokens, were refused: no transition carries those tokens`,
+    });
   });
 });

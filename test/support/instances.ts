@@ -92,6 +92,11 @@ export function instance(
   };
 }
 
+/** The codes of the errors `i` was told of (onError), in order. */
+export function errorCodes(i: Instance): (string | undefined)[] {
+  return i.seen.errors.map((e) => (e as { code?: string }).code);
+}
+
 /** Breaker `id` as Redis has it (zv1_state: state, gen, holder, token, ...), read through `redis`. */
 export async function stateOf(redis: Redis, id: string): Promise<Record<string, string>> {
   const keys = breakerKeys(DEFAULTS.prefix, id);
