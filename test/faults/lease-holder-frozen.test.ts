@@ -60,7 +60,7 @@ describe('the lease holder frozen', () => {
     /** The tokens of frozen holders, and when their lease was taken over. */
     const stale: { token: string; takenAt: number }[] = [];
     // A freeze whose holder notices its lapsed lease before it reports (its lease timer
-    // fired first) shows no late report: the short size tries up to twice more.
+    // fired first) shows no late report: a run without one freezes up to twice more.
     for (let freeze = 0; freeze < freezes || (late.length === 0 && freeze < freezes + 2); freeze += 1) {
       // Frozen right after a renewal, its next check is due before its lease timer:
       // resumed, it runs that check and reports before it sees that its lease lapsed.
