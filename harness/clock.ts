@@ -9,8 +9,23 @@ export function sleep(ms: number): Promise<void> {
   return delay(ms);
 }
 
+/**
+ * What to add to performance.now() for the system clock's time. Measured at a tick of
+ * Date.now(), so that it is right to a few microseconds: performance.timeOrigin can be
+ * off by several milliseconds in a process that started under load, which made
+ * processes disagree on the time.
+ */
+const offsetMs = (() => {
+  // The first call loads the performance API, which takes milliseconds.
+  performance.now();
+  const start = Date.now();
+  let now = start;
+  while (now === start) now = Date.now();
+  return now - performance.now();
+})();
+
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes
  * on one machine (performance.now() alone is per process). */
 export function wallMs(): number {
-  return performance.timeOrigin + performance.now();
+  return offsetMs + performance.now();
 }

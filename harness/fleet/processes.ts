@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { BreakerStats } from '../../src/index.js';
 import { sleep } from '../clock.js';
 import type { WorkerCommand, WorkerConfig, WorkerEvent } from './worker.js';
 
@@ -97,10 +98,13 @@ export class Worker {
     this.child.kill(signal);
   }
 
-  async stop(): Promise<void> {
-    if (!this.alive) return;
-    await Promise.race([this.send({ cmd: 'stop' }), this.exited]);
+  /** Stops the breaker and the process; resolves with the breaker's stats after its stop
+   * (undefined when the process was gone). */
+  async stop(): Promise<BreakerStats | undefined> {
+    if (!this.alive) return undefined;
+    const stats = await Promise.race([this.send({ cmd: 'stop' }) as Promise<BreakerStats>, this.exited.then(() => undefined)]);
     await this.exited;
+    return stats;
   }
 }
 

@@ -36,7 +36,11 @@ export type WorkerCommand =
   | { cmd: 'call'; seq: number }
   /** Calls every 20 ms for `forMs`, each taking `holdMs`; answers how many calls ran fn. */
   | { cmd: 'calls'; seq: number; forMs: number; holdMs: number }
-  | { cmd: 'healthy'; seq: number; value: boolean }
+  /** At wall-clock time `at`, starts `count` failing calls at once; answers how many ran fn. */
+  | { cmd: 'storm'; seq: number; at: number; count: number }
+  /** What the health checks answer from wall-clock time `at` on (default: now). */
+  | { cmd: 'healthy'; seq: number; value: boolean; at?: number }
+  /** Stops the breaker; answers with its stats (BreakerStats) after the stop. */
   | { cmd: 'stop'; seq: number };
 
 const config = JSON.parse(process.env.ZV_WORKER ?? '{}') as WorkerConfig;
@@ -52,7 +56,8 @@ const send = (event: WorkerEvent) => {
   if (!config.reportDelayMs || event.type === 'done') flush();
   else flushTimer ??= setTimeout(flush, config.reportDelayMs);
 };
-let healthy = false;
+/** Health checks pass from this wall-clock time on. */
+let healthyFrom = Number.POSITIVE_INFINITY;
 
 const redis = new Redis(config.url);
 redis.on('error', () => {});
@@ -68,7 +73,7 @@ const breaker = new CircuitBreaker({
       config.halfOpenPermits === undefined
         ? async (type) => {
             send({ type: 'check', checkType: type, at: wallMs() });
-            if (!healthy) throw new Error('still down');
+            if (wallMs() < healthyFrom) throw new Error('still down');
           }
         : undefined,
   },
@@ -120,14 +125,29 @@ process.on('message', async (message: WorkerCommand) => {
       await Promise.all(calls);
       break;
     }
+    case 'storm': {
+      let ran = 0;
+      await sleep(Math.max(0, message.at - wallMs()));
+      const calls = Array.from({ length: message.count }, () =>
+        breaker
+          .execute(async () => {
+            ran += 1;
+            throw new Error('dependency failed');
+          })
+          .catch(() => undefined),
+      );
+      await Promise.all(calls);
+      send({ type: 'done', seq: message.seq, result: ran });
+      break;
+    }
     case 'healthy':
-      healthy = message.value;
+      healthyFrom = message.value ? (message.at ?? 0) : Number.POSITIVE_INFINITY;
       send({ type: 'done', seq: message.seq });
       break;
     case 'stop':
       await breaker.stop();
       redis.disconnect();
-      send({ type: 'done', seq: message.seq });
+      send({ type: 'done', seq: message.seq, result: breaker.stats });
       process.disconnect();
       break;
   }

@@ -1,49 +1,17 @@
-import { createHook } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { LibraryMissingError, LibraryOutdatedError } from '../../src/index.js';
 import { LIBRARY_CODE, LIBRARY_REVISION } from '../../src/shipped-library.js';
 import { freePort } from '../../harness/redis-server.js';
+import { watchHandles } from '../support/handles.js';
 import { ownRedis } from '../support/own-redis.js';
 import { type Instance, fail, instance, stopAll, uniqueId, untilAll } from '../support/instances.js';
 
 const own = ownRedis();
 
 const source = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
-
-/**
- * The timers created from now on that have neither fired nor been cleared, by the stack
- * that created them, the test runner's own left out (counting all of the process's timers
- * would see those come and go). Node reports a timer's end (async_hooks destroy) from a
- * queue that it empties before the next setImmediate callback: pending() waits for one.
- */
-function watchTimers(): { pending(): Promise<string[]>; stop(): void } {
-  const live = new Map<number, string>();
-  const hook = createHook({
-    init(id, type) {
-      if (type !== 'Timeout') return;
-      const limit = Error.stackTraceLimit;
-      Error.stackTraceLimit = 30;
-      const stack = new Error().stack ?? '';
-      Error.stackTraceLimit = limit;
-      if (!/node_modules[\\/]@?vitest[\\/]/.test(stack)) live.set(id, stack);
-    },
-    destroy(id) {
-      live.delete(id);
-    },
-  });
-  hook.enable();
-  return {
-    pending: async () => {
-      await nextTurn();
-      return [...live.values()];
-    },
-    stop: () => hook.disable(),
-  };
-}
 
 const library = fileURLToPath(new URL('../../src/', import.meta.url));
 
@@ -162,7 +130,7 @@ describe('the lifecycle', () => {
   it('stop() leaves no timers and no connections', async () => {
     const redis = new Redis(own.server.url);
     await redis.ping();
-    const timers = watchTimers();
+    const timers = watchHandles(['Timeout']);
     const id = uniqueId();
     const instances: Instance[] = [
       instance(own.server.url, { id, instanceId: 'a', health: { backoff: { getDelayMs: () => 20 }, check: async () => {

@@ -92,13 +92,23 @@ export function instance(
   };
 }
 
-/** The breaker as Redis has it (zv1_state: state, gen, holder, ...), read through `i`'s client. */
-export async function sharedState(i: Instance): Promise<Record<string, string>> {
-  const keys = breakerKeys(DEFAULTS.prefix, i.breaker.id);
-  const reply = (await i.redis.call('FCALL_RO', 'zv1_state', '2', keys.state, keys.events)) as unknown[];
+/** The codes of the errors `i` was told of (onError), in order. */
+export function errorCodes(i: Instance): (string | undefined)[] {
+  return i.seen.errors.map((e) => (e as { code?: string }).code);
+}
+
+/** Breaker `id` as Redis has it (zv1_state: state, gen, holder, token, ...), read through `redis`. */
+export async function stateOf(redis: Redis, id: string): Promise<Record<string, string>> {
+  const keys = breakerKeys(DEFAULTS.prefix, id);
+  const reply = (await redis.call('FCALL_RO', 'zv1_state', '2', keys.state, keys.events)) as unknown[];
   const out: Record<string, string> = {};
   for (let n = 0; n + 1 < reply.length; n += 2) out[String(reply[n])] = String(reply[n + 1]);
   return out;
+}
+
+/** The breaker as Redis has it, read through `i`'s client. */
+export function sharedState(i: Instance): Promise<Record<string, string>> {
+  return stateOf(i.redis, i.breaker.id);
 }
 
 /** Several instances of one breaker, each on its own client. */
