@@ -1,0 +1,165 @@
+/**
+ * One fault, measured: a steady load through the instances, the injection and the heal
+ * marked, detection and convergence timed by polling their signals, and the figures
+ * collected once the breakers have stopped (stop() drains the recorders, so every outcome
+ * has reached Redis, the local window or a count by then).
+ */
+import type { Redis } from 'ioredis';
+import { expect, vi } from 'vitest';
+import { DEFAULTS, breakerKeys } from '../../src/index.js';
+import { sleep } from '../../harness/clock.js';
+import { type Instance, failing, sharedState } from '../support/instances.js';
+import { type Load, type LoadResult, lostOutcomes, startLoad } from './load.js';
+import type { FaultFigures, Size } from './scenario.js';
+
+/** The codes of the reports an instance's onError received, in order. */
+export const codes = (i: Instance): (string | undefined)[] => i.seen.errors.map((e) => (e as { code?: string }).code);
+
+/** How many reports of `code` an instance received. */
+export const reported = (i: Instance, code: string): number => codes(i).filter((c) => c === code).length;
+
+/** The report of `code` an instance received first. */
+export const reportOf = (i: Instance, code: string): Error | undefined => i.seen.errors.find((e) => (e as { code?: string }).code === code);
+
+/** Every instance has reported `code` at least once (for vi.waitFor). */
+export function expectEachReported(instances: readonly Instance[], code: string): void {
+  expect(instances.map((i) => codes(i).includes(code))).toEqual(instances.map(() => true));
+}
+
+/** Some instance has reported `code` (for vi.waitFor). */
+export function expectSomeReported(instances: readonly Instance[], code: string): void {
+  expect(instances.some((i) => codes(i).includes(code))).toBe(true);
+}
+
+/** The instance heard of each cause once, and of each of `expected` at least once. */
+export function expectOncePerCause(i: Instance, ...expected: string[]): void {
+  const seen = codes(i);
+  for (const code of expected) expect(seen).toContain(code);
+  expect(seen.filter((c, n) => seen.indexOf(c) !== n), `${i.breaker.instanceId} heard ${seen.join(', ')}`).toEqual([]);
+}
+
+/** Every instance acts on the state Redis has (for vi.waitFor). */
+export async function expectOnSharedState(instances: readonly Instance[]): Promise<void> {
+  const shared = await sharedState(instances[0] as Instance);
+  expect(instances.map((i) => i.breaker.state)).toEqual(instances.map(() => shared.state));
+}
+
+/** Every instance left degraded mode and acts on the state Redis has (for vi.waitFor). */
+export async function expectRejoined(instances: readonly Instance[]): Promise<void> {
+  expectEachReported(instances, 'ZV_REDIS_RESTORED');
+  await expectOnSharedState(instances);
+}
+
+/** The generations of the audited transitions an instance's onStateChange saw, in order. */
+export const generationsSeen = (i: Instance): number[] => i.seen.states.filter((s) => !s.transition.local).map((s) => s.transition.generation);
+
+/** The reasons of every transition an instance's onStateChange saw, in order. */
+export const reasonsSeen = (i: Instance): string[] => i.seen.states.map((s) => s.transition.reason);
+
+const POLL = { interval: 5 } as const;
+
+export class FaultRun {
+  /** While true, the dependency behind the load's calls fails. */
+  down = false;
+  private readonly load: Load;
+  private injectedAt: number | undefined;
+  private healedAt: number | undefined;
+  private detectMs: number | undefined;
+  private convergeMs: number | undefined;
+  private result: LoadResult | undefined;
+
+  /**
+   * Starts calling every instance's breaker `ratePerSecond` times a second (phase
+   * 'before'); `admin` reads the audit stream at the end.
+   */
+  constructor(
+    readonly instances: readonly Instance[],
+    private readonly admin: Redis,
+    ratePerSecond = 200,
+  ) {
+    this.load = startLoad(
+      instances.map((i) => i.breaker),
+      ratePerSecond,
+      () => (this.down ? failing() : Promise.resolve('ok')),
+    );
+  }
+
+  /** A run whose 'before' phase lasts long enough to measure (5 s long, 0.5 s short). */
+  static async begin(instances: readonly Instance[], admin: Redis, size: Size, ratePerSecond?: number): Promise<FaultRun> {
+    const run = new FaultRun(instances, admin, ratePerSecond);
+    await sleep(size === 'long' ? 5000 : 500);
+    return run;
+  }
+
+  /** The fault starts now: latencies from here on count as 'during'. */
+  inject(): void {
+    this.load.phase('during');
+    this.injectedAt = performance.now();
+  }
+
+  /** Waits until `signal` (an assertion) holds; the first such wait times the detection. */
+  async detected(signal: () => unknown, timeout = 15_000): Promise<void> {
+    await vi.waitFor(signal, { timeout, ...POLL });
+    this.detectMs ??= performance.now() - this.injected();
+  }
+
+  /** Keeps the fault until `ms` after the injection. */
+  async hold(ms: number): Promise<void> {
+    await sleep(Math.max(0, this.injected() + ms - performance.now()));
+  }
+
+  /** The fault ends now: latencies from here on count as 'after'. */
+  heal(): void {
+    this.load.phase('after');
+    this.healedAt = performance.now();
+  }
+
+  /**
+   * Waits until `signal` (an assertion) holds; times the convergence from the heal (or
+   * from the injection, for a fault that does not end).
+   */
+  async converged(signal: () => unknown, timeout = 20_000): Promise<void> {
+    await vi.waitFor(signal, { timeout, ...POLL });
+    this.convergeMs = performance.now() - (this.healedAt ?? this.injected());
+  }
+
+  /** Calls refused with CircuitOpenError, once finish() has stopped the load. */
+  get refused(): number {
+    return this.outcome().refused;
+  }
+
+  /**
+   * Stops the load, then the breakers (their recorders drain), and collects the figures;
+   * the transitions are the entries of the breaker's audit stream.
+   */
+  async finish(what: { injected: string; note?: string }): Promise<FaultFigures> {
+    this.result = await this.load.stop();
+    await Promise.all(this.instances.map((i) => i.breaker.stop()));
+    const first = this.instances[0] as Instance;
+    const result = this.outcome();
+    return {
+      injected: what.injected,
+      detectMs: this.detectMs,
+      convergeMs: this.convergeMs,
+      latencyBefore: result.phases.get('before'),
+      latencyDuring: result.phases.get('during'),
+      transitions: await this.admin.xlen(breakerKeys(DEFAULTS.prefix, first.breaker.id).events),
+      outcomesLost: lostOutcomes(
+        result.executed,
+        this.instances.map((i) => i.breaker),
+      ),
+      reportsPerBreaker: Math.max(...this.instances.map((i) => i.seen.errors.length)),
+      ...(what.note === undefined ? {} : { note: what.note }),
+    };
+  }
+
+  private outcome(): LoadResult {
+    if (!this.result) throw new Error('the run has not finished');
+    return this.result;
+  }
+
+  private injected(): number {
+    if (this.injectedAt === undefined) throw new Error('inject() was not called');
+    return this.injectedAt;
+  }
+}
