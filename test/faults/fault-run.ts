@@ -38,6 +38,18 @@ export function expectOncePerCause(i: Instance, ...expected: string[]): void {
   expect(seen.filter((c, n) => seen.indexOf(c) !== n), `${i.breaker.instanceId} heard ${seen.join(', ')}`).toEqual([]);
 }
 
+/**
+ * Each outage the instance went through was told once, and its end once: its reports of
+ * no answer and of Redis answering again alternate, the end last.
+ */
+export function expectEveryOutageEnded(i: Instance): void {
+  const told = codes(i).filter((c) => c === 'ZV_REDIS_UNREACHABLE' || c === 'ZV_REDIS_RESTORED');
+  expect(told, `${i.breaker.instanceId} heard ${codes(i).join(', ')}`).toEqual(
+    told.map((_, n) => (n % 2 === 0 ? 'ZV_REDIS_UNREACHABLE' : 'ZV_REDIS_RESTORED')),
+  );
+  expect(told.length % 2, `${i.breaker.instanceId}'s last outage was not told to end: ${codes(i).join(', ')}`).toBe(0);
+}
+
 /** Every instance acts on the state Redis has (for vi.waitFor). */
 export async function expectOnSharedState(instances: readonly Instance[]): Promise<void> {
   const shared = await sharedState(instances[0] as Instance);
