@@ -9,7 +9,7 @@ import { expect, vi } from 'vitest';
 import { DEFAULTS, breakerKeys } from '../../src/index.js';
 import { sleep } from '../../harness/clock.js';
 import { type Instance, failing, sharedState } from '../support/instances.js';
-import { type Load, type LoadResult, lostOutcomes, startLoad } from './load.js';
+import { type Latency, type Load, type LoadResult, lostOutcomes, startLoad } from './load.js';
 import type { FaultFigures, Size } from './scenario.js';
 
 /** The codes of the reports an instance's onError received, in order. */
@@ -70,42 +70,57 @@ export const reasonsSeen = (i: Instance): string[] => i.seen.states.map((s) => s
 
 const POLL = { interval: 5 } as const;
 
+/** A phase's latency, if calls were made in it. */
+const measured = (latency: Latency | undefined): Latency | undefined => (latency && latency.n > 0 ? latency : undefined);
+
 export class FaultRun {
   /** While true, the dependency behind the load's calls fails. */
   down = false;
-  private readonly load: Load;
+  private load: Load | undefined;
   private injectedAt: number | undefined;
   private healedAt: number | undefined;
   private detectMs: number | undefined;
   private convergeMs: number | undefined;
   private result: LoadResult | undefined;
+  /** The calls began with the fault there: nothing was measured before it. */
+  private faultFirst = false;
 
-  /**
-   * Starts calling every instance's breaker `ratePerSecond` times a second (phase
-   * 'before'); `admin` reads the audit stream at the end.
-   */
+  /** `admin` reads the audit stream at the end. Nothing runs until flow(). */
   constructor(
     readonly instances: readonly Instance[],
     private readonly admin: Redis,
-    ratePerSecond = 200,
-  ) {
-    this.load = startLoad(
-      instances.map((i) => i.breaker),
-      ratePerSecond,
-      () => (this.down ? failing() : Promise.resolve('ok')),
-    );
-  }
+    private readonly ratePerSecond = 200,
+  ) {}
 
-  /** A run whose 'before' phase lasts long enough to measure (5 s long, 0.5 s short). */
+  /**
+   * A run whose calls flow for a while before the fault (5 s long, 0.5 s short), through
+   * started breakers.
+   */
   static async begin(instances: readonly Instance[], admin: Redis, size: Size, ratePerSecond?: number): Promise<FaultRun> {
     const run = new FaultRun(instances, admin, ratePerSecond);
+    run.flow();
     await sleep(size === 'long' ? 5000 : 500);
     return run;
   }
 
+  /**
+   * Starts calling every instance's breaker `ratePerSecond` times a second, in phase
+   * 'during' if the fault is there already. The breakers must have started.
+   */
+  flow(): void {
+    if (this.load) return;
+    this.faultFirst = this.injectedAt !== undefined;
+    this.load = startLoad(
+      this.instances.map((i) => i.breaker),
+      this.ratePerSecond,
+      () => (this.down ? failing() : Promise.resolve('ok')),
+    );
+    if (this.faultFirst) this.load.phase('during');
+  }
+
   /** The fault starts now: latencies from here on count as 'during'. */
   inject(): void {
-    this.load.phase('during');
+    this.load?.phase('during');
     this.injectedAt = performance.now();
   }
 
@@ -122,7 +137,7 @@ export class FaultRun {
 
   /** The fault ends now: latencies from here on count as 'after'. */
   heal(): void {
-    this.load.phase('after');
+    this.load?.phase('after');
     this.healedAt = performance.now();
   }
 
@@ -145,6 +160,7 @@ export class FaultRun {
    * the transitions are the entries of the breaker's audit stream.
    */
   async finish(what: { injected: string; note?: string }): Promise<FaultFigures> {
+    if (!this.load) throw new Error('flow() was not called');
     this.result = await this.load.stop();
     await Promise.all(this.instances.map((i) => i.breaker.stop()));
     const first = this.instances[0] as Instance;
@@ -153,8 +169,8 @@ export class FaultRun {
       injected: what.injected,
       detectMs: this.detectMs,
       convergeMs: this.convergeMs,
-      latencyBefore: result.phases.get('before'),
-      latencyDuring: result.phases.get('during'),
+      latencyBefore: this.faultFirst ? undefined : measured(result.phases.get('before')),
+      latencyDuring: measured(result.phases.get('during')),
       transitions: await this.admin.xlen(breakerKeys(DEFAULTS.prefix, first.breaker.id).events),
       outcomesLost: lostOutcomes(
         result.executed,
