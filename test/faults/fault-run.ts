@@ -68,6 +68,13 @@ export const generationsSeen = (i: Instance): number[] => i.seen.states.filter((
 /** The reasons of every transition an instance's onStateChange saw, in order. */
 export const reasonsSeen = (i: Instance): string[] => i.seen.states.map((s) => s.transition.reason);
 
+/**
+ * How long a fault that ends with a resync is held: whole 1 s resync periods and a half,
+ * so that the heal falls mid-period and convergence shows the middle of the 0–1 s the next
+ * resync may take, not a lucky or an unlucky end of it (3.5 s short, 20.5 s long).
+ */
+export const resyncedOutageMs = (size: Size): number => (size === 'long' ? 20_500 : 3500);
+
 const POLL = { interval: 5 } as const;
 
 /** A phase's latency, if calls were made in it. */

@@ -21,6 +21,7 @@ import {
   reasonsSeen,
   reportOf,
   reported,
+  resyncedOutageMs,
 } from './fault-run.js';
 import { scenario } from './scenario.js';
 
@@ -67,7 +68,7 @@ describe('a user without write rights', () => {
     for (const i of instances) i.healthy = true;
     await untilAll(instances, 'closed');
     // Resync periods go by: never back and forth to the shared state while writes are refused.
-    await run.hold(size === 'long' ? 20_000 : 3500);
+    await run.hold(resyncedOutageMs(size));
     for (const i of instances) {
       expect(reasonsSeen(i)).toEqual(['local_failures', 'local_recovery']);
       expect(i.seen.states.every((s) => s.transition.local)).toBe(true);
@@ -83,7 +84,7 @@ describe('a user without write rights', () => {
     await fail(instances[0] as Instance, 3);
     await vi.waitFor(() => expect(instances.map(generationsSeen)).toEqual(instances.map(() => [1, 2])), { timeout: 10_000 });
     const figures = await run.finish({
-      injected: `the README's application user without ${WRITES.join(' ')}, from start() on, ${size === 'long' ? 20 : 3.5} s; 2 instances × ${RATE} calls/s, the dependency failing for a while`,
+      injected: `the README's application user without ${WRITES.join(' ')}, from start() on, ${resyncedOutageMs(size) / 1000} s; 2 instances × ${RATE} calls/s, the dependency failing for a while`,
       note: 'start() works (it only reads); each instance decides alone (local trip and recovery) and nothing reaches Redis; converge counts from the rights being granted',
     });
     for (const i of instances) {

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, vi } from 'vitest';
 import { breakerKeys } from '../../src/index.js';
 import { sleep } from '../../harness/clock.js';
 import { type Instance, fail, fleet, sharedState, stopAll, untilAll } from '../support/instances.js';
-import { FaultRun, codes, reportOf } from './fault-run.js';
+import { FaultRun, codes, reportOf, resyncedOutageMs } from './fault-run.js';
 import { type Size, scenario } from './scenario.js';
 import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 
@@ -27,8 +27,8 @@ afterEach(async () => {
 });
 
 const RATE = 200;
-/** How long writes stay refused after the instance opened alone: three resync periods short, 20 s long. */
-const outageOf = (size: Size) => (size === 'long' ? 20_000 : 3500);
+/** How long writes stay refused after the instance opened alone. */
+const outageOf = resyncedOutageMs;
 
 /** Leaves the server well over its memory limit, so that it refuses every write. */
 async function exhaustMemory(): Promise<void> {

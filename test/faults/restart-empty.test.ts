@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, vi } from 'vitest';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
 import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
-import { FaultRun, codes, expectOncePerCause, expectRejoined, reportOf } from './fault-run.js';
+import { FaultRun, codes, expectOncePerCause, expectRejoined, reportOf, resyncedOutageMs } from './fault-run.js';
 import { scenario } from './scenario.js';
 
 let server: RedisServer;
@@ -35,7 +35,7 @@ describe('Redis restarted empty', () => {
     instances = fleet(server.url, 3, { loadFunctions: false });
     await Promise.all(instances.map((i) => i.breaker.start()));
     const run = await FaultRun.begin(instances, server.client(), size, RATE);
-    const outage = size === 'long' ? 20_000 : 0;
+    const outage = size === 'long' ? resyncedOutageMs(size) : 0;
     run.inject();
     await server.restart();
     await run.detected(expectSomeReport);
