@@ -149,7 +149,7 @@ describe('Redis not answering', () => {
     });
     const figures = await run.finish({
       injected: `SIGKILL of redis-server, restarted empty ${outage / 1000} s later (loadFunctions), 3 instances × ${RATE} calls/s, dependency failing meanwhile`,
-      note: 'each instance opened on its own window while Redis was away; after the restart it loaded the library again and took the new, closed life (resync), whose first trip reached every instance',
+      note: 'each instance opened on its own window while Redis was away; after the restart it loaded the library again and took the new, closed life (resync), whose first trip reached every instance; converge takes a reconnect (attempts up to 1 s apart) and a second resync once the library is back',
     });
     for (const i of instances) {
       expectOncePerCause(i, 'ZV_REDIS_UNREACHABLE', 'ZV_REDIS_RESTORED');
