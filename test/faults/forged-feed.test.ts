@@ -10,7 +10,7 @@ import { sleep } from '../../harness/clock.js';
 import { type Instance, fail, fleet, stopAll, untilAll } from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
 import { FaultRun, codes } from './fault-run.js';
-import { type Size, scenario } from './scenario.js';
+import { type FaultFigures, type Size, scenario } from './scenario.js';
 
 const own = ownRedis();
 let instances: Instance[] = [];
@@ -68,6 +68,13 @@ async function writtenInstance(): Promise<Instance> {
   return i;
 }
 
+/** The run's figures, once the instance is known to have told of the forgeries once. */
+async function toldOnce(run: FaultRun, i: Instance, what: { injected: string; note: string }): Promise<FaultFigures> {
+  const figures = await run.finish(what);
+  expect(codes(i).filter((c) => c === 'ZV_BAD_MESSAGE')).toHaveLength(1);
+  return figures;
+}
+
 const sent = (size: Size, what: string) => `${forgeriesOf(size) === 1 ? 'one forged message' : `${forgeriesOf(size)} forged messages over 20 s`}: ${what}`;
 
 describe('forged feed messages', () => {
@@ -80,12 +87,10 @@ describe('forged feed messages', () => {
     await fail(i, 3);
     await untilAll([i], 'open');
     await vi.waitFor(() => expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'consecutive_failures', local: false, actor: i.breaker.instanceId }));
-    const figures = await run.finish({
+    return toldOnce(run, i, {
       injected: sent(size, 'an open of the next generation'),
-      note: 'each forged open is taken (the next generation is taken at once), found missing from the audit stream and undone within a round trip; ZV_BAD_MESSAGE is told at most once a minute; converge counts from the first forgery',
+      note: 'each forged open is taken (the next generation is taken at once: onStateChange sees it), found missing from the audit stream and undone within a round trip (a resync back); ZV_BAD_MESSAGE is told at most once a minute; converge counts from the first forgery',
     });
-    expect(codes(i).filter((c) => c === 'ZV_BAD_MESSAGE')).toHaveLength(1);
-    return figures;
   });
 
   scenario('Forged feed message: an open breaker closes', async (size) => {
@@ -97,12 +102,10 @@ describe('forged feed messages', () => {
     await untilAll([i], 'open');
     await forgedThenUndone(run, i, size, 'closed', 'open');
     expect(await own.admin.hget(breakerKeys('zenvark', i.breaker.id).state, 'state')).toBe('open');
-    const figures = await run.finish({
+    return toldOnce(run, i, {
       injected: sent(size, 'a close of the open breaker'),
       note: 'each forged close is undone within a round trip; calls it let through meanwhile count as stale (their generation is not Redis\'s)',
     });
-    expect(codes(i).filter((c) => c === 'ZV_BAD_MESSAGE')).toHaveLength(1);
-    return figures;
   });
 
   scenario('Forged feed message: a jump of many generations', async (size) => {
