@@ -4,16 +4,14 @@
  * which one, with nothing half written.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { breakerKeys } from '../../src/index.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type Instance, fail, fleet, leaderOf, startAll, stopAll, untilAll } from '../support/instances.js';
+import { createUser as createReadmeUser } from '../support/acl.js';
 import { ownRedis } from '../support/own-redis.js';
 
 const root = new URL('../../', import.meta.url);
-const readme = readFileSync(new URL('README.md', root), 'utf8');
 const own = ownRedis();
 let instances: Instance[] = [];
 
@@ -27,23 +25,8 @@ afterEach(async () => {
   instances = [];
 });
 
-/** The ACL SETUSER line the README gives under `<!-- acl:<name> -->`, as arguments. */
-function aclLine(name: string): { user: string; rules: string[] } {
-  const line = new RegExp(`<!-- acl:${name} -->\\n\`\`\`\\n(ACL SETUSER [^\\n]+)\\n\`\`\``).exec(readme)?.[1];
-  if (!line) throw new Error(`README.md has no ACL line for ${name}`);
-  const [, , user, ...rules] = line.split(' ');
-  return { user: user as string, rules };
-}
-
 /** Creates the README's user (with `drop` rules removed from it) and returns its URL. */
-async function createUser(name: string, ...drop: string[]): Promise<string> {
-  const { user, rules } = aclLine(name);
-  const password = randomBytes(8).toString('hex');
-  const username = drop.length === 0 ? user : `${user}-${randomBytes(3).toString('hex')}`;
-  const kept = rules.filter((rule) => !drop.includes(rule)).map((rule) => (rule === '>PASSWORD' ? `>${password}` : rule));
-  await own.admin.call('ACL', 'SETUSER', username, 'reset', ...kept);
-  return `redis://${username}:${password}@${own.server.host}:${own.server.port}`;
-}
+const createUser = (name: string, ...drop: string[]) => createReadmeUser(own.admin, own.server, name, ...drop);
 
 const codes = (i: Instance) => i.seen.errors.map((e) => (e as { code?: string }).code);
 
