@@ -189,6 +189,21 @@ export class Coordinator implements FeedListener, ConnectionListener {
    */
   private apply(incoming: SharedView, published: Published | undefined, source: Source): boolean {
     const current = this.shared;
+    if (!this.take(incoming, source)) return false;
+    const next = this.shared;
+    if (this.local || !this.running) return false;
+    if (next.state === current.state && next.generation === current.generation) return false;
+    this.duties.follow(next, published?.recoveryFailures ?? 0);
+    this.view = next;
+    this.outcomes.newGeneration(next.generation);
+    this.announce(current, next, published?.transition);
+    if (source === 'feed' && published) void this.confirm(published.transition);
+    return true;
+  }
+
+  /** Takes `incoming` as the shared state if it is newer, or the present (an anchor); says whether it did. */
+  private take(incoming: SharedView, source: Source): boolean {
+    const current = this.shared;
     if (!isNewer(incoming, current)) {
       if (!isBehind(incoming, current)) return false;
       if (source !== 'anchor') {
@@ -201,25 +216,25 @@ export class Coordinator implements FeedListener, ConnectionListener {
           `${incoming.generation}, ${incoming.state}): a feed message the library did not publish was taken; Redis's state is back`,
       );
     }
-    const next = sharedView(incoming);
-    this.shared = next;
+    this.shared = sharedView(incoming);
     this.adoptions += 1;
-    if (this.local || !this.running) return false;
-    if (next.state === current.state && next.generation === current.generation) return false;
-    this.duties.follow(next, published?.recoveryFailures ?? 0);
-    this.view = next;
-    this.outcomes.newGeneration(next.generation);
-    const transition = published?.transition;
-    const sameEpoch = next.epoch === current.epoch || current.epoch === '';
-    if (transition && sameEpoch && next.generation === current.generation + 1) {
-      this.notifier.transition(transition);
-      if (source === 'feed') void this.confirm(transition);
-    } else if (sameEpoch && next.generation > current.generation) {
-      this.notifier.catchUp(this.functions, current, next, this.o.instanceId);
-    } else if (next.state !== current.state) {
-      this.notifier.transition(localTransition(current.state, next.state, LocalReason.RESYNC, next.generation, this.o.instanceId));
-    }
     return true;
+  }
+
+  /**
+   * Tells onStateChange how the state went from `from` (what it was last told) to `to`:
+   * the transition itself when it is the next one, the missed ones read back from the
+   * audit stream, or a local `resync` when there is nothing to read (another epoch).
+   */
+  private announce(from: SharedView, to: SharedView, transition?: Transition): void {
+    const sameEpoch = to.epoch === from.epoch || from.epoch === '';
+    if (transition && sameEpoch && to.generation === from.generation + 1) {
+      this.notifier.transition(transition);
+    } else if (sameEpoch && to.generation > from.generation) {
+      this.notifier.catchUp(this.functions, from, to, this.o.instanceId);
+    } else if (to.state !== from.state) {
+      this.notifier.transition(localTransition(from.state, to.state, LocalReason.RESYNC, to.generation, this.o.instanceId));
+    }
   }
 
   /**
@@ -321,6 +336,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
       if (unsent) this.outcomes.foldLocally(unsent);
       return;
     }
+    // A new outage: its end will be told too.
+    this.notifier.settle('restored');
     this.enterLocal(unsent);
   }
 
@@ -356,19 +373,23 @@ export class Coordinator implements FeedListener, ConnectionListener {
     if (!local) return;
     local.stop();
     this.local = undefined;
-    const before = this.view.state;
+    // What onStateChange was last told: the local state, on the shared generation it left.
+    const before = this.view;
     // Feed messages may have brought a newer state than this snapshot, read earlier.
-    this.apply(snapshot, undefined, source);
+    this.take(snapshot, source);
     const shared = this.shared;
     this.view = shared;
     this.duties.rejoin(snapshot, shared);
     this.outcomes.newGeneration(shared.generation);
     this.notifier.settle('redis:');
     const seconds = ((performance.now() - local.since) / 1000).toFixed(1);
-    this.notifier.report('ZV_REDIS_RESTORED', `Redis accepts this breaker's calls again after ${seconds} s; its shared state replaced the local one`);
-    if (before !== shared.state) {
-      this.notifier.transition(localTransition(before, shared.state, LocalReason.RESYNC, shared.generation, this.o.instanceId));
-    }
+    this.notifier.reportCause(
+      'restored',
+      'ZV_REDIS_RESTORED',
+      `Redis accepts this breaker's calls again after ${seconds} s; its shared state replaced the local one`,
+    );
+    // Transitions made meanwhile by the others are read back, in order.
+    this.announce(before, shared);
     this.reconcile();
   }
 

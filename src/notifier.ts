@@ -9,6 +9,7 @@
  * cause (Redis refusing the breaker, a dependency failing its checks) is told once until
  * it is settled.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CallResult, type CircuitRole, type HealthCheckType } from './constants.js';
 import type { ErrorCode } from './error-codes.js';
 import { BackgroundError } from './errors.js';
@@ -21,6 +22,9 @@ import { LocalReason, type Transition, localTransition } from './transition.js';
 const CATCH_UP_PAGE = 100;
 /** At most this many pages are read back after one gap. */
 const CATCH_UP_PAGES = 10;
+/** A failed read of missed transitions is tried this many times, this far apart (ms). */
+const CATCH_UP_ATTEMPTS = 4;
+const CATCH_UP_RETRY_MS = 250;
 
 /** The same error is reported again after this long at the earliest, in ms. */
 const REPEAT_MS = 60_000;
@@ -105,10 +109,16 @@ export class Notifier {
   catchUp(functions: BreakerFunctions | undefined, from: SharedView, to: SharedView, actor: string): void {
     this.emitting = this.emitting.then(async () => {
       let missed: Transition[] = [];
-      try {
-        if (functions) missed = await missedTransitions(functions, from.generation, to.generation);
-      } catch (error) {
-        this.report('ZV_FEED_FAILED', 'reading missed transitions from the audit stream failed', error);
+      // A read that fails (a connection dropped under it) is tried again a few times:
+      // the transitions after it wait in order.
+      for (let attempt = 1; functions && attempt <= CATCH_UP_ATTEMPTS; attempt += 1) {
+        try {
+          missed = await missedTransitions(functions, from.generation, to.generation);
+          break;
+        } catch (error) {
+          if (attempt === CATCH_UP_ATTEMPTS) this.report('ZV_FEED_FAILED', 'reading missed transitions from the audit stream failed', error);
+          else await sleep(CATCH_UP_RETRY_MS);
+        }
       }
       if (missed.length === 0 && from.state !== to.state) {
         missed = [localTransition(from.state, to.state, LocalReason.RESYNC, to.generation, actor)];
