@@ -4,21 +4,16 @@
  * which one, with nothing half written.
  */
 import { execFile } from 'node:child_process';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { breakerKeys } from '../../src/index.js';
-import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { type Instance, fail, fleet, leaderOf, startAll, stopAll, untilAll } from '../support/instances.js';
 import { createUser as createReadmeUser } from '../support/acl.js';
 import { ownRedis } from '../support/own-redis.js';
 
 const root = new URL('../../', import.meta.url);
-const own = ownRedis();
-let instances: Instance[] = [];
-
 // The library is there, as an operator would have loaded it: the application user may not.
-beforeEach(async () => {
-  await own.admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
-});
+const own = ownRedis({ library: true });
+let instances: Instance[] = [];
 
 afterEach(async () => {
   await stopAll(instances);

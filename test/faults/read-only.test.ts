@@ -5,9 +5,8 @@
  * each instance says so once, naming the command, decides alone on its local window
  * without ever flapping to the shared state, and rejoins it once the rights are granted.
  */
-import { afterEach, beforeEach, describe, expect, vi } from 'vitest';
+import { afterEach, describe, expect, vi } from 'vitest';
 import { breakerKeys } from '../../src/index.js';
-import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { createUser } from '../support/acl.js';
 import { type Instance, fail, fleet, startAll, stopAll, untilAll } from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
@@ -25,13 +24,9 @@ import {
 } from './fault-run.js';
 import { scenario } from './scenario.js';
 
-const own = ownRedis();
+// The library is there, as an operator would have loaded it: the application user may not.
+const own = ownRedis({ library: true });
 let instances: Instance[] = [];
-
-// The library is there, as an operator would have loaded it.
-beforeEach(async () => {
-  await own.admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
-});
 
 afterEach(async () => {
   await stopAll(instances);

@@ -30,6 +30,15 @@ const RATE = 100;
 /** Some instance has heard of the restart (for vi.waitFor). */
 const expectSomeReport = () => expect(instances.some((i) => i.seen.errors.length > 0)).toBe(true);
 
+/** Every instance back on the shared state (closed, told it ended), and a trip there reaching all. */
+async function rejoinedAndTripping(run: FaultRun, first: Instance): Promise<void> {
+  await run.converged(() => expectRejoined(instances));
+  for (const i of instances) await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_RESTORED'), { timeout: 10_000 });
+  await untilAll(instances, 'closed');
+  await fail(first, 3);
+  await untilAll(instances, 'open');
+}
+
 describe('Redis restarted empty', () => {
   scenario('Redis restarted empty, library not loaded (loadFunctions off)', async (size) => {
     instances = fleet(server.url, 3, { loadFunctions: false });
@@ -54,11 +63,7 @@ describe('Redis restarted empty', () => {
 
     run.heal();
     await server.client().call('FUNCTION', 'LOAD', LIBRARY_CODE);
-    await run.converged(() => expectRejoined(instances));
-    for (const i of instances) await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_RESTORED'), { timeout: 10_000 });
-    await untilAll(instances, 'closed');
-    await fail(first, 3);
-    await untilAll(instances, 'open');
+    await rejoinedAndTripping(run, first);
     const figures = await run.finish({
       injected: `redis-server killed and started empty, the library loaded by an operator ${size === 'long' ? `${outage / 1000} s later` : 'at once'}; 3 instances × ${RATE} calls/s`,
       note: 'without loadFunctions each instance says once that the library is missing (naming zenvark-deploy-functions) and decides alone; converge counts from the operator loading it',
@@ -79,11 +84,7 @@ describe('Redis restarted empty', () => {
     await server.restart();
     await run.detected(expectSomeReport);
     await vi.waitFor(async () => expect(Number(await server.client().call('FCALL_RO', 'zv1_revision', '0'))).toBeGreaterThan(0), { timeout: 15_000 });
-    await run.converged(() => expectRejoined(instances));
-    for (const i of instances) await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_RESTORED'), { timeout: 10_000 });
-    await untilAll(instances, 'closed');
-    await fail(first, 3);
-    await untilAll(instances, 'open');
+    await rejoinedAndTripping(run, first);
     const figures = await run.finish({
       injected: `redis-server killed and started empty while the breaker was open; 2 instances × ${RATE} calls/s`,
       note: 'the instances load the library themselves and follow the new, closed life (resync), then trip in it; converge counts from the kill',

@@ -1,12 +1,15 @@
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
+import { LIBRARY_CODE } from '../../src/shipped-library.js';
 
 /**
  * A Redis server of the test file's own (for tests that stop, pause, flush or count
  * connections), started before its tests and disposed after them, with an admin client.
+ * With `library`, the function library is loaded before each test, as an operator would
+ * have loaded it (for users that may not load it themselves).
  */
-export function ownRedis(): {
+export function ownRedis(options: { library?: boolean } = {}): {
   readonly server: RedisServer;
   readonly admin: Redis;
   /** The names of the connections the server has now (CLIENT LIST), '' for unnamed ones. */
@@ -22,6 +25,11 @@ export function ownRedis(): {
     // Ready before the first test: its commands go out when called, not from the offline queue.
     await admin.ping();
   });
+  if (options.library) {
+    beforeEach(async () => {
+      await admin?.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
+    });
+  }
   afterAll(async () => {
     if (server) await disposeRedis(server);
   });
