@@ -142,7 +142,7 @@ export class Dashboard {
       : style.green('running');
     const degraded = l.live().filter((w) => w.redis !== 'ok').length;
     const fleet = degraded
-      ? style.yellow(`${degraded} of ${l.live().length} workers degraded: on their cached state, deciding locally`)
+      ? style.yellow(`${degraded} of ${l.live().length} workers degraded: each goes on from its cached state, decides and probes for itself`)
       : style.dim('every worker follows the shared state in Redis');
     const kind = l.canPause ? 'own redis-server' : 'REDIS_URL';
     const dependency = l.dependencyHealthy ? style.green('HEALTHY') : style.red('BROKEN (503)');

@@ -91,6 +91,8 @@ export class WorkerView {
   role = 'follower';
   /** 'ok', or the code of the Redis failure it is degraded by. */
   redis = 'ok';
+  /** How often it went into degraded mode. */
+  degradations = 0;
   calls = 0;
   failures = 0;
   fastFails = 0;
@@ -309,8 +311,12 @@ export class Launcher {
         break;
       case 'error':
         if (report.code === 'ZV_REDIS_RESTORED') view.redis = 'ok';
-        else if (report.code === 'ZV_REDIS_UNREACHABLE' || report.code === 'ZV_REDIS_REFUSED') view.redis = report.code;
-        this.note(`${view.name}: ${report.code}: ${report.message.replace(`breaker '${BREAKER_ID}': `, '')}`);
+        else if (report.code === 'ZV_REDIS_UNREACHABLE' || report.code === 'ZV_REDIS_REFUSED') {
+          if (view.redis === 'ok') view.degradations += 1;
+          view.redis = report.code;
+        }
+        // The message's first clause says what failed; the rest is in the README.
+        this.note(`${view.name}: ${report.code}: ${report.message.replace(`breaker '${BREAKER_ID}': `, '').split('; ')[0]}`);
         break;
       case 'failed':
         view.lastWords = report.message;

@@ -36,6 +36,15 @@ export async function playScenario(launcher: Launcher, deadline: number): Promis
     launcher.note(`MISSING: ${what}`);
   };
   const names = (workers: WorkerView[]) => workers.map((w) => w.name).join(', ');
+  /** Switches the dependency; then every worker alive now must see an audited transition to `state`. */
+  const everyWorkerSees = async (healthy: boolean, state: string, limitMs: number): Promise<void> => {
+    const since = wallMs();
+    const fleet = launcher.live();
+    launcher.setDependency(healthy);
+    const notYet = () => fleet.filter((w) => !sawAudited(w, state, since));
+    if (await until(() => notYet().length === 0, limitMs)) step(`every worker saw the circuit ${state} (${names(fleet)})`);
+    else missed(`the circuit ${state}, seen by every worker: not by ${names(notYet())}`);
+  };
 
   step(`steady: ${FLEET_SIZE} workers call the dependency through one breaker`);
   const steady = () => {
@@ -52,14 +61,7 @@ export async function playScenario(launcher: Launcher, deadline: number): Promis
   }
 
   step('break the dependency');
-  const brokenAt = wallMs();
-  const tripped = launcher.live();
-  launcher.setDependency(false);
-  if (!(await until(() => tripped.every((w) => sawAudited(w, 'open', brokenAt)), 15_000))) {
-    missed(`the trip seen by every worker: not by ${names(tripped.filter((w) => !sawAudited(w, 'open', brokenAt)))}`);
-  } else {
-    step(`every worker saw the circuit open (${names(tripped)})`);
-  }
+  await everyWorkerSees(false, 'open', 15_000);
 
   step('kill the lease holder');
   await until(() => launcher.leaseHolder() !== undefined, 10_000);
@@ -79,9 +81,10 @@ export async function playScenario(launcher: Launcher, deadline: number): Promis
 
   if (launcher.canPause) {
     step(`pause Redis for ${SCRIPT_PAUSE_MS / 1000} s`);
+    const before = new Map(launcher.live().map((w) => [w, w.degradations]));
     launcher.pauseRedis(SCRIPT_PAUSE_MS);
     await until(() => launcher.pausedUntil === undefined, SCRIPT_PAUSE_MS + 5_000);
-    const degraded = launcher.live().filter((w) => w.redis !== 'ok');
+    const degraded = launcher.live().filter((w) => w.degradations > (before.get(w) ?? 0));
     step(`Redis resumed; degraded meanwhile: ${degraded.length > 0 ? names(degraded) : 'none'}`);
     if (!(await until(() => launcher.live().every((w) => w.redis === 'ok'), 20_000))) {
       missed(`every worker back on Redis: not ${names(launcher.live().filter((w) => w.redis !== 'ok'))}`);
@@ -91,13 +94,6 @@ export async function playScenario(launcher: Launcher, deadline: number): Promis
   }
 
   step('heal the dependency');
-  const healedAt = wallMs();
-  const recovering = launcher.live();
-  launcher.setDependency(true);
-  if (!(await until(() => recovering.every((w) => sawAudited(w, 'closed', healedAt)), 20_000))) {
-    missed(`the recovery seen by every worker: not by ${names(recovering.filter((w) => !sawAudited(w, 'closed', healedAt)))}`);
-  } else {
-    step(`every worker saw the circuit close (${names(recovering)})`);
-  }
+  await everyWorkerSees(true, 'closed', 20_000);
   return missing;
 }

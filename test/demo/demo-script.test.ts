@@ -102,7 +102,7 @@ it('plays the scenario to the end, exits 0, and leaves no process behind', async
   expect(code, output).toBe(0);
   expect(output).toMatch(/every worker saw the circuit open \(w1, w2, w3, w4, w5\)/);
   expect(output).toMatch(/the lease moved from (w\d) to (?!\1\b)w\d/);
-  expect(output).toMatch(/every worker saw the circuit close \((w\d(\.\d)?, ){4}w\d(\.\d)?\)/);
+  expect(output).toMatch(/every worker saw the circuit closed \((w\d(\.\d)?, ){4}w\d(\.\d)?\)/);
   expect(output).toMatch(/demo --script passed in [\d.]+ s/);
   await expectNothingLeft(run);
 }, 120_000);
