@@ -1,3 +1,6 @@
+// The package's entry. No module it loads may use top-level await: CommonJS applications
+// load it with require() (Node's require(esm)), which refuses such a module graph
+// (test/package/consumer.test.ts requires it from a CommonJS file).
 export { CircuitBreaker } from './circuit-breaker.js';
 export type { BreakerStats } from './outcomes.js';
 export type { CircuitBreakerOptions, ExecuteOptions, HealthOptions, HalfOpenOptions, Classification } from './options.js';
