@@ -1,13 +1,22 @@
 import type { ErrorCode, ServerErrorCode } from './error-codes.js';
+import { redactError } from './redact.js';
 
-/** Base class of every error Zenvark creates; `code` is stable, the message is for people. */
+/**
+ * Base class of every error Zenvark creates; `code` is stable, the message is for people.
+ * A `cause` is kept redacted (src/redact.ts): what prints an error prints no password.
+ */
 export class ZenvarkError extends Error {
   declare readonly code: ErrorCode;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(message, options && { cause: safeCause(options.cause) });
     this.code = code;
   }
+}
+
+/** A cause as an error may keep it: ours are redacted when made, others are redacted now. */
+function safeCause(cause: unknown): unknown {
+  return cause instanceof ZenvarkError ? cause : redactError(cause);
 }
 
 /**
@@ -101,7 +110,8 @@ export class BackgroundError extends ZenvarkError {
   /** `code` is one of ErrorCode; it is typed string while the breaker's report() passes
    * one (test/unit/error-codes.test.ts checks every code written in src/ is listed). */
   constructor(code: ErrorCode, breakerId: string, message: string, cause?: unknown) {
-    super(code, `breaker '${breakerId}': ${message}${describeCause(cause)}`, { cause });
+    const safe = safeCause(cause);
+    super(code, `breaker '${breakerId}': ${message}${describeCause(safe)}`, { cause: safe });
     this.breakerId = breakerId;
   }
 }
