@@ -20,8 +20,8 @@ import {
   deployToServer,
   installedRevision,
   primaries,
-  serverName,
 } from '../src/library.js';
+import { serverAddress } from '../src/redis-failure.js';
 
 const USAGE = `usage: deploy-functions [--url <redis-url>] [--cluster] [--check]
   --url      the server (default: $REDIS_URL)
@@ -106,7 +106,7 @@ async function main(): Promise<number> {
   try {
     let status = 0;
     for (const node of primaries(connection)) {
-      const server = serverName(node);
+      const server = serverAddress(node);
       if (values.check) {
         const installed = await installedRevision(node);
         if (installed === undefined) {

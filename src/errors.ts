@@ -85,6 +85,63 @@ export class LibraryOutdatedError extends ZenvarkError {
 }
 
 /**
+ * Redis gave no answer: it could not be reached, a connection is down, or a command timed
+ * out. The message names the server (host:port) and what happened.
+ */
+export class RedisUnreachableError extends ZenvarkError {
+  /** host:port of the server, or what names it (a cluster, a sentinel group). */
+  declare readonly server: string;
+
+  constructor(server: string, message: string, cause?: unknown) {
+    super('ZV_REDIS_UNREACHABLE', message, { cause });
+    this.server = server;
+  }
+}
+
+/** Redis refused the client's credentials: a wrong username or password, or none given. */
+export class RedisAuthError extends ZenvarkError {
+  declare readonly server: string;
+  /** The first word of Redis's reply: WRONGPASS, NOAUTH, ... */
+  declare readonly reply: string;
+
+  constructor(server: string, reply: string, message: string, cause?: unknown) {
+    super('ZV_AUTH_FAILED', message, { cause });
+    this.server = server;
+    this.reply = reply;
+  }
+}
+
+/**
+ * Redis refused a command the client sent itself (not one a function ran): `ZV_NOPERM`
+ * when the user's ACL does not allow it, `ZV_REDIS_REFUSED` for any other refusal.
+ */
+export class RedisRefusedError extends ZenvarkError {
+  declare readonly code: 'ZV_NOPERM' | 'ZV_REDIS_REFUSED';
+  declare readonly server: string;
+  /** The command Redis refused, in capitals. */
+  declare readonly command: string;
+  /** The first word of Redis's reply: NOPERM, OOM, READONLY, ... */
+  declare readonly reply: string;
+
+  constructor(server: string, command: string, reply: string, message: string, cause?: unknown) {
+    super(reply === 'NOPERM' ? 'ZV_NOPERM' : 'ZV_REDIS_REFUSED', message, { cause });
+    this.server = server;
+    this.command = command;
+    this.reply = reply;
+  }
+}
+
+/** The server has no Redis Functions (Redis before 7.0, or a server without FUNCTION and FCALL). */
+export class FunctionsUnsupportedError extends ZenvarkError {
+  declare readonly server: string;
+
+  constructor(server: string, message: string) {
+    super('ZV_FUNCTIONS_UNSUPPORTED', message);
+    this.server = server;
+  }
+}
+
+/**
  * A Redis function refused a call: ZV_BADARG (bad argument), ZV_WRONGTYPE (a breaker key
  * holds another type) or ZV_CORRUPT (a breaker key holds data Zenvark did not write).
  */
@@ -117,7 +174,19 @@ export class BackgroundError extends ZenvarkError {
 }
 
 // Names live on the prototypes: one property less to create per error.
-for (const type of [ZenvarkError, CircuitOpenError, TimeoutError, LibraryMissingError, LibraryOutdatedError, RedisFunctionError, BackgroundError]) {
+for (const type of [
+  ZenvarkError,
+  CircuitOpenError,
+  TimeoutError,
+  LibraryMissingError,
+  LibraryOutdatedError,
+  RedisUnreachableError,
+  RedisAuthError,
+  RedisRefusedError,
+  FunctionsUnsupportedError,
+  RedisFunctionError,
+  BackgroundError,
+]) {
   Object.defineProperty(type.prototype, 'name', { value: type.name, writable: true, configurable: true });
 }
 
