@@ -18,7 +18,7 @@ export interface RedisServer {
   readonly host: string;
   readonly port: number;
   readonly url: string;
-  /** A plain client for test assertions; closed by stop(). */
+  /** A plain client for test assertions (authenticated, for a server started with `--requirepass`); closed by stop(). */
   client(options?: Partial<RedisOptions>): Redis;
   /** Stops the server (SIGTERM, or SIGKILL with `kill`) and forgets everything it held. */
   stop(options?: { kill?: boolean }): Promise<void>;
@@ -57,11 +57,11 @@ export async function freePort(): Promise<number> {
  * the machine start servers too: a port can be taken between choosing it and binding it
  * (or between a stop and a restart), and then another process's server answers there.
  */
-async function waitForServer(port: number, pid: number | undefined, timeoutMs = 10_000): Promise<void> {
+async function waitForServer(port: number, pid: number | undefined, password: string | undefined, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
-    const probe = new Redis({ host: HOST, port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    const probe = new Redis({ host: HOST, port, password, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
     probe.on('error', () => {});
     let info: string;
     try {
@@ -87,10 +87,16 @@ class ProcessServer implements RedisServer {
   private readonly clients: Redis[] = [];
   private readonly dir = mkdtempSync(join(tmpdir(), 'zenvark-redis-'));
 
+  /** The default user's password, when the server is started with `--requirepass`. */
+  private readonly password: string | undefined;
+
   constructor(
     readonly port: number,
     private readonly extraArgs: string[],
-  ) {}
+  ) {
+    const at = extraArgs.indexOf('--requirepass');
+    this.password = at >= 0 ? extraArgs[at + 1] : undefined;
+  }
 
   get url(): string {
     return `redis://${HOST}:${this.port}`;
@@ -107,11 +113,11 @@ class ProcessServer implements RedisServer {
       child.once('exit', (code) => reject(new Error(`redis-server exited with ${code} before answering`))),
     );
     exited.catch(() => {});
-    await Promise.race([waitForServer(this.port, child.pid), exited]);
+    await Promise.race([waitForServer(this.port, child.pid, this.password), exited]);
   }
 
   client(options: Partial<RedisOptions> = {}): Redis {
-    const client = new Redis({ host: HOST, port: this.port, ...options });
+    const client = new Redis({ host: HOST, port: this.port, password: this.password, ...options });
     client.on('error', () => {});
     this.clients.push(client);
     return client;

@@ -9,10 +9,15 @@
  *
  * Exit codes: 0 done (or, with --check, every primary is current); 1 with --check, a
  * primary lacks the library or has an older one; 2 refused to downgrade; 3 bad usage or
- * Redis unreachable.
+ * Redis unreachable; 4 Redis refused the credentials (authentication failed) or the ACL
+ * refused a command (permission denied); 5 the server cannot hold the library: it has no
+ * Redis Functions, or, with --cluster, it is not a cluster node.
+ *
+ * What it prints names servers by host:port and never carries a password (src/redact.ts).
  */
 import { parseArgs } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
+import { FunctionsUnsupportedError, RedisAuthError, RedisRefusedError, RedisUnreachableError } from '../src/errors.js';
 import {
   LIBRARY_NAME,
   LIBRARY_REVISION,
@@ -20,8 +25,14 @@ import {
   deployToServer,
   installedRevision,
   primaries,
-  serverName,
 } from '../src/library.js';
+import { redactError, redactText } from '../src/redact.js';
+import { driverError, serverAddress } from '../src/redis-failure.js';
+
+const EXIT = { DONE: 0, NOT_CURRENT: 1, NO_DOWNGRADE: 2, USAGE_OR_UNREACHABLE: 3, DENIED: 4, UNSUITABLE: 5 } as const;
+
+/** The server answered but is not a node of a Redis Cluster (--cluster). */
+class NotClusterNodeError extends Error {}
 
 const USAGE = `usage: deploy-functions [--url <redis-url>] [--cluster] [--check]
   --url      the server (default: $REDIS_URL)
@@ -44,30 +55,66 @@ function describe(r: DeployResult): string {
   }
 }
 
-async function connect(url: string, cluster: boolean): Promise<Redis | Cluster> {
-  const options = { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 1, commandTimeout: 10_000 };
+/** The password of the URL, masked in everything printed. */
+let secrets: string[] = [];
+
+function print(stream: 'out' | 'err', text: string): void {
+  const safe = redactText(text, secrets);
+  if (stream === 'out') console.log(safe);
+  else console.error(safe);
+}
+
+/** The exit code for what went wrong. */
+function exitCode(error: unknown): number {
+  if (error instanceof RedisAuthError || (error instanceof RedisRefusedError && error.code === 'ZV_NOPERM')) return EXIT.DENIED;
+  if (error instanceof FunctionsUnsupportedError || error instanceof NotClusterNodeError) return EXIT.UNSUITABLE;
+  return EXIT.USAGE_OR_UNREACHABLE;
+}
+
+/** Connects a client; a failure is the driver's error in Zenvark's words, naming `node`'s server. */
+async function connected<T extends Redis | Cluster>(client: T, node: Redis | T = client): Promise<T> {
   let lastError: Error | undefined;
-  const remember = (error: Error) => {
-    lastError = error;
-  };
-  const connected = async <T extends Redis | Cluster>(client: T): Promise<T> => {
-    client.on('error', remember);
-    try {
-      await client.connect();
-    } catch (error) {
-      client.disconnect();
-      throw lastError ?? error;
-    }
-    return client;
-  };
-  if (!cluster) return connected(new Redis(url, { ...options, retryStrategy: () => null }));
+  client.on('error', (error: Error) => {
+    // A cluster that could not be reached says why through its last node's error.
+    lastError = (error as { lastNodeError?: Error }).lastNodeError ?? error;
+  });
+  try {
+    await client.connect();
+  } catch (error) {
+    client.disconnect();
+    throw driverError(lastError ?? error, node);
+  }
+  return client;
+}
+
+async function connect(url: string, cluster: boolean): Promise<Redis | Cluster> {
+  const options = { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 1, commandTimeout: 10_000, disconnectTimeout: 0 };
+  // One node first: it tells unreachable, refused credentials and (with --cluster) a
+  // server that is not a cluster node apart.
+  const node = await connected(new Redis(url, { ...options, retryStrategy: () => null }));
+  if (!cluster) return node;
+  let info: string;
+  try {
+    info = await node.info('cluster');
+  } catch (error) {
+    throw driverError(error, node);
+  } finally {
+    node.disconnect();
+  }
+  if (!/^cluster_enabled:1\b/m.test(info)) {
+    const server = serverAddress(node);
+    throw new NotClusterNodeError(
+      `Redis at ${server} answered but is not a cluster node (cluster_enabled:0); run without --cluster to deploy to it alone`,
+    );
+  }
   const { hostname, port, username, password } = new URL(url);
   return connected(
     new Cluster([{ host: hostname, port: Number(port || 6379) }], {
       lazyConnect: true,
       clusterRetryStrategy: () => null,
-      redisOptions: { ...options, username: username || undefined, password: password || undefined },
+      redisOptions: { ...options, username: decodeURIComponent(username) || undefined, password: decodeURIComponent(password) || undefined },
     }),
+    node,
   );
 }
 
@@ -83,54 +130,65 @@ async function main(): Promise<number> {
       },
     }));
   } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
-    return 3;
+    print('err', `${(error as Error).message}\n${USAGE}`);
+    return EXIT.USAGE_OR_UNREACHABLE;
   }
   if (values.help) {
-    console.log(USAGE);
-    return 0;
+    print('out', USAGE);
+    return EXIT.DONE;
   }
   const url = values.url ?? process.env.REDIS_URL;
   if (!url) {
-    console.error(`no server given: pass --url or set REDIS_URL\n${USAGE}`);
-    return 3;
+    print('err', `no server given: pass --url or set REDIS_URL\n${USAGE}`);
+    return EXIT.USAGE_OR_UNREACHABLE;
+  }
+  try {
+    secrets = [decodeURIComponent(new URL(url).password)].filter((secret) => secret !== '');
+  } catch {
+    print('err', `not a Redis URL: ${url}\n${USAGE}`);
+    return EXIT.USAGE_OR_UNREACHABLE;
   }
 
   let connection: Redis | Cluster;
   try {
     connection = await connect(url, values.cluster ?? false);
   } catch (error) {
-    console.error(`cannot reach ${url}: ${(error as Error).message}`);
-    return 3;
+    print('err', `cannot deploy: ${messageOf(error)}`);
+    return exitCode(error);
   }
   try {
-    let status = 0;
+    let status: number = EXIT.DONE;
     for (const node of primaries(connection)) {
-      const server = serverName(node);
+      const server = serverAddress(node);
       if (values.check) {
         const installed = await installedRevision(node);
         if (installed === undefined) {
-          console.log(`${server}: ${LIBRARY_NAME} is not loaded (this package ships revision ${LIBRARY_REVISION})`);
-          status = 1;
+          print('out', `${server}: ${LIBRARY_NAME} is not loaded (this package ships revision ${LIBRARY_REVISION})`);
+          status = EXIT.NOT_CURRENT;
         } else if (installed < LIBRARY_REVISION) {
-          console.log(`${server}: ${LIBRARY_NAME} revision ${installed} is older than this package's ${LIBRARY_REVISION}`);
-          status = 1;
+          print('out', `${server}: ${LIBRARY_NAME} revision ${installed} is older than this package's ${LIBRARY_REVISION}`);
+          status = EXIT.NOT_CURRENT;
         } else {
-          console.log(`${server}: ${LIBRARY_NAME} revision ${installed} (this package ships ${LIBRARY_REVISION})`);
+          print('out', `${server}: ${LIBRARY_NAME} revision ${installed} (this package ships ${LIBRARY_REVISION})`);
         }
         continue;
       }
       const result = await deployToServer(node);
-      console.log(`${server}: ${describe(result)}`);
-      if (result.action === 'refused') status = 2;
+      print('out', `${server}: ${describe(result)}`);
+      if (result.action === 'refused') status = EXIT.NO_DOWNGRADE;
     }
     return status;
   } catch (error) {
-    console.error(`failed: ${(error as Error).message}`);
-    return 3;
+    print('err', `failed: ${messageOf(error)}`);
+    return exitCode(error);
   } finally {
     connection.disconnect();
   }
+}
+
+/** An error's message, in Zenvark's words when it is the driver's. */
+function messageOf(error: unknown): string {
+  return error instanceof Error ? (redactError(error, secrets) as Error).message : redactText(String(error), secrets);
 }
 
 process.exitCode = await main();

@@ -4,8 +4,12 @@
  * They are configured so that nothing waits on Redis: no offline queue, no retries of a
  * sent command, and a timeout on every command.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, type Redis, type RedisOptions } from 'ioredis';
+import { RedisAuthError, RedisRefusedError, RedisUnreachableError } from './errors.js';
 import { verifyLibrary } from './library.js';
+import { redactError, secretsOf } from './redact.js';
+import { driverError, replyCode, serverAddress, socketFailure } from './redis-failure.js';
 import { StateFeed } from './state-feed.js';
 
 /** A connection to Redis: one server, or a cluster. */
@@ -15,8 +19,18 @@ export type Connection = Redis | Cluster;
 export const COMMAND_TIMEOUT_MS = 1000;
 /** Longest a connection attempt may take, in ms. */
 export const CONNECT_TIMEOUT_MS = 2000;
-/** Longest start() waits for Redis to become reachable, in ms. */
+/**
+ * Longest start() waits for Redis to become reachable, in ms: a server starting at the
+ * same time as the application gets a few seconds. Refused credentials and ACLs fail at
+ * once, since waiting cannot change them.
+ */
 export const READY_TIMEOUT_MS = 5000;
+/**
+ * How long a closing socket may take to end before it is destroyed, in ms. Nothing is
+ * left to send when the library closes a connection; the driver's default (2 s) would keep
+ * the process alive that long after a failed start (its timer outlives a dead socket).
+ */
+const DISCONNECT_TIMEOUT_MS = 0;
 /** Reconnect delays grow by this step up to MAX_RECONNECT_DELAY_MS. */
 const RECONNECT_STEP_MS = 100;
 const MAX_RECONNECT_DELAY_MS = 1000;
@@ -24,8 +38,11 @@ const MAX_RECONNECT_DELAY_MS = 1000;
 export interface ConnectionListener {
   /** The command connection is ready again after it was lost. */
   onConnectionRestored(): void;
-  /** The command connection was lost. */
-  onConnectionLost(cause: Error | undefined): void;
+  /**
+   * The command connection was lost (a RedisUnreachableError), or, while it is, Redis
+   * refused to let it back (a RedisAuthError, or a RedisRefusedError of the ACL).
+   */
+  onConnectionLost(cause: Error): void;
 }
 
 function reconnectDelay(times: number): number {
@@ -42,6 +59,7 @@ const NODE_OPTIONS: Partial<RedisOptions> = {
   lazyConnect: false,
   keyPrefix: '',
   replyMapping: 'legacy',
+  disconnectTimeout: DISCONNECT_TIMEOUT_MS,
 };
 
 function derive(client: Connection, role: 'commands' | 'subscriber'): Connection {
@@ -69,7 +87,8 @@ export class SharedConnections {
   readonly feed: StateFeed;
   private readonly listeners = new Set<ConnectionListener>();
   private lost = false;
-  private lastError: Error | undefined;
+  /** Each connection's latest error since it was last ready. */
+  private readonly lastErrors = new Map<Connection, Error>();
   private readyWait: Promise<void> | undefined;
   /** The library was found current; forgotten when the connection drops (Redis may come back empty). */
   private libraryOk = false;
@@ -82,20 +101,27 @@ export class SharedConnections {
     this.command = derive(client, 'commands');
     this.subscriber = derive(client, 'subscriber');
     this.feed = new StateFeed(this.subscriber);
-    // Errors surface through the breakers (onConnectionLost, failed calls); without a
-    // listener ioredis would print each reconnect attempt.
+    for (const connection of [this.command, this.subscriber]) {
+      // Errors surface through start(), the breakers (onConnectionLost, failed calls);
+      // without a listener ioredis would print each reconnect attempt.
+      connection.on('error', (error: Error) => this.lastErrors.set(connection, error));
+      connection.on('ready', () => this.lastErrors.delete(connection));
+    }
     this.command.on('error', (error: Error) => {
-      this.lastError = error;
+      // Refused on reconnecting: waiting longer will not help, and the breakers say why.
+      const refused = refusal(error, this.command);
+      if (refused && this.lost && !this.closed) for (const listener of this.listeners) listener.onConnectionLost(refused);
     });
-    this.subscriber.on('error', () => {});
     this.command.on('close', () => {
       this.libraryOk = false;
       if (this.lost || this.closed) return;
       this.lost = true;
-      for (const listener of this.listeners) listener.onConnectionLost(this.lastError);
+      const cause = this.lastErrors.get(this.command);
+      const server = serverAddress(this.command);
+      const lost = new RedisUnreachableError(server, `the command connection to ${server} was lost${reason(cause)}`, cause);
+      for (const listener of this.listeners) listener.onConnectionLost(lost);
     });
     this.command.on('ready', () => {
-      this.lastError = undefined;
       if (!this.lost) return;
       this.lost = false;
       for (const listener of this.listeners) listener.onConnectionRestored();
@@ -134,39 +160,84 @@ export class SharedConnections {
     this.listeners.delete(listener);
   }
 
-  /** Resolves when both connections are ready; rejects after timeoutMs. Breakers
-   * starting together share one wait. */
+  /**
+   * Resolves when both connections are ready. Refused credentials or ACL rights reject at
+   * once, as soon as the driver reports them; no answer rejects after timeoutMs. Breakers
+   * starting together share one wait.
+   */
   whenReady(timeoutMs = READY_TIMEOUT_MS): Promise<void> {
-    this.readyWait ??= Promise.all([this.command, this.subscriber].map((c) => this.waitFor(c, timeoutMs)))
-      .then(() => undefined)
-      .finally(() => {
-        this.readyWait = undefined;
-      });
+    this.readyWait ??= this.waitForReady(timeoutMs).finally(() => {
+      this.readyWait = undefined;
+    });
     return this.readyWait;
   }
 
-  private waitFor(connection: Connection, timeoutMs: number): Promise<void> {
+  private waitForReady(timeoutMs: number): Promise<void> {
+    const pending = new Set([this.command, this.subscriber].filter((c) => c.status !== 'ready'));
+    if (pending.size === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      if (connection.status === 'ready') {
-        resolve();
-        return;
-      }
-      const done = (error?: Error) => {
+      /** The connections that reached Redis at least once during the wait. */
+      const connected = new Set<Connection>();
+      const undo: (() => void)[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      let done = false;
+      const finish = (error?: Error) => {
+        if (done) return;
+        done = true;
         clearTimeout(timer);
-        connection.off('ready', onReady);
-        connection.off('end', onEnd);
+        for (const step of undo) step();
         if (error) reject(error);
         else resolve();
       };
-      const onReady = () => done();
-      const onEnd = () => done(new Error('the connection was closed'));
-      const timer = setTimeout(() => {
-        const cause = this.lastError ? `: ${this.lastError.message}` : '';
-        done(new Error(`Redis did not become reachable within ${timeoutMs} ms${cause}`));
-      }, timeoutMs);
-      connection.on('ready', onReady);
-      connection.on('end', onEnd);
+      for (const connection of pending) {
+        const handlers = {
+          connect: () => connected.add(connection),
+          ready: () => {
+            pending.delete(connection);
+            if (pending.size === 0) finish();
+          },
+          error: (error: Error) => {
+            const refused = refusal(error, connection);
+            if (refused) finish(refused);
+          },
+          end: () => {
+            const server = serverAddress(connection);
+            finish(new RedisUnreachableError(server, `the connection to ${server} was closed before it became ready`));
+          },
+        };
+        for (const [event, handler] of Object.entries(handlers)) {
+          connection.on(event, handler);
+          undo.push(() => connection.off(event, handler));
+        }
+        // Refused before this wait began (another breaker's start, a reconnect).
+        const refused = refusal(this.lastErrors.get(connection), connection);
+        if (refused) finish(refused);
+      }
+      if (!done) timer = setTimeout(() => finish(this.gaveUp(pending, connected, timeoutMs)), timeoutMs);
     });
+  }
+
+  /** What start() says when a connection did not become ready in time. */
+  private gaveUp(pending: Set<Connection>, connected: Set<Connection>, timeoutMs: number): Error {
+    const connection = [...pending][0] as Connection;
+    const server = serverAddress(connection);
+    const last = this.lastErrors.get(connection);
+    const cause = redactError(last, secretsOf(connection));
+    const socket = socketFailure(last);
+    if (socket !== undefined || !connected.has(connection)) {
+      return new RedisUnreachableError(
+        server,
+        `Redis at ${server} is not reachable (${socket ?? 'no answer'}); start() gave up after ${timeoutMs} ms — ` +
+          'check the address and that the server is up',
+        cause,
+      );
+    }
+    return new RedisUnreachableError(
+      server,
+      `Redis at ${server} accepted a connection but did not become ready${reason(last)}; start() gave up after ${timeoutMs} ms — ` +
+        'check that the server is not paused, overloaded or still loading its data set',
+      cause,
+    );
   }
 
   /** Closes both connections; resolves once their sockets are gone. */
@@ -192,6 +263,27 @@ async function closeConnection(connection: Connection): Promise<void> {
   }
   connection.disconnect();
   if (hasSocket) await ended;
+  // Disconnecting from a dead socket (a connection waiting to reconnect) sets the driver's
+  // disconnect timer, which no event clears: a timer of the same length set after it runs
+  // after it, so that nothing is left once this resolves.
+  else await sleep(DISCONNECT_TIMEOUT_MS);
+}
+
+/** The driver's error, when it says Redis refused the credentials or the ACL refused a command: waiting will not help. */
+function refusal(error: Error | undefined, connection: Connection): Error | undefined {
+  if (!error) return undefined;
+  const translated = driverError(error, connection);
+  if (translated instanceof RedisAuthError) return translated;
+  if (translated instanceof RedisRefusedError && translated.code === 'ZV_NOPERM') return translated;
+  return undefined;
+}
+
+/** ` (why)`, from the last error of a connection: a socket's failure or Redis's refusal; '' for none. */
+function reason(error: Error | undefined): string {
+  const socket = socketFailure(error);
+  if (socket !== undefined) return ` (${socket})`;
+  const word = error && replyCode(error);
+  return word ? ` (Redis answered ${word})` : '';
 }
 
 const registry = new WeakMap<object, SharedConnections>();

@@ -19,7 +19,7 @@ import type { ResolvedOptions } from './options.js';
 import { Outcomes } from './outcomes.js';
 import type { Summary } from './recorder.js';
 import { NEVER_WRITTEN, type SharedView, type View, isBehind, isNewer, sharedView } from './shared-view.js';
-import { redisFailure } from './redis-failure.js';
+import { driverError, redisFailure } from './redis-failure.js';
 import type { FeedListener } from './state-feed.js';
 import { strategySpec } from './strategy-spec.js';
 import { type DecisionNumbers, LocalReason, type Transition, localTransition } from './transition.js';
@@ -127,7 +127,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
       this.connections = undefined;
       this.functions = undefined;
       await detachConnections(o.redis, connections);
-      throw error;
+      // Whatever went wrong talking to Redis says so in Zenvark's words.
+      throw driverError(error, connections.command);
     }
   }
 
@@ -425,8 +426,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.notifier.report(error instanceof ZenvarkError ? error.code : 'ZV_FEED_FAILED', 'the state feed failed', error);
   }
 
-  onConnectionLost(cause: Error | undefined): void {
-    this.failed(cause ?? new Error('connection closed'), 'the connection to Redis');
+  onConnectionLost(cause: Error): void {
+    this.failed(cause, 'the connection to Redis');
   }
 
   onConnectionRestored(): void {

@@ -12,7 +12,8 @@ export const ErrorCode = {
   WRONGTYPE: 'ZV_WRONGTYPE',
   /** A breaker key holds a value the library did not write. */
   CORRUPT: 'ZV_CORRUPT',
-  /** The user's ACL does not allow a command a function needs (the message names it). */
+  /** The user's ACL does not allow a command a function needs, or (RedisRefusedError, from
+   * start()) one the client sends itself; the message names it. */
   NOPERM: 'ZV_NOPERM',
   /** Redis refused a command inside a function for another reason (named, with Redis's words). */
   REFUSED: 'ZV_REFUSED',
@@ -24,6 +25,10 @@ export const ErrorCode = {
   TIMEOUT: 'ZV_TIMEOUT',
 
   // Thrown by start(), or reported when the library is reloaded.
+  /** RedisAuthError: Redis refused the credentials (WRONGPASS, NOAUTH, AUTH refused). */
+  AUTH_FAILED: 'ZV_AUTH_FAILED',
+  /** FunctionsUnsupportedError: the server has no Redis Functions (before Redis 7.0, or without FUNCTION/FCALL). */
+  FUNCTIONS_UNSUPPORTED: 'ZV_FUNCTIONS_UNSUPPORTED',
   /** LibraryMissingError: the function library is not loaded on a server. */
   LIBRARY_MISSING: 'ZV_LIBRARY_MISSING',
   /** LibraryOutdatedError: the loaded library is older than this package needs. */
@@ -36,10 +41,11 @@ export const ErrorCode = {
   BAD_MESSAGE: 'ZV_BAD_MESSAGE',
 
   // Background errors, handed to onError (most as BackgroundError).
-  /** A call to Redis failed to get an answer: the instance goes on under its cached state. */
+  /** No answer from Redis (RedisUnreachableError): start() gave up, or in the background
+   * the instance goes on under its cached state. */
   REDIS_UNREACHABLE: 'ZV_REDIS_UNREACHABLE',
   /** Redis answered but refused the breaker's call (out of memory, read-only, ACL, ...):
-   * the instance goes on under its cached state. */
+   * start() fails (RedisRefusedError), or the instance goes on under its cached state. */
   REDIS_REFUSED: 'ZV_REDIS_REFUSED',
   /** Redis accepts the breaker's calls again: the shared state replaced the local one. */
   REDIS_RESTORED: 'ZV_REDIS_RESTORED',

@@ -1,13 +1,22 @@
 import type { ErrorCode, ServerErrorCode } from './error-codes.js';
+import { redactError } from './redact.js';
 
-/** Base class of every error Zenvark creates; `code` is stable, the message is for people. */
+/**
+ * Base class of every error Zenvark creates; `code` is stable, the message is for people.
+ * A `cause` is kept redacted (src/redact.ts): what prints an error prints no password.
+ */
 export class ZenvarkError extends Error {
   declare readonly code: ErrorCode;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(message, options && { cause: safeCause(options.cause) });
     this.code = code;
   }
+}
+
+/** A cause as an error may keep it: ours are redacted when made, others are redacted now. */
+function safeCause(cause: unknown): unknown {
+  return cause instanceof ZenvarkError ? cause : redactError(cause);
 }
 
 /**
@@ -76,6 +85,63 @@ export class LibraryOutdatedError extends ZenvarkError {
 }
 
 /**
+ * Redis gave no answer: it could not be reached, a connection is down, or a command timed
+ * out. The message names the server (host:port) and what happened.
+ */
+export class RedisUnreachableError extends ZenvarkError {
+  /** host:port of the server, or what names it (a cluster, a sentinel group). */
+  declare readonly server: string;
+
+  constructor(server: string, message: string, cause?: unknown) {
+    super('ZV_REDIS_UNREACHABLE', message, { cause });
+    this.server = server;
+  }
+}
+
+/** Redis refused the client's credentials: a wrong username or password, or none given. */
+export class RedisAuthError extends ZenvarkError {
+  declare readonly server: string;
+  /** The first word of Redis's reply: WRONGPASS, NOAUTH, ... */
+  declare readonly reply: string;
+
+  constructor(server: string, reply: string, message: string, cause?: unknown) {
+    super('ZV_AUTH_FAILED', message, { cause });
+    this.server = server;
+    this.reply = reply;
+  }
+}
+
+/**
+ * Redis refused a command the client sent itself (not one a function ran): `ZV_NOPERM`
+ * when the user's ACL does not allow it, `ZV_REDIS_REFUSED` for any other refusal.
+ */
+export class RedisRefusedError extends ZenvarkError {
+  declare readonly code: 'ZV_NOPERM' | 'ZV_REDIS_REFUSED';
+  declare readonly server: string;
+  /** The command Redis refused, in capitals. */
+  declare readonly command: string;
+  /** The first word of Redis's reply: NOPERM, OOM, READONLY, ... */
+  declare readonly reply: string;
+
+  constructor(server: string, command: string, reply: string, message: string, cause?: unknown) {
+    super(reply === 'NOPERM' ? 'ZV_NOPERM' : 'ZV_REDIS_REFUSED', message, { cause });
+    this.server = server;
+    this.command = command;
+    this.reply = reply;
+  }
+}
+
+/** The server has no Redis Functions (Redis before 7.0, or a server without FUNCTION and FCALL). */
+export class FunctionsUnsupportedError extends ZenvarkError {
+  declare readonly server: string;
+
+  constructor(server: string, message: string) {
+    super('ZV_FUNCTIONS_UNSUPPORTED', message);
+    this.server = server;
+  }
+}
+
+/**
  * A Redis function refused a call: ZV_BADARG (bad argument), ZV_WRONGTYPE (a breaker key
  * holds another type) or ZV_CORRUPT (a breaker key holds data Zenvark did not write).
  */
@@ -101,13 +167,26 @@ export class BackgroundError extends ZenvarkError {
   /** `code` is one of ErrorCode; it is typed string while the breaker's report() passes
    * one (test/unit/error-codes.test.ts checks every code written in src/ is listed). */
   constructor(code: ErrorCode, breakerId: string, message: string, cause?: unknown) {
-    super(code, `breaker '${breakerId}': ${message}${describeCause(cause)}`, { cause });
+    const safe = safeCause(cause);
+    super(code, `breaker '${breakerId}': ${message}${describeCause(safe)}`, { cause: safe });
     this.breakerId = breakerId;
   }
 }
 
 // Names live on the prototypes: one property less to create per error.
-for (const type of [ZenvarkError, CircuitOpenError, TimeoutError, LibraryMissingError, LibraryOutdatedError, RedisFunctionError, BackgroundError]) {
+for (const type of [
+  ZenvarkError,
+  CircuitOpenError,
+  TimeoutError,
+  LibraryMissingError,
+  LibraryOutdatedError,
+  RedisUnreachableError,
+  RedisAuthError,
+  RedisRefusedError,
+  FunctionsUnsupportedError,
+  RedisFunctionError,
+  BackgroundError,
+]) {
   Object.defineProperty(type.prototype, 'name', { value: type.name, writable: true, configurable: true });
 }
 

@@ -3,12 +3,12 @@
  * and turns replies into typed objects; nothing else sees a raw reply. The contract of
  * each function is the block above it in lua/zenvark_v1.lua.
  */
-import type { Redis } from 'ioredis';
 import type { CallResult, CheckResult } from './constants.js';
 import type { Connection } from './connections.js';
 import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
 import { LibraryMissingError, RedisFunctionError } from './errors.js';
 import { type Published, parsePublished } from './feed-message.js';
+import { driverError, serverAddress } from './redis-failure.js';
 import type { BreakerKeys } from './keys.js';
 import type { SharedView } from './shared-view.js';
 import { LIBRARY_REVISION } from './shipped-library.js';
@@ -90,15 +90,10 @@ export interface TrialSettings {
   readonly permitTimeoutMs: number;
 }
 
-function describe(connection: Connection): string {
-  const options = (connection as Redis).options;
-  if (options && 'port' in options && options.port !== undefined) {
-    return `${options.host ?? 'localhost'}:${options.port}`;
-  }
-  return 'the Redis cluster';
-}
-
-/** Maps a Redis error to ours: ZV_ codes and a missing library get their own classes. */
+/**
+ * Maps a Redis error to ours: ZV_ codes and a missing library get their own classes, and
+ * the driver's errors say what happened (src/redis-failure.ts).
+ */
 export function functionError(error: unknown, functionName: string, connection: Connection): unknown {
   if (!(error instanceof Error)) return error;
   const coded = /^(ZV_[A-Z_]+) ([\s\S]*)$/.exec(error.message);
@@ -107,9 +102,9 @@ export function functionError(error: unknown, functionName: string, connection: 
     return new RedisFunctionError(code as ServerErrorCode, functionName, coded[2]);
   }
   if (/function not found/i.test(error.message)) {
-    return new LibraryMissingError(describe(connection), LIBRARY_REVISION);
+    return new LibraryMissingError(serverAddress(connection), LIBRARY_REVISION);
   }
-  return error;
+  return driverError(error, connection);
 }
 
 function viewAt(reply: unknown[], at: number): SharedView {
@@ -167,6 +162,7 @@ export class BreakerFunctions {
     return this.reply(name, this.connection.fcall(name, 2, keys.state, keys.events, this.channel, this.actor, this.retention, ...args));
   }
 
+  /** The reply of `name` (a function, or a read of the audit stream): a list; its errors mapped by functionError. */
   private async reply(name: string, sent: Promise<unknown>): Promise<unknown[]> {
     let reply: unknown;
     try {
@@ -248,7 +244,7 @@ export class BreakerFunctions {
 
   /** Whether the audit stream holds this transition's entry (retention may have trimmed it). */
   async audited(t: Transition): Promise<boolean> {
-    const entries = (await this.connection.xrange(this.keys.events, t.id, t.id)) as [string, string[]][];
+    const entries = (await this.reply('XRANGE', this.connection.xrange(this.keys.events, t.id, t.id))) as [string, string[]][];
     const list = entries[0]?.[1];
     if (!list) return false;
     const fields = entryFields(list);
@@ -258,7 +254,7 @@ export class BreakerFunctions {
   /** Up to `count` transitions of the audit stream, newest first, before entry `before`. */
   async history(count: number, before?: string): Promise<Transition[]> {
     const end = before === undefined ? '+' : `(${before}`;
-    const entries = (await this.connection.xrevrange(this.keys.events, end, '-', 'COUNT', count)) as [string, string[]][];
+    const entries = (await this.reply('XREVRANGE', this.connection.xrevrange(this.keys.events, end, '-', 'COUNT', count))) as [string, string[]][];
     return entries.map(([id, list]) => parseAuditEntry(entryFields(list), id));
   }
 }

@@ -30,6 +30,10 @@ export {
   TimeoutError,
   LibraryMissingError,
   LibraryOutdatedError,
+  RedisUnreachableError,
+  RedisAuthError,
+  RedisRefusedError,
+  FunctionsUnsupportedError,
   RedisFunctionError,
   BackgroundError,
 } from './errors.js';

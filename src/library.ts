@@ -3,9 +3,10 @@
  * an older revision than the one it has.
  */
 import { Cluster, type Redis } from 'ioredis';
-import { LibraryMissingError, LibraryOutdatedError } from './errors.js';
+import { FunctionsUnsupportedError, LibraryMissingError, LibraryOutdatedError, RedisRefusedError } from './errors.js';
 import type { Connection } from './connections.js';
 import { functionError } from './functions.js';
+import { driverError, serverAddress } from './redis-failure.js';
 import { LIBRARY_CODE, LIBRARY_NAME, LIBRARY_REVISION } from './shipped-library.js';
 
 export { LIBRARY_CODE, LIBRARY_NAME, LIBRARY_REVISION };
@@ -26,23 +27,62 @@ export function primaries(connection: Connection): Redis[] {
   return connection instanceof Cluster ? connection.nodes('master') : [connection];
 }
 
-export function serverName(node: Redis): string {
-  return `${node.options.host ?? 'localhost'}:${node.options.port ?? 6379}`;
-}
+/** The commands of Redis Functions: the library is loaded with one, and called with the others. */
+const FUNCTION_COMMANDS = ['FUNCTION', 'FCALL', 'FCALL_RO'] as const;
+/** The first releases with Redis Functions, named in messages. */
+const MINIMUM = 'Redis 7.0 or later, or Valkey 7.2 or later';
 
-/** The revision loaded on one server, or undefined when the library is not there. */
+/**
+ * The revision loaded on one server, or undefined when the library is not there. Throws
+ * FunctionsUnsupportedError for a server without Redis Functions.
+ */
 export async function installedRevision(node: Redis): Promise<number | undefined> {
   try {
     return Number(await node.fcall_ro('zv1_revision', 0));
   } catch (error) {
     const mapped = functionError(error, 'zv1_revision', node);
     if (mapped instanceof LibraryMissingError) return undefined;
+    // Refused for a reason other than the ACL: perhaps the server has no FCALL_RO at all.
+    if (mapped instanceof RedisRefusedError && mapped.code === 'ZV_REDIS_REFUSED') throw (await withoutFunctions(node)) ?? mapped;
     throw mapped;
   }
 }
 
+/**
+ * Asks a server whether it lacks Redis Functions: COMMAND INFO answers nil for a command it
+ * does not have (Redis before 7.0, or a server without them); where COMMAND is not allowed,
+ * the version INFO reports decides.
+ */
+async function withoutFunctions(node: Redis): Promise<FunctionsUnsupportedError | undefined> {
+  const server = serverAddress(node);
+  const info = await node.info('server').catch(() => '');
+  // Valkey and Dragonfly report a redis_version for compatibility, and their own too.
+  const version = /^((?:valkey|dragonfly)_version):(\S+)/m.exec(info) ?? /^(redis_version):(\S+)/m.exec(info);
+  const reports = version ? ` (it reports ${version[1]} ${version[2]})` : '';
+  let missing: string[];
+  try {
+    const known = (await node.call('COMMAND', 'INFO', ...FUNCTION_COMMANDS)) as unknown[];
+    missing = FUNCTION_COMMANDS.filter((_, i) => known[i] === null || known[i] === undefined);
+  } catch {
+    if (!version || version[1] !== 'redis_version' || Number.parseInt(version[2] as string, 10) >= 7) return undefined;
+    return new FunctionsUnsupportedError(server, `Redis at ${server} has no Redis Functions${reports}; Zenvark needs ${MINIMUM}`);
+  }
+  if (missing.length === 0) return undefined;
+  const are = missing.length === 1 ? 'is not a command' : 'are not commands';
+  return new FunctionsUnsupportedError(server, `Redis at ${server} has no Redis Functions: ${missing.join(', ')} ${are} there${reports}; Zenvark needs ${MINIMUM}`);
+}
+
+/** A command of the deployment; the driver's errors say what happened. */
+async function ask(node: Redis, ...args: (string | number)[]): Promise<unknown> {
+  try {
+    return await node.call(args[0] as string, ...args.slice(1));
+  } catch (error) {
+    throw driverError(error, node);
+  }
+}
+
 async function installedCode(node: Redis): Promise<string | undefined> {
-  const reply = (await node.call('FUNCTION', 'LIST', 'LIBRARYNAME', LIBRARY_NAME, 'WITHCODE')) as unknown[][];
+  const reply = (await ask(node, 'FUNCTION', 'LIST', 'LIBRARYNAME', LIBRARY_NAME, 'WITHCODE')) as unknown[][];
   for (const library of reply) {
     for (let i = 0; i + 1 < library.length; i += 2) {
       if (library[i] === 'library_code') return String(library[i + 1]);
@@ -53,10 +93,11 @@ async function installedCode(node: Redis): Promise<string | undefined> {
 
 async function load(node: Redis, replace: boolean): Promise<void> {
   try {
-    await (replace ? node.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE) : node.call('FUNCTION', 'LOAD', LIBRARY_CODE));
+    await (replace ? ask(node, 'FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE) : ask(node, 'FUNCTION', 'LOAD', LIBRARY_CODE));
   } catch (error) {
-    // Another deployer loaded it first: fine, as long as it is not older (checked next).
-    if (!(error instanceof Error && /already exists/i.test(error.message))) throw error;
+    // Refused without REPLACE, and the library is there now: another deployer loaded it
+    // first. Fine, as long as it is not older (checked next).
+    if (replace || (await installedRevision(node)) === undefined) throw error;
   }
 }
 
@@ -64,7 +105,7 @@ async function load(node: Redis, replace: boolean): Promise<void> {
 export async function deployToServer(node: Redis): Promise<DeployResult> {
   const installed = await installedRevision(node);
   const result = (action: DeployAction): DeployResult => ({
-    server: serverName(node),
+    server: serverAddress(node),
     action,
     installed,
     shipped: LIBRARY_REVISION,
@@ -103,8 +144,8 @@ export async function verifyLibrary(connection: Connection, loadIfNeeded: boolea
         await deployToServer(node);
         return;
       }
-      if (installed === undefined) throw new LibraryMissingError(serverName(node), LIBRARY_REVISION);
-      throw new LibraryOutdatedError(serverName(node), installed, LIBRARY_REVISION);
+      if (installed === undefined) throw new LibraryMissingError(serverAddress(node), LIBRARY_REVISION);
+      throw new LibraryOutdatedError(serverAddress(node), installed, LIBRARY_REVISION);
     }),
   );
 }

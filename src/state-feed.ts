@@ -8,6 +8,7 @@
 import { ZenvarkError } from './errors.js';
 import type { Connection } from './connections.js';
 import { type FeedMessage, parseFeedMessage } from './feed-message.js';
+import { driverError } from './redis-failure.js';
 
 /** A resubscription that failed while the connection stayed up is retried after this long, in ms. */
 const RESUBSCRIBE_RETRY_MS = 500;
@@ -51,7 +52,7 @@ export class StateFeed {
       await this.subscriber.subscribe(channel);
     } catch (error) {
       this.remove(channel, key, listener);
-      throw error;
+      throw driverError(error, this.subscriber);
     }
   }
 
@@ -125,7 +126,7 @@ export class StateFeed {
     try {
       if (channels.length > 0) await this.subscriber.subscribe(...channels);
     } catch (error) {
-      this.tellAll(new ZenvarkError('ZV_FEED_FAILED', 'resubscribing to the state feed failed', { cause: error }));
+      this.tellAll(new ZenvarkError('ZV_FEED_FAILED', 'resubscribing to the state feed failed', { cause: driverError(error, this.subscriber) }));
       if (this.subscriber.status === 'ready' && !this.closed) {
         this.retry = setTimeout(() => void this.resubscribe(), RESUBSCRIBE_RETRY_MS);
       }

@@ -1,9 +1,11 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LIBRARY_REVISION } from '../../src/shipped-library.js';
+import { createUser } from '../support/acl.js';
 import { ownRedis } from '../support/own-redis.js';
-import { freePort } from '../../harness/redis-server.js';
+import { type RedisServer, disposeRedis, freePort, startRedis } from '../../harness/redis-server.js';
 
 const root = new URL('../../', import.meta.url);
 const source = readFileSync(new URL('lua/zenvark_v1.lua', root), 'utf8');
@@ -59,6 +61,73 @@ describe('scripts/deploy-functions', () => {
     expect(await deploy([])).toMatchObject({ code: 3, out: expect.stringContaining('no server given: pass --url or set REDIS_URL') });
     expect(await deploy(['--bogus'])).toMatchObject({ code: 3, out: expect.stringContaining("Unknown option '--bogus'") });
     const port = await freePort();
-    expect(await deploy(['--url', `redis://127.0.0.1:${port}`])).toMatchObject({ code: 3, out: expect.stringContaining('ECONNREFUSED') });
+    expect(await deploy(['--url', `redis://127.0.0.1:${port}`])).toEqual({
+      code: 3,
+      out: `cannot deploy: Redis at 127.0.0.1:${port} is not reachable (connection refused)\n`,
+    });
+  });
+});
+
+describe('scripts/deploy-functions against a server it cannot use', () => {
+  const password = `right-${randomBytes(8).toString('hex')}`;
+  const wrong = `wrong-${randomBytes(8).toString('hex')}`;
+  let guarded: RedisServer;
+  let bare: RedisServer;
+  beforeAll(async () => {
+    [guarded, bare] = await Promise.all([
+      startRedis({ args: ['--requirepass', password] }),
+      startRedis({ args: ['--rename-command', 'FUNCTION', '', '--rename-command', 'FCALL', '', '--rename-command', 'FCALL_RO', ''] }),
+    ]);
+  });
+  afterAll(async () => {
+    await Promise.all([guarded, bare].filter(Boolean).map((server) => disposeRedis(server)));
+  });
+
+  it.each([
+    ['in the URL', () => `redis://:${wrong}@127.0.0.1:${guarded.port}`, 'default'],
+    ['of a user:password URL', () => `redis://operator:${wrong}@127.0.0.1:${guarded.port}`, 'operator'],
+  ])('a wrong password %s: authentication failed, exit code 4, no password printed', async (_where, url, user) => {
+    for (const args of [['--url', url()], ['--url', url(), '--check'], ['--url', url(), '--cluster']]) {
+      const run = await deploy(args);
+      expect(run, args.join(' ')).toEqual({
+        code: 4,
+        out:
+          `cannot deploy: authentication to Redis at 127.0.0.1:${guarded.port} failed (WRONGPASS): the server refused user '${user}' ` +
+          "with the password given; check the username and password in the client's URL or options\n",
+      });
+      expect(run.out).not.toContain(wrong);
+      expect(run.out).not.toContain(password);
+    }
+  });
+
+  it('--cluster against a server that is not a cluster node: it answered, but is no cluster node, exit code 5', async () => {
+    expect(await deploy(['--url', own.server.url, '--cluster'])).toEqual({
+      code: 5,
+      out:
+        `cannot deploy: Redis at 127.0.0.1:${own.server.port} answered but is not a cluster node (cluster_enabled:0); ` +
+        'run without --cluster to deploy to it alone\n',
+    });
+    // With the right password, it gets as far as the same answer, and shows no password.
+    const run = await deploy(['--url', `redis://:${password}@127.0.0.1:${guarded.port}`, '--cluster']);
+    expect(run).toMatchObject({ code: 5, out: expect.stringContaining('answered but is not a cluster node') });
+    expect(run.out).not.toContain(password);
+  });
+
+  it('a server without Redis Functions: says so and names the minimum, exit code 5', async () => {
+    for (const args of [['--url', bare.url], ['--url', bare.url, '--check']]) {
+      const run = await deploy(args);
+      expect(run.code, run.out).toBe(5);
+      expect(run.out).toMatch(/^failed: Redis at 127\.0\.0\.1:\d+ has no Redis Functions: FUNCTION, FCALL, FCALL_RO are not commands there/);
+      expect(run.out).toContain('Zenvark needs Redis 7.0 or later, or Valkey 7.2 or later');
+    }
+  });
+
+  it('a user whose ACL lacks a right it needs: permission denied, naming the command, exit code 4', async () => {
+    const url = await createUser(own.admin, own.server, 'operator', '+function|load');
+    await own.admin.function('FLUSH');
+    const run = await deploy(['--url', url]);
+    expect(run.code, run.out).toBe(4);
+    expect(run.out).toMatch(new RegExp(`^failed: Redis at 127\\.0\\.0\\.1:${own.server.port} refused FUNCTION for user '${new URL(url).username}' \\(NOPERM `));
+    expect(run.out).not.toContain(new URL(url).password);
   });
 });
