@@ -56,11 +56,13 @@ const NO_ANSWER: RedisFailure = { key: 'unreachable', code: 'ZV_REDIS_UNREACHABL
 export function redisFailure(error: unknown): RedisFailure {
   if (error instanceof RedisUnreachableError) return NO_ANSWER;
   // A command refused by Redis itself: one cause per reply code. Its message says what the code means.
-  if (error instanceof RedisRefusedError) return { key: error.reply, code: 'ZV_REDIS_REFUSED', summary: '' };
+  if (error instanceof RedisRefusedError) return { key: error.reply, code: error.code, summary: '' };
   if (error instanceof ZenvarkError) return { key: error.code, code: error.code, summary: '' };
   const word = replyCode(error);
   if (word === undefined) return NO_ANSWER;
-  return { key: word, code: 'ZV_REDIS_REFUSED', summary: REFUSALS[word] ?? `Redis refused the call (${word})` };
+  // An ACL refusal has one code wherever it is met: inside a function, at start(), or here.
+  const code = word === 'NOPERM' ? 'ZV_NOPERM' : 'ZV_REDIS_REFUSED';
+  return { key: word, code, summary: REFUSALS[word] ?? `Redis refused the call (${word})` };
 }
 
 /** What names a connection's server in messages: host:port, never the URL it came from. */

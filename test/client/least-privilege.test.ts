@@ -61,6 +61,24 @@ describe('least privilege, as the README gives it', () => {
     expect(codes(i).filter((c) => c === 'ZV_NOPERM')).toHaveLength(1);
   });
 
+  it('a right taken away while running (FCALL) is told once as ZV_NOPERM, and its return once', async () => {
+    const url = await createUser('app');
+    const user = new URL(url).username;
+    instances = fleet(url, 1, { loadFunctions: false });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await own.admin.call('ACL', 'SETUSER', user, '-fcall');
+    await fail(i, 3);
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_NOPERM'));
+    const report = i.seen.errors.find((e) => (e as { code?: string }).code === 'ZV_NOPERM');
+    expect(report?.message).toMatch(/NOPERM/);
+    await fail(i, 3);
+    await own.admin.call('ACL', 'SETUSER', user, '+fcall');
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_RESTORED'), { timeout: 10_000 });
+    expect(codes(i).filter((c) => c === 'ZV_NOPERM')).toHaveLength(1);
+    expect(codes(i)).not.toContain('ZV_REDIS_REFUSED');
+  });
+
   it('a user without HMGET cannot start a breaker, and hears which right it lacks', async () => {
     const url = await createUser('app', '+hmget');
     instances = fleet(url, 1, { loadFunctions: false });
