@@ -3,9 +3,9 @@
  * an older revision than the one it has.
  */
 import { Cluster, type Redis } from 'ioredis';
-import { LibraryMissingError, LibraryOutdatedError } from './errors.js';
 import type { Connection } from './connections.js';
-import { functionError } from './functions.js';
+import { LibraryMissingError, LibraryOutdatedError } from './errors.js';
+import { replyCode } from './redis-failure.js';
 import { LIBRARY_CODE, LIBRARY_NAME, LIBRARY_REVISION } from './shipped-library.js';
 
 export { LIBRARY_CODE, LIBRARY_NAME, LIBRARY_REVISION };
@@ -35,10 +35,21 @@ export async function installedRevision(node: Redis): Promise<number | undefined
   try {
     return Number(await node.fcall_ro('zv1_revision', 0));
   } catch (error) {
-    const mapped = functionError(error, 'zv1_revision', node);
-    if (mapped instanceof LibraryMissingError) return undefined;
-    throw mapped;
+    // zv1_revision takes nothing and raises nothing: a plain ERR reply means the server
+    // has no such function. Other codes (NOPERM, LOADING, ...) are not an answer.
+    if (replyCode(error) === 'ERR') return undefined;
+    throw error;
   }
+}
+
+/**
+ * Whether a primary lacks the library or has an older revision than this package's: what
+ * a function call that failed with a plain ERR reply is asked, since the reply's words
+ * ("Function not found") are the server's to choose.
+ */
+export async function libraryMissingSomewhere(connection: Connection): Promise<boolean> {
+  const revisions = await Promise.all(primaries(connection).map((node) => installedRevision(node)));
+  return revisions.some((revision) => revision === undefined || revision < LIBRARY_REVISION);
 }
 
 async function installedCode(node: Redis): Promise<string | undefined> {
@@ -55,8 +66,9 @@ async function load(node: Redis, replace: boolean): Promise<void> {
   try {
     await (replace ? node.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE) : node.call('FUNCTION', 'LOAD', LIBRARY_CODE));
   } catch (error) {
-    // Another deployer loaded it first: fine, as long as it is not older (checked next).
-    if (!(error instanceof Error && /already exists/i.test(error.message))) throw error;
+    // Another deployer may have loaded it first: fine when it is there now (the caller
+    // checks that it is not older). The server is asked rather than its words read.
+    if ((await installedRevision(node).catch(() => undefined)) === undefined) throw error;
   }
 }
 

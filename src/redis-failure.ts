@@ -32,11 +32,17 @@ const REFUSALS: Record<string, string> = {
 
 const NO_ANSWER: RedisFailure = { key: 'unreachable', code: 'ZV_REDIS_UNREACHABLE', summary: 'no answer from Redis' };
 
+/**
+ * The code of an error reply, its first word ('OOM command not allowed ...' is OOM), or
+ * undefined for an error that is not a reply (a closed connection, a timeout).
+ */
+export function replyCode(error: unknown): string | undefined {
+  return error instanceof Error ? /^([A-Z][A-Z_]{2,})(?: |$)/.exec(error.message)?.[1] : undefined;
+}
+
 export function redisFailure(error: unknown): RedisFailure {
   if (error instanceof ZenvarkError) return { key: error.code, code: error.code, summary: '' };
-  if (!(error instanceof Error)) return NO_ANSWER;
-  // An error reply's first word is its code: 'OOM command not allowed ...'.
-  const word = /^([A-Z][A-Z_]{2,})(?: |$)/.exec(error.message)?.[1];
+  const word = replyCode(error);
   if (word === undefined) return NO_ANSWER;
   return { key: word, code: 'ZV_REDIS_REFUSED', summary: REFUSALS[word] ?? `Redis refused the call (${word})` };
 }
