@@ -8,11 +8,12 @@
  *   npm run bench -- --quick   every case, small: under a minute; CI runs it so that no
  *                              case rots (it checks that every case produced numbers)
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { SERVER_BINARY, serverVersion } from '../harness/redis-server.js';
 import type { Figure } from './measure.js';
 
 const run = promisify(execFile);
@@ -103,13 +104,15 @@ const targets: Target[] = [
 
 // ---- output -----------------------------------------------------------------------
 
-const redisVersion = execFileSync('redis-server', ['--version']).toString().trim();
+// `Redis server v=7.0.15 sha=…` or `Valkey server v=8.0.1 sha=…`, from ZV_REDIS_SERVER's binary.
+const serverText = serverVersion() ?? `${SERVER_BINARY} (cannot be run)`;
+const serverMatch = /^(\S+) server v=(\S+)/.exec(serverText);
 const machine = {
   cpu: cpus()[0]?.model ?? 'unknown',
   cores: cpus().length,
   memoryGiB: Math.round(totalmem() / 2 ** 30),
   node: process.version,
-  redis: /v=(\S+)/.exec(redisVersion)?.[1] ?? redisVersion,
+  server: serverMatch ? `${serverMatch[1]} ${serverMatch[2]}` : serverText,
 };
 const command = quick ? 'npm run bench -- --quick' : 'npm run bench';
 const result = { date: new Date().toISOString(), command, quick, seconds, machine, figures, targets };
@@ -124,7 +127,7 @@ const num = (v: number) => {
 };
 const lines: string[] = [];
 lines.push(`Run: \`${command}\`, ${result.date.slice(0, 16).replace('T', ' ')} UTC, ${seconds.toFixed(0)} s.`);
-lines.push(`Machine: ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}.`);
+lines.push(`Machine: ${machine.cores} × ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.server}.`);
 lines.push('');
 lines.push('| target | measured | limit | met |');
 lines.push('|---|---|---|---|');

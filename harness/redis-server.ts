@@ -1,9 +1,10 @@
 /**
  * Real Redis servers for the tests and the benchmarks. A server is, in order of preference:
  *   - REDIS_URL, when set (only for the shared server; it cannot be stopped or paused);
- *   - a `redis-server` process of our own on a free loopback port;
- *   - a Docker container through testcontainers, when there is no redis-server binary
- *     but a Docker engine answers.
+ *   - a server process of our own on a free loopback port, from the binary that
+ *     ZV_REDIS_SERVER names (default `redis-server`; a `valkey-server` works the same);
+ *   - a Docker container through testcontainers, when ZV_REDIS_SERVER is not set, there is
+ *     no redis-server binary, and a Docker engine answers.
  * Otherwise the tests fail with a message that says how to get Redis.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -31,12 +32,15 @@ export interface RedisServer {
 
 const HOST = '127.0.0.1';
 
-function hasBinary(name: string): boolean {
+/** The one place that names the server binary: every server process comes from it. */
+export const SERVER_BINARY = process.env.ZV_REDIS_SERVER || 'redis-server';
+
+/** What `SERVER_BINARY --version` prints, or undefined when it cannot be run. */
+export function serverVersion(): string | undefined {
   try {
-    execFileSync(name, ['--version'], { stdio: 'ignore' });
-    return true;
+    return execFileSync(SERVER_BINARY, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -107,10 +111,10 @@ class ProcessServer implements RedisServer {
       '--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no',
       '--dir', this.dir, '--daemonize', 'no', '--loglevel', 'warning', ...this.extraArgs,
     ];
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(SERVER_BINARY, args, { stdio: ['ignore', 'ignore', 'inherit'] });
     this.child = child;
     const exited = new Promise<never>((_, reject) =>
-      child.once('exit', (code) => reject(new Error(`redis-server exited with ${code} before answering`))),
+      child.once('exit', (code) => reject(new Error(`${SERVER_BINARY} exited with ${code} before answering`))),
     );
     exited.catch(() => {});
     await Promise.race([waitForServer(this.port, child.pid, this.password), exited]);
@@ -220,7 +224,7 @@ async function dockerReachable(): Promise<boolean> {
  */
 export async function startRedis(options: { shared?: boolean; args?: string[] } = {}): Promise<RedisServer> {
   if (options.shared && process.env.REDIS_URL) return new UrlServer(process.env.REDIS_URL);
-  if (hasBinary('redis-server')) {
+  if (serverVersion() !== undefined) {
     for (let attempt = 1; ; attempt += 1) {
       const server = new ProcessServer(await freePort(), options.args ?? []);
       try {
@@ -233,9 +237,13 @@ export async function startRedis(options: { shared?: boolean; args?: string[] } 
       }
     }
   }
+  if (process.env.ZV_REDIS_SERVER) {
+    throw new Error(`ZV_REDIS_SERVER names ${SERVER_BINARY}, which cannot be run (\`${SERVER_BINARY} --version\` failed)`);
+  }
   if (await dockerReachable()) return startContainer();
   throw new Error(
     'These tests need Redis 7: install redis-server (Debian/Ubuntu: `apt-get install redis-server`), ' +
+      'set ZV_REDIS_SERVER to the path of a redis-server or valkey-server binary, ' +
       'set REDIS_URL to a Redis 7 server you can flush, or run a Docker engine for testcontainers.',
   );
 }

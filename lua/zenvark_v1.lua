@@ -24,7 +24,9 @@ Every argument, key and right is checked before the first write: Redis does not 
 a function that fails halfway. Extra keys or arguments are refused too: a client that sends
 more means something this revision does not do.
 
-Time is always server time (TIME), in milliseconds.
+Time is always server time (TIME), in milliseconds, read once per call (server_time):
+Redis 7.2+ and Valkey give a call one TIME throughout, Redis 7.0 lets it advance, and a
+single reading makes a decision the same on both.
 ]]
 
 -- Library functions as locals: in a Redis function every global lookup goes through a
@@ -268,6 +270,7 @@ end
 
 
 -- Server time: milliseconds, and a microsecond string that names a state incarnation.
+-- Called once per function call: nothing may depend on TIME advancing within a call.
 local function server_time()
   local t = pcall_redis('TIME')
   if t.err then

@@ -23,6 +23,7 @@ import {
   LIBRARY_REVISION,
   type DeployResult,
   deployToServer,
+  functionsUnsupported,
   installedRevision,
   primaries,
 } from '../src/library.js';
@@ -163,6 +164,8 @@ async function main(): Promise<number> {
       if (values.check) {
         const installed = await installedRevision(node);
         if (installed === undefined) {
+          const unsupported = await functionsUnsupported(node);
+          if (unsupported) throw unsupported;
           print('out', `${server}: ${LIBRARY_NAME} is not loaded (this package ships revision ${LIBRARY_REVISION})`);
           status = EXIT.NOT_CURRENT;
         } else if (installed < LIBRARY_REVISION) {

@@ -8,8 +8,9 @@ import type { Connection } from './connections.js';
 import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
 import { LibraryMissingError, RedisFunctionError } from './errors.js';
 import { type Published, parsePublished } from './feed-message.js';
-import { driverError, serverAddress } from './redis-failure.js';
 import type { BreakerKeys } from './keys.js';
+import { libraryMissingSomewhere } from './library.js';
+import { driverError, replyCode, serverAddress } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
 import { LIBRARY_REVISION } from './shipped-library.js';
 import { type Transition, parseAuditEntry } from './transition.js';
@@ -92,16 +93,18 @@ export interface TrialSettings {
 
 /**
  * Maps a Redis error to ours: ZV_ codes and a missing library get their own classes, and
- * the driver's errors say what happened (src/redis-failure.ts).
+ * the driver's errors say what happened (src/redis-failure.ts). A plain ERR reply is what
+ * a missing function gets, but also any other failure the server words its own way: the
+ * server is asked whether the library is there.
  */
-export function functionError(error: unknown, functionName: string, connection: Connection): unknown {
+async function functionError(error: unknown, functionName: string, connection: Connection): Promise<unknown> {
   if (!(error instanceof Error)) return error;
   const coded = /^(ZV_[A-Z_]+) ([\s\S]*)$/.exec(error.message);
   const code = coded?.[1];
   if (code && coded[2] !== undefined && (SERVER_ERROR_CODES as readonly string[]).includes(code)) {
     return new RedisFunctionError(code as ServerErrorCode, functionName, coded[2]);
   }
-  if (/function not found/i.test(error.message)) {
+  if (replyCode(error) === 'ERR' && (await libraryMissingSomewhere(connection).catch(() => false))) {
     return new LibraryMissingError(serverAddress(connection), LIBRARY_REVISION);
   }
   return driverError(error, connection);
@@ -168,7 +171,7 @@ export class BreakerFunctions {
     try {
       reply = await sent;
     } catch (error) {
-      throw functionError(error, name, this.connection);
+      throw await functionError(error, name, this.connection);
     }
     if (!Array.isArray(reply)) throw badReply(name, reply);
     return reply;

@@ -3,10 +3,9 @@
  * an older revision than the one it has.
  */
 import { Cluster, type Redis } from 'ioredis';
-import { FunctionsUnsupportedError, LibraryMissingError, LibraryOutdatedError, RedisRefusedError } from './errors.js';
 import type { Connection } from './connections.js';
-import { functionError } from './functions.js';
-import { driverError, serverAddress } from './redis-failure.js';
+import { FunctionsUnsupportedError, LibraryMissingError, LibraryOutdatedError } from './errors.js';
+import { driverError, replyCode, serverAddress } from './redis-failure.js';
 import { LIBRARY_CODE, LIBRARY_NAME, LIBRARY_REVISION } from './shipped-library.js';
 
 export { LIBRARY_CODE, LIBRARY_NAME, LIBRARY_REVISION };
@@ -40,20 +39,22 @@ export async function installedRevision(node: Redis): Promise<number | undefined
   try {
     return Number(await node.fcall_ro('zv1_revision', 0));
   } catch (error) {
-    const mapped = functionError(error, 'zv1_revision', node);
-    if (mapped instanceof LibraryMissingError) return undefined;
-    // Refused for a reason other than the ACL: perhaps the server has no FCALL_RO at all.
-    if (mapped instanceof RedisRefusedError && mapped.code === 'ZV_REDIS_REFUSED') throw (await withoutFunctions(node)) ?? mapped;
-    throw mapped;
+    // zv1_revision takes nothing and raises nothing: a plain ERR reply means the server
+    // has no such function (or no FCALL_RO at all: functionsUnsupported tells, where that
+    // matters). Other codes (NOPERM, LOADING, ...) are not an answer.
+    if (replyCode(error) !== 'ERR') throw driverError(error, node);
+    return undefined;
   }
 }
 
 /**
- * Asks a server whether it lacks Redis Functions: COMMAND INFO answers nil for a command it
- * does not have (Redis before 7.0, or a server without them); where COMMAND is not allowed,
- * the version INFO reports decides.
+ * Asks a server without the library whether it lacks Redis Functions altogether: COMMAND
+ * INFO answers nil for a command it does not have (Redis before 7.0, or a server without
+ * them); where COMMAND is not allowed, the version INFO reports decides. Asked only once
+ * the library is found missing, so a user without COMMAND is refused it (and the ACL log
+ * shows that) only when something is wrong already.
  */
-async function withoutFunctions(node: Redis): Promise<FunctionsUnsupportedError | undefined> {
+export async function functionsUnsupported(node: Redis): Promise<FunctionsUnsupportedError | undefined> {
   const server = serverAddress(node);
   const info = await node.info('server').catch(() => '');
   // Valkey and Dragonfly report a redis_version for compatibility, and their own too.
@@ -81,6 +82,16 @@ async function ask(node: Redis, ...args: (string | number)[]): Promise<unknown> 
   }
 }
 
+/**
+ * Whether a primary lacks the library or has an older revision than this package's: what
+ * a function call that failed with a plain ERR reply is asked, since the reply's words
+ * ("Function not found") are the server's to choose.
+ */
+export async function libraryMissingSomewhere(connection: Connection): Promise<boolean> {
+  const revisions = await Promise.all(primaries(connection).map((node) => installedRevision(node)));
+  return revisions.some((revision) => revision === undefined || revision < LIBRARY_REVISION);
+}
+
 async function installedCode(node: Redis): Promise<string | undefined> {
   const reply = (await ask(node, 'FUNCTION', 'LIST', 'LIBRARYNAME', LIBRARY_NAME, 'WITHCODE')) as unknown[][];
   for (const library of reply) {
@@ -95,9 +106,9 @@ async function load(node: Redis, replace: boolean): Promise<void> {
   try {
     await (replace ? ask(node, 'FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE) : ask(node, 'FUNCTION', 'LOAD', LIBRARY_CODE));
   } catch (error) {
-    // Refused without REPLACE, and the library is there now: another deployer loaded it
-    // first. Fine, as long as it is not older (checked next).
-    if (replace || (await installedRevision(node)) === undefined) throw error;
+    // Another deployer may have loaded it first: fine when it is there now (the caller
+    // checks that it is not older). The server is asked rather than its words read.
+    if ((await installedRevision(node).catch(() => undefined)) === undefined) throw (await functionsUnsupported(node)) ?? error;
   }
 }
 
@@ -144,7 +155,9 @@ export async function verifyLibrary(connection: Connection, loadIfNeeded: boolea
         await deployToServer(node);
         return;
       }
-      if (installed === undefined) throw new LibraryMissingError(serverAddress(node), LIBRARY_REVISION);
+      if (installed === undefined) {
+        throw (await functionsUnsupported(node)) ?? new LibraryMissingError(serverAddress(node), LIBRARY_REVISION);
+      }
       throw new LibraryOutdatedError(serverAddress(node), installed, LIBRARY_REVISION);
     }),
   );

@@ -74,7 +74,11 @@ export function serverAddress(connection: Connection): string {
   return `${options.host ?? 'localhost'}:${options.port ?? 6379}`;
 }
 
-/** The first word of an error reply (its code: OOM, NOPERM, WRONGPASS, ...), or undefined for any other error. */
+/**
+ * The code of an error reply, its first word ('OOM command not allowed ...' is OOM), or
+ * undefined for an error that is not a reply (a closed connection, a timeout). The one place
+ * that reads an error's words.
+ */
 export function replyCode(error: unknown): string | undefined {
   if (!(error instanceof ReplyError)) return undefined;
   return /^([A-Z][A-Z_]*)(?:\s|$)/.exec((error as Error).message)?.[1] ?? 'ERR';

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConsecutiveBreaker, ConstantBackoff, type ZenvarkError } from '../../src/index.js';
 import { sleep } from '../../harness/clock.js';
@@ -17,6 +18,7 @@ afterEach(async () => {
   await disposeRedis(server);
 });
 
+const source = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
 const codes = (i: Instance) => i.seen.errors.map((e) => (e as ZenvarkError).code);
 
 describe('while Redis is unreachable', () => {
@@ -87,6 +89,20 @@ describe('while Redis is unreachable', () => {
       await fail(i, 3);
       expect(i.seen.states.at(-1)?.transition).toMatchObject({ reason: 'consecutive_failures', local: false });
     }, { timeout: 20_000, interval: 500 });
+  });
+
+  it('a plain ERR reply from a library that is there is not a missing library', async () => {
+    // A defect stands in for any failure the server words its own way: zv1_record raises.
+    const admin = server.client();
+    await admin.function('LOAD', source.replace('local function record(keys, args)\n', "$&  error('a defect')\n"));
+    instances = fleet(server.url, 1);
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await fail(i, 1);
+    await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_REFUSED'));
+    expect(codes(i)).not.toContain('ZV_LIBRARY_MISSING');
+    // Not taken for a missing library, so not replaced by the shipped one either.
+    expect(String(await admin.call('FUNCTION', 'LIST', 'WITHCODE'))).toContain('a defect');
   });
 
   it('half-open when Redis goes away: open alone, then closed alone after the wait', async () => {

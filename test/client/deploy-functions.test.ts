@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deployToServer } from '../../src/library.js';
 import { LIBRARY_REVISION } from '../../src/shipped-library.js';
 import { createUser } from '../support/acl.js';
 import { ownRedis } from '../support/own-redis.js';
@@ -38,6 +39,16 @@ describe('scripts/deploy-functions', () => {
       code: 0,
       out: expect.stringContaining(`zenvark_v1 revision ${LIBRARY_REVISION} (this package ships ${LIBRARY_REVISION})`),
     });
+  });
+
+  it('deployers racing on an empty server all succeed: the one that loses finds the library there', async () => {
+    await own.admin.function('FLUSH');
+    const nodes = Array.from({ length: 4 }, () => own.server.client());
+    await Promise.all(nodes.map((node) => node.ping()));
+    // All four ask at once, hear "missing" and load: all but one are refused, and ask again.
+    const results = await Promise.all(nodes.map((node) => deployToServer(node)));
+    for (const r of results) expect(['loaded', 'unchanged']).toContain(r.action);
+    expect(Number(await own.admin.call('FCALL_RO', 'zv1_revision', '0'))).toBe(LIBRARY_REVISION);
   });
 
   it('upgrades an older revision', async () => {

@@ -95,6 +95,7 @@ describe('least privilege, as the README gives it', () => {
     const operator = await createUser('operator');
     const app = await createUser('app');
     await own.admin.function('FLUSH');
+    await own.admin.call('ACL', 'LOG', 'RESET');
     const result = await new Promise<{ code: number; out: string }>((resolve) => {
       const { REDIS_URL: _ignored, ...env } = process.env;
       execFile(
@@ -105,6 +106,8 @@ describe('least privilege, as the README gives it', () => {
       );
     });
     expect(result).toMatchObject({ code: 0, out: expect.stringContaining('loaded zenvark_v1') });
+    // Nothing the operator's tool sent was refused, not even by the driver on connecting.
+    expect(await own.admin.call('ACL', 'LOG')).toEqual([]);
     const appUser = own.server.client({ username: new URL(app).username, password: new URL(app).password });
     await expect(appUser.call('FUNCTION', 'FLUSH')).rejects.toThrow(/^NOPERM/);
   });

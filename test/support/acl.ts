@@ -17,6 +17,20 @@ export function aclLine(name: string): { user: string; rules: string[] } {
 }
 
 /**
+ * The rule README.md ("Tested servers") adds where the server has CLIENT SETINFO (Redis
+ * 7.2 and later, Valkey), which ioredis sends on every connection; Redis 7.0 has no such
+ * command and refuses the rule.
+ */
+const SETINFO_RULE = '+client|setinfo';
+if (!readme.includes(`\`${SETINFO_RULE}\``)) throw new Error(`README.md no longer says when to add ${SETINFO_RULE}`);
+
+/** The README's rules for this server: its line, and the SETINFO rule where the server has that command. */
+async function rulesFor(admin: Redis, line: string[]): Promise<string[]> {
+  const [info] = (await admin.call('COMMAND', 'INFO', 'client|setinfo')) as unknown[];
+  return info ? [...line, SETINFO_RULE] : line;
+}
+
+/**
  * Creates the README's user `name` (with the `drop` rules removed from it, under a name of
  * its own) and returns its URL.
  */
@@ -24,7 +38,9 @@ export async function createUser(admin: Redis, server: { host: string; port: num
   const { user, rules } = aclLine(name);
   const password = randomBytes(8).toString('hex');
   const username = drop.length === 0 ? user : `${user}-${randomBytes(3).toString('hex')}`;
-  const kept = rules.filter((rule) => !drop.includes(rule)).map((rule) => (rule === '>PASSWORD' ? `>${password}` : rule));
+  const kept = (await rulesFor(admin, rules))
+    .filter((rule) => !drop.includes(rule))
+    .map((rule) => (rule === '>PASSWORD' ? `>${password}` : rule));
   await admin.call('ACL', 'SETUSER', username, 'reset', ...kept);
   return `redis://${username}:${password}@${server.host}:${server.port}`;
 }
