@@ -7,6 +7,7 @@
  */
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { stall } from '../../harness/clock.js';
 import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { type Instance, errorCodes, fail, fleet, leaderOf, sharedState, stopAll, untilAll } from '../support/instances.js';
 
@@ -27,16 +28,11 @@ afterEach(async () => {
 });
 
 /**
- * Redis holds a call back HELD_MS; the process stalls for STALL_FOR_MS from a moment when one
- * is held: Redis answers during the stall, and the stall outlasts the call's 1 s timeout.
+ * Redis holds a call back HELD_MS; the process stalls for STALL_FOR_MS from a moment when
+ * one is held: Redis answers during the stall, and the stall outlasts the 1 s timeout.
  */
 const HELD_MS = 1500;
 const STALL_FOR_MS = 2500;
-
-/** Blocks this process's event loop for `ms`, as a stall would: no timer, socket or promise runs meanwhile. */
-function stall(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
 
 /** Redis holds every writing call back for `ms`. */
 async function holdWrites(ms: number): Promise<void> {
