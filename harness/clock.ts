@@ -29,3 +29,11 @@ const offsetMs = (() => {
 export function wallMs(): number {
   return offsetMs + performance.now();
 }
+
+/**
+ * Blocks this process for `ms`, as a stall would (a long GC pause, a blocked event loop):
+ * no timer, socket or promise callback runs meanwhile. A fault to inject, not a wait.
+ */
+export function stall(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}

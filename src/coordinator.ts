@@ -8,7 +8,7 @@
 import { CircuitRole, CircuitState } from './constants.js';
 import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { Duties } from './duties.js';
-import { LibraryMissingError, ZenvarkError } from './errors.js';
+import { LibraryMissingError, ProcessStalledError, ZenvarkError } from './errors.js';
 import type { FeedMessage, Published } from './feed-message.js';
 import { BreakerFunctions, type Snapshot } from './functions.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
@@ -323,6 +323,15 @@ export class Coordinator implements FeedListener, ConnectionListener {
    */
   failed(error: unknown, what: string, unsent?: Summary): void {
     if (!this.running) return;
+    if (error instanceof ProcessStalledError) {
+      // This process stopped running, not Redis: its answer may be waiting unread. Redis is
+      // read again, and only a failure of that read, or of a later call, means it is
+      // unreachable (docs/architecture.md, "Degrade, never fail the caller"). In degraded
+      // mode the resyncs go on as they were.
+      if (unsent) this.outcomes.unanswered(unsent);
+      if (!this.local) void this.resync();
+      return;
+    }
     if (error instanceof LibraryMissingError) {
       this.connections?.libraryMissing(this.o.loadFunctions)?.catch((cause: unknown) =>
         this.notifier.report('ZV_LIBRARY_MISSING', 'reloading the function library failed', cause),

@@ -98,6 +98,22 @@ export class RedisUnreachableError extends ZenvarkError {
   }
 }
 
+/**
+ * A call got no answer while this process had stopped running (a blocked event loop, a
+ * long GC pause, SIGSTOP, a paused VM; see src/stall-watch.ts): Redis's answer may be
+ * waiting unread. The breaker reads the shared state again before it takes Redis for
+ * unreachable (src/coordinator.ts, failed()).
+ */
+export class ProcessStalledError extends RedisUnreachableError {
+  constructor(unanswered: RedisUnreachableError, stalledMs: number) {
+    super(
+      unanswered.server,
+      `${unanswered.message}, but this process had stopped running for more than ${stalledMs.toFixed(0)} ms meanwhile`,
+      unanswered.cause,
+    );
+  }
+}
+
 /** Redis refused the client's credentials: a wrong username or password, or none given. */
 export class RedisAuthError extends ZenvarkError {
   declare readonly server: string;

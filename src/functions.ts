@@ -6,13 +6,14 @@
 import type { CallResult, CheckResult } from './constants.js';
 import type { Connection } from './connections.js';
 import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
-import { LibraryMissingError, RedisFunctionError } from './errors.js';
+import { LibraryMissingError, ProcessStalledError, RedisFunctionError, RedisUnreachableError } from './errors.js';
 import { type Published, parsePublished } from './feed-message.js';
 import type { BreakerKeys } from './keys.js';
 import { libraryMissingSomewhere } from './library.js';
 import { driverError, replyCode, serverAddress } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
 import { LIBRARY_REVISION } from './shipped-library.js';
+import { stallWatch } from './stall-watch.js';
 import { type Transition, parseAuditEntry } from './transition.js';
 import { badReply, circuitState, int, oneOf, text } from './wire.js';
 
@@ -167,11 +168,18 @@ export class BreakerFunctions {
 
   /** The reply of `name` (a function, or a read of the audit stream): a list; its errors mapped by functionError. */
   private async reply(name: string, sent: Promise<unknown>): Promise<unknown[]> {
+    const since = stallWatch.begin();
     let reply: unknown;
     try {
       reply = await sent;
     } catch (error) {
-      throw await functionError(error, name, this.connection);
+      const stalledMs = stallWatch.stalledSince(since);
+      const failure = await functionError(error, name, this.connection);
+      // No answer, but this process was not running to read one: Redis is not to blame.
+      if (stalledMs > 0 && failure instanceof RedisUnreachableError) throw new ProcessStalledError(failure, stalledMs);
+      throw failure;
+    } finally {
+      stallWatch.end();
     }
     if (!Array.isArray(reply)) throw badReply(name, reply);
     return reply;

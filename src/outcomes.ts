@@ -24,7 +24,10 @@ export interface BreakerStats {
   local: number;
   /** Outcomes dropped because the pending summary was full (100,000 outcomes). */
   overflowed: number;
-  /** Outcomes that could not be delivered (Redis unreachable and no local window to take them). */
+  /**
+   * Outcomes that could not be delivered (Redis unreachable and no local window to take
+   * them), or whose report's answer a stalled process never read.
+   */
   undelivered: number;
   /** Calls refused with CircuitOpenError. */
   rejected: number;
@@ -93,6 +96,16 @@ export class Outcomes implements RecorderOwner {
       const trip = local.add(failure, slow);
       if (trip && view.state === CircuitState.CLOSED) c.changeLocally(CircuitState.OPEN, trip.reason, trip.numbers);
     }
+  }
+
+  /**
+   * Outcomes whose record call got no answer: into the local window in degraded mode;
+   * otherwise (a stalled process, see ProcessStalledError) Redis may well have counted
+   * them, so they are not counted again, only as undelivered.
+   */
+  unanswered(summary: Summary): void {
+    if (this.c.local) this.foldLocally(summary);
+    else this.undelivered += summary.calls;
   }
 
   /** Counts outcomes that could not be sent into the local window (degraded mode only). */

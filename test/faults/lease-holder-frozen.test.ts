@@ -29,7 +29,12 @@ afterEach(() => {
   monitor = undefined;
 });
 
-/** Every FCALL Redis receives from now on, in order. */
+/**
+ * Every FCALL Redis receives from now on, in order. Call it before any traffic: ioredis
+ * takes the connection for a monitor only once the MONITOR reply's promise settles, so
+ * monitor lines that arrive in the same read are taken for replies ("Command queue state
+ * error", thrown from the socket's data handler).
+ */
 async function watchCalls(): Promise<Call[]> {
   const calls: Call[] = [];
   monitor = await fleet.own.server.client().monitor();
@@ -45,8 +50,8 @@ describe('the lease holder frozen', () => {
   scenario('Lease holder frozen (SIGSTOP) past its lease, then resumed', async (size) => {
     const leaseTtlMs = size === 'long' ? 5000 : 1500;
     const freezes = size === 'long' ? 5 : 1;
-    const workers = await fleet.start(size === 'long' ? 5 : 3, { leaseTtlMs, backoffMs: 100, threshold: 3 });
     const calls = await watchCalls();
+    const workers = await fleet.start(size === 'long' ? 5 : 3, { leaseTtlMs, backoffMs: 100, threshold: 3 });
     let holder = await leaderAmong(workers);
     await holder.send({ cmd: 'fail', count: 3 });
     await untilEvery(workers, 'open');
