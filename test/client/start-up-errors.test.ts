@@ -138,7 +138,7 @@ describe('start() fails with a ZenvarkError that says why', () => {
     expect(error.code).toBe('ZV_FUNCTIONS_UNSUPPORTED');
     expect(error.message).toMatch(
       new RegExp(
-        `^Redis at ${at(bare)} has no Redis Functions: FUNCTION, FCALL, FCALL_RO are not commands there \\(it reports redis_version [\\d.]+\\); ` +
+        `^Redis at ${at(bare)} has no Redis Functions: FUNCTION, FCALL, FCALL_RO are not commands there \\(it reports (?:redis|valkey)_version [\\d.]+\\); ` +
           'Zenvark needs Redis 7\\.0 or later, or Valkey 7\\.2 or later$',
       ),
     );

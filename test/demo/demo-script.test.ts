@@ -15,6 +15,8 @@ import { afterEach, expect, it, vi } from 'vitest';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const TAG = 'ZV_DEMO_RUN';
+/** The title a Redis or Valkey server gives its process. */
+const SERVER_TITLE = /^(?:\S*\/)?(?:redis|valkey)-server 127\.0\.0\.1:\d+$/;
 
 /** The processes a run started, as "pid command line". */
 function processesOf(run: Run): string[] {
@@ -25,7 +27,9 @@ function processesOf(run: Run): string[] {
     try {
       const command = readFileSync(`/proc/${pid}/cmdline`, 'latin1').replaceAll('\0', ' ').trim();
       const environment = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
-      const ours = environment.includes(`${TAG}=${run.tag}`) || (port !== undefined && command.startsWith(`redis-server 127.0.0.1:${port}`));
+      // The server writes its title over its environment: "redis-server 127.0.0.1:<port>"
+      // (or valkey-server, whichever ZV_REDIS_SERVER names).
+      const ours = environment.includes(`${TAG}=${run.tag}`) || (port !== undefined && SERVER_TITLE.test(command) && command.endsWith(`127.0.0.1:${port}`));
       if (ours) found.push(`${pid} ${command}`);
     } catch {
       // Gone meanwhile, or not ours to read.
@@ -95,7 +99,7 @@ it('plays the scenario to the end, exits 0, and leaves no process behind', async
   expect(running.filter((p) => p.includes('demo/worker.ts'))).toHaveLength(5);
   expect(running.filter((p) => p.includes('demo/dependency.ts'))).toHaveLength(1);
   expect(running.filter((p) => p.includes('demo/run.ts'))).not.toHaveLength(0);
-  if (!process.env.REDIS_URL) expect(running.filter((p) => p.startsWith(`${p.split(' ')[0]} redis-server`))).toHaveLength(1);
+  if (!process.env.REDIS_URL) expect(running.filter((p) => SERVER_TITLE.test(p.slice(p.indexOf(' ') + 1)))).toHaveLength(1);
 
   const { code } = await run.exited;
   const output = run.output();

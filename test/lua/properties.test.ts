@@ -521,14 +521,30 @@ interface Observation {
   readonly entries: readonly Entry[];
   /** zv1_state, as name/value pairs. */
   readonly view: Readonly<Record<string, unknown>>;
-  /** DUMP of each key (null: no key), to tell whether anything changed. */
-  readonly dumps: readonly (Buffer | null)[];
+  /** The contents of each key (null: no key; see contents()), to tell whether anything changed. */
+  readonly dumps: readonly (string | null)[];
   /** Messages published for this breaker so far. */
   readonly messages: readonly Message[];
 }
 
-async function dumps(keys: BreakerKeys): Promise<(Buffer | null)[]> {
-  return Promise.all(keyList(keys).map((key) => redis().dumpBuffer(key)));
+/** A hash's fields and values in field order: the order HGETALL or DUMP give is the server's
+ * (Valkey's changes on reads alone, while it rehashes a table). */
+function sortedHash(hash: Record<string, Buffer>): string | null {
+  const fields = Object.keys(hash).sort();
+  return fields.length === 0 ? null : `hash ${fields.map((field) => `${field}=${(hash[field] as Buffer).toString('base64')}`).join(' ')}`;
+}
+
+/** A key's contents, in a form that does not depend on how the server orders a hash or a set; null: no key. */
+async function contents(key: string): Promise<string | null> {
+  const type = await redis().type(key);
+  if (type === 'none') return null;
+  if (type === 'hash') return sortedHash(await redis().hgetallBuffer(key));
+  if (type === 'set') return `set ${(await redis().smembersBuffer(key)).map((member) => member.toString('base64')).sort().join(' ')}`;
+  return `${type} ${(await redis().dumpBuffer(key))?.toString('base64') ?? ''}`;
+}
+
+async function dumps(keys: BreakerKeys): Promise<(string | null)[]> {
+  return Promise.all(keyList(keys).map((key) => contents(key)));
 }
 
 /** Everything the invariants read, at one instant (MULTI). */
@@ -540,19 +556,19 @@ async function observe(keys: BreakerKeys): Promise<Observation> {
     .hgetall(keys.state)
     .xrange(keys.events, '-', '+')
     .call('FCALL', 'zv1_state', '2', ...keyList(keys))
-    .dumpBuffer(keys.state)
+    .hgetallBuffer(keys.state)
     .dumpBuffer(keys.events)
     .exec();
-  const [time, hash, entries, view, stateDump, eventsDump] = (results ?? []).map(([error, value]) => {
+  const [time, hash, entries, view, stateFields, eventsDump] = (results ?? []).map(([error, value]) => {
     if (error) throw error;
     return value;
-  }) as [[string, string], Record<string, string>, [string, string[]][], unknown[], Buffer | null, Buffer | null];
+  }) as [[string, string], Record<string, string>, [string, string[]][], unknown[], Record<string, Buffer>, Buffer | null];
   return {
     timeMs: Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000),
     hash: Object.keys(hash).length > 0 ? hash : undefined,
     entries: entries.map(([id, fields]) => ({ id, fields: pairs(fields) as Message })),
     view: pairs(view),
-    dumps: [stateDump, eventsDump],
+    dumps: [sortedHash(stateFields), eventsDump === null ? null : `stream ${eventsDump.toString('base64')}`],
     messages: [...published.of(keys.state)],
   };
 }
@@ -566,8 +582,7 @@ function must(holds: boolean, invariant: string): void {
 }
 
 const errorCode = (reply: Record<string, unknown>) => (typeof reply.error === 'string' ? reply.error.split(' ')[0] : undefined);
-const sameDumps = (a: readonly (Buffer | null)[], b: readonly (Buffer | null)[]) =>
-  a.length === b.length && a.every((dump, i) => (dump === null ? b[i] === null : b[i] != null && dump.equals(b[i] as Buffer)));
+const sameDumps = (a: readonly (string | null)[], b: readonly (string | null)[]) => a.length === b.length && a.every((dump, i) => dump === b[i]);
 
 /** For any call, corrupt keys or not: an error is one the contract lists and left every key as it was; an answer has a listed status. */
 function checkAnswer(call: Resolved, reply: Record<string, unknown>, unchanged: boolean): void {
