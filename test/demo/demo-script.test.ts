@@ -50,7 +50,20 @@ const runs: Run[] = [];
 afterEach(() => {
   // A failed test must not leave its processes to the next one.
   for (const run of runs.splice(0)) {
-    for (const line of processesOf(run)) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+    const left = processesOf(run);
+    // Its process group first: the server the harness started is in it, whatever it is called.
+    try {
+      process.kill(-(run.child.pid as number), 'SIGKILL');
+    } catch {
+      // The group is gone already.
+    }
+    for (const line of left) {
+      try {
+        process.kill(Number(line.split(' ')[0]), 'SIGKILL');
+      } catch {
+        // Gone with its group.
+      }
+    }
   }
 });
 
