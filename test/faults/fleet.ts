@@ -7,7 +7,7 @@
 import { afterEach, beforeAll, expect, vi } from 'vitest';
 import { type BreakerStats, DEFAULTS, breakerKeys } from '../../src/index.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { type Worker, startWorkers } from '../../harness/fleet/processes.js';
+import { type Worker, leaderAmong, startWorkers } from '../../harness/fleet/processes.js';
 import type { WorkerConfig } from '../../harness/fleet/worker.js';
 import { wallMs } from '../../harness/clock.js';
 import { stateOf, uniqueId } from '../support/instances.js';
@@ -116,6 +116,19 @@ export async function soleHolder(fleet: ProcessFleet, workers: readonly Worker[]
     },
     { timeout: 15_000, interval: 20 },
   );
+}
+
+/**
+ * Trips the breaker of `workers` through their lease holder and waits until every one
+ * sees it open and the holder has run its first recovery check; resolves with the holder
+ * and its fencing token. Where the lease takeover scenarios start from.
+ */
+export async function openUnderHolder(fleet: ProcessFleet, workers: Worker[]): Promise<{ holder: Worker; token: number }> {
+  const holder = await leaderAmong(workers);
+  await holder.send({ cmd: 'fail', count: 3 });
+  await untilEvery(workers, 'open');
+  await holder.next('check');
+  return { holder, token: await soleHolder(fleet, workers, holder) };
 }
 
 /**

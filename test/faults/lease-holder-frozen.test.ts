@@ -8,8 +8,8 @@
 import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, vi } from 'vitest';
 import { sleep, wallMs } from '../../harness/clock.js';
-import { type Worker, firstAmong, leaderAmong } from '../../harness/fleet/processes.js';
-import { healUnder, processFleet, soleHolder, takeoverFigures, untilEvery } from './fleet.js';
+import { type Worker, firstAmong } from '../../harness/fleet/processes.js';
+import { healUnder, openUnderHolder, processFleet, soleHolder, takeoverFigures } from './fleet.js';
 import { scenario } from './scenario.js';
 
 const fleet = processFleet();
@@ -52,11 +52,7 @@ describe('the lease holder frozen', () => {
     const freezes = size === 'long' ? 5 : 1;
     const calls = await watchCalls();
     const workers = await fleet.start(size === 'long' ? 5 : 3, { leaseTtlMs, backoffMs: 100, threshold: 3 });
-    let holder = await leaderAmong(workers);
-    await holder.send({ cmd: 'fail', count: 3 });
-    await untilEvery(workers, 'open');
-    await holder.next('check');
-    let token = await soleHolder(fleet, workers, holder);
+    let { holder, token } = await openUnderHolder(fleet, workers);
     const opened = await fleet.state();
 
     const takeovers: number[] = [];

@@ -6,8 +6,8 @@
  */
 import { describe, expect } from 'vitest';
 import { sleep, wallMs } from '../../harness/clock.js';
-import { type Worker, firstAmong, leaderAmong } from '../../harness/fleet/processes.js';
-import { healUnder, processFleet, soleHolder, takeoverFigures, untilEvery } from './fleet.js';
+import { type Worker, firstAmong } from '../../harness/fleet/processes.js';
+import { healUnder, openUnderHolder, processFleet, soleHolder, takeoverFigures } from './fleet.js';
 import { scenario } from './scenario.js';
 
 const fleet = processFleet();
@@ -20,11 +20,7 @@ describe('the lease holder killed', () => {
     const leaseTtlMs = size === 'long' ? 5000 : 1000;
     const kills = size === 'long' ? 3 : 1;
     const workers = await fleet.start(size === 'long' ? 5 : 3, { leaseTtlMs, backoffMs: 100, threshold: 3 });
-    let holder = await leaderAmong(workers);
-    await holder.send({ cmd: 'fail', count: 3 });
-    await untilEvery(workers, 'open');
-    await holder.next('check');
-    let token = await soleHolder(fleet, workers, holder);
+    let { holder, token } = await openUnderHolder(fleet, workers);
 
     const takeovers: number[] = [];
     for (let kill = 0; kill < kills; kill += 1) {
