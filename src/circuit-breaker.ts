@@ -1,6 +1,7 @@
 import { runCall } from './call-runner.js';
 import type { CircuitRole, CircuitState } from './constants.js';
 import { Coordinator } from './coordinator.js';
+import type { BreakerEventName, BreakerListener, Subscription } from './events.js';
 import { type CircuitBreakerOptions, type ExecuteOptions, resolveOptions } from './options.js';
 import type { BreakerStats } from './outcomes.js';
 
@@ -47,6 +48,20 @@ export class CircuitBreaker {
   /** Where the outcomes of calls went since construction. */
   get stats(): BreakerStats {
     return this.core.outcomes.stats;
+  }
+
+  /**
+   * Adds a listener for one of the breaker's events (see BreakerEventMap), at any time,
+   * before or after start(). Listeners run synchronously, in the order added; one that
+   * throws is reported to the `error` event. `dispose()` on the result removes it.
+   */
+  on<E extends BreakerEventName>(event: E, listener: BreakerListener<E>): Subscription {
+    return this.core.events.on(event, listener);
+  }
+
+  /** Removes a listener added with on(); says whether it was there. */
+  off<E extends BreakerEventName>(event: E, listener: BreakerListener<E>): boolean {
+    return this.core.events.remove(event, listener);
   }
 
   /**

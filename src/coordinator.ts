@@ -8,6 +8,7 @@
 import { CircuitRole, CircuitState } from './constants.js';
 import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { Duties } from './duties.js';
+import { type BreakerEventName, Emitter } from './events.js';
 import { LibraryMissingError, ProcessStalledError, ZenvarkError } from './errors.js';
 import type { FeedMessage, Published } from './feed-message.js';
 import { BreakerFunctions, type Snapshot } from './functions.js';
@@ -67,6 +68,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
   private adoptions = 0;
   /** Created when there is something to tell: an idle breaker has none. */
   private notices: Notifier | undefined;
+  /** Created with the first listener. */
+  private emitter: Emitter | undefined;
 
   constructor(readonly o: ResolvedOptions) {
     this.keys = breakerKeys(o.prefix, o.id);
@@ -80,6 +83,17 @@ export class Coordinator implements FeedListener, ConnectionListener {
   get notifier(): Notifier {
     this.notices ??= new Notifier(this.o);
     return this.notices;
+  }
+
+  /** The breaker's listeners (see events.ts). */
+  get events(): Emitter {
+    this.emitter ??= new Emitter((name, error) => this.notifier.report('ZV_CALLBACK_FAILED', `a '${name}' listener threw`, error));
+    return this.emitter;
+  }
+
+  /** Whether anything listens for `name`: events nobody listens for are not built. */
+  listens(name: BreakerEventName): boolean {
+    return this.emitter !== undefined && this.emitter.listens(name);
   }
 
   // ---- one run: from start() to stop() (circuit-breaker.ts makes them idempotent) -----

@@ -25,6 +25,21 @@ export {
 export { CircuitState, CircuitRole, HealthCheckType, CallResult, TransitionReason } from './constants.js';
 export { LocalReason, type Transition } from './transition.js';
 export {
+  CallOutcome,
+  StateSource,
+  RedisOperation,
+  type BreakerEventMap,
+  type BreakerEventName,
+  type BreakerListener,
+  type Subscription,
+  type StateChangeEvent,
+  type RoleChangeEvent,
+  type CallEvent,
+  type HealthCheckEvent,
+  type DegradedChangeEvent,
+  type RedisErrorEvent,
+} from './events.js';
+export {
   ZenvarkError,
   CircuitOpenError,
   TimeoutError,
