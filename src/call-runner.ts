@@ -7,6 +7,7 @@
 import { CallResult, CircuitState } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
 import { CircuitOpenError, TimeoutError } from './errors.js';
+import { CallOutcome } from './events.js';
 import { type ExecuteOptions, validateExecuteOptions } from './options.js';
 import type { View } from './shared-view.js';
 import type { Permit } from './trial-permits.js';
@@ -42,8 +43,9 @@ export function runCall<T>(c: BreakerContext, fn: Call<T>, options: ExecuteOptio
  */
 function failFast<T>(c: BreakerContext, state: CircuitState, fallback: ExecuteOptions<T>['fallback']): Promise<T> {
   c.outcomes.refused();
-  if (c.o.metrics) c.notifier.rejected();
-  const error = new CircuitOpenError(c.o.id, state === CircuitState.HALF_OPEN ? 'half_open' : 'open');
+  const halfOpen = state === CircuitState.HALF_OPEN;
+  if (c.listens('call')) c.notifier.call(halfOpen ? CallOutcome.REJECTED_HALF_OPEN : CallOutcome.REJECTED_OPEN, 0, false);
+  const error = new CircuitOpenError(c.o.id, halfOpen ? 'half_open' : 'open');
   if (fallback) return answerOf(fallback, error);
   return new Promise<T>((_, reject) => queueMicrotask(() => reject(error)));
 }
@@ -55,7 +57,7 @@ function failFast<T>(c: BreakerContext, state: CircuitState, fallback: ExecuteOp
  */
 function runPlain<T>(c: BreakerContext, view: View, fn: Call<T>): Promise<T> {
   if (typeof fn !== 'function') return Promise.reject(new TypeError('execute(fn): fn must be a function'));
-  const startedAt = c.o.metrics ? performance.now() : 0;
+  const startedAt = c.listens('call') ? performance.now() : 0;
   let pending: Promise<T>;
   try {
     // Nothing could abort this call: fn gets no signal.
@@ -88,7 +90,7 @@ function runFully<T>(c: BreakerContext, view: View, fn: Call<T>, options: Execut
   const fallback = options?.fallback;
   // A trial call must end before its permit lapses, or its result would not count.
   const timeoutMs = permit ? trialTimeout(options?.timeoutMs ?? o.timeoutMs, permit) : (options?.timeoutMs ?? o.timeoutMs);
-  const timed = timeoutMs !== undefined || o.slowCallDurationMs !== undefined || o.metrics !== undefined;
+  const timed = timeoutMs !== undefined || o.slowCallDurationMs !== undefined || c.listens('call');
   const startedAt = timed ? performance.now() : 0;
   const controller = timeoutMs !== undefined || callerSignal ? new AbortController() : undefined;
 
@@ -101,7 +103,8 @@ function runFully<T>(c: BreakerContext, view: View, fn: Call<T>, options: Execut
       done = true;
       if (timer) clearTimeout(timer);
       callerSignal?.removeEventListener('abort', onCallerAbort);
-      c.outcomes.observed(view, result, startedAt, permit);
+      const timedOut = result === FAILURE && error instanceof TimeoutError && error.breakerId === o.id;
+      c.outcomes.observed(view, result, startedAt, permit, timedOut);
       if (!failed) resolve(value as T);
       else if (fallback && result === FAILURE) resolve(answerOf(fallback, error));
       else reject(error);

@@ -4,6 +4,7 @@ import { Coordinator } from './coordinator.js';
 import type { BreakerEventName, BreakerListener, Subscription } from './events.js';
 import { type CircuitBreakerOptions, type ExecuteOptions, resolveOptions } from './options.js';
 import type { BreakerStats } from './outcomes.js';
+import { breakerStarted, breakerStopped } from './running-breakers.js';
 
 /**
  * A circuit breaker shared by every instance that uses the same `id` and Redis. The
@@ -21,7 +22,10 @@ export class CircuitBreaker {
   /** Validates every option; an invalid one throws a TypeError or RangeError naming it. */
   constructor(options: CircuitBreakerOptions) {
     const o = resolveOptions(options);
-    this.core = new Coordinator(o);
+    this.core = new Coordinator(o, {
+      started: () => breakerStarted(this, (error) => this.core.notifier.report('ZV_CALLBACK_FAILED', 'a metrics watcher threw', error)),
+      stopped: () => breakerStopped(this),
+    });
     o.metrics?.initialize?.(o.id);
   }
 
@@ -38,6 +42,11 @@ export class CircuitBreaker {
   /** The state execute() acts on: the shared one, or this process's own while Redis is unreachable. */
   get state(): CircuitState {
     return this.core.view.state;
+  }
+
+  /** True while Redis is unreachable and this process goes on alone (degraded mode). */
+  get degraded(): boolean {
+    return this.core.local !== undefined;
   }
 
   /** 'leader' while this instance holds the health-check lease. */

@@ -8,14 +8,14 @@
 import { CircuitRole, CircuitState } from './constants.js';
 import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { Duties } from './duties.js';
-import { type BreakerEventName, Emitter } from './events.js';
+import { type BreakerEventName, Emitter, RedisOperation, StateSource } from './events.js';
 import { LibraryMissingError, ProcessStalledError, ZenvarkError } from './errors.js';
 import type { FeedMessage, Published } from './feed-message.js';
 import { BreakerFunctions, type Snapshot } from './functions.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
 import { LeaseKeeper } from './lease.js';
 import { LocalMode } from './local-mode.js';
-import { Notifier } from './notifier.js';
+import { Notifier, addOptionListeners } from './notifier.js';
 import type { ResolvedOptions } from './options.js';
 import { Outcomes } from './outcomes.js';
 import type { Summary } from './recorder.js';
@@ -37,6 +37,14 @@ export type BreakerContext = Readonly<Coordinator>;
  * audit stream), or a read sent since the cache last changed (the present, even if older).
  */
 type Source = 'reply' | 'feed' | 'anchor';
+
+/** What the public breaker is told of its runs (the process's list of running breakers). */
+export interface Lifecycle {
+  /** The breaker runs: before the state read at start() is told. */
+  started(): void;
+  /** The breaker stopped. */
+  stopped(): void;
+}
 
 export class Coordinator implements FeedListener, ConnectionListener {
   readonly keys: BreakerKeys;
@@ -68,10 +76,14 @@ export class Coordinator implements FeedListener, ConnectionListener {
   private adoptions = 0;
   /** Created when there is something to tell: an idle breaker has none. */
   private notices: Notifier | undefined;
-  /** Created with the first listener. */
-  private emitter: Emitter | undefined;
+  /** The breaker's listeners: created with the first one. */
+  emitter: Emitter | undefined;
 
-  constructor(readonly o: ResolvedOptions) {
+  constructor(
+    readonly o: ResolvedOptions,
+    private readonly lifecycle: Lifecycle,
+  ) {
+    if (o.onError || o.onStateChange || o.onRoleChange || o.metrics) addOptionListeners(this.events, o);
     this.keys = breakerKeys(o.prefix, o.id);
     this.channel = feedChannel(o.prefix);
     this.outcomes = new Outcomes(this);
@@ -79,9 +91,9 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.plain = o.timeoutMs === undefined && o.slowCallDurationMs === undefined && o.isFailure === undefined && o.isResultFailure === undefined;
   }
 
-  /** What the breaker tells the application: transitions, role changes, metrics, errors. */
+  /** What the breaker tells the application: its events, and errors once per cause. */
   get notifier(): Notifier {
-    this.notices ??= new Notifier(this.o);
+    this.notices ??= new Notifier(this.o, this);
     return this.notices;
   }
 
@@ -129,6 +141,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
       this.lease = new LeaseKeeper(functions, o.leaseTtlMs, this);
       connections.addListener(this);
       this.running = true;
+      this.lifecycle.started();
+      if (this.emitter) this.notifier.started(this.view.state);
       this.lease.start();
       this.reconcile();
       if (this.resyncAgain) {
@@ -168,6 +182,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.lease = undefined;
     this.local = undefined;
     if (connections) await detachConnections(this.o.redis, connections);
+    this.lifecycle.stopped();
+    this.emitter?.emit('stop', {});
   }
 
   /**
@@ -211,7 +227,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.duties.follow(next, published?.recoveryFailures ?? 0);
     this.view = next;
     this.outcomes.newGeneration(next.generation);
-    this.announce(current, next, published?.transition);
+    this.announce(current, next, published?.transition, source === 'feed' ? StateSource.FEED : StateSource.REPLY);
     if (source === 'feed' && published) void this.confirm(published.transition);
     return true;
   }
@@ -241,14 +257,14 @@ export class Coordinator implements FeedListener, ConnectionListener {
    * the transition itself when it is the next one, the missed ones read back from the
    * audit stream, or a local `resync` when there is nothing to read (another epoch).
    */
-  private announce(from: SharedView, to: SharedView, transition?: Transition): void {
+  private announce(from: SharedView, to: SharedView, transition?: Transition, source: typeof StateSource.FEED | typeof StateSource.REPLY = StateSource.REPLY): void {
     const sameEpoch = to.epoch === from.epoch || from.epoch === '';
     if (transition && sameEpoch && to.generation === from.generation + 1) {
-      this.notifier.transition(transition);
+      this.notifier.transition(transition, source);
     } else if (sameEpoch && to.generation > from.generation) {
       this.notifier.catchUp(this.functions, from, to, this.o.instanceId);
     } else if (to.state !== from.state) {
-      this.notifier.transition(localTransition(from.state, to.state, LocalReason.RESYNC, to.generation, this.o.instanceId));
+      this.notifier.transition(localTransition(from.state, to.state, LocalReason.RESYNC, to.generation, this.o.instanceId), StateSource.LOCAL);
     }
   }
 
@@ -259,8 +275,9 @@ export class Coordinator implements FeedListener, ConnectionListener {
   private async confirm(transition: Transition): Promise<void> {
     try {
       if (this.functions && !(await this.functions.audited(transition))) this.verify();
-    } catch {
+    } catch (error) {
       // No answer to check with: the next reply or resync corrects a wrong cache.
+      this.notices?.redisFailed(RedisOperation.READ, error);
     }
   }
 
@@ -295,7 +312,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
         this.reconcile();
       }
     } catch (error) {
-      this.failed(error, 'reading the shared state');
+      this.failed(error, RedisOperation.READ, 'reading the shared state');
     } finally {
       this.resyncing = false;
       if (this.resyncAgain && this.running) {
@@ -335,8 +352,9 @@ export class Coordinator implements FeedListener, ConnectionListener {
    * A call to Redis failed. `unsent` holds the outcomes a failed record call carried. Each
    * cause (no answer, out of memory, a missing library, ...) is told once while it lasts.
    */
-  failed(error: unknown, what: string, unsent?: Summary): void {
+  failed(error: unknown, operation: RedisOperation, what: string, unsent?: Summary): void {
     if (!this.running) return;
+    this.notifier.redisFailed(operation, error);
     if (error instanceof ProcessStalledError) {
       // This process stopped running, not Redis: its answer may be waiting unread. Redis is
       // read again, and only a failure of that read, or of a later call, means it is
@@ -363,6 +381,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     // A new outage: its end will be told too.
     this.notifier.settle('restored');
     this.enterLocal(unsent);
+    this.notifier.degraded(true, 0);
   }
 
   private enterLocal(unsent?: Summary): void {
@@ -387,7 +406,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.view = { ...this.view, state: to, local: true };
     if (to === CircuitState.CLOSED) this.local?.restart();
     this.duties.startLocalPeriod();
-    this.notifier.transition(localTransition(from, to, reason, this.shared.generation, this.o.instanceId, numbers));
+    this.notifier.transition(localTransition(from, to, reason, this.shared.generation, this.o.instanceId, numbers), StateSource.LOCAL);
     this.reconcile();
   }
 
@@ -406,12 +425,14 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.duties.rejoin(snapshot, shared);
     this.outcomes.newGeneration(shared.generation);
     this.notifier.settle('redis:');
-    const seconds = ((performance.now() - local.since) / 1000).toFixed(1);
+    const durationMs = performance.now() - local.since;
+    const seconds = (durationMs / 1000).toFixed(1);
     this.notifier.reportCause(
       'restored',
       'ZV_REDIS_RESTORED',
       `Redis accepts this breaker's calls again after ${seconds} s; its shared state replaced the local one`,
     );
+    this.notifier.degraded(false, durationMs);
     // Transitions made meanwhile by the others are read back, in order.
     this.announce(before, shared);
     this.reconcile();
@@ -441,16 +462,21 @@ export class Coordinator implements FeedListener, ConnectionListener {
     void this.resync();
   }
 
+  /**
+   * Who hears a failure of the feed, which every breaker shares: the same onError on many
+   * breakers is told once, and so is console.error for the breakers nobody listens to.
+   */
   get errorSink(): unknown {
-    return this.o.onError;
+    return this.o.onError ?? (this.listens('error') ? this : console.error);
   }
 
   onFeedError(error: Error): void {
+    this.notifier.redisFailed(RedisOperation.CONNECTION, error);
     this.notifier.report(error instanceof ZenvarkError ? error.code : 'ZV_FEED_FAILED', 'the state feed failed', error);
   }
 
   onConnectionLost(cause: Error): void {
-    this.failed(cause, 'the connection to Redis');
+    this.failed(cause, RedisOperation.CONNECTION, 'the connection to Redis');
   }
 
   onConnectionRestored(): void {

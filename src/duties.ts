@@ -5,8 +5,9 @@
  * Recovery progress (checks made in the current open period) is changed only through the
  * named operations below.
  */
-import { CallResult, CircuitState, HealthCheckType } from './constants.js';
+import { CallResult, type CheckResult, CircuitState, HealthCheckType } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
+import { RedisOperation } from './events.js';
 import type { BreakerFunctions, HealthReply, Snapshot } from './functions.js';
 import { type Duty, type HealthCheckOwner, HealthChecker } from './health-checker.js';
 import type { SharedView } from './shared-view.js';
@@ -159,7 +160,7 @@ export class Duties implements HealthCheckOwner {
     try {
       reply = await send();
     } catch (error) {
-      this.c.failed(error, 'reporting a health-check result');
+      this.c.failed(error, RedisOperation.HEALTH, 'reporting a health-check result');
       return true;
     }
     if (!this.c.running) return true;
@@ -182,7 +183,7 @@ export class Duties implements HealthCheckOwner {
       const snapshot = await functions.state();
       return snapshot.idleMs < 0 ? snapshot.ageMs : snapshot.idleMs;
     } catch (error) {
-      this.c.failed(error, 'reading when the breaker was last used');
+      this.c.failed(error, RedisOperation.READ, 'reading when the breaker was last used');
       return 0;
     }
   }
@@ -194,7 +195,7 @@ export class Duties implements HealthCheckOwner {
     return (this.c.o.check as NonNullable<BreakerContext['o']['check']>)(type, signal);
   }
 
-  observeHealthCheck(type: HealthCheckType, result: CallResult, durationMs: number, error: unknown): void {
+  observeHealthCheck(type: HealthCheckType, result: CheckResult, durationMs: number, error: unknown): void {
     this.c.notifier.healthCheck(type, result, durationMs, error);
   }
 

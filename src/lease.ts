@@ -11,6 +11,7 @@
  * While leading, the timer also fires at the lapse deadline if that comes first.
  */
 import type { BreakerContext } from './coordinator.js';
+import { RedisOperation } from './events.js';
 import type { BreakerFunctions } from './functions.js';
 
 /** A call that failed is retried after this long, in ms. */
@@ -82,6 +83,7 @@ export class LeaseKeeper {
     try {
       await this.functions.release(token);
     } catch (error) {
+      this.c.notifier.redisFailed(RedisOperation.LEASE, error);
       this.c.notifier.report('ZV_LEASE_FAILED', 'releasing the lease failed; another instance takes over when it expires', error);
     }
   }
@@ -153,7 +155,7 @@ export class LeaseKeeper {
       reply = await this.functions.acquire(this.ttlMs);
     } catch (error) {
       if (!this.running) return;
-      this.c.failed(error, 'lease acquire');
+      this.c.failed(error, RedisOperation.LEASE, 'lease acquire');
       this.schedule(RETRY_AFTER_ERROR_MS);
       return;
     }
@@ -180,7 +182,7 @@ export class LeaseKeeper {
       reply = await this.functions.renew(token, this.ttlMs);
     } catch (error) {
       if (!this.running || this.heldToken !== token) return;
-      this.c.failed(error, 'lease renew');
+      this.c.failed(error, RedisOperation.LEASE, 'lease renew');
       // Keep trying while the lease may still be ours; the deadline demotes us.
       this.schedule(Math.min(this.ttlMs / 10, RETRY_AFTER_ERROR_MS));
       return;

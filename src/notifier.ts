@@ -1,8 +1,9 @@
 /**
- * Everything a breaker tells the application: transitions to onStateChange (in order, each
- * once, including those read back from the audit stream after a gap), role changes,
- * metrics observations, and background errors to onError. A callback that throws is
- * reported, never thrown into the breaker.
+ * Everything a breaker tells the application, as events (src/events.ts): transitions (in
+ * order, each once, including those read back from the audit stream after a gap), role
+ * changes, calls, health checks, degraded mode, Redis failures, and background errors.
+ * The constructor callbacks are listeners of these events (addOptionListeners). A
+ * listener that throws is reported, never thrown into the breaker.
  *
  * onError hears of a cause once while it lasts, never a flood: the same error again is
  * counted and told with the next report of it, a minute later at the earliest; a lasting
@@ -10,11 +11,13 @@
  * it is settled.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CallResult, type CircuitRole, type HealthCheckType } from './constants.js';
+import { CallResult, type CheckResult, type CircuitRole, type CircuitState, type HealthCheckType } from './constants.js';
 import type { ErrorCode } from './error-codes.js';
 import { BackgroundError } from './errors.js';
+import { CallOutcome, type Emitter, type RedisOperation, StateSource } from './events.js';
 import type { BreakerFunctions } from './functions.js';
 import type { ResolvedOptions } from './options.js';
+import { redisFailure } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
 import { LocalReason, type Transition, localTransition } from './transition.js';
 
@@ -43,13 +46,21 @@ interface Reported {
 /** The chain starts settled; shared, so that an idle breaker holds no promise of its own. */
 const SETTLED: Promise<void> = Promise.resolve();
 
+/** Where the notifier finds the breaker's listeners (created with the first one). */
+export interface EventSource {
+  readonly emitter: Emitter | undefined;
+}
+
 export class Notifier {
   /** Transitions are handed over one after another, through this chain. */
   private emitting: Promise<void> = SETTLED;
   /** Errors reported, by key; created with the first. */
   private reported: Map<string, Reported> | undefined;
 
-  constructor(private readonly o: ResolvedOptions) {}
+  constructor(
+    private readonly o: ResolvedOptions,
+    private readonly source: EventSource,
+  ) {}
 
   /** Hands a background error to onError, unless the same one was told less than a minute ago. */
   report(code: ErrorCode, message: string, cause?: unknown): void {
@@ -80,25 +91,25 @@ export class Notifier {
     reported.delete(key);
     reported.set(key, { at: now, lasting, suppressed: 0 });
     const more = before && before.suppressed > 0 ? ` (${before.suppressed} more since it was last reported)` : '';
-    try {
-      this.o.onError(new BackgroundError(code, this.o.id, message + more, cause));
-    } catch {
-      // onError itself failed; there is nobody left to tell.
-    }
+    const error = new BackgroundError(code, this.o.id, message + more, cause);
+    const emitter = this.source.emitter;
+    // Nobody listens: the default handler. An error listener that throws is not told again.
+    if (emitter?.listens('error')) emitter.emit('error', error);
+    else console.error(error);
   }
 
-  /** Runs one of the application's callbacks; one that throws is reported. */
-  private safely(name: string, callback: () => void): void {
-    try {
-      callback();
-    } catch (error) {
-      this.report('ZV_CALLBACK_FAILED', `${name} threw`, error);
-    }
+  /** Hands a transition to the stateChange listeners after those before it. */
+  transition(transition: Transition, source: typeof StateSource.FEED | typeof StateSource.REPLY | typeof StateSource.LOCAL): void {
+    // The lag is taken on arrival, not when the chain gets to it.
+    const lagMs = source === StateSource.FEED ? Date.now() - transition.time : undefined;
+    this.emitting = this.emitting.then(() => this.stateChanged(transition, source, lagMs));
   }
 
-  /** Hands a transition to onStateChange after those before it. */
-  transition(transition: Transition): void {
-    this.emitting = this.emitting.then(() => this.stateChanged(transition));
+  /** The state read at start(), after the transitions handed over before it. */
+  started(state: CircuitState): void {
+    this.emitting = this.emitting.then(() =>
+      this.source.emitter?.emit('stateChange', { state, previous: undefined, transition: undefined, source: StateSource.START, lagMs: undefined }),
+    );
   }
 
   /**
@@ -121,9 +132,9 @@ export class Notifier {
         }
       }
       if (missed.length === 0 && from.state !== to.state) {
-        missed = [localTransition(from.state, to.state, LocalReason.RESYNC, to.generation, actor)];
+        this.stateChanged(localTransition(from.state, to.state, LocalReason.RESYNC, to.generation, actor), StateSource.LOCAL, undefined);
       }
-      for (const t of missed) this.stateChanged(t);
+      for (const t of missed) this.stateChanged(t, StateSource.REPLAY, undefined);
     });
   }
 
@@ -132,34 +143,58 @@ export class Notifier {
     return this.emitting;
   }
 
-  private stateChanged(transition: Transition): void {
-    const callback = this.o.onStateChange;
-    if (callback) this.safely('onStateChange', () => callback(transition.to, transition));
+  private stateChanged(transition: Transition, source: StateSource, lagMs: number | undefined): void {
+    this.source.emitter?.emit('stateChange', { state: transition.to, previous: transition.from, transition, source, lagMs });
   }
 
   roleChanged(role: CircuitRole): void {
-    const callback = this.o.onRoleChange;
-    if (callback) this.safely('onRoleChange', () => callback(role));
+    this.source.emitter?.emit('roleChange', { role });
   }
 
-  call(result: CallResult, durationMs: number): void {
-    const metrics = this.o.metrics;
-    if (metrics) this.safely('metrics.recordCall', () => metrics.recordCall({ breakerId: this.o.id, result, durationMs }));
+  /** A call settled (or was refused: durationMs 0) as `result`; only asked for while something listens. */
+  call(result: CallOutcome, durationMs: number, trial: boolean): void {
+    this.source.emitter?.emit('call', { result, durationMs, trial });
   }
 
-  rejected(): void {
-    const metrics = this.o.metrics;
-    if (metrics) this.safely('metrics.recordBlockedRequest', () => metrics.recordBlockedRequest({ breakerId: this.o.id }));
-  }
-
-  healthCheck(type: HealthCheckType, result: CallResult, durationMs: number, error: unknown): void {
+  healthCheck(type: HealthCheckType, result: CheckResult, durationMs: number, error: unknown): void {
     // The dependency is down until a check passes: one report for the whole time.
     if (result === CallResult.FAILURE) this.reportCause(`health:${type}`, 'ZV_HEALTH_CHECK_FAILED', `the ${type} health check failed`, error);
     else this.settle(`health:${type}`);
-    const metrics = this.o.metrics;
-    if (metrics) {
-      this.safely('metrics.recordHealthCheck', () => metrics.recordHealthCheck({ breakerId: this.o.id, type, result, durationMs }));
-    }
+    this.source.emitter?.emit('healthCheck', { type, result, durationMs, error });
+  }
+
+  degraded(degraded: boolean, durationMs: number): void {
+    this.source.emitter?.emit('degradedChange', { degraded, durationMs });
+  }
+
+  /** A call to Redis failed: every failure is an event, whatever onError is told. */
+  redisFailed(operation: RedisOperation, error: unknown): void {
+    const emitter = this.source.emitter;
+    if (!emitter?.listens('redisError')) return;
+    emitter.emit('redisError', { operation, code: redisFailure(error).code, error });
+  }
+}
+
+/**
+ * The constructor's callbacks, as the first listeners of the same events: onStateChange
+ * hears transitions (not the state read at start()), metrics hears calls, refusals and
+ * health checks in its own shape.
+ */
+export function addOptionListeners(emitter: Emitter, o: ResolvedOptions): void {
+  const { onStateChange, onRoleChange, onError, metrics, id: breakerId } = o;
+  if (onError) emitter.on('error', onError);
+  if (onStateChange) {
+    emitter.on('stateChange', (e) => {
+      if (e.transition) onStateChange(e.state, e.transition);
+    });
+  }
+  if (onRoleChange) emitter.on('roleChange', (e) => onRoleChange(e.role));
+  if (metrics) {
+    emitter.on('call', ({ result, durationMs }) => {
+      if (result === CallOutcome.REJECTED_OPEN || result === CallOutcome.REJECTED_HALF_OPEN) metrics.recordBlockedRequest({ breakerId });
+      else metrics.recordCall({ breakerId, result: result === CallOutcome.TIMEOUT ? CallResult.FAILURE : result, durationMs });
+    });
+    emitter.on('healthCheck', ({ type, result, durationMs }) => metrics.recordHealthCheck({ breakerId, type, result, durationMs }));
   }
 }
 

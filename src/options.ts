@@ -195,7 +195,8 @@ export interface ResolvedOptions {
   readonly slowCallRateThreshold: number | undefined;
   readonly timeoutMs: number | undefined;
   readonly halfOpen: ResolvedHalfOpen | undefined;
-  readonly onError: (error: Error) => void;
+  /** Undefined when not given: errors nobody listens for go to console.error. */
+  readonly onError: ((error: Error) => void) | undefined;
   readonly onStateChange: CircuitBreakerOptions['onStateChange'];
   readonly onRoleChange: CircuitBreakerOptions['onRoleChange'];
   readonly metrics: BreakerMetricsRecorder | undefined;
@@ -322,7 +323,7 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     slowCallRateThreshold,
     timeoutMs,
     halfOpen,
-    onError: functionOrUndefined('CircuitBreaker.onError', o.onError as ResolvedOptions['onError'] | undefined) ?? defaultOnError,
+    onError: functionOrUndefined('CircuitBreaker.onError', o.onError as ResolvedOptions['onError']),
     onStateChange: functionOrUndefined('CircuitBreaker.onStateChange', o.onStateChange as ResolvedOptions['onStateChange']),
     onRoleChange: functionOrUndefined('CircuitBreaker.onRoleChange', o.onRoleChange as ResolvedOptions['onRoleChange']),
     metrics,
@@ -358,10 +359,6 @@ function resolveHalfOpen(value: unknown, timeoutMs: number | undefined): Resolve
     );
   }
   return { permittedCalls, successThreshold, permitTimeoutMs };
-}
-
-function defaultOnError(error: Error): void {
-  console.error(error);
 }
 
 /** Options of one call. */

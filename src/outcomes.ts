@@ -6,6 +6,7 @@
  */
 import { CallResult, CircuitState } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
+import { CallOutcome, RedisOperation } from './events.js';
 import { MAX_PENDING_OUTCOMES } from './limits.js';
 import { Recorder, type RecorderOwner, type Summary } from './recorder.js';
 import type { View } from './shared-view.js';
@@ -62,11 +63,16 @@ export class Outcomes implements RecorderOwner {
     this.rejected += 1;
   }
 
-  /** A call settled with `result`; it started when execute() acted on `view`. */
-  observed(view: View, result: CallResult, startedAt: number, permit?: Permit): void {
+  /**
+   * A call settled with `result` (`timedOut`: by this breaker's TimeoutError); it started
+   * when execute() acted on `view`, at `startedAt` (0: the time was not taken, as nothing
+   * needed it).
+   */
+  observed(view: View, result: CallResult, startedAt: number, permit?: Permit, timedOut = false): void {
     const c = this.c;
     const durationMs = startedAt === 0 ? 0 : performance.now() - startedAt;
-    if (c.o.metrics) c.notifier.call(result, durationMs);
+    // A call that started before anything listened has no duration to tell.
+    if (startedAt !== 0 && c.listens('call')) c.notifier.call(timedOut ? CallOutcome.TIMEOUT : result, durationMs, permit !== undefined);
     if (!c.running) return;
     if (permit) {
       this.trials += 1;
@@ -161,7 +167,7 @@ export class Outcomes implements RecorderOwner {
       }
       c.adopt(reply.view, reply.published);
     } catch (error) {
-      if (c.running) c.failed(error, 'recording outcomes', summary);
+      if (c.running) c.failed(error, RedisOperation.RECORD, 'recording outcomes', summary);
       else this.undelivered += summary.calls;
     }
   }

@@ -10,6 +10,7 @@
 import { CallResult } from './constants.js';
 import { COMMAND_TIMEOUT_MS } from './connections.js';
 import type { BreakerContext } from './coordinator.js';
+import { RedisOperation } from './events.js';
 import type { BreakerFunctions, TrialSettings } from './functions.js';
 
 /** While the pool is exhausted, a call that wants a permit asks again after at most this long, in ms. */
@@ -109,7 +110,7 @@ export class TrialPermits {
           }
           this.c.adopt(reply.view, reply.published);
         },
-        (error: unknown) => this.c.failed(error, 'reporting a trial call'),
+        (error: unknown) => this.c.failed(error, RedisOperation.TRIAL, 'reporting a trial call'),
       ),
     );
   }
@@ -172,7 +173,7 @@ export class TrialPermits {
         },
         (error: unknown) => {
           this.asking = false;
-          this.c.failed(error, 'asking for a trial permit');
+          this.c.failed(error, RedisOperation.TRIAL, 'asking for a trial permit');
         },
       ),
     );
