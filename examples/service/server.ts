@@ -66,10 +66,14 @@ const breaker = new CircuitBreaker({
 // Every breaker of the process, in prom-client's default registry.
 const metrics = registerMetrics();
 
+let stopping = false;
+
 const server = createServer((request, response) => {
   const path = request.url?.split('?')[0];
   const send = (status: number, body: string, headers: Record<string, string | number> = {}) => {
-    response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers }).end(body);
+    // While stopping, a kept-alive connection is closed after its answer, so that close() ends.
+    const closing = stopping ? { connection: 'close' } : {};
+    response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers, ...closing }).end(body);
   };
   if (request.method !== 'GET') return send(405, 'method not allowed\n', { allow: 'GET' });
 
@@ -87,7 +91,8 @@ const server = createServer((request, response) => {
       (error: unknown) => {
         if (error instanceof CircuitOpenError) return send(503, `${breaker.id} is unavailable: circuit ${error.state}\n`, { 'retry-after': RETRY_AFTER_S });
         if (error instanceof TimeoutError) return send(504, `${breaker.id} did not answer within ${error.timeoutMs} ms\n`);
-        return send(502, `${breaker.id} failed: ${(error as Error).message}\n`);
+        // What the dependency said stays here: callers learn only that it failed.
+        return send(502, `${breaker.id} failed\n`);
       },
     );
     return;
@@ -95,7 +100,6 @@ const server = createServer((request, response) => {
   send(404, 'not found\n');
 });
 
-let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   // A second Ctrl-C does not wait.
   if (stopping) process.exit(1);
@@ -110,19 +114,19 @@ async function shutdown(signal: string): Promise<void> {
   await redis.quit();
   console.log('stopped');
 }
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    shutdown(signal).catch((error: unknown) => {
-      console.error(`shutdown failed: ${(error as Error).message}`);
-      process.exitCode = 1;
-    });
+function stop(reason: string): void {
+  shutdown(reason).catch((error: unknown) => {
+    console.error(`shutdown failed: ${(error as Error).message}`);
+    process.exitCode = 1;
   });
 }
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
 
 server.on('error', (error) => {
   console.error(`cannot serve: ${error.message}`);
   process.exitCode = 1;
-  void shutdown('server error');
+  stop('server error');
 });
 
 // ZV_REDIS_UNREACHABLE, ZV_AUTH_FAILED, ZV_LIBRARY_MISSING, ...: the message says what to do.
