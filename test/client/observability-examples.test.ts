@@ -246,7 +246,10 @@ describe('promtool', () => {
   let scratch: string;
 
   beforeAll(() => {
-    promtool = execFileSync('bash', [join(root, '.ci/promtool')], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    // ZV_PROMTOOL names another promtool (a machine that is not Debian's).
+    promtool =
+      process.env.ZV_PROMTOOL ||
+      execFileSync('bash', [join(root, '.ci/promtool')], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
     scratch = mkdtempSync(join(tmpdir(), 'zenvark-promtool-'));
   });
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -255,8 +258,8 @@ describe('promtool', () => {
     try {
       return (await run(promtool, args, { cwd: root, timeout: 30_000 })).stdout;
     } catch (error) {
-      const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-      throw new Error(`promtool ${args.join(' ')} failed:\n${stdout ?? ''}${stderr ?? ''}`);
+      const { message, stdout, stderr } = error as Error & { stdout?: string; stderr?: string };
+      throw new Error(`${promtool} ${args.join(' ')} failed: ${message}\n${stdout ?? ''}${stderr ?? ''}`);
     }
   };
 
