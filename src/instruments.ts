@@ -292,7 +292,7 @@ export class Registrations<Target extends object> {
 
   /** @param noun what the target is, in messages: 'registry', 'meter'. */
   constructor(
-    private readonly caller: string,
+    private readonly syntax: Syntax,
     private readonly noun: string,
   ) {}
 
@@ -328,12 +328,12 @@ export class Registrations<Target extends object> {
   private compare(had: Settings, asked: Settings): void {
     const differs = (what: string, before: string, now: string) => {
       throw new TypeError(
-        `${this.caller}: this ${this.noun} already has Zenvark's metrics with prefix ${show(had.prefix)} and ${what} ${before}; ` +
+        `${this.syntax.caller}: this ${this.noun} already has Zenvark's metrics with prefix ${show(had.prefix)} and ${what} ${before}; ` +
           `this call asks for ${now}. Pass the same ${what}, or another prefix or ${this.noun}`,
       );
     };
     const labels = (l: Labels) => JSON.stringify(Object.fromEntries(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
-    if (labels(had.labels) !== labels(asked.labels)) differs('constant labels', labels(had.labels), labels(asked.labels));
+    if (labels(had.labels) !== labels(asked.labels)) differs(this.syntax.labelsOption, labels(had.labels), labels(asked.labels));
     for (const name of Object.keys(BUCKET_KEYS) as HistogramName[]) {
       const before = had.buckets[name].join(', ');
       const now = asked.buckets[name].join(', ');

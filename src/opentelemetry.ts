@@ -54,7 +54,7 @@ const SYNTAX: Syntax = {
   labelRule: 'non-empty, without leading or trailing white space',
 };
 
-const registrations = new Registrations<Meter>(CALLER, 'meter');
+const registrations = new Registrations<Meter>(SYNTAX, 'meter');
 
 /**
  * Makes the instruments on a Meter and follows every breaker running in this process, and

@@ -49,7 +49,7 @@ const SYNTAX: Syntax = {
   labelRule: "letters, digits and underscores, not starting with a digit or '__', and not 'le'",
 };
 
-const registrations = new Registrations<Registry>(CALLER, 'registry');
+const registrations = new Registrations<Registry>(SYNTAX, 'registry');
 
 /**
  * Registers the metrics of every breaker running in this process, and of those started

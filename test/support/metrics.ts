@@ -19,9 +19,12 @@ export interface Series {
   sum?: number;
 }
 
-export interface Registered {
+export interface Reading {
   /** Every series of the instrument, read as the system exports it now. */
   series(instrument: InstrumentName): Promise<Series[]>;
+}
+
+export interface Registered extends Reading {
   dispose(): void;
 }
 
@@ -44,10 +47,32 @@ export const only = (breaker: CircuitBreaker) => (b: CircuitBreaker) => b === br
  * The sum of the series of `instrument` whose labels include `labels` (a histogram's
  * count; with `sum`, its sum); undefined when there is no such series.
  */
-export async function figure(r: Registered, instrument: InstrumentName, labels: Record<string, string> = {}, sum = false): Promise<number | undefined> {
+export async function figure(r: Reading, instrument: InstrumentName, labels: Record<string, string> = {}, sum = false): Promise<number | undefined> {
   const matching = (await r.series(instrument)).filter((s) => Object.entries(labels).every(([name, value]) => s.labels[name] === value));
   if (matching.length === 0) return undefined;
   return matching.reduce((total, s) => total + (sum ? (s.sum ?? Number.NaN) : s.value), 0);
+}
+
+/** What a scrape of `registry` has of Zenvark's metrics under `prefix`. */
+export function scrape(registry: Registry, prefix = 'zenvark_'): Reading {
+  return {
+    async series(instrument) {
+      const i = INSTRUMENTS[instrument];
+      const name = prometheusName(i, prefix);
+      const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
+      if (!metric) throw new Error(`${name} is not in the registry`);
+      const values = metric.values as { labels: Record<string, string | number>; value: number; metricName?: string }[];
+      const text = (labels: Record<string, string | number>) => Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, String(v)]));
+      if (i.kind !== 'histogram') return values.map((v) => ({ labels: text(v.labels), value: v.value }));
+      const sums = values.filter((v) => v.metricName === `${name}_sum`);
+      return values
+        .filter((v) => v.metricName === `${name}_count`)
+        .map((v) => {
+          const key = JSON.stringify(v.labels);
+          return { labels: text(v.labels), value: v.value, sum: sums.find((s) => JSON.stringify(s.labels) === key)?.value };
+        });
+    },
+  };
 }
 
 export const prometheus: Backend = {
@@ -55,26 +80,7 @@ export const prometheus: Backend = {
   register(options = {}) {
     const registry = new Registry();
     const registration = registerPrometheus({ registry, ...options });
-    const prefix = options.prefix ?? 'zenvark_';
-    return {
-      async series(instrument) {
-        const i = INSTRUMENTS[instrument];
-        const name = prometheusName(i, prefix);
-        const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
-        if (!metric) throw new Error(`${name} is not in the registry`);
-        const values = metric.values as { labels: Record<string, string | number>; value: number; metricName?: string }[];
-        const text = (labels: Record<string, string | number>) => Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, String(v)]));
-        if (i.kind !== 'histogram') return values.map((v) => ({ labels: text(v.labels), value: v.value }));
-        const sums = values.filter((v) => v.metricName === `${name}_sum`);
-        return values
-          .filter((v) => v.metricName === `${name}_count`)
-          .map((v) => {
-            const key = JSON.stringify(v.labels);
-            return { labels: text(v.labels), value: v.value, sum: sums.find((s) => JSON.stringify(s.labels) === key)?.value };
-          });
-      },
-      dispose: () => registration.dispose(),
-    };
+    return { ...scrape(registry, options.prefix), dispose: () => registration.dispose() };
   },
 };
 
