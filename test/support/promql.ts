@@ -153,7 +153,7 @@ export function queryUses(query: string): QueryUses {
         if (tokens[i - 1] && AGGREGATIONS.has(tokens[i - 1]!.text)) {
           from = end + 1;
           to = closing(tokens, from);
-        } else if (tokens[i - 1]?.text === ')') {
+        } else if (tokens[i - 1]?.text === ')' && AGGREGATIONS.has(tokens[opening(tokens, i - 1) - 1]?.text ?? '')) {
           to = i - 1;
           from = opening(tokens, to);
         } else {
