@@ -26,7 +26,7 @@ import {
 export type { Buckets, MetricsRegistration };
 
 /** The package's version, as the default meter's instrumentation scope gives it (test/client/opentelemetry.test.ts checks it against package.json). */
-export const PACKAGE_VERSION = '0.1.0';
+const PACKAGE_VERSION = '0.1.0';
 
 export interface OpenTelemetryOptions extends CommonOptions {
   /** Where the instruments are made. Default: `metrics.getMeter('zenvark', <package version>)`, from the global MeterProvider as it is at the call. */
