@@ -24,8 +24,6 @@ export interface Instrument {
   /** The words of the name after the prefix: joined with '_' for Prometheus, '.' for OpenTelemetry. */
   readonly stem: readonly string[];
   readonly kind: InstrumentKind;
-  /** Read from the breakers when the metrics are collected, not counted from their events. */
-  readonly observed: boolean;
   /** UCUM, as OpenTelemetry takes it: 's' also gives the Prometheus name its `_seconds`; `{...}` are annotations. */
   readonly unit: string;
   readonly help: string;
@@ -54,7 +52,6 @@ export const INSTRUMENTS = {
   callDuration: {
     stem: ['call', 'duration'],
     kind: 'histogram',
-    observed: false,
     unit: 's',
     help: 'Time from execute() to the call settling, by result (timeout: this breaker\'s timeout; refused calls are counted apart, as rejected)',
     labels: ['breaker', 'result'],
@@ -62,7 +59,6 @@ export const INSTRUMENTS = {
   callsRejected: {
     stem: ['calls', 'rejected'],
     kind: 'counter',
-    observed: false,
     unit: '{call}',
     help: 'Calls refused with CircuitOpenError without running, by the state that refused them',
     labels: ['breaker', 'state'],
@@ -70,7 +66,6 @@ export const INSTRUMENTS = {
   state: {
     stem: ['state'],
     kind: 'gauge',
-    observed: true,
     unit: '{breaker}',
     help: 'The state execute() acts on: 1 for the current state, 0 for the others',
     labels: ['breaker', 'state'],
@@ -78,7 +73,6 @@ export const INSTRUMENTS = {
   role: {
     stem: ['role'],
     kind: 'gauge',
-    observed: true,
     unit: '{breaker}',
     help: "This instance's role: 1 for the current one (the leader holds the health-check lease)",
     labels: ['breaker', 'role'],
@@ -86,7 +80,6 @@ export const INSTRUMENTS = {
   transitions: {
     stem: ['transitions'],
     kind: 'counter',
-    observed: false,
     unit: '{transition}',
     help: 'Transitions this instance saw, by origin (shared: decided in Redis; local: decided here while Redis was unreachable)',
     labels: ['breaker', 'from', 'to', 'reason', 'origin'],
@@ -94,7 +87,6 @@ export const INSTRUMENTS = {
   healthCheckDuration: {
     stem: ['health_check', 'duration'],
     kind: 'histogram',
-    observed: false,
     unit: 's',
     help: 'Duration of the health checks this instance ran (as the lease holder, or alone while Redis was unreachable)',
     labels: ['breaker', 'type', 'result'],
@@ -102,7 +94,6 @@ export const INSTRUMENTS = {
   outcomes: {
     stem: ['outcomes'],
     kind: 'counter',
-    observed: true,
     unit: '{outcome}',
     help: 'Where the outcomes of calls went: recorded by Redis, stale (an older generation), local (counted here while Redis was unreachable), dropped (overflowed or undelivered)',
     labels: ['breaker', 'fate'],
@@ -110,7 +101,6 @@ export const INSTRUMENTS = {
   redisErrors: {
     stem: ['redis', 'errors'],
     kind: 'counter',
-    observed: false,
     unit: '{error}',
     help: 'Failed calls to Redis, by operation',
     labels: ['breaker', 'operation'],
@@ -118,7 +108,6 @@ export const INSTRUMENTS = {
   degraded: {
     stem: ['degraded'],
     kind: 'gauge',
-    observed: true,
     unit: '{breaker}',
     help: '1 while Redis is unreachable and this instance goes on alone (degraded mode)',
     labels: ['breaker'],
@@ -126,7 +115,6 @@ export const INSTRUMENTS = {
   feedLag: {
     stem: ['feed', 'lag'],
     kind: 'histogram',
-    observed: false,
     unit: 's',
     help: 'Time from a transition in Redis (server time) to its arrival here through the feed; the clocks\' skew is included, below 0 counts as 0',
     labels: ['breaker'],
@@ -134,11 +122,18 @@ export const INSTRUMENTS = {
 } as const satisfies Record<string, Instrument>;
 
 export type InstrumentName = keyof typeof INSTRUMENTS;
-/** Instruments read when the metrics are collected. */
-export type ObservedName = { [K in InstrumentName]: (typeof INSTRUMENTS)[K]['observed'] extends true ? K : never }[InstrumentName];
-/** Instruments fed by the breakers' events. */
-export type CountedName = Exclude<InstrumentName, ObservedName>;
+/** Histograms: every observation goes to the entry point's instrument as it happens. */
 export type HistogramName = { [K in InstrumentName]: (typeof INSTRUMENTS)[K]['kind'] extends 'histogram' ? K : never }[InstrumentName];
+/**
+ * Counters and gauges: read when the metrics are collected, from the breakers (state,
+ * role, degraded, stats) or from the counts kept here, which cost an addition per event.
+ */
+export type CollectedName = Exclude<InstrumentName, HistogramName>;
+type CounterName = { [K in InstrumentName]: (typeof INSTRUMENTS)[K]['kind'] extends 'counter' ? K : never }[InstrumentName];
+/** Counters counted here from the breakers' events. */
+type CountedName = Exclude<CounterName, 'outcomes'>;
+/** Read from the breakers themselves. */
+type ReadName = Exclude<CollectedName, CountedName>;
 
 /** Default bucket upper bounds, in seconds. */
 export const DEFAULT_BUCKETS: Readonly<Record<HistogramName, readonly number[]>> = {
@@ -345,22 +340,22 @@ export class Registrations<Target extends object> {
 
 // ---- from breakers to observations --------------------------------------------------
 
-/** Where observations go: the entry point's instruments. */
+/** Where histogram observations go: the entry point's histograms. */
 export interface MetricSink {
-  /** One series of a counted instrument, made once: a counter adds `value`, a histogram observes it. */
-  series(instrument: CountedName, labels: Labels): (value: number) => void;
+  /** One series of a histogram, made once: observes `value`. */
+  series(instrument: HistogramName, labels: Labels): (value: number) => void;
   /** A series made with series() goes: its breaker stopped. */
-  remove(instrument: CountedName, labels: Labels): void;
+  remove(instrument: HistogramName, labels: Labels): void;
 }
 
 export interface Instrumentation {
-  /** Reports every series of an observed instrument, as it is now. */
-  observe(instrument: ObservedName, emit: (labels: Labels, value: number) => void): void;
+  /** Reports every series of a counter or gauge, as it is now. */
+  collect(instrument: CollectedName, emit: (labels: Labels, value: number) => void): void;
   /** Stops following the breakers. */
   dispose(): void;
 }
 
-/** What one observed instrument reads of a breaker: its series' own labels, and their values. */
+/** What one instrument reads of a breaker: its series' own labels, and their values. */
 type Reading = (breaker: CircuitBreaker) => readonly (readonly [Labels, number])[];
 
 const STATE_LABELS = Object.values(CircuitState).map((state) => ({ state }));
@@ -369,7 +364,7 @@ const NO_LABELS: Labels = {};
 const fate = (name: Fate) => ({ fate: name });
 const FATE_LABELS = { recorded: fate(Fate.RECORDED), stale: fate(Fate.STALE), local: fate(Fate.LOCAL), dropped: fate(Fate.DROPPED) };
 
-const READINGS: Record<ObservedName, Reading> = {
+const READINGS: Record<ReadName, Reading> = {
   state: (breaker) => STATE_LABELS.map((labels) => [labels, breaker.state === labels.state ? 1 : 0]),
   role: (breaker) => ROLE_LABELS.map((labels) => [labels, breaker.role === labels.role ? 1 : 0]),
   degraded: (breaker) => [[NO_LABELS, breaker.degraded ? 1 : 0]],
@@ -384,6 +379,9 @@ const READINGS: Record<ObservedName, Reading> = {
   },
 };
 
+const COUNTED: Readonly<Record<CountedName, true>> = { callsRejected: true, transitions: true, redisErrors: true };
+const isCounted = (name: CollectedName): name is CountedName => Object.hasOwn(COUNTED, name);
+
 /** A key for a label set, its values in order (every set of an instrument has the same names). */
 function keyOf(instrument: string, labels: Labels): string {
   let key = instrument;
@@ -391,11 +389,18 @@ function keyOf(instrument: string, labels: Labels): string {
   return key;
 }
 
+interface Count {
+  readonly instrument: CountedName;
+  readonly labels: Labels;
+  value: number;
+}
+
 /** The series of one breaker id, and its listeners' work. */
 class BreakerSeries {
   /** How many running breakers of this id are followed. */
   users = 0;
-  private readonly made = new Map<string, { instrument: CountedName; labels: Labels; add: (value: number) => void }>();
+  readonly counts = new Map<string, Count>();
+  private readonly histograms = new Map<string, { instrument: HistogramName; labels: Labels; observe: (value: number) => void }>();
   /** The call event's work, by result: made with the first call of each. */
   private readonly calls: Partial<Record<CallOutcome, (event: CallEvent) => void>> = {};
 
@@ -406,19 +411,30 @@ class BreakerSeries {
   ) {
     // Counters with a known, small set of labels start at 0, so that a rate or an increase
     // over their first event is right.
-    for (const state of [CircuitState.OPEN, CircuitState.HALF_OPEN]) this.series('callsRejected', { state })(0);
-    for (const operation of Object.values(RedisOperation)) this.series('redisErrors', { operation })(0);
+    for (const state of [CircuitState.OPEN, CircuitState.HALF_OPEN]) this.count('callsRejected', { state });
+    for (const operation of Object.values(RedisOperation)) this.count('redisErrors', { operation });
   }
 
-  private series(instrument: CountedName, own: Labels): (value: number) => void {
+  private count(instrument: CountedName, own: Labels): Count {
     const labels = { ...this.base, ...own };
     const key = keyOf(instrument, labels);
-    let made = this.made.get(key);
-    if (!made) {
-      made = { instrument, labels, add: this.sink.series(instrument, labels) };
-      this.made.set(key, made);
+    let count = this.counts.get(key);
+    if (!count) {
+      count = { instrument, labels, value: 0 };
+      this.counts.set(key, count);
     }
-    return made.add;
+    return count;
+  }
+
+  private histogram(instrument: HistogramName, own: Labels): (value: number) => void {
+    const labels = { ...this.base, ...own };
+    const key = keyOf(instrument, labels);
+    let made = this.histograms.get(key);
+    if (!made) {
+      made = { instrument, labels, observe: this.sink.series(instrument, labels) };
+      this.histograms.set(key, made);
+    }
+    return made.observe;
   }
 
   readonly onCall = (event: CallEvent): void => {
@@ -429,10 +445,12 @@ class BreakerSeries {
   private callWork(result: CallOutcome): (event: CallEvent) => void {
     let work: (event: CallEvent) => void;
     if (result === CallOutcome.REJECTED_OPEN || result === CallOutcome.REJECTED_HALF_OPEN) {
-      const add = this.series('callsRejected', { state: result === CallOutcome.REJECTED_OPEN ? CircuitState.OPEN : CircuitState.HALF_OPEN });
-      work = () => add(1);
+      const count = this.count('callsRejected', { state: result === CallOutcome.REJECTED_OPEN ? CircuitState.OPEN : CircuitState.HALF_OPEN });
+      work = () => {
+        count.value += 1;
+      };
     } else {
-      const observe = this.series('callDuration', { result });
+      const observe = this.histogram('callDuration', { result });
       work = (event) => observe(event.durationMs / 1000);
     }
     this.calls[result] = work;
@@ -443,29 +461,30 @@ class BreakerSeries {
     const t = event.transition;
     // The state read at start() is no transition.
     if (!t) return;
-    this.series('transitions', { from: t.from, to: t.to, reason: t.reason, origin: t.local ? Origin.LOCAL : Origin.SHARED })(1);
-    if (event.source === StateSource.FEED && event.lagMs !== undefined) this.series('feedLag', NO_LABELS)(Math.max(0, event.lagMs) / 1000);
+    this.count('transitions', { from: t.from, to: t.to, reason: t.reason, origin: t.local ? Origin.LOCAL : Origin.SHARED }).value += 1;
+    if (event.source === StateSource.FEED && event.lagMs !== undefined) this.histogram('feedLag', NO_LABELS)(Math.max(0, event.lagMs) / 1000);
   };
 
   readonly onHealthCheck = (event: HealthCheckEvent): void => {
-    this.series('healthCheckDuration', { type: event.type, result: event.result })(event.durationMs / 1000);
+    this.histogram('healthCheckDuration', { type: event.type, result: event.result })(event.durationMs / 1000);
   };
 
   readonly onRedisError = (event: RedisErrorEvent): void => {
-    this.series('redisErrors', { operation: event.operation })(1);
+    this.count('redisErrors', { operation: event.operation }).value += 1;
   };
 
-  /** Every series of this id goes. */
+  /** Every series of this id goes (the counts with this object). */
   forget(): void {
-    for (const { instrument, labels } of this.made.values()) this.sink.remove(instrument, labels);
-    this.made.clear();
+    for (const { instrument, labels } of this.histograms.values()) this.sink.remove(instrument, labels);
+    this.histograms.clear();
   }
 }
 
 /**
  * Follows every breaker running in this process that `settings.filter` takes, now and
- * later, into `sink`; observed instruments are read through observe(). A breaker's series
- * are removed when it stops (when no other breaker of its id runs).
+ * later: histograms go to `sink` as they are observed, counters and gauges are read with
+ * collect(). A breaker's series are removed when it stops (when no other breaker of its
+ * id runs).
  */
 export function instrument(sink: MetricSink, settings: Settings): Instrumentation {
   const byId = new Map<string, BreakerSeries>();
@@ -506,7 +525,13 @@ export function instrument(sink: MetricSink, settings: Settings): Instrumentatio
   const watch = watchBreakers(follow);
 
   return {
-    observe(name, emit) {
+    collect(name, emit) {
+      if (isCounted(name)) {
+        for (const series of byId.values()) {
+          for (const count of series.counts.values()) if (count.instrument === name) emit(count.labels, count.value);
+        }
+        return;
+      }
       const read = READINGS[name];
       // Breakers of one id add up.
       const totals = new Map<string, { labels: Labels; value: number }>();

@@ -1,20 +1,20 @@
 /**
  * `zenvark/opentelemetry`: the breakers' metrics as OpenTelemetry instruments
  * (`@opentelemetry/api` is an optional peer dependency). The instruments and what feeds
- * them are src/instruments.ts; this file makes them instruments of a Meter. States, roles,
- * degraded mode and the outcomes' fates are observable instruments, read from the breakers
- * at each collection.
+ * them are src/instruments.ts; this file makes them instruments of a Meter. Counters and
+ * gauges are observable instruments, read at each collection (states, roles and degraded
+ * mode from the breakers); histograms record as calls and checks settle.
  */
-import { type Attributes, type Meter, type ObservableCallback, type Observable, ValueType, metrics } from '@opentelemetry/api';
+import { type Histogram, type Meter, type Observable, type ObservableCallback, ValueType, metrics } from '@opentelemetry/api';
 import {
   type Buckets,
+  type CollectedName,
   type CommonOptions,
-  type CountedName,
+  type HistogramName,
   INSTRUMENTS,
   type InstrumentName,
   type Instrumentation,
   type MetricsRegistration,
-  type ObservedName,
   Registrations,
   type Settings,
   type Syntax,
@@ -75,40 +75,38 @@ export function registerMetrics(options: OpenTelemetryOptions = {}): MetricsRegi
 
 /** Makes the instruments on `meter` and follows the breakers; returns what undoes it. */
 function attach(meter: Meter, settings: Settings): () => void {
+  // Observable instruments are read through this at each collection.
   let instrumentation: Instrumentation | undefined;
-  const recorders = new Map<CountedName, (value: number, attributes: Attributes) => void>();
+  const histograms = new Map<HistogramName, Histogram>();
   const callbacks: [Observable, ObservableCallback][] = [];
   for (const name of Object.keys(INSTRUMENTS) as InstrumentName[]) {
     const i = INSTRUMENTS[name];
     const id = openTelemetryName(i, settings.prefix);
     const description = i.help;
     const unit = i.unit;
-    if (i.observed) {
-      const observable =
-        i.kind === 'gauge'
-          ? meter.createObservableGauge(id, { description, unit, valueType: ValueType.INT })
-          : meter.createObservableCounter(id, { description, unit, valueType: ValueType.INT });
-      const callback: ObservableCallback = (result) => instrumentation?.observe(name as ObservedName, (labels, value) => result.observe(value, labels));
-      observable.addCallback(callback);
-      callbacks.push([observable, callback]);
-    } else if (i.kind === 'histogram') {
-      const boundaries = [...settings.buckets[name as keyof Settings['buckets']]];
-      const histogram = meter.createHistogram(id, { description, unit, advice: { explicitBucketBoundaries: boundaries } });
-      recorders.set(name as CountedName, (value, attributes) => histogram.record(value, attributes));
-    } else {
-      const counter = meter.createCounter(id, { description, unit, valueType: ValueType.INT });
-      recorders.set(name as CountedName, (value, attributes) => counter.add(value, attributes));
+    if (i.kind === 'histogram') {
+      const advice = { explicitBucketBoundaries: [...settings.buckets[name as HistogramName]] };
+      histograms.set(name as HistogramName, meter.createHistogram(id, { description, unit, advice }));
+      continue;
     }
+    // Counters are the totals kept since each breaker started being followed: observable counters.
+    const observable =
+      i.kind === 'gauge'
+        ? meter.createObservableGauge(id, { description, unit, valueType: ValueType.INT })
+        : meter.createObservableCounter(id, { description, unit, valueType: ValueType.INT });
+    const callback: ObservableCallback = (result) => instrumentation?.collect(name as CollectedName, (labels, value) => result.observe(value, labels));
+    observable.addCallback(callback);
+    callbacks.push([observable, callback]);
   }
 
   instrumentation = instrument(
     {
       series: (name, labels) => {
-        const record = recorders.get(name) as (value: number, attributes: Attributes) => void;
-        return (value) => record(value, labels);
+        const histogram = histograms.get(name) as Histogram;
+        return (value) => histogram.record(value, labels);
       },
-      // The API cannot delete a series of a synchronous instrument: an exporter with
-      // cumulative temporality goes on exporting its last value.
+      // The API cannot delete a series of a histogram: an exporter with cumulative
+      // temporality goes on exporting its last value.
       remove: () => undefined,
     },
     settings,

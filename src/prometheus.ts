@@ -1,20 +1,21 @@
 /**
  * `zenvark/prometheus`: the breakers' metrics in a prom-client registry (prom-client is an
  * optional peer dependency). The instruments and what feeds them are src/instruments.ts;
- * this file makes them prom-client metrics. States, roles, degraded mode and the outcomes'
- * fates are read from the breakers when the registry is scraped, so they are never stale.
+ * this file makes them prom-client metrics. Counters and gauges are read when the registry
+ * is scraped (states, roles and degraded mode from the breakers, so they are never stale);
+ * histograms are prom-client's, observed as calls and checks settle.
  */
 import { Counter, Gauge, Histogram, type Registry, register as defaultRegistry } from 'prom-client';
 import {
   type Buckets,
+  type CollectedName,
   type CommonOptions,
-  type CountedName,
+  type HistogramName,
   INSTRUMENTS,
   type InstrumentName,
   type Instrumentation,
   type Labels,
   type MetricsRegistration,
-  type ObservedName,
   Registrations,
   type Settings,
   type Syntax,
@@ -79,53 +80,48 @@ function attach(registry: Registry, settings: Settings): () => void {
     }
   }
 
-  // Observed metrics read the breakers through this, made once the metrics exist.
+  // Counters and gauges are read through this at each scrape, made once the metrics exist.
   let instrumentation: Instrumentation | undefined;
-  const observe = (name: ObservedName, emit: (labels: Labels, value: number) => void) => instrumentation?.observe(name, emit);
+  const collect = (name: CollectedName, emit: (labels: Labels, value: number) => void) => instrumentation?.collect(name, emit);
   const constant = Object.keys(settings.labels);
   const metrics = new Map<InstrumentName, Metric>();
+  const histograms = new Map<HistogramName, Histogram>();
   for (const name of names) {
     const i = INSTRUMENTS[name];
     const config = { name: nameOf(name), help: i.help, labelNames: [...constant, ...i.labels], registers: [registry] };
     let metric: Metric;
     if (i.kind === 'histogram') {
-      metric = new Histogram({ ...config, buckets: [...settings.buckets[name as keyof Settings['buckets']]] });
-    } else if (i.kind === 'gauge') {
-      metric = new Gauge({
-        ...config,
-        collect() {
-          this.reset();
-          observe(name as ObservedName, (labels, value) => this.set(labels, value));
-        },
-      });
-    } else if (i.observed) {
-      // A counter read from breaker.stats: the totals since each breaker was made.
+      const histogram = new Histogram({ ...config, buckets: [...settings.buckets[name as HistogramName]] });
+      histograms.set(name as HistogramName, histogram);
+      metric = histogram;
+    } else if (i.kind === 'counter') {
       metric = new Counter({
         ...config,
         collect() {
           this.reset();
-          observe(name as ObservedName, (labels, value) => this.inc(labels, value));
+          collect(name as CollectedName, (labels, value) => this.inc(labels, value));
         },
       });
     } else {
-      metric = new Counter(config);
+      metric = new Gauge({
+        ...config,
+        collect() {
+          this.reset();
+          collect(name as CollectedName, (labels, value) => this.set(labels, value));
+        },
+      });
     }
     metrics.set(name, metric);
   }
 
-  const counted = (name: CountedName) => metrics.get(name) as Counter | Histogram;
+  const histogram = (name: HistogramName) => histograms.get(name) as Histogram;
   instrumentation = instrument(
     {
       series: (name, labels) => {
-        const metric = counted(name);
-        if (metric instanceof Histogram) {
-          const child = metric.labels(labels);
-          return (value) => child.observe(value);
-        }
-        const child = metric.labels(labels);
-        return (value) => child.inc(value);
+        const child = histogram(name).labels(labels);
+        return (value) => child.observe(value);
       },
-      remove: (name, labels) => counted(name).remove(labels),
+      remove: (name, labels) => histogram(name).remove(labels),
     },
     settings,
   );

@@ -20,8 +20,8 @@ const url = inject('redisUrl');
 describe('zenvark/opentelemetry', () => {
   metricsScenarios(openTelemetry(), 'checkout.zenvark.');
   // The SDK (2.x) goes on exporting every series it has seen under cumulative temporality,
-  // observed ones too; under delta, a collection holds what was observed in it.
-  stoppedScenario(openTelemetry(AggregationTemporality.DELTA), 'observed instruments');
+  // observable ones too; under delta, a collection holds what was observed in it.
+  stoppedScenario(openTelemetry(AggregationTemporality.DELTA), 'counters and gauges');
 });
 
 /** A MeterProvider whose exports the test reads. */
