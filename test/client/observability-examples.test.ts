@@ -1,6 +1,6 @@
 /**
- * The Grafana dashboard and the Prometheus alert rules of examples/ ask only for what
- * zenvark/prometheus really exports: every series name, every label they match, group or
+ * The Grafana dashboard and the Prometheus alert rules of examples/ (and the README's
+ * example queries) ask only for what zenvark/prometheus really exports: every series name, every label they match, group or
  * join on, and every label value they compare with is checked against the scrape of a
  * registry that real breakers filled (a trip, refused calls, a recovery through health
  * checks, a transition from the feed, degraded mode and back). promtool (Debian's
@@ -80,6 +80,16 @@ function queries(): Query[] {
     const labelValues = /^label_values\((.*),\s*(\w+)\s*\)$/.exec(text);
     if (!labelValues) throw new Error(`dashboard variable ${variable.name}: ${text} is not label_values(selector, label)`);
     found.push({ where: `dashboard variable ${variable.name}`, expr: labelValues[1]!, resultLabels: [labelValues[2]!] });
+  }
+  // The README's example queries too: a block's indented line continues the one above it.
+  for (const [, block] of readFileSync(join(root, 'README.md'), 'utf8').matchAll(/^```promql\n([\s\S]*?)^```$/gm)) {
+    const exprs: string[] = [];
+    for (const line of block!.split('\n')) {
+      if (line.trim() === '' || line.trim().startsWith('#')) continue;
+      if (/^\s/.test(line) && exprs.length > 0) exprs[exprs.length - 1] += ` ${line.trim()}`;
+      else exprs.push(line);
+    }
+    for (const expr of exprs) found.push({ where: `README query ${expr}`, expr, resultLabels: [] });
   }
   for (const group of alerts.groups) {
     for (const rule of group.rules) {
@@ -177,8 +187,9 @@ describe('the queries of the dashboard and the alerts, against what zenvark/prom
 
   it('every series, label and label value the queries use is exported', () => {
     const all = queries();
-    // Panels, variables and rules: none may slip through unread.
+    // Panels, variables, README queries and rules: none may slip through unread.
     expect(all.length).toBeGreaterThan(dashboard.panels.length);
+    expect(all.filter((q) => q.where.startsWith('README')).length).toBeGreaterThan(0);
     expect(all.flatMap((q) => problems(q, exposed))).toEqual([]);
   });
 
@@ -275,7 +286,7 @@ describe('promtool', () => {
     expect([...names].sort()).toEqual(alerts.groups.flatMap((g) => g.rules.map((r) => r.alert)).sort());
   });
 
-  /** The dashboard's queries as recording rules `panel:<id>:<refId>`, with Grafana's variables given values. */
+  /** The dashboard's queries as recording rules `panel:<id>:<refId>`, with Grafana's variables given values; the README's as `readme:<n>`. */
   const dashboardRules = () => ({
     groups: [
       {
@@ -287,6 +298,12 @@ describe('promtool', () => {
           })),
         ),
       },
+      {
+        name: 'readme',
+        rules: queries()
+          .filter((q) => q.where.startsWith('README'))
+          .map((q, n) => ({ record: `readme:${n}`, expr: q.expr })),
+      },
     ],
   });
   const panelId = (title: string) => {
@@ -295,7 +312,7 @@ describe('promtool', () => {
     return panel.id;
   };
 
-  it("parses the dashboard's queries and evaluates them over a fleet as the panels mean", async () => {
+  it("parses the dashboard's and the README's queries, and evaluates the dashboard's over a fleet as the panels mean", async () => {
     const rules = join(scratch, 'dashboard-rules.json');
     // JSON is YAML: promtool reads it as it is.
     writeFileSync(rules, JSON.stringify(dashboardRules()));
