@@ -62,6 +62,25 @@ const unchangedBy = (step: Omit<CallStep, 'expect'>): Step => ({
   },
 });
 
+/**
+ * A time window of 2 s: three successes, a second later `later` (two calls that reach no
+ * rule among five), and 2.2 s after the successes what explain reads once they expired.
+ */
+function expiring(name: string, spec: string, later: Parameters<typeof summary>[0], left: Record<string, number>): LuaCase {
+  return {
+    name,
+    steps: [
+      { ...record(0, { ok: 3 }, spec), expect: { status: 'ok' } },
+      { sleepMs: 1000 },
+      { ...record(0, later, spec), expect: { status: 'ok', state: 'closed' } },
+      { ...explain(), expect: { calls: 5, slow: left.slow, failure_reached: 0, slow_reached: 0 } },
+      { sleepMs: 1200 },
+      { ...explain(), expect: { state: 'closed', ...left } },
+      unchangedBy(explain()),
+    ],
+  };
+}
+
 /** A breaker opened by one consecutive failure, leased to 'leader' with token 1. */
 const openAndLeased: Step[] = [
   { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
@@ -719,31 +738,20 @@ export const CASES: LuaCase[] = [
       unchangedBy(explain()),
     ],
   },
-  {
-    name: 'explain: time: buckets that expired are not counted, and the failure rate of what is left may reach its threshold',
-    steps: [
-      { ...record(0, { ok: 3 }, 'time:0.5:2000:2:0.6'), expect: { status: 'ok' } },
-      { sleepMs: 1000 },
-      // 1 failure and 1 slow call in 5 calls: neither rate reaches its threshold.
-      { ...record(0, { fail: 1, slowOk: 1 }, 'time:0.5:2000:2:0.6'), expect: { status: 'ok', state: 'closed' } },
-      { ...explain(), expect: { failures: 1, calls: 5, slow: 1, failure_reached: 0, slow_reached: 0 } },
-      { sleepMs: 1200 },
-      // The three successes expired: 1 failure in 2 calls reaches 0.5; 1 slow call in 2 stays below 0.6.
-      { ...explain(), expect: { state: 'closed', failures: 1, calls: 2, slow: 1, failure_reached: 1, slow_reached: 0 } },
-      unchangedBy(explain()),
-    ],
-  },
-  {
-    name: 'explain: time: the slow-call rate of what is left may reach its threshold alone',
-    steps: [
-      { ...record(0, { ok: 3 }, 'time:0.5:2000:2:0.5'), expect: { status: 'ok' } },
-      { sleepMs: 1000 },
-      { ...record(0, { ok: 1, slowOk: 1 }, 'time:0.5:2000:2:0.5'), expect: { status: 'ok', state: 'closed' } },
-      { ...explain(), expect: { failures: 0, calls: 5, slow: 1, failure_reached: 0, slow_reached: 0 } },
-      { sleepMs: 1200 },
-      { ...explain(), expect: { failures: 0, calls: 2, slow: 1, failure_reached: 0, slow_reached: 1 } },
-    ],
-  },
+  // Three successes, then a second later two more calls that trip nothing; 2.2 s after the
+  // successes they have expired, and what is left may reach a rule alone.
+  expiring(
+    'explain: time: buckets that expired are not counted, and the failure rate of what is left may reach its threshold',
+    'time:0.5:2000:2:0.6',
+    { fail: 1, slowOk: 1 },
+    { failures: 1, calls: 2, slow: 1, failure_reached: 1, slow_reached: 0 },
+  ),
+  expiring(
+    'explain: time: the slow-call rate of what is left may reach its threshold alone',
+    'time:0.5:2000:2:0.5',
+    { ok: 1, slowOk: 1 },
+    { failures: 0, calls: 2, slow: 1, failure_reached: 0, slow_reached: 1 },
+  ),
   {
     name: 'explain: open and leased: the newest audit entry as stored, the lease and the recovery progress',
     steps: [
