@@ -141,8 +141,12 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
       return { revision: reply };
     case 'zv1_state':
     case 'zv1_sync':
-    case 'zv1_explain':
       return pairs(r);
+    case 'zv1_explain': {
+      // The newest audit entry as an object, so that its clock fields are normalized too.
+      const decoded = pairs(r);
+      return { ...decoded, last: pairs(decoded.last as unknown[]) };
+    }
     case 'zv1_record':
       return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]) };
     case 'zv1_acquire':
@@ -160,7 +164,7 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
   }
 }
 
-const VOLATILE = new Set(['epoch', 'time', 'id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms', 'ms']);
+const VOLATILE = new Set(['epoch', 'time', 'id', 'last_id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms', 'ms']);
 
 /** Replaces values that depend on the clock, so that two runs can be compared. */
 export function normalize(value: unknown): unknown {

@@ -712,7 +712,7 @@ function checkExplanation(o: Observation, reply: Record<string, unknown>): void 
   must(reply.cfg === cfg && reply.state === stateOf(o), 'zv1_explain reads the stored spec and the state');
   const newest = o.entries.at(-1);
   must(reply.entries === o.entries.length && reply.last_id === (newest?.id ?? ''), 'zv1_explain counts the audit entries and names the newest');
-  must(JSON.stringify(pairs(reply.last as unknown[])) === JSON.stringify(newest?.fields ?? {}), "zv1_explain gives the newest entry's fields as stored");
+  must(JSON.stringify(reply.last) === JSON.stringify(newest?.fields ?? {}), "zv1_explain gives the newest entry's fields as stored");
   const w = o.hash?.w ?? '';
   const count = (pattern: RegExp) => (w.match(pattern) ?? []).length;
   if (cfg.startsWith('consecutive:')) {
