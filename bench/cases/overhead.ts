@@ -2,7 +2,8 @@
  * Call overhead: nanoseconds per call over a bare `await fn()`, measured in this process
  * with the bare loop interleaved between repetitions (so both see the same machine).
  *   npx tsx bench/cases/overhead.ts <subject> <path> [--quick]
- * subject: zenvark | opossum | cockatiel-consecutive | cockatiel-sampling
+ * subject: zenvark | zenvark-prometheus (with zenvark/prometheus registered) | opossum |
+ *          cockatiel-consecutive | cockatiel-sampling
  * path:    success | failure (fn rejects, the circuit stays closed) | open (fast-fail)
  */
 import { randomUUID } from 'node:crypto';
@@ -35,7 +36,13 @@ const fn = path === 'failure' ? reject : succeed;
 /** One call through the subject; must swallow the rejection it expects. */
 type Call = () => Promise<unknown>;
 
-async function zenvark(): Promise<{ call: Call; close: () => Promise<void> }> {
+async function zenvark(metrics = false): Promise<{ call: Call; close: () => Promise<void> }> {
+  // Loaded for this subject only: prom-client is no part of the others' process.
+  let registration: { dispose(): void } | undefined;
+  if (metrics) {
+    const [{ registerMetrics }, { Registry }] = await Promise.all([import('../../dist/src/prometheus.js'), import('prom-client')]);
+    registration = registerMetrics({ registry: new Registry() });
+  }
   const server = await startRedis();
   const admin = server.client();
   await admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
@@ -57,6 +64,7 @@ async function zenvark(): Promise<{ call: Call; close: () => Promise<void> }> {
     call: () => breaker.execute(fn).catch(() => undefined),
     close: async () => {
       await breaker.stop();
+      registration?.dispose();
       redis.disconnect();
       admin.disconnect();
       await disposeRedis(server);
@@ -85,7 +93,8 @@ async function opossum(): Promise<{ call: Call; close: () => Promise<void> }> {
 }
 
 const setups: Record<string, () => Promise<{ call: Call; close: () => Promise<void> }>> = {
-  zenvark,
+  zenvark: () => zenvark(),
+  'zenvark-prometheus': () => zenvark(true),
   opossum,
   'cockatiel-consecutive': () => cockatiel('consecutive'),
   'cockatiel-sampling': () => cockatiel('sampling'),

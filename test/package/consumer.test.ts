@@ -105,7 +105,7 @@ let work = '';
 let packed: { filename: string; files: PackedFile[] };
 const projects: Record<Kind, { dir: string; sources: string[] }> = {
   esm: { dir: '', sources: ['quick-start.mts', 'exports.mts'] },
-  cjs: { dir: '', sources: ['quick-start.cts'] },
+  cjs: { dir: '', sources: ['quick-start.cts', 'metrics.cts'] },
 };
 
 beforeAll(async () => {
@@ -131,6 +131,9 @@ beforeAll(async () => {
         join(work, packed.filename),
         join(root, 'node_modules', 'ioredis'),
         join(root, 'node_modules', '@types', 'node'),
+        // The optional peers of zenvark/prometheus and zenvark/opentelemetry.
+        join(root, 'node_modules', 'prom-client'),
+        join(root, 'node_modules', '@opentelemetry', 'api'),
       ],
       { cwd: dir },
     );
@@ -142,6 +145,7 @@ beforeAll(async () => {
       cpSync(join(fixtures, 'exports.mts'), join(dir, 'exports.mts'));
     } else {
       writeFileSync(join(dir, 'quick-start.cts'), commonJsQuickStart(example));
+      cpSync(join(fixtures, 'metrics.cts'), join(dir, 'metrics.cts'));
     }
   }
 }, 180_000);
@@ -174,27 +178,44 @@ describe('the tarball', () => {
     }
   });
 
-  it('the exports fixture imports every export of the package', () => {
+  it('the exports fixture imports every export of every entry point of the package', () => {
     const parse = (path: string) => ts.createSourceFile(path, readFileSync(path, 'utf8'), ts.ScriptTarget.Latest);
-    const index = parse(join(projects.esm.dir, 'node_modules', 'zenvark', 'dist', 'src', 'index.d.ts'));
-    const exported: string[] = [];
-    for (const statement of index.statements) {
-      if (ts.isExportDeclaration(statement) && statement.exportClause && ts.isNamedExports(statement.exportClause)) {
-        exported.push(...statement.exportClause.elements.map((element) => element.name.text));
-      } else {
-        throw new Error(`index.d.ts has a statement this test does not read: ${statement.getText(index)}`);
-      }
-    }
+    const installed = join(projects.esm.dir, 'node_modules', 'zenvark');
+    const { exports } = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { exports: Record<string, { types?: string }> };
+    const entries = Object.entries(exports).filter(([, target]) => typeof target === 'object' && target.types);
+    expect(entries.map(([subpath]) => subpath)).toEqual(['.', './prometheus', './opentelemetry']);
     const fixture = parse(join(fixtures, 'exports.mts'));
-    const imported = fixture.statements
-      .filter(ts.isImportDeclaration)
-      .filter((statement) => ts.isStringLiteral(statement.moduleSpecifier) && statement.moduleSpecifier.text === 'zenvark')
-      .flatMap((statement) => {
-        const bindings = statement.importClause?.namedBindings;
-        return bindings && ts.isNamedImports(bindings) ? bindings.elements.map((element) => element.name.text) : [];
-      });
-    expect(exported.length).toBeGreaterThan(40);
-    expect(imported.sort()).toEqual(exported.sort());
+    for (const [subpath, target] of entries) {
+      const file = parse(join(installed, target.types as string));
+      const exported: string[] = [];
+      for (const statement of file.statements) {
+        if (ts.isExportDeclaration(statement) && statement.exportClause && ts.isNamedExports(statement.exportClause)) {
+          exported.push(...statement.exportClause.elements.map((element) => element.name.text));
+        } else if (ts.isImportDeclaration(statement)) {
+          // What the declarations refer to, not exports.
+        } else if (ts.canHaveModifiers(statement) && ts.getModifiers(statement)?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword)) {
+          if (ts.isVariableStatement(statement)) {
+            exported.push(...statement.declarationList.declarations.map((d) => d.name.getText(file)));
+          } else if ((ts.isFunctionDeclaration(statement) || ts.isInterfaceDeclaration(statement) || ts.isTypeAliasDeclaration(statement)) && statement.name) {
+            exported.push(statement.name.text);
+          } else {
+            throw new Error(`${target.types} has an export this test does not read: ${statement.getText(file)}`);
+          }
+        } else if (!ts.isInterfaceDeclaration(statement) && !ts.isTypeAliasDeclaration(statement)) {
+          throw new Error(`${target.types} has a statement this test does not read: ${statement.getText(file)}`);
+        }
+      }
+      const specifier = subpath === '.' ? 'zenvark' : `zenvark/${subpath.slice(2)}`;
+      const imported = fixture.statements
+        .filter(ts.isImportDeclaration)
+        .filter((statement) => ts.isStringLiteral(statement.moduleSpecifier) && statement.moduleSpecifier.text === specifier)
+        .flatMap((statement) => {
+          const bindings = statement.importClause?.namedBindings;
+          return bindings && ts.isNamedImports(bindings) ? bindings.elements.map((element) => (element.propertyName ?? element.name).text) : [];
+        });
+      expect(exported.length, subpath).toBeGreaterThan(subpath === '.' ? 40 : 2);
+      expect(imported.sort(), subpath).toEqual(exported.sort());
+    }
   });
 });
 
@@ -291,13 +312,20 @@ describe('at run time, against a Redis without the library', () => {
     await runsQuickStart(dir, 'out/quick-start.mjs');
   }, 120_000);
 
-  it('the quick start, compiled to CommonJS (.cjs), requires the package and runs the same', async () => {
+  it('the quick start, compiled to CommonJS (.cjs), requires the package and runs the same; so do the metrics entry points', async () => {
     expect(await typecheck('cjs', typescript5, EMITTING)).toMatchObject({ code: 0 });
     const dir = projects.cjs.dir;
     // require(esm): Node >= 20.19 loads an ES module graph synchronously if no module of it
     // uses top-level await (ERR_REQUIRE_ASYNC_MODULE otherwise).
     expect(readFileSync(join(dir, 'out', 'quick-start.cjs'), 'utf8')).toContain('require("zenvark")');
     await runsQuickStart(dir, 'out/quick-start.cjs');
+    // The metrics entry points, required with their peers.
+    expect(readFileSync(join(dir, 'out', 'metrics.cjs'), 'utf8')).toContain('require("zenvark/prometheus")');
+    expect(await run(process.execPath, ['out/metrics.cjs'], { cwd: dir })).toMatchObject({
+      code: 0,
+      stdout: 'metrics registered and disposed\n',
+      stderr: '',
+    });
   }, 120_000);
 
   it('the bin, run with npx, loads the library; --check then exits 0', async () => {
