@@ -48,7 +48,7 @@ local function bind_globals()
   pack_struct, unpack_struct, encode_json = struct.pack, struct.unpack, cjson.encode
 end
 
-local REVISION = 3
+local REVISION = 4
 
 -- Limits: the bounds of src/limits.ts, under the same names. test/lua/limits.test.ts calls
 -- every function with each bounded argument at its bounds and checks these values
@@ -561,6 +561,19 @@ local function strategy_arg(args, i)
   return s
 end
 
+-- The strategy stored with the window (cfg), as zv1_record took it; nil before the first
+-- recorded call. Text that zv1_record would have refused is not the library's.
+local function stored_strategy(key, cfg)
+  if cfg == '' then
+    return nil
+  end
+  local ok, s = pcall(strategy_arg, { cfg }, 1)
+  if not ok then
+    corrupt(key, 'cfg', cfg)
+  end
+  return s
+end
+
 -- The window shape of a stored spec: everything but the threshold and minimum.
 local function shape_of(spec)
   local kind, window = match(spec, '^(%a+):[^:]+:([^:]+):')
@@ -610,6 +623,18 @@ end
 
 local function rate_reached(failures, calls, threshold)
   return failures / calls >= threshold - RATE_EPSILON
+end
+
+-- Whether the figures of a window reach the failure rule (the run, or the failure rate)
+-- and the slow-call rule; a rate counts once the window holds the minimum calls.
+local function rules_reached(s, failures, calls, slow)
+  if s.kind == 'consecutive' then
+    return failures >= s.threshold, false
+  end
+  if calls < s.min_calls then
+    return false, false
+  end
+  return rate_reached(failures, calls, s.threshold), s.slow ~= nil and rate_reached(slow, calls, s.slow)
 end
 
 -- Each strategy folds a summary into its window and returns what the window now holds:
@@ -701,11 +726,28 @@ local function fold_time(key, current, sum, s, now)
   return failures, calls, slow, pack_struct('<' .. rep('d', #kept), unpack(kept))
 end
 
+-- Folds a summary into the window of strategy `s`: what the window then holds (see above).
+local function fold(key, st, s, sum, now)
+  if s.kind == 'consecutive' then
+    return fold_consecutive(st, sum)
+  elseif s.kind == 'count' then
+    return fold_count(key, st.w, sum, s)
+  end
+  return fold_time(key, st.w, sum, s, now)
+end
+
+-- A summary of no outcomes: folded into a window, it reads what the window holds at `now`
+-- (a time window without the buckets that expired) and adds nothing.
+local NO_OUTCOMES = {
+  ok = 0, fail = 0, slow_ok = 0, slow_fail = 0, head = 0, max_run = 0, tail = 0, successes = 0, failures = 0, calls = 0,
+}
+
 -- Which rule, if any, the window now trips: returns the reason and the facts for the
 -- audit entry, or nil.
 local function judge(s, failures, calls, slow)
+  local failed, slowed = rules_reached(s, failures, calls, slow)
   if s.kind == 'consecutive' then
-    if failures < s.threshold then
+    if not failed then
       return nil
     end
     return 'consecutive_failures', {
@@ -713,13 +755,10 @@ local function judge(s, failures, calls, slow)
       threshold = format_number(s.threshold), window = s.shape,
     }
   end
-  if calls < s.min_calls then
-    return nil
-  end
   local reason, rate, threshold
-  if rate_reached(failures, calls, s.threshold) then
+  if failed then
     reason, rate, threshold = 'failure_rate', failures / calls, s.threshold
-  elseif s.slow and rate_reached(slow, calls, s.slow) then
+  elseif slowed then
     reason, rate, threshold = 'slow_call_rate', slow / calls, s.slow
   else
     return nil
@@ -823,14 +862,7 @@ local function record(keys, args)
   end
   local run, window = st.run, st.w
 
-  local failures, calls, slow, text
-  if s.kind == 'consecutive' then
-    failures, calls, slow, text = fold_consecutive(st, sum)
-  elseif s.kind == 'count' then
-    failures, calls, slow, text = fold_count(h.state_key, st.w, sum, s)
-  else
-    failures, calls, slow, text = fold_time(h.state_key, st.w, sum, s, now)
-  end
+  local failures, calls, slow, text = fold(h.state_key, st, s, sum, now)
   -- The time of the last call serves idle probes; to the nearest LAST_CALL_STEP_MS is enough.
   if now - st.last >= LAST_CALL_STEP_MS then
     st.last = now
@@ -1204,8 +1236,50 @@ local function sync(keys, args)
   return snapshot(st, now)
 end
 
+--[[ zv1_explain: why the breaker is in its state, read without changing it.
+KEYS: state, events.  ARGV: none.
+Returns: the name/value pairs of zv1_state, then, in this order: cfg (the strategy spec
+the last recorded call stored, as zv1_record takes it; empty before the first), failures,
+calls, slow (what the window holds now, on server time, counted as the audit entry counts
+them: for consecutive failures, failures and calls are the failure run; a time window
+leaves out the buckets that expired; 0 before the first recorded call and after a
+transition), failure_reached, slow_reached (1 when those figures reach the failure rule,
+or the slow-call rule, of the stored spec, as zv1_record judges them; else 0), permits_out
+(trial permits out and not expired), entries (the length of the events stream), last_id,
+last (the newest entry of the events stream: its id and its field/value list as stored;
+empty when the stream is).
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function explain(keys, args)
+  check_counts(keys, args, 0)
+  local state_key, events_key = keys[1], keys[2]
+  local now, micros = server_time()
+  local st = load_state(state_key, now, micros, ALL_GROUPS)
+  check_key_type(events_key, 'stream')
+  check_permits_text(state_key, st.tp)
+  local s = stored_strategy(state_key, st.cfg)
+  local failures, calls, slow, failed, slowed = 0, 0, 0, false, false
+  if s then
+    failures, calls, slow = fold(state_key, st, s, NO_OUTCOMES, now)
+    failed, slowed = rules_reached(s, failures, calls, slow)
+  end
+  local newest = checked('XREVRANGE', events_key, '+', '-', 'COUNT', 1)[1] or { '', {} }
+  return append_all(snapshot(st, now), {
+    'cfg', st.cfg,
+    'failures', failures,
+    'calls', calls,
+    'slow', slow,
+    'failure_reached', failed and 1 or 0,
+    'slow_reached', slowed and 1 or 0,
+    'permits_out', #live_permits(st.tp, now),
+    'entries', checked('XLEN', events_key),
+    'last_id', newest[1],
+    'last', newest[2],
+  })
+end
+
 redis.register_function{ function_name = 'zv1_revision', callback = guard(revision), flags = { 'no-writes' } }
 redis.register_function{ function_name = 'zv1_state', callback = guard(read_state), flags = { 'no-writes' } }
+redis.register_function{ function_name = 'zv1_explain', callback = guard(explain), flags = { 'no-writes' } }
 redis.register_function('zv1_sync', guard(sync))
 redis.register_function('zv1_record', guard(record))
 redis.register_function('zv1_acquire', guard(acquire))

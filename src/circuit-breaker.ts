@@ -2,6 +2,7 @@ import { runCall } from './call-runner.js';
 import type { CircuitRole, CircuitState } from './constants.js';
 import { Coordinator } from './coordinator.js';
 import type { BreakerEventName, BreakerListener, Subscription } from './events.js';
+import { type Explanation, explainRunning } from './explain.js';
 import { type CircuitBreakerOptions, type ExecuteOptions, resolveOptions } from './options.js';
 import type { BreakerStats } from './outcomes.js';
 import { breakerStarted, breakerStopped } from './running-breakers.js';
@@ -83,6 +84,17 @@ export class CircuitBreaker {
    */
   execute<T>(fn: (signal: AbortSignal | undefined) => Promise<T>, options?: ExecuteOptions<T>): Promise<T> {
     return runCall(this.core, fn, options);
+  }
+
+  /**
+   * Why the breaker is in its state, as Redis has it: the transition that led there, the
+   * window against each rule, the lease, the recovery progress and when the next check is
+   * due, with lines to read (see Explanation). Reads through the breaker's connections:
+   * rejects with ZV_NOT_STARTED before start() and after stop(), and within the command
+   * timeout (1 s) when Redis does not answer. Changes nothing.
+   */
+  explain(): Promise<Explanation> {
+    return explainRunning(this.core);
   }
 
   /**

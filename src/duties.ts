@@ -33,6 +33,15 @@ function periodOf(view: SharedView): string {
   return `${view.epoch}:${view.generation}`;
 }
 
+/**
+ * The recovery checks an open period has made, as Redis counts them: the failed ones (and
+ * failed half-open periods) and the passing run. The next check is attempt number this + 1,
+ * whichever instance makes it.
+ */
+export function recoveryChecksSoFar(snapshot: Snapshot): number {
+  return snapshot.recoveryFailures + snapshot.recoverySuccesses;
+}
+
 export class Duties implements HealthCheckOwner {
   /** Created when there is a first check to run. */
   private checker: HealthChecker | undefined;
@@ -59,7 +68,7 @@ export class Duties implements HealthCheckOwner {
     if (snapshot.generation !== current.generation || snapshot.epoch !== current.epoch) return;
     this.progress = {
       period: periodOf(snapshot),
-      checks: snapshot.recoveryFailures + snapshot.recoverySuccesses,
+      checks: recoveryChecksSoFar(snapshot),
       lastAt: performance.now() - snapshot.recoveryAgeMs,
     };
   }

@@ -24,6 +24,10 @@ export const ErrorCode = {
   /** TimeoutError: a call outlived its timeoutMs. */
   TIMEOUT: 'ZV_TIMEOUT',
 
+  // Thrown by a breaker's methods.
+  /** explain() on a breaker that is not running: it reads through the breaker's connections. */
+  NOT_STARTED: 'ZV_NOT_STARTED',
+
   // Thrown by start(), or reported when the library is reloaded.
   /** RedisAuthError: Redis refused the credentials (WRONGPASS, NOAUTH, AUTH refused). */
   AUTH_FAILED: 'ZV_AUTH_FAILED',

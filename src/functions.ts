@@ -9,7 +9,7 @@ import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
 import { LibraryMissingError, ProcessStalledError, RedisFunctionError, RedisUnreachableError } from './errors.js';
 import { type Published, parsePublished } from './feed-message.js';
 import type { BreakerKeys } from './keys.js';
-import { libraryMissingSomewhere } from './library.js';
+import { libraryMissingSomewhere, outdatedLibrary } from './library.js';
 import { driverError, replyCode, serverAddress } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
 import { LIBRARY_REVISION } from './shipped-library.js';
@@ -85,6 +85,46 @@ export interface PermitReply {
   readonly ms: number;
 }
 
+/** What a breaker's window holds, counted as its audit entries count: for consecutive
+ * failures, failures and calls are the failure run. */
+export interface WindowFigures {
+  readonly failures: number;
+  readonly calls: number;
+  /** Slow calls (0 for consecutive failures). */
+  readonly slow: number;
+}
+
+/** An entry of the audit stream as stored: its id and fields. */
+export interface AuditEntry {
+  readonly id: string;
+  readonly fields: Readonly<Record<string, string>>;
+}
+
+/** What zv1_explain reports: the snapshot, and the figures behind the breaker's state. */
+export interface ExplainReply {
+  readonly snapshot: Snapshot;
+  /** The instance holding a valid lease, '' for none. */
+  readonly holder: string;
+  /** The fencing token last granted (0: never). */
+  readonly token: number;
+  /** What is left of the lease, ms. */
+  readonly leaseMs: number;
+  readonly trialSuccesses: number;
+  /** The strategy spec the last recorded call stored; '' before the first. */
+  readonly spec: string;
+  /** The window now, on server time (expired buckets left out). */
+  readonly window: WindowFigures;
+  /** The figures reach the failure rule (run or rate), the slow-call rule: the library's judgement. */
+  readonly failureReached: boolean;
+  readonly slowReached: boolean;
+  /** Trial permits out and not expired. */
+  readonly permitsOut: number;
+  /** Length of the audit stream. */
+  readonly auditEntries: number;
+  /** Its newest entry, as stored. */
+  readonly newest: AuditEntry | undefined;
+}
+
 /** The half-open settings every permit and trial call carries. */
 export interface TrialSettings {
   readonly permittedCalls: number;
@@ -127,9 +167,18 @@ function entryFields(list: string[]): Record<string, string> {
   return fields;
 }
 
-function parseSnapshot(pairs: unknown[]): Snapshot {
+/** A reply of name/value pairs, by name. */
+function byName(pairs: unknown[]): Map<string, unknown> {
   const m = new Map<string, unknown>();
   for (let i = 0; i + 1 < pairs.length; i += 2) m.set(text(pairs[i]), pairs[i + 1]);
+  return m;
+}
+
+function parseSnapshot(pairs: unknown[]): Snapshot {
+  return snapshotOf(byName(pairs));
+}
+
+function snapshotOf(m: Map<string, unknown>): Snapshot {
   return {
     state: circuitState(m.get('state')),
     generation: int(m.get('gen')),
@@ -141,6 +190,64 @@ function parseSnapshot(pairs: unknown[]): Snapshot {
     recoveryAgeMs: int(m.get('recovery_age_ms')),
     idleMs: int(m.get('idle_ms')),
   };
+}
+
+function parseExplanation(reply: unknown[]): ExplainReply {
+  const m = byName(reply);
+  const last = m.get('last');
+  const id = text(m.get('last_id'));
+  if (!Array.isArray(last)) throw badReply('zv1_explain', last);
+  return {
+    snapshot: snapshotOf(m),
+    holder: text(m.get('holder')),
+    token: int(m.get('token')),
+    leaseMs: int(m.get('lease_ms')),
+    trialSuccesses: int(m.get('trial_successes')),
+    spec: text(m.get('cfg')),
+    window: { failures: int(m.get('failures')), calls: int(m.get('calls')), slow: int(m.get('slow')) },
+    failureReached: int(m.get('failure_reached')) === 1,
+    slowReached: int(m.get('slow_reached')) === 1,
+    permitsOut: int(m.get('permits_out')),
+    auditEntries: int(m.get('entries')),
+    newest: id === '' ? undefined : { id, fields: entryFields(last.map(text)) },
+  };
+}
+
+/**
+ * The reply of `name` (a function, or a read of the audit stream) sent on `connection`:
+ * a list; its errors mapped by functionError.
+ */
+async function answer(connection: Connection, name: string, sent: Promise<unknown>): Promise<unknown[]> {
+  const since = stallWatch.begin();
+  let reply: unknown;
+  try {
+    reply = await sent;
+  } catch (error) {
+    const stalledMs = stallWatch.stalledSince(since);
+    const failure = await functionError(error, name, connection);
+    // No answer, but this process was not running to read one: Redis is not to blame.
+    if (stalledMs > 0 && failure instanceof RedisUnreachableError) throw new ProcessStalledError(failure, stalledMs);
+    throw failure;
+  } finally {
+    stallWatch.end();
+  }
+  if (!Array.isArray(reply)) throw badReply(name, reply);
+  return reply;
+}
+
+/**
+ * zv1_explain over any connection: a breaker's, an operator's, a replica's (it is
+ * read-only). A library too old to have the function is told as LibraryOutdatedError.
+ */
+export async function readExplanation(connection: Connection, keys: BreakerKeys): Promise<ExplainReply> {
+  let reply: unknown[];
+  try {
+    reply = await answer(connection, 'zv1_explain', connection.fcall_ro('zv1_explain', 2, keys.state, keys.events));
+  } catch (error) {
+    if (error instanceof LibraryMissingError) throw (await outdatedLibrary(connection).catch(() => undefined)) ?? error;
+    throw error;
+  }
+  return parseExplanation(reply);
 }
 
 /** The library's functions for one breaker, over one connection. */
@@ -166,28 +273,18 @@ export class BreakerFunctions {
     return this.reply(name, this.connection.fcall(name, 2, keys.state, keys.events, this.channel, this.actor, this.retention, ...args));
   }
 
-  /** The reply of `name` (a function, or a read of the audit stream): a list; its errors mapped by functionError. */
-  private async reply(name: string, sent: Promise<unknown>): Promise<unknown[]> {
-    const since = stallWatch.begin();
-    let reply: unknown;
-    try {
-      reply = await sent;
-    } catch (error) {
-      const stalledMs = stallWatch.stalledSince(since);
-      const failure = await functionError(error, name, this.connection);
-      // No answer, but this process was not running to read one: Redis is not to blame.
-      if (stalledMs > 0 && failure instanceof RedisUnreachableError) throw new ProcessStalledError(failure, stalledMs);
-      throw failure;
-    } finally {
-      stallWatch.end();
-    }
-    if (!Array.isArray(reply)) throw badReply(name, reply);
-    return reply;
+  private reply(name: string, sent: Promise<unknown>): Promise<unknown[]> {
+    return answer(this.connection, name, sent);
   }
 
   async state(): Promise<Snapshot> {
     const { state, events } = this.keys;
     return parseSnapshot(await this.reply('zv1_state', this.connection.fcall_ro('zv1_state', 2, state, events)));
+  }
+
+  /** Why the breaker is in its state (zv1_explain). */
+  explain(): Promise<ExplainReply> {
+    return readExplanation(this.connection, this.keys);
   }
 
   /** The state as zv1_state reads it, but refused wherever this instance could not write. */

@@ -62,6 +62,26 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The delay `backoff` gives before recovery check `attempt`, in ms; a RangeError if it is not a number >= 0. */
+export function backoffDelayMs(backoff: BackoffStrategy, attempt: number): number {
+  const delay = backoff.getDelayMs(attempt);
+  if (typeof delay !== 'number' || !(delay >= 0)) {
+    throw new RangeError(`backoff.getDelayMs(${attempt}) must return a number >= 0, got ${String(delay)}`);
+  }
+  return delay;
+}
+
+/**
+ * The next recovery check of an open period, after `checksSoFar` checks the last of which
+ * (or the opening) was `sinceLastMs` ago: its attempt number, and how long until it is due
+ * (waitMs, in ms; 0 or less: due now). The lease holder's loop waits this long, and
+ * explain() tells it (src/explain.ts).
+ */
+export function nextRecoveryCheck(backoff: BackoffStrategy, checksSoFar: number, sinceLastMs: number): { attempt: number; waitMs: number } {
+  const attempt = checksSoFar + 1;
+  return { attempt, waitMs: backoffDelayMs(backoff, attempt) - sinceLastMs };
+}
+
 export class HealthChecker {
   private current: { key: string; controller: AbortController } | undefined;
 
@@ -92,24 +112,15 @@ export class HealthChecker {
     this.assign(undefined);
   }
 
-  private delayMs(attempt: number): number {
-    const delay = this.backoff.getDelayMs(attempt);
-    if (typeof delay !== 'number' || !(delay >= 0)) {
-      throw new RangeError(`backoff.getDelayMs(${attempt}) must return a number >= 0, got ${String(delay)}`);
-    }
-    return delay;
-  }
-
   private async recover(duty: RecoveryDuty, signal: AbortSignal): Promise<void> {
-    let attempt = duty.checksSoFar + 1;
-    let wait = this.delayMs(attempt) - duty.sinceLastMs;
+    let { attempt, waitMs: wait } = nextRecoveryCheck(this.backoff, duty.checksSoFar, duty.sinceLastMs);
     while (!signal.aborted) {
       await sleep(wait, signal);
       if (signal.aborted) return;
       const result = duty.probe ? await this.run(HealthCheckType.RECOVERY, signal) : CallResult.SUCCESS;
       if (signal.aborted || (await duty.report(result))) return;
       attempt += 1;
-      wait = this.delayMs(attempt);
+      wait = backoffDelayMs(this.backoff, attempt);
     }
   }
 

@@ -25,6 +25,18 @@ export {
 export { CircuitState, CircuitRole, HealthCheckType, CallResult, TransitionReason } from './constants.js';
 export { LocalReason, type Transition } from './transition.js';
 export {
+  explainBreaker,
+  type Explanation,
+  type ExplainOptions,
+  type StoredStrategy,
+  type WindowFigures,
+  type RuleFigure,
+  type LeaseFigures,
+  type RecoveryProgress,
+  type TrialProgress,
+  type InstanceFigures,
+} from './explain.js';
+export {
   CallOutcome,
   StateSource,
   RedisOperation,

@@ -1,10 +1,11 @@
 /**
  * The instruments of the metrics entry points (`zenvark/prometheus`, `zenvark/opentelemetry`),
  * defined once, and what feeds them. An entry point is a thin adapter: it makes each
- * instrument in its own system, under that system's name for it, and gives `instrument()`
- * a sink to count and observe into. What a breaker's events, `state`, `role`, `degraded`
- * and `stats` mean as observations is decided here alone, so both entry points report the
- * same figures.
+ * instrument in its own system, under that system's name for it, gives `instrument()` a
+ * sink for histogram observations, and reads the counters and gauges back from it when
+ * its system collects. What a breaker's events, `state`, `role`, `degraded` and `stats`
+ * mean as observations is decided here alone, so both entry points report the same
+ * figures.
  *
  * A registration covers every breaker running in the process, and those started later
  * (src/running-breakers.ts). Series are told apart by breaker id: breakers of the same id
@@ -15,7 +16,7 @@ import type { CircuitBreaker } from './circuit-breaker.js';
 import { CircuitRole, CircuitState } from './constants.js';
 import { type CallEvent, CallOutcome, type HealthCheckEvent, RedisOperation, type RedisErrorEvent, type StateChangeEvent, StateSource, type Subscription } from './events.js';
 import { watchBreakers } from './running-breakers.js';
-import { type KnownKeys, functionOrUndefined, onlyKnownKeys } from './validate.js';
+import { type KnownKeys, functionOrUndefined, onlyKnownKeys, show } from './validate.js';
 
 /** How an instrument is fed: counted up, observed into buckets, or set. */
 export type InstrumentKind = 'counter' | 'histogram' | 'gauge';
@@ -200,13 +201,6 @@ export interface Syntax {
   readonly labelsOption: string;
   readonly labelName: RegExp;
   readonly labelRule: string;
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (value === null) return 'null';
-  if (typeof value === 'object') return Array.isArray(value) ? 'an array' : 'an object';
-  return typeof value === 'function' ? 'a function' : String(value);
 }
 
 /** Checks the common options; an invalid one throws a TypeError or RangeError naming it. */

@@ -92,6 +92,14 @@ export async function libraryMissingSomewhere(connection: Connection): Promise<b
   return revisions.some((revision) => revision === undefined || revision < LIBRARY_REVISION);
 }
 
+/** A primary whose library is older than this package's, as the error that says so; undefined when none is. */
+export async function outdatedLibrary(connection: Connection): Promise<LibraryOutdatedError | undefined> {
+  const nodes = primaries(connection);
+  const revisions = await Promise.all(nodes.map((node) => installedRevision(node)));
+  const at = revisions.findIndex((revision) => revision !== undefined && revision < LIBRARY_REVISION);
+  return at < 0 ? undefined : new LibraryOutdatedError(serverAddress(nodes[at] as Redis), revisions[at] as number, LIBRARY_REVISION);
+}
+
 async function installedCode(node: Redis): Promise<string | undefined> {
   const reply = (await ask(node, 'FUNCTION', 'LIST', 'LIBRARYNAME', LIBRARY_NAME, 'WITHCODE')) as unknown[][];
   for (const library of reply) {

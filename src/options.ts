@@ -237,6 +237,34 @@ function isRedisClient(value: unknown): value is Redis | Cluster {
   );
 }
 
+/** An ioredis Redis or Cluster client, or a TypeError naming the option. */
+export function redisClient(name: string, value: unknown): Redis | Cluster {
+  if (!isRedisClient(value)) throw new TypeError(`${name} must be an ioredis Redis or Cluster client`);
+  return value;
+}
+
+/** A key prefix: at most MAX_PREFIX_LENGTH characters, no '{' or '}' (they would end the hash tag); `fallback` when absent. */
+export function keyPrefix(name: string, value: unknown, fallback: string): string {
+  if (value === undefined) return fallback;
+  const prefix = nonEmptyString(name, value, MAX_PREFIX_LENGTH);
+  if (/[{}]/.test(prefix)) throw new RangeError(`${name} must not contain '{' or '}', got ${JSON.stringify(prefix)}`);
+  return prefix;
+}
+
+/** A backoff strategy (anything with getDelayMs(attempt)), or a TypeError naming the option. */
+export function backoffStrategy(name: string, value: unknown): BackoffStrategy {
+  const backoff = value as BackoffStrategy | undefined;
+  if (typeof backoff !== 'object' || backoff === null || typeof backoff.getDelayMs !== 'function') {
+    throw new TypeError(`${name} must be a backoff strategy with getDelayMs(attempt)`);
+  }
+  return backoff;
+}
+
+/** A health.successThreshold (recovery checks in a row), or undefined when absent. */
+export function healthSuccessThreshold(name: string, value: unknown): number | undefined {
+  return value === undefined ? undefined : integerIn(name, value, 1, MAX_HEALTH_SUCCESS_THRESHOLD);
+}
+
 function optionalBoolean(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${typeof value}`);
@@ -248,16 +276,11 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
   const o = requiredObject('CircuitBreaker options', options);
   onlyKnownKeys('CircuitBreaker options', o, CIRCUIT_BREAKER_KEYS, MISPLACED_KEYS);
   const id = nonEmptyString('CircuitBreaker.id', o.id);
-  if (!isRedisClient(o.redis)) {
-    throw new TypeError('CircuitBreaker.redis must be an ioredis Redis or Cluster client');
-  }
+  const redis = redisClient('CircuitBreaker.redis', o.redis);
   const breaker = validateStrategy(o.breaker);
   const health = requiredObject('CircuitBreaker.health', o.health);
   onlyKnownKeys('CircuitBreaker.health', health, HEALTH_KEYS);
-  const backoff = health.backoff as BackoffStrategy | undefined;
-  if (typeof backoff !== 'object' || backoff === null || typeof backoff.getDelayMs !== 'function') {
-    throw new TypeError('CircuitBreaker.health.backoff must be a backoff strategy with getDelayMs(attempt)');
-  }
+  const backoff = backoffStrategy('CircuitBreaker.health.backoff', health.backoff);
   const timeoutMs = o.timeoutMs === undefined ? undefined : durationIn('CircuitBreaker.timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
   const halfOpen = o.halfOpen === undefined ? undefined : resolveHalfOpen(o.halfOpen, timeoutMs);
   const check =
@@ -275,10 +298,8 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
   if (idleProbeIntervalMs !== undefined && check === undefined) {
     throw new TypeError('CircuitBreaker.health.idleProbeIntervalMs needs CircuitBreaker.health.check to probe with');
   }
-  const healthSuccessThreshold =
-    health.successThreshold === undefined
-      ? DEFAULTS.healthSuccessThreshold
-      : integerIn('CircuitBreaker.health.successThreshold', health.successThreshold, 1, MAX_HEALTH_SUCCESS_THRESHOLD);
+  const successThreshold =
+    healthSuccessThreshold('CircuitBreaker.health.successThreshold', health.successThreshold) ?? DEFAULTS.healthSuccessThreshold;
   const slowCallDurationMs =
     o.slowCallDurationMs === undefined ? undefined : durationIn('CircuitBreaker.slowCallDurationMs', o.slowCallDurationMs, 0, MAX_DELAY_MS);
   const slowCallRateThreshold =
@@ -297,10 +318,7 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     }
   }
 
-  const prefix = o.prefix === undefined ? DEFAULTS.prefix : nonEmptyString('CircuitBreaker.prefix', o.prefix, MAX_PREFIX_LENGTH);
-  if (/[{}]/.test(prefix)) {
-    throw new RangeError(`CircuitBreaker.prefix must not contain '{' or '}', got ${JSON.stringify(prefix)}`);
-  }
+  const prefix = keyPrefix('CircuitBreaker.prefix', o.prefix, DEFAULTS.prefix);
   const instanceId =
     o.instanceId === undefined ? defaultInstanceId() : nonEmptyString('CircuitBreaker.instanceId', o.instanceId);
   const instanceIdBytes = Buffer.byteLength(instanceId);
@@ -310,13 +328,13 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
 
   return {
     id,
-    redis: o.redis,
+    redis,
     breaker,
     backoff,
     check,
     idleProbeIntervalMs,
     healthTimeoutMs,
-    healthSuccessThreshold,
+    healthSuccessThreshold: successThreshold,
     isFailure: functionOrUndefined('CircuitBreaker.isFailure', o.isFailure as ResolvedOptions['isFailure']),
     isResultFailure: functionOrUndefined('CircuitBreaker.isResultFailure', o.isResultFailure as ResolvedOptions['isResultFailure']),
     slowCallDurationMs,

@@ -4,6 +4,7 @@
  * strategy_arg contract in lua/zenvark_v1.lua).
  */
 import { StrategyKind } from './constants.js';
+import { ZenvarkError } from './errors.js';
 import type { BreakerStrategy } from './strategies.js';
 
 const specs = new WeakMap<BreakerStrategy, string>();
@@ -27,4 +28,34 @@ function buildSpec(strategy: BreakerStrategy): string {
     case StrategyKind.TIME:
       return `${strategy.kind}:${strategy.threshold}:${strategy.duration}:${strategy.minimumNumberOfCalls}`;
   }
+}
+
+/** A spec read back from the library (the one the last recorded call stored). */
+export interface ParsedSpec {
+  readonly kind: StrategyKind;
+  /** Failures in a row (consecutive), or the failure rate in (0, 1]. */
+  readonly threshold: number;
+  /** Calls (count) or ms (time) of the window; 0 for consecutive. */
+  readonly size: number;
+  /** Calls a window holds before its rates count; 0 for consecutive. */
+  readonly minimumCalls: number;
+  readonly slowCallRateThreshold: number | undefined;
+}
+
+const KINDS: readonly string[] = Object.values(StrategyKind);
+
+/** Reads a spec the library stored (and so validated); ZV_BAD_REPLY for one it could not have. */
+export function parseStrategySpec(spec: string): ParsedSpec {
+  const [kind, threshold, size, minimum, slow, ...rest] = spec.split(':');
+  const numbers = [threshold, size, minimum, slow || '0'].map(Number);
+  if (!KINDS.includes(kind as string) || rest.length > 0 || numbers.some((n) => !Number.isFinite(n))) {
+    throw new ZenvarkError('ZV_BAD_REPLY', `zv1_explain answered a strategy spec this client cannot read: ${JSON.stringify(spec)}`);
+  }
+  return {
+    kind: kind as StrategyKind,
+    threshold: numbers[0] as number,
+    size: numbers[1] as number,
+    minimumCalls: numbers[2] as number,
+    slowCallRateThreshold: slow ? (numbers[3] as number) : undefined,
+  };
 }

@@ -3,7 +3,8 @@
  * range: `RangeError: CountBreaker.threshold must be in (0, 1], got 1.5`.
  */
 
-function show(value: unknown): string {
+/** A value as a message shows it: strings quoted, objects and functions named by kind. */
+export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'function') return 'a function';
   if (value === null) return 'null';

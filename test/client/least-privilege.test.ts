@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { breakerKeys } from '../../src/index.js';
+import { breakerKeys, explainBreaker } from '../../src/index.js';
 import { type Instance, fail, fleet, leaderOf, startAll, stopAll, untilAll } from '../support/instances.js';
 import { createUser as createReadmeUser } from '../support/acl.js';
 import { ownRedis } from '../support/own-redis.js';
@@ -38,6 +38,26 @@ describe('least privilege, as the README gives it', () => {
     await stopAll(instances);
     for (const i of instances) expect(i.seen.errors).toEqual([]);
     expect(await own.admin.call('ACL', 'LOG')).toEqual([]);
+  });
+
+  it('the application user explains its breaker; the observer user reads it, and may write nothing', async () => {
+    const app = await createUser('app');
+    const observer = new URL(await createUser('observer'));
+    instances = fleet(app, 1, { loadFunctions: false });
+    const [i] = instances as [Instance];
+    await i.breaker.start();
+    await own.admin.call('ACL', 'LOG', 'RESET');
+    await fail(i, 3);
+    await untilAll(instances, 'open');
+    expect((await i.breaker.explain()).lastTransition?.reason).toBe('consecutive_failures');
+    const reader = own.server.client({ username: observer.username, password: observer.password });
+    const e = await explainBreaker(reader, i.breaker.id);
+    expect(e).toMatchObject({ state: 'open', auditEntries: 1, lastTransition: { reason: 'consecutive_failures' } });
+    expect(await reader.xrange(breakerKeys('zenvark', i.breaker.id).events, '-', '+')).toHaveLength(1);
+    expect(await own.admin.call('ACL', 'LOG')).toEqual([]);
+    const keys = breakerKeys('zenvark', i.breaker.id);
+    await expect(reader.call('FCALL', 'zv1_record', '2', keys.state, keys.events, 'zenvark:feed', 'x', '100', '1', '0', '1', '0', '0', '1', '1', '1', 'consecutive:3:0:0')).rejects.toThrow(/^NOPERM/);
+    await expect(reader.hset(keys.state, 'state', 'closed')).rejects.toThrow(/^NOPERM/);
   });
 
   it('a user without XADD hears ZV_NOPERM naming it, and the trip writes nothing', async () => {

@@ -8,12 +8,16 @@ import { expect } from 'vitest';
 import { keyList } from '../../src/keys.js';
 import { LIBRARY_REVISION } from '../../src/shipped-library.js';
 import {
+  type CallStep,
   type LuaCase,
   type Step,
   acquire,
+  callStep,
   consecutive,
   count,
+  dumps,
   existingKeys,
+  explain,
   header,
   health,
   permit,
@@ -48,6 +52,34 @@ const streamLength = (n: number): Step => ({
     expect(await redis.xlen(keys.events)).toBe(n);
   },
 });
+
+/** Calls `step` and checks that neither key of the breaker changed (a read writes nothing). */
+const unchangedBy = (step: Omit<CallStep, 'expect'>): Step => ({
+  check: async (redis, keys) => {
+    const before = await dumps(redis, keys);
+    await callStep(redis, keys, step);
+    expect(await dumps(redis, keys)).toEqual(before);
+  },
+});
+
+/**
+ * A time window of 2 s: three successes, a second later `later` (two calls that reach no
+ * rule among five), and 2.2 s after the successes what explain reads once they expired.
+ */
+function expiring(name: string, spec: string, later: Parameters<typeof summary>[0], left: Record<string, number>): LuaCase {
+  return {
+    name,
+    steps: [
+      { ...record(0, { ok: 3 }, spec), expect: { status: 'ok' } },
+      { sleepMs: 1000 },
+      { ...record(0, later, spec), expect: { status: 'ok', state: 'closed' } },
+      { ...explain(), expect: { calls: 5, slow: left.slow, failure_reached: 0, slow_reached: 0 } },
+      { sleepMs: 1200 },
+      { ...explain(), expect: { state: 'closed', ...left } },
+      unchangedBy(explain()),
+    ],
+  };
+}
 
 /** A breaker opened by one consecutive failure, leased to 'leader' with token 1. */
 const openAndLeased: Step[] = [
@@ -120,6 +152,8 @@ const badArguments: [string, Step, RegExp][] = [
   ['sync needs the header', { fn: 'zv1_sync', args: [] }, /^ZV_BADARG channel is missing \(ARGV\[1\]\)/],
   ['revision takes no keys', { fn: 'zv1_revision', keys: ['k'], args: [] }, /^ZV_BADARG expected no keys and no arguments, got 1 keys and 0 arguments/],
   ['revision takes no arguments', { fn: 'zv1_revision', keys: [], args: ['x'] }, /^ZV_BADARG expected no keys and no arguments, got 0 keys and 1 arguments/],
+  ['extra arguments are refused: explain', { fn: 'zv1_explain', args: ['more'] }, /^ZV_BADARG expected at most 0 arguments, got 1/],
+  ['explain takes the two keys', { fn: 'zv1_explain', keys: ['only-one'], args: [] }, /^ZV_BADARG expected 2 keys \(state, events\), got 1/],
   ['trial: a permit id is an integer', { fn: 'zv1_trial', args: [...header(), '0', 'p1', 'success', '2', '2'] }, /^ZV_BADARG permit must be an integer, got 'p1'/],
 ];
 
@@ -668,6 +702,135 @@ export const CASES: LuaCase[] = [
       },
       { ...acquire('a', 10_000), expect: { status: 'granted', token: 1, snapshot: expect.objectContaining({ recovery_successes: 0, trial_successes: 0 }) } },
       { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
+    ],
+  },
+
+  // ---- explain ----
+  {
+    name: 'explain: a breaker never written is closed, with nothing recorded and no audit entry, and stays unwritten',
+    steps: [
+      {
+        ...explain(),
+        expect: {
+          state: 'closed', gen: 0, epoch: '', holder: '', revision: LIBRARY_REVISION,
+          cfg: '', failures: 0, calls: 0, slow: 0, failure_reached: 0, slow_reached: 0, permits_out: 0, entries: 0, last_id: '', last: {},
+        },
+      },
+      nothingWritten,
+    ],
+  },
+  {
+    name: 'explain: consecutive: the failure run against the stored spec',
+    steps: [
+      { ...record(0, { fail: 2 }, consecutive(5)), expect: { status: 'ok' } },
+      { ...explain(), expect: { state: 'closed', cfg: consecutive(5), failures: 2, calls: 2, slow: 0, failure_reached: 0, slow_reached: 0 } },
+      // f s f: the run is the tail.
+      { ...record(0, { ok: 1, fail: 2, head: 1, maxRun: 1, tail: 1 }, consecutive(5)), expect: { status: 'ok' } },
+      { ...explain(), expect: { failures: 1, calls: 1, idle_ms: expect.any(Number) } },
+      unchangedBy(explain()),
+    ],
+  },
+  {
+    name: 'explain: count: the failures, calls and slow calls of the window, below the minimum',
+    steps: [
+      { ...record(0, { ok: 3, fail: 1, slowOk: 1 }, 'count:0.5:10:8:0.5'), expect: { status: 'ok' } },
+      { ...explain(), expect: { cfg: 'count:0.5:10:8:0.5', failures: 1, calls: 5, slow: 1, failure_reached: 0, slow_reached: 0 } },
+      unchangedBy(explain()),
+    ],
+  },
+  // Three successes, then a second later two more calls that trip nothing; 2.2 s after the
+  // successes they have expired, and what is left may reach a rule alone.
+  expiring(
+    'explain: time: buckets that expired are not counted, and the failure rate of what is left may reach its threshold',
+    'time:0.5:2000:2:0.6',
+    { fail: 1, slowOk: 1 },
+    { failures: 1, calls: 2, slow: 1, failure_reached: 1, slow_reached: 0 },
+  ),
+  expiring(
+    'explain: time: the slow-call rate of what is left may reach its threshold alone',
+    'time:0.5:2000:2:0.5',
+    { ok: 1, slowOk: 1 },
+    { failures: 0, calls: 2, slow: 1, failure_reached: 0, slow_reached: 1 },
+  ),
+  {
+    name: 'explain: open and leased: the newest audit entry as stored, the lease and the recovery progress',
+    steps: [
+      ...openAndLeased,
+      { ...health('leader', 1, 1, 'recovery', 'failure', 2), expect: { status: 'counted' } },
+      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'counted' } },
+      {
+        ...explain(),
+        expect: {
+          state: 'open', gen: 1, holder: 'leader', token: 1, lease_ms: expect.any(Number), recovery_failures: 1, recovery_successes: 1,
+          recovery_age_ms: expect.any(Number), cfg: consecutive(1), failures: 0, calls: 0, entries: 1, last_id: expect.stringMatching(/^\d+-\d+$/),
+          last: { from: 'closed', to: 'open', reason: 'consecutive_failures', gen: '1', failures: '1', calls: '1', threshold: '1', window: 'consecutive', actor: 'i1' },
+        },
+      },
+      {
+        // The newest entry as stored: its id, and its fields in their order.
+        check: async (redis, keys) => {
+          const [[id, fields]] = (await redis.xrevrange(keys.events, '+', '-', 'COUNT', 1)) as [[string, string[]]];
+          const reply = (await redis.call('FCALL_RO', 'zv1_explain', '2', ...keyList(keys))) as unknown[];
+          expect(reply.slice(-4)).toEqual(['last_id', id, 'last', fields]);
+        },
+      },
+      unchangedBy(explain()),
+      { ...release('leader', 1), expect: { status: 'released' } },
+      { ...explain(), expect: { holder: '', token: 1, lease_ms: 0 } },
+    ],
+  },
+  {
+    name: 'explain: half-open: the successful trials and the permits out',
+    steps: [
+      ...halfOpen,
+      { ...permit(2, 2, 2), expect: { status: 'granted', permit: '1' } },
+      { ...trial(2, 1, 'success', 2, 2), expect: { status: 'counted' } },
+      { ...permit(2, 2, 2), expect: { status: 'granted', permit: '2' } },
+      {
+        ...explain(),
+        expect: { state: 'half_open', gen: 2, trial_successes: 1, permits_out: 1, entries: 2, last: { reason: 'open_wait_elapsed' } },
+      },
+      unchangedBy(explain()),
+    ],
+  },
+  {
+    name: 'explain: a stored spec the library would have refused is corrupt, and is left as it is',
+    steps: [
+      { ...record(0, { ok: 1 }, count(0.5, 10)), expect: { status: 'ok' } },
+      { setup: (redis, keys) => redis.hset(keys.state, 'cfg', 'count:7:1:1') },
+      { ...explain(), expect: error(/^ZV_CORRUPT .*:state field cfg holds 'count:7:1:1', not written by zenvark/) },
+      { setup: (redis, keys) => redis.hset(keys.state, 'cfg', 'garbage') },
+      { ...explain(), expect: error(/^ZV_CORRUPT .*:state field cfg holds 'garbage'/) },
+      unchangedBy(explain()),
+      { check: async (redis, keys) => expect(await redis.hget(keys.state, 'cfg')).toBe('garbage') },
+    ],
+  },
+  {
+    name: 'explain: a window or trial permits holding foreign data are corrupt',
+    steps: [
+      { ...record(0, { fail: 1 }, count(0.5, 10)), expect: { status: 'ok' } },
+      { setup: (redis, keys) => redis.hset(keys.state, 'w', 'hello') },
+      { ...explain(), expect: error(/^ZV_CORRUPT .*:state field w holds 'hello'/) },
+      { ...record(0, { fail: 1 }, time(0.5, 1000, 10)), expect: { status: 'reshaped' } },
+      { setup: (redis, keys) => redis.hset(keys.state, 'w', 'xyz') },
+      { ...explain(), expect: error(/^ZV_CORRUPT .*:state field w holds '<3 bytes>'/) },
+      { setup: (redis, keys) => redis.hset(keys.state, 'w', '', 'tp', 'garbage!') },
+      { ...explain(), expect: error(/^ZV_CORRUPT .*:state field tp holds 'garbage!'/) },
+    ],
+  },
+  {
+    name: 'explain: keys of another type are refused and left alone',
+    steps: [
+      { setup: (redis, keys) => redis.set(keys.events, 'not a stream') },
+      { ...explain(), expect: error(/^ZV_WRONGTYPE .*:events is a string, expected a stream/) },
+      { setup: (redis, keys) => redis.rpush(keys.state, 'x') },
+      { ...explain(), expect: error(/^ZV_WRONGTYPE .*:state is a list, expected a hash/) },
+      {
+        check: async (redis, keys) => {
+          expect(await redis.lrange(keys.state, 0, -1)).toEqual(['x']);
+          expect(await redis.get(keys.events)).toBe('not a stream');
+        },
+      },
     ],
   },
 

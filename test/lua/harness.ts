@@ -23,6 +23,7 @@ export type Fn =
   | 'zv1_trial'
   | 'zv1_state'
   | 'zv1_sync'
+  | 'zv1_explain'
   | 'zv1_revision';
 
 export interface CallStep {
@@ -117,6 +118,7 @@ export const trial = (gen: number, id: number, result: string, permits: number, 
 });
 export const state = (): Omit<CallStep, 'expect'> => ({ fn: 'zv1_state', args: [] });
 export const sync = (strategy: string, actor = 'i1'): Omit<CallStep, 'expect'> => ({ fn: 'zv1_sync', args: [...header(actor), strategy] });
+export const explain = (): Omit<CallStep, 'expect'> => ({ fn: 'zv1_explain', args: [] });
 
 // ---- decoding -------------------------------------------------------------------------
 
@@ -140,6 +142,11 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
     case 'zv1_state':
     case 'zv1_sync':
       return pairs(r);
+    case 'zv1_explain': {
+      // The newest audit entry as an object, so that its clock fields are normalized too.
+      const decoded = pairs(r);
+      return { ...decoded, last: pairs(decoded.last as unknown[]) };
+    }
     case 'zv1_record':
       return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]) };
     case 'zv1_acquire':
@@ -157,7 +164,7 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
   }
 }
 
-const VOLATILE = new Set(['epoch', 'time', 'id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms', 'ms']);
+const VOLATILE = new Set(['epoch', 'time', 'id', 'last_id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms', 'ms']);
 
 /** Replaces values that depend on the clock, so that two runs can be compared. */
 export function normalize(value: unknown): unknown {
@@ -179,12 +186,15 @@ export function freshKeys(): BreakerKeys {
   return breakerKeys(PREFIX, `lua-${randomUUID()}`);
 }
 
+/** The functions registered no-writes: called with FCALL_RO, as clients do, so that the flag is tested too. */
+const READ_ONLY: ReadonlySet<Fn> = new Set(['zv1_revision', 'zv1_state', 'zv1_explain']);
+
 /** Calls one step's function with the breaker's keys (or the step's own); errors come back as `{ error }`. */
 export async function callStep(redis: Redis, keys: BreakerKeys, step: Omit<CallStep, 'expect'>): Promise<Record<string, unknown>> {
   const k = step.keys ?? keyList(keys);
   let reply: unknown;
   try {
-    reply = await redis.call('FCALL', step.fn, String(k.length), ...k, ...step.args.map(String));
+    reply = await redis.call(READ_ONLY.has(step.fn) ? 'FCALL_RO' : 'FCALL', step.fn, String(k.length), ...k, ...step.args.map(String));
   } catch (error) {
     reply = error;
   }
@@ -216,6 +226,27 @@ export async function runCase(redis: Redis, c: LuaCase, assert: boolean, keys = 
     }
   }
   return transcript;
+}
+
+/** A hash's fields and values in field order: the order HGETALL or DUMP give is the server's
+ * (Valkey's changes on reads alone, while it rehashes a table). */
+export function sortedHash(hash: Record<string, Buffer>): string | null {
+  const fields = Object.keys(hash).sort();
+  return fields.length === 0 ? null : `hash ${fields.map((field) => `${field}=${(hash[field] as Buffer).toString('base64')}`).join(' ')}`;
+}
+
+/** A key's contents, in a form that does not depend on how the server orders a hash or a set; null: no key. */
+export async function contents(redis: Redis, key: string): Promise<string | null> {
+  const type = await redis.type(key);
+  if (type === 'none') return null;
+  if (type === 'hash') return sortedHash(await redis.hgetallBuffer(key));
+  if (type === 'set') return `set ${(await redis.smembersBuffer(key)).map((member) => member.toString('base64')).sort().join(' ')}`;
+  return `${type} ${(await redis.dumpBuffer(key))?.toString('base64') ?? ''}`;
+}
+
+/** The contents of a breaker's keys (see contents()), to tell whether a call changed anything. */
+export async function dumps(redis: Redis, keys: BreakerKeys): Promise<(string | null)[]> {
+  return Promise.all(keyList(keys).map((key) => contents(redis, key)));
 }
 
 /** The keys of a breaker that exist. */

@@ -35,7 +35,7 @@ const H = (change: Partial<{ channel: string; actor: string; retention: number }
 ];
 
 /** Valid arguments of each writing function after the header. */
-const AFTER_HEADER: Record<Exclude<Fn, 'zv1_state' | 'zv1_revision'>, Args> = {
+const AFTER_HEADER: Record<Exclude<Fn, 'zv1_state' | 'zv1_explain' | 'zv1_revision'>, Args> = {
   zv1_record: ['0', ...summary({ fail: 1 }), consecutive(5)],
   zv1_acquire: ['1000'],
   zv1_renew: ['1', '1000'],

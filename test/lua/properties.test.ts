@@ -25,6 +25,8 @@ import {
   type Fn,
   acquire,
   callStep,
+  dumps,
+  explain,
   freshKeys,
   health,
   pairs,
@@ -33,6 +35,7 @@ import {
   release,
   renew,
   shippedLibrary,
+  sortedHash,
   state,
   sync,
   trial,
@@ -51,9 +54,11 @@ const redis = shippedLibrary();
 const SOURCE = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
 
 type CallFn = Exclude<Fn, 'zv1_revision'>;
-const FNS: readonly CallFn[] = ['zv1_record', 'zv1_acquire', 'zv1_renew', 'zv1_release', 'zv1_health', 'zv1_permit', 'zv1_trial', 'zv1_state', 'zv1_sync'];
-/** Functions that answer the state's pairs and change nothing. */
-const READS: readonly CallFn[] = ['zv1_state', 'zv1_sync'];
+const FNS: readonly CallFn[] = [
+  'zv1_record', 'zv1_acquire', 'zv1_renew', 'zv1_release', 'zv1_health', 'zv1_permit', 'zv1_trial', 'zv1_state', 'zv1_sync', 'zv1_explain',
+];
+/** Functions that answer name/value pairs and change nothing. */
+const READS: readonly CallFn[] = ['zv1_state', 'zv1_sync', 'zv1_explain'];
 
 interface Contract {
   /** The statuses its Returns: paragraph quotes. */
@@ -76,11 +81,19 @@ const CONTRACTS = new Map(
   }),
 );
 
-/** The names of zv1_state's pairs, in the order its contract lists them. */
-const SNAPSHOT_NAMES = (/in this order:([\s\S]*?)\.\s*Errors:/.exec(contractBlock('zv1_state'))?.[1] ?? '')
-  .replace(/\([^)]*\)/g, '')
-  .split(',')
-  .map((name) => name.trim());
+/** The names of a function's pairs, in the order its contract lists them. */
+const pairNames = (fn: CallFn) =>
+  (/in this order:([\s\S]*?)\.\s*Errors:/.exec(contractBlock(fn))?.[1] ?? '')
+    .replace(/\([^)]*\)/g, '')
+    .split(',')
+    .map((name) => name.trim());
+const SNAPSHOT_NAMES = pairNames('zv1_state');
+/** What each read answers: zv1_explain the pairs of zv1_state and its own. */
+const READ_NAMES: Partial<Record<CallFn, readonly string[]>> = {
+  zv1_state: SNAPSHOT_NAMES,
+  zv1_sync: SNAPSHOT_NAMES,
+  zv1_explain: [...SNAPSHOT_NAMES, ...pairNames('zv1_explain')],
+};
 
 /** The names in a table of the library (`local NAME = { 'a', 'b' }` or `{ a = true }`). */
 function luaTable(name: string): string[] {
@@ -165,6 +178,7 @@ type Call = { readonly actor: ActorRef; readonly mutation: Mutation | undefined 
   | { readonly fn: 'zv1_trial'; readonly gen: GenRef; readonly permit: Ref; readonly result: string }
   | { readonly fn: 'zv1_state' }
   | { readonly fn: 'zv1_sync'; readonly spec: number }
+  | { readonly fn: 'zv1_explain' }
 );
 type Step = Call | { readonly sleepMs: number };
 
@@ -254,6 +268,7 @@ const call: fc.Arbitrary<Call> = weighted<Call>(
   ],
   [1, withActor(fc.record({ fn: fc.constant('zv1_state' as const) }))],
   [1, withActor(fc.record({ fn: fc.constant('zv1_sync' as const), spec: fc.nat(3) }))],
+  [2, withActor(fc.record({ fn: fc.constant('zv1_explain' as const) }))],
 );
 const step: fc.Arbitrary<Step> = weighted<Step>([12, call], [1, fc.record({ sleepMs: fc.integer({ min: 1, max: 25 }) })]);
 
@@ -290,6 +305,7 @@ const EXAMPLES: [Config, Step[]][] = [
   example('fresh', [as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 0 }), as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 1 })]),
   example('half_open', [permitted, tried('success'), permitted, tried('ignored'), permitted, tried('success')]),
   example('half_open', [permitted, permitted, permitted, tried('failure')]),
+  example('fresh', [as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 1 }), as({ fn: 'zv1_explain' }), opening, as({ fn: 'zv1_explain' })]),
 ];
 
 // ---- from a step to FCALL ----------------------------------------------------------------------
@@ -352,6 +368,7 @@ const ARG_KINDS: Record<CallFn, ArgKind[]> = {
   zv1_trial: [...HEADER_KINDS, 'int', 'int', 'enum', 'int', 'int'],
   zv1_state: [],
   zv1_sync: [...HEADER_KINDS, 'spec'],
+  zv1_explain: [],
 };
 /**
  * Arguments the invariants take as the run's: the channel subscribed to, the retention
@@ -367,6 +384,7 @@ const FIXED: Record<CallFn, readonly number[]> = {
   zv1_trial: [0, 2, 6, 7],
   zv1_state: [],
   zv1_sync: [0, 2],
+  zv1_explain: [],
 };
 /** Values every argument of a kind refuses: a text must not be empty, a number is bounded below by 0 and above by 2^53. */
 const REFUSED: Record<ArgKind, string[]> = {
@@ -388,7 +406,7 @@ const POSITIONS: Partial<Record<CallFn, { gen?: number; token?: number; permit?:
 /** Applies a mutation; says whether the library must now refuse the call, or may answer it. */
 function mutate(fn: CallFn, step: Omit<CallStep, 'expect'>, keys: BreakerKeys, m: Mutation): { step: Omit<CallStep, 'expect'>; expect: Expectation } {
   const args = [...step.args];
-  // A function without arguments (zv1_state) can only be given the wrong keys.
+  // A function without arguments (zv1_state, zv1_explain) can only be given the wrong keys.
   if ('keyCount' in m || args.length === 0) {
     return { step: { ...step, keys: 'keyCount' in m && m.keyCount === 3 ? [...keyList(keys), keys.events] : [keys.state] }, expect: 'refused' };
   }
@@ -460,6 +478,9 @@ function resolve(c: Call, run: Config, hash: Readonly<Record<string, string>> | 
     case 'zv1_sync':
       step = sync(run.specs[c.spec % run.specs.length] as string, actor);
       break;
+    case 'zv1_explain':
+      step = explain();
+      break;
   }
   let expect: Expectation = refused ? 'refused' : 'answered';
   if (c.mutation) ({ step, expect } = mutate(c.fn, step, keys, c.mutation));
@@ -527,26 +548,6 @@ interface Observation {
   readonly messages: readonly Message[];
 }
 
-/** A hash's fields and values in field order: the order HGETALL or DUMP give is the server's
- * (Valkey's changes on reads alone, while it rehashes a table). */
-function sortedHash(hash: Record<string, Buffer>): string | null {
-  const fields = Object.keys(hash).sort();
-  return fields.length === 0 ? null : `hash ${fields.map((field) => `${field}=${(hash[field] as Buffer).toString('base64')}`).join(' ')}`;
-}
-
-/** A key's contents, in a form that does not depend on how the server orders a hash or a set; null: no key. */
-async function contents(key: string): Promise<string | null> {
-  const type = await redis().type(key);
-  if (type === 'none') return null;
-  if (type === 'hash') return sortedHash(await redis().hgetallBuffer(key));
-  if (type === 'set') return `set ${(await redis().smembersBuffer(key)).map((member) => member.toString('base64')).sort().join(' ')}`;
-  return `${type} ${(await redis().dumpBuffer(key))?.toString('base64') ?? ''}`;
-}
-
-async function dumps(keys: BreakerKeys): Promise<(string | null)[]> {
-  return Promise.all(keyList(keys).map((key) => contents(key)));
-}
-
 /** Everything the invariants read, at one instant (MULTI). */
 async function observe(keys: BreakerKeys): Promise<Observation> {
   await published.settle();
@@ -592,7 +593,7 @@ function checkAnswer(call: Resolved, reply: Record<string, unknown>, unchanged: 
     must((SERVER_ERROR_CODES as readonly string[]).includes(code) && contract.errors.has(code), `an error is a ZV_ code of the contract, got ${String(reply.error)}`);
     must(unchanged, 'a refused call changes no key');
   } else if (READS.includes(call.fn)) {
-    must(JSON.stringify(Object.keys(reply)) === JSON.stringify(SNAPSHOT_NAMES), `${call.fn} answers the pairs zv1_state's contract lists`);
+    must(JSON.stringify(Object.keys(reply)) === JSON.stringify(READ_NAMES[call.fn]), `${call.fn} answers the pairs its contract lists`);
   } else {
     must(contract.statuses.has(String(reply.status)), `the status is one the contract of ${call.fn} lists, got ${String(reply.status)}`);
   }
@@ -705,6 +706,25 @@ function checkTrials(before: Observation, after: Observation, call: Resolved, re
   }
 }
 
+/** zv1_explain tells what the hash and the stream hold: the stored spec, the window's figures, the newest entry. */
+function checkExplanation(o: Observation, reply: Record<string, unknown>): void {
+  const cfg = o.hash?.cfg ?? '';
+  must(reply.cfg === cfg && reply.state === stateOf(o), 'zv1_explain reads the stored spec and the state');
+  const newest = o.entries.at(-1);
+  must(reply.entries === o.entries.length && reply.last_id === (newest?.id ?? ''), 'zv1_explain counts the audit entries and names the newest');
+  must(JSON.stringify(reply.last) === JSON.stringify(newest?.fields ?? {}), "zv1_explain gives the newest entry's fields as stored");
+  const w = o.hash?.w ?? '';
+  const count = (pattern: RegExp) => (w.match(pattern) ?? []).length;
+  if (cfg.startsWith('consecutive:')) {
+    must(reply.failures === num(o, 'run') && reply.calls === num(o, 'run') && reply.slow === 0, 'for consecutive failures, the figures are the run');
+  } else if (cfg.startsWith('count:')) {
+    must(reply.failures === count(/[13]/g) && reply.calls === w.length && reply.slow === count(/[23]/g), 'a count window is counted as stored');
+  } else if (cfg === '') {
+    must(reply.failures === 0 && reply.calls === 0 && reply.failure_reached === 0, 'before the first recorded call the window holds nothing');
+  }
+  if (stateOf(o) !== 'closed') must(reply.calls === 0 && reply.failure_reached === 0 && reply.slow_reached === 0, 'a transition empties the window');
+}
+
 interface Executed {
   readonly call: Resolved;
   readonly reply: Record<string, unknown>;
@@ -744,6 +764,7 @@ function checkInvariants(before: Observation, after: Observation, { call, reply,
   }
   const releases = messages.filter((m) => m.kind === 'released').length;
   must(releases === (call.fn === 'zv1_release' && status === 'released' ? 1 : 0), 'a release is announced once, and only a release');
+  if (call.fn === 'zv1_explain') checkExplanation(after, reply);
   if (READS.includes(call.fn)) return;
   checkPreconditions(before, call, status);
   checkLease(before, after, call, reply);
@@ -871,10 +892,10 @@ async function runCorrupted(run: Config, first: readonly Step[], corruptions: re
   transcript.note(`corrupted: ${JSON.stringify(corruptions)}`);
   for (const c of calls) {
     const hash = await readHash(keys);
-    const before = await dumps(keys);
+    const before = await dumps(redis(), keys);
     const { call, reply } = await perform(c, run, hash, keys, memory, transcript);
     try {
-      checkAnswer(call, reply, sameDumps(before, await dumps(keys)));
+      checkAnswer(call, reply, sameDumps(before, await dumps(redis(), keys)));
     } catch (error) {
       transcript.fail(error, `hash before: ${JSON.stringify(hash)}`, `hash after:  ${JSON.stringify(await readHash(keys))}`);
     }
