@@ -5,7 +5,6 @@ import type { BreakerEventName, BreakerListener, Subscription } from './events.j
 import { type Explanation, explainRunning } from './explain.js';
 import { type CircuitBreakerOptions, type ExecuteOptions, resolveOptions } from './options.js';
 import type { BreakerStats } from './outcomes.js';
-import { breakerStarted, breakerStopped } from './running-breakers.js';
 
 /**
  * A circuit breaker shared by every instance that uses the same `id` and Redis. The
@@ -23,10 +22,7 @@ export class CircuitBreaker {
   /** Validates every option; an invalid one throws a TypeError or RangeError naming it. */
   constructor(options: CircuitBreakerOptions) {
     const o = resolveOptions(options);
-    this.core = new Coordinator(o, {
-      started: () => breakerStarted(this, (error) => this.core.notifier.report('ZV_CALLBACK_FAILED', 'a metrics watcher threw', error)),
-      stopped: () => breakerStopped(this),
-    });
+    this.core = new Coordinator(o, this);
     o.metrics?.initialize?.(o.id);
   }
 

@@ -5,6 +5,7 @@
  * report facts to. Every change of state, role or mode ends in reconcile(), which brings
  * the parts in line with it. See docs/architecture.md for the flows.
  */
+import type { CircuitBreaker } from './circuit-breaker.js';
 import { CircuitRole, CircuitState } from './constants.js';
 import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { Duties } from './duties.js';
@@ -15,12 +16,13 @@ import { BreakerFunctions, type Snapshot } from './functions.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
 import { LeaseKeeper } from './lease.js';
 import { LocalMode } from './local-mode.js';
-import { Notifier, addOptionListeners } from './notifier.js';
+import { Notifier } from './notifier.js';
 import type { ResolvedOptions } from './options.js';
 import { Outcomes } from './outcomes.js';
 import type { Summary } from './recorder.js';
 import { NEVER_WRITTEN, type SharedView, type View, isBehind, isNewer, sharedView } from './shared-view.js';
 import { driverError, redisFailure } from './redis-failure.js';
+import { breakerStarted, breakerStopped } from './running-breakers.js';
 import type { FeedListener } from './state-feed.js';
 import { strategySpec } from './strategy-spec.js';
 import { type DecisionNumbers, LocalReason, type Transition, localTransition } from './transition.js';
@@ -37,14 +39,6 @@ export type BreakerContext = Readonly<Coordinator>;
  * audit stream), or a read sent since the cache last changed (the present, even if older).
  */
 type Source = 'reply' | 'feed' | 'anchor';
-
-/** What the public breaker is told of its runs (the process's list of running breakers). */
-export interface Lifecycle {
-  /** The breaker runs: before the state read at start() is told. */
-  started(): void;
-  /** The breaker stopped. */
-  stopped(): void;
-}
 
 export class Coordinator implements FeedListener, ConnectionListener {
   readonly keys: BreakerKeys;
@@ -81,9 +75,9 @@ export class Coordinator implements FeedListener, ConnectionListener {
 
   constructor(
     readonly o: ResolvedOptions,
-    private readonly lifecycle: Lifecycle,
+    /** The public breaker: what the metrics entry points attach to (running-breakers.ts). */
+    readonly owner: CircuitBreaker,
   ) {
-    if (o.onError || o.onStateChange || o.onRoleChange || o.metrics) addOptionListeners(this.events, o);
     this.keys = breakerKeys(o.prefix, o.id);
     this.channel = feedChannel(o.prefix);
     this.outcomes = new Outcomes(this);
@@ -103,9 +97,9 @@ export class Coordinator implements FeedListener, ConnectionListener {
     return this.emitter;
   }
 
-  /** Whether anything listens for `name`: events nobody listens for are not built. */
+  /** Whether anything listens for `name` (a call: metrics too): events nobody listens for are not built. */
   listens(name: BreakerEventName): boolean {
-    return this.emitter !== undefined && this.emitter.listens(name);
+    return (this.emitter !== undefined && this.emitter.listens(name)) || (name === 'call' && this.o.metrics !== undefined);
   }
 
   // ---- one run: from start() to stop() (circuit-breaker.ts makes them idempotent) -----
@@ -141,8 +135,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
       this.lease = new LeaseKeeper(functions, o.leaseTtlMs, this);
       connections.addListener(this);
       this.running = true;
-      this.lifecycle.started();
-      if (this.emitter) this.notifier.started(this.view.state);
+      breakerStarted(this);
+      if (this.listens('stateChange')) this.notifier.started(this.view.state);
       this.lease.start();
       this.reconcile();
       if (this.resyncAgain) {
@@ -182,7 +176,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.lease = undefined;
     this.local = undefined;
     if (connections) await detachConnections(this.o.redis, connections);
-    this.lifecycle.stopped();
+    breakerStopped(this);
     this.emitter?.emit('stop', {});
   }
 

@@ -3,8 +3,9 @@
  * with `breaker.on(name, listener)` at any time and removed with the returned
  * subscription's `dispose()` (or `breaker.off`). Listeners run synchronously, in the order
  * they were added; one that throws is reported to the `error` event and the rest still
- * run. The constructor callbacks (onStateChange, onRoleChange, onError, metrics) are
- * listeners of these same events, added first.
+ * run. The constructor callbacks (onStateChange, onRoleChange, onError, metrics) hear the
+ * same events before the listeners (the notifier calls them, so that a breaker with only
+ * them holds no emitter).
  *
  * Nothing is allocated until the first listener of a breaker is added, and a breaker with
  * no listener for an event does not build that event at all: execute() asks

@@ -2,8 +2,9 @@
  * Everything a breaker tells the application, as events (src/events.ts): transitions (in
  * order, each once, including those read back from the audit stream after a gap), role
  * changes, calls, health checks, degraded mode, Redis failures, and background errors.
- * The constructor callbacks are listeners of these events (addOptionListeners). A
- * listener that throws is reported, never thrown into the breaker.
+ * The constructor callbacks hear the same events first, called from here: a breaker that
+ * has only them holds no emitter (an idle breaker's memory is budgeted). A listener or
+ * callback that throws is reported, never thrown into the breaker.
  *
  * onError hears of a cause once while it lasts, never a flood: the same error again is
  * counted and told with the next report of it, a minute later at the earliest; a lasting
@@ -93,23 +94,49 @@ export class Notifier {
     const more = before && before.suppressed > 0 ? ` (${before.suppressed} more since it was last reported)` : '';
     const error = new BackgroundError(code, this.o.id, message + more, cause);
     const emitter = this.source.emitter;
-    // Nobody listens: the default handler. An error listener that throws is not told again.
+    const onError = this.o.onError;
+    // An error handler that throws is not told again: that would never end.
+    if (onError) {
+      try {
+        onError(error);
+      } catch {
+        // Nobody is left to tell.
+      }
+    }
     if (emitter?.listens('error')) emitter.emit('error', error);
-    else console.error(error);
+    else if (!onError) console.error(error);
+  }
+
+  /** Runs one of the constructor's callbacks; one that throws is reported. */
+  private safely(name: string, callback: () => void): void {
+    try {
+      callback();
+    } catch (error) {
+      this.report('ZV_CALLBACK_FAILED', `${name} threw`, error);
+    }
   }
 
   /** Hands a transition to the stateChange listeners after those before it. */
   transition(transition: Transition, source: typeof StateSource.FEED | typeof StateSource.REPLY | typeof StateSource.LOCAL): void {
     // The lag is taken on arrival, not when the chain gets to it.
     const lagMs = source === StateSource.FEED ? Date.now() - transition.time : undefined;
-    this.emitting = this.emitting.then(() => this.stateChanged(transition, source, lagMs));
+    this.chain(() => this.stateChanged(transition, source, lagMs));
   }
 
-  /** The state read at start(), after the transitions handed over before it. */
+  /** The state read at start(), after the transitions handed over before it (only asked for while stateChange has listeners). */
   started(state: CircuitState): void {
-    this.emitting = this.emitting.then(() =>
+    this.chain(() =>
       this.source.emitter?.emit('stateChange', { state, previous: undefined, transition: undefined, source: StateSource.START, lagMs: undefined }),
     );
+  }
+
+  /** Runs `deliver` after what was handed over before; once all is delivered, the chain holds no promise of its own. */
+  private chain(deliver: () => void | Promise<void>): void {
+    const next = this.emitting.then(deliver);
+    this.emitting = next;
+    void next.then(() => {
+      if (this.emitting === next) this.emitting = SETTLED;
+    });
   }
 
   /**
@@ -118,7 +145,7 @@ export class Notifier {
    * says it resynced when there is nothing to read.
    */
   catchUp(functions: BreakerFunctions | undefined, from: SharedView, to: SharedView, actor: string): void {
-    this.emitting = this.emitting.then(async () => {
+    this.chain(async () => {
       let missed: Transition[] = [];
       // A read that fails (a connection dropped under it) is tried again a few times:
       // the transitions after it wait in order.
@@ -144,15 +171,29 @@ export class Notifier {
   }
 
   private stateChanged(transition: Transition, source: StateSource, lagMs: number | undefined): void {
+    const onStateChange = this.o.onStateChange;
+    if (onStateChange) this.safely('onStateChange', () => onStateChange(transition.to, transition));
     this.source.emitter?.emit('stateChange', { state: transition.to, previous: transition.from, transition, source, lagMs });
   }
 
   roleChanged(role: CircuitRole): void {
+    const onRoleChange = this.o.onRoleChange;
+    if (onRoleChange) this.safely('onRoleChange', () => onRoleChange(role));
     this.source.emitter?.emit('roleChange', { role });
   }
 
-  /** A call settled (or was refused: durationMs 0) as `result`; only asked for while something listens. */
+  /** A call settled (or was refused: durationMs 0) as `result`; only asked for while something listens (metrics included). */
   call(result: CallOutcome, durationMs: number, trial: boolean): void {
+    const metrics = this.o.metrics;
+    if (metrics) {
+      const breakerId = this.o.id;
+      if (result === CallOutcome.REJECTED_OPEN || result === CallOutcome.REJECTED_HALF_OPEN) {
+        this.safely('metrics.recordBlockedRequest', () => metrics.recordBlockedRequest({ breakerId }));
+      } else {
+        const recorded = result === CallOutcome.TIMEOUT ? CallResult.FAILURE : result;
+        this.safely('metrics.recordCall', () => metrics.recordCall({ breakerId, result: recorded, durationMs }));
+      }
+    }
     this.source.emitter?.emit('call', { result, durationMs, trial });
   }
 
@@ -160,6 +201,8 @@ export class Notifier {
     // The dependency is down until a check passes: one report for the whole time.
     if (result === CallResult.FAILURE) this.reportCause(`health:${type}`, 'ZV_HEALTH_CHECK_FAILED', `the ${type} health check failed`, error);
     else this.settle(`health:${type}`);
+    const metrics = this.o.metrics;
+    if (metrics) this.safely('metrics.recordHealthCheck', () => metrics.recordHealthCheck({ breakerId: this.o.id, type, result, durationMs }));
     this.source.emitter?.emit('healthCheck', { type, result, durationMs, error });
   }
 
@@ -172,29 +215,6 @@ export class Notifier {
     const emitter = this.source.emitter;
     if (!emitter?.listens('redisError')) return;
     emitter.emit('redisError', { operation, code: redisFailure(error).code, error });
-  }
-}
-
-/**
- * The constructor's callbacks, as the first listeners of the same events: onStateChange
- * hears transitions (not the state read at start()), metrics hears calls, refusals and
- * health checks in its own shape.
- */
-export function addOptionListeners(emitter: Emitter, o: ResolvedOptions): void {
-  const { onStateChange, onRoleChange, onError, metrics, id: breakerId } = o;
-  if (onError) emitter.on('error', onError);
-  if (onStateChange) {
-    emitter.on('stateChange', (e) => {
-      if (e.transition) onStateChange(e.state, e.transition);
-    });
-  }
-  if (onRoleChange) emitter.on('roleChange', (e) => onRoleChange(e.role));
-  if (metrics) {
-    emitter.on('call', ({ result, durationMs }) => {
-      if (result === CallOutcome.REJECTED_OPEN || result === CallOutcome.REJECTED_HALF_OPEN) metrics.recordBlockedRequest({ breakerId });
-      else metrics.recordCall({ breakerId, result: result === CallOutcome.TIMEOUT ? CallResult.FAILURE : result, durationMs });
-    });
-    emitter.on('healthCheck', ({ type, result, durationMs }) => metrics.recordHealthCheck({ breakerId, type, result, durationMs }));
   }
 }
 

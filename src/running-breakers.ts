@@ -5,22 +5,22 @@
  * are held, so a breaker that was stopped and dropped can be collected.
  */
 import type { CircuitBreaker } from './circuit-breaker.js';
+import type { Coordinator } from './coordinator.js';
 import type { Subscription } from './events.js';
 
 type Watcher = (breaker: CircuitBreaker) => void;
 
-/** Each running breaker, with where a watcher that throws is reported. */
-const running = new Map<CircuitBreaker, (error: unknown) => void>();
+const running = new Set<Coordinator>();
 let watchers: readonly Watcher[] = [];
 
 /**
  * Calls `watcher` for every breaker running now, then for each one that starts later,
  * before its `stateChange` event for the state read at start(). A watcher that throws is
- * the caller's bug: it is reported to that breaker's `error` event.
+ * reported to that breaker's `error` event.
  */
 export function watchBreakers(watcher: Watcher): Subscription {
   watchers = [...watchers, watcher];
-  for (const [breaker, failed] of running) tell(watcher, breaker, failed);
+  for (const core of running) tell(watcher, core);
   let active = true;
   return {
     dispose: () => {
@@ -31,21 +31,20 @@ export function watchBreakers(watcher: Watcher): Subscription {
   };
 }
 
-/** `breaker` runs from now: every watcher is told. */
-export function breakerStarted(breaker: CircuitBreaker, failed: (error: unknown) => void): void {
-  running.set(breaker, failed);
-  for (const watcher of watchers) tell(watcher, breaker, failed);
+/** The breaker runs from now: every watcher is told. */
+export function breakerStarted(core: Coordinator): void {
+  running.add(core);
+  for (const watcher of watchers) tell(watcher, core);
 }
 
-function tell(watcher: Watcher, breaker: CircuitBreaker, failed: (error: unknown) => void): void {
+export function breakerStopped(core: Coordinator): void {
+  running.delete(core);
+}
+
+function tell(watcher: Watcher, core: Coordinator): void {
   try {
-    watcher(breaker);
+    watcher(core.owner);
   } catch (error) {
-    failed(error);
+    core.notifier.report('ZV_CALLBACK_FAILED', 'a metrics entry point failed to attach', error);
   }
-}
-
-/** `breaker` stopped. */
-export function breakerStopped(breaker: CircuitBreaker): void {
-  running.delete(breaker);
 }
