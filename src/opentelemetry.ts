@@ -7,21 +7,23 @@
  */
 import { type Histogram, type Meter, type Observable, type ObservableCallback, ValueType, metrics } from '@opentelemetry/api';
 import {
-  type Buckets,
   type CollectedName,
-  type CommonOptions,
   type HistogramName,
   INSTRUMENTS,
   type InstrumentName,
   type Instrumentation,
+  instrument,
+  openTelemetryName,
+} from './instruments.js';
+import {
+  type Buckets,
+  type CommonOptions,
   type MetricsRegistration,
   Registrations,
   type Settings,
   type Syntax,
-  instrument,
-  openTelemetryName,
   resolveSettings,
-} from './instruments.js';
+} from './metrics-options.js';
 
 export type { Buckets, MetricsRegistration };
 

@@ -7,22 +7,24 @@
  */
 import { Counter, Gauge, Histogram, type Registry, register as defaultRegistry } from 'prom-client';
 import {
-  type Buckets,
   type CollectedName,
-  type CommonOptions,
   type HistogramName,
   INSTRUMENTS,
   type InstrumentName,
   type Instrumentation,
+  instrument,
+  prometheusName,
+} from './instruments.js';
+import {
+  type Buckets,
+  type CommonOptions,
   type Labels,
   type MetricsRegistration,
   Registrations,
   type Settings,
   type Syntax,
-  instrument,
-  prometheusName,
   resolveSettings,
-} from './instruments.js';
+} from './metrics-options.js';
 
 export type { Buckets, MetricsRegistration };
 
