@@ -31,6 +31,11 @@ export const READY_TIMEOUT_MS = 5000;
  * the process alive that long after a failed start (its timer outlives a dead socket).
  */
 const DISCONNECT_TIMEOUT_MS = 0;
+/**
+ * Breakers that start together read their state this many at a time: ten thousand started
+ * at once queue here, not in Redis, and each read stays well within the command timeout.
+ */
+const STARTING_READS = 256;
 /** Reconnect delays grow by this step up to MAX_RECONNECT_DELAY_MS. */
 const RECONNECT_STEP_MS = 100;
 const MAX_RECONNECT_DELAY_MS = 1000;
@@ -94,6 +99,9 @@ export class SharedConnections {
   private libraryOk = false;
   /** Checks in flight, without and with loading. */
   private readonly libraryChecks = new Map<boolean, Promise<void>>();
+  /** Start-up reads in flight, and those waiting for a turn. */
+  private startingReads = 0;
+  private readonly waitingReads: (() => void)[] = [];
   refs = 0;
   closed = false;
 
@@ -150,6 +158,18 @@ export class SharedConnections {
       this.libraryChecks.set(load, check);
     }
     return check;
+  }
+
+  /** Runs a breaker's start-up read when its turn comes (STARTING_READS at a time). */
+  async startingRead<T>(read: () => Promise<T>): Promise<T> {
+    if (this.startingReads >= STARTING_READS) await new Promise<void>((resolve) => this.waitingReads.push(resolve));
+    this.startingReads += 1;
+    try {
+      return await read();
+    } finally {
+      this.startingReads -= 1;
+      this.waitingReads.shift()?.();
+    }
   }
 
   addListener(listener: ConnectionListener): void {

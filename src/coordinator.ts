@@ -122,7 +122,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
       subscribed = true;
       this.listening = true;
       const mark = this.adoptions;
-      const snapshot = await functions.state();
+      const snapshot = await connections.startingRead(() => functions.state());
 
       // The initial load is not a transition: no onStateChange for it. Feed messages taken
       // while it was read are newer, unless they were not the library's.
@@ -138,6 +138,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
       breakerStarted(this);
       if (this.listens('stateChange')) this.notifier.started(this.view.state);
       this.lease.start();
+      this.lease.heldBy(snapshot.holder, snapshot.leaseMs);
       this.reconcile();
       if (this.resyncAgain) {
         this.resyncAgain = false;
@@ -182,17 +183,22 @@ export class Coordinator implements FeedListener, ConnectionListener {
 
   /**
    * Brings the parts in line with the present state, role and mode: trial permits follow
-   * a half-open shared state (Redis reachable), health duties follow the rest.
+   * a half-open shared state (Redis reachable), the lease follows the duties the shared
+   * state calls for, and the health duties follow the rest.
    */
   private reconcile(): void {
     const halfOpen = this.o.halfOpen;
     const functions = this.functions;
-    if (this.running && !this.local && halfOpen && functions && this.shared.state === CircuitState.HALF_OPEN) {
+    const shared = this.shared.state;
+    if (this.running && !this.local && halfOpen && functions && shared === CircuitState.HALF_OPEN) {
       this.trials ??= new TrialPermits(functions, halfOpen, this);
       this.trials.open(this.shared.generation);
     } else {
       this.trials?.close();
     }
+    // A closed breaker needs a lease holder only for idle probes: otherwise none is kept,
+    // and an idle breaker costs Redis nothing (docs/architecture.md, "Fenced leases").
+    this.lease?.want(this.running && (shared !== CircuitState.CLOSED || this.o.idleProbeIntervalMs !== undefined));
     this.duties.update();
   }
 
@@ -324,6 +330,12 @@ export class Coordinator implements FeedListener, ConnectionListener {
   leaseGranted(snapshot: Snapshot): void {
     this.apply(snapshot, undefined, 'reply');
     this.duties.resume(snapshot, this.shared);
+    this.setRole(CircuitRole.LEADER);
+    this.reconcile();
+  }
+
+  /** This instance took the lease with a call that changed the state too (the reply was adopted first). */
+  leaseTaken(): void {
     this.setRole(CircuitRole.LEADER);
     this.reconcile();
   }

@@ -38,6 +38,10 @@ export interface Snapshot extends SharedView {
   readonly recoveryAgeMs: number;
   /** Since the last recorded call; -1 when none was recorded. */
   readonly idleMs: number;
+  /** The instance holding a valid lease, '' for none. */
+  readonly holder: string;
+  /** What is left of that lease, ms (0: none). */
+  readonly leaseMs: number;
 }
 
 /** A coalesced summary of outcomes, see recorder.ts. */
@@ -103,12 +107,8 @@ export interface AuditEntry {
 /** What zv1_explain reports: the snapshot, and the figures behind the breaker's state. */
 export interface ExplainReply {
   readonly snapshot: Snapshot;
-  /** The instance holding a valid lease, '' for none. */
-  readonly holder: string;
   /** The fencing token last granted (0: never). */
   readonly token: number;
-  /** What is left of the lease, ms. */
-  readonly leaseMs: number;
   readonly trialSuccesses: number;
   /** The strategy spec the last recorded call stored; '' before the first. */
   readonly spec: string;
@@ -189,6 +189,8 @@ function snapshotOf(m: Map<string, unknown>): Snapshot {
     recoverySuccesses: int(m.get('recovery_successes') ?? 0),
     recoveryAgeMs: int(m.get('recovery_age_ms')),
     idleMs: int(m.get('idle_ms')),
+    holder: text(m.get('holder')),
+    leaseMs: int(m.get('lease_ms')),
   };
 }
 
@@ -199,9 +201,7 @@ function parseExplanation(reply: unknown[]): ExplainReply {
   if (!Array.isArray(last)) throw badReply('zv1_explain', last);
   return {
     snapshot: snapshotOf(m),
-    holder: text(m.get('holder')),
     token: int(m.get('token')),
-    leaseMs: int(m.get('lease_ms')),
     trialSuccesses: int(m.get('trial_successes')),
     spec: text(m.get('cfg')),
     window: { failures: int(m.get('failures')), calls: int(m.get('calls')), slow: int(m.get('slow')) },
