@@ -26,7 +26,8 @@ more means something this revision does not do.
 
 Time is always server time (TIME), in milliseconds, read once per call (server_time):
 Redis 7.2+ and Valkey give a call one TIME throughout, Redis 7.0 lets it advance, and a
-single reading makes a decision the same on both.
+single reading makes a decision the same on both. Lease fencing tokens are drawn from that
+clock too (zv1_acquire), so that a server that lost the last grants does not repeat them.
 ]]
 
 -- Library functions as locals: in a Redis function every global lookup goes through a
@@ -48,7 +49,7 @@ local function bind_globals()
   pack_struct, unpack_struct, encode_json = struct.pack, struct.unpack, cjson.encode
 end
 
-local REVISION = 4
+local REVISION = 5
 
 -- Limits: the bounds of src/limits.ts, under the same names. test/lua/limits.test.ts calls
 -- every function with each bounded argument at its bounds and checks these values
@@ -892,7 +893,11 @@ end
 --[[ zv1_acquire: take the breaker's lease, or learn who holds it.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), ttl ms.
-A free or expired lease is granted with a fencing token one above the last one granted.
+A free or expired lease is granted with a new fencing token, max(last token + 1, now) with
+now in ms: tokens grow with every grant, and a token is at least the time of its grant. So a
+replica promoted after missing the last grants, or a server restarted empty, still grants
+tokens above those it lost, unless its clock is behind the old one's by more than the time
+from the lost grant to the new one.
 The current holder asking again keeps its token and gets a fresh ttl.
 Returns: {status, token, holder, lease_ms, then the name/value pairs of zv1_state}; status is
   'granted'  the actor (holder) holds the lease with `token` for lease_ms
@@ -908,7 +913,7 @@ local function acquire(keys, args)
     return append_all({ 'held', st.lt, st.lh, st.lu - now }, snapshot(st, now))
   end
   if not lease_valid(st, now) then
-    st.lt = st.lt + 1
+    st.lt = max(st.lt + 1, now)
     st.lh = h.actor
   end
   st.lu = now + ttl

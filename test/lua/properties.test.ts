@@ -641,8 +641,12 @@ function checkLease(before: Observation, after: Observation, call: Resolved, rep
   const own = b.holder === call.actor && b.token === call.token;
   const status = reply.status;
 
-  must(a.token === b.token || a.token === b.token + 1, 'the fencing token never decreases and grows by one at a time');
-  const newGrant = a.token === b.token + 1;
+  // A new token is max(last + 1, server time), and the call's time lies between the observations.
+  const newGrant = a.token !== b.token;
+  must(
+    !newGrant || (a.token >= Math.max(b.token + 1, before.timeMs) && a.token <= Math.max(b.token + 1, after.timeMs)),
+    'a new fencing token is max(last token + 1, server time): above every earlier one, and at least the time of its grant',
+  );
   must(!newGrant || (call.fn === 'zv1_acquire' && status === 'granted'), 'only a grant takes a new token');
   if (!['zv1_acquire', 'zv1_renew', 'zv1_release'].includes(call.fn)) must(JSON.stringify(a) === JSON.stringify(b), 'only lease calls change the lease');
 
