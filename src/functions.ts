@@ -62,7 +62,10 @@ export interface StateReply<S extends string> {
   readonly published: Published | undefined;
 }
 
-export type RecordReply = StateReply<(typeof RECORD)[number]>;
+export interface RecordReply extends StateReply<(typeof RECORD)[number]> {
+  /** 'opened': the fencing token of the lease granted to this instance with the trip; 0 when none was (another holds it). */
+  readonly token: number;
+}
 export type HealthReply = StateReply<(typeof HEALTH)[number]>;
 export type TrialReply = StateReply<(typeof TRIAL)[number]>;
 
@@ -257,6 +260,7 @@ export class BreakerFunctions {
    * @param actor this instance's name in leases and audit entries
    * @param retention approximate length of the audit stream
    * @param strategy the strategy spec (see strategy-spec.ts)
+   * @param leaseTtlMs the lease's life, for grants: a trip grants this instance the lease when it is free
    */
   constructor(
     private readonly connection: Connection,
@@ -265,6 +269,7 @@ export class BreakerFunctions {
     private readonly actor: string,
     private readonly retention: number,
     private readonly strategy: string,
+    private readonly leaseTtlMs: number,
   ) {}
 
   /** Calls a writing function: KEYS, then the ARGV header every one of them takes, then `args`. */
@@ -292,13 +297,15 @@ export class BreakerFunctions {
     return parseSnapshot(await this.call('zv1_sync', [this.strategy]));
   }
 
+  /** Records a summary; a trip it makes also grants this instance the lease, when it is free. */
   async record(generation: number, s: OutcomeSummary): Promise<RecordReply> {
-    const args = [generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
-    return stateReply('zv1_record', await this.call('zv1_record', args), RECORD, 4);
+    const args = [generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy, this.leaseTtlMs];
+    const reply = await this.call('zv1_record', args);
+    return { ...stateReply('zv1_record', reply, RECORD, 4), token: int(reply[5] ?? 0) };
   }
 
-  async acquire(ttlMs: number): Promise<AcquireReply> {
-    const reply = await this.call('zv1_acquire', [ttlMs]);
+  async acquire(): Promise<AcquireReply> {
+    const reply = await this.call('zv1_acquire', [this.leaseTtlMs]);
     return {
       status: oneOf('zv1_acquire', reply[0], ACQUIRE),
       token: int(reply[1]),
@@ -307,8 +314,8 @@ export class BreakerFunctions {
     };
   }
 
-  async renew(token: number, ttlMs: number): Promise<RenewReply> {
-    const reply = await this.call('zv1_renew', [token, ttlMs]);
+  async renew(token: number): Promise<RenewReply> {
+    const reply = await this.call('zv1_renew', [token, this.leaseTtlMs]);
     return { status: oneOf('zv1_renew', reply[0], RENEW), leaseMs: int(reply[3]) };
   }
 

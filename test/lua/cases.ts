@@ -142,7 +142,9 @@ const badArguments: [string, Step, RegExp][] = [
   ['permit: permits >= 1', permit(0, 0, 1), /^ZV_BADARG trial permits must be in \[1, 10000\], got 0/],
   ['permit: ttl >= 1', permit(0, 2, 2, 0), /^ZV_BADARG permit ttl must be in \[1, 3600000\], got 0/],
   ['trial: the result must be known', trial(0, 1, 'great', 2, 2), /^ZV_BADARG result must be one of failure, ignored, success, got 'great'/],
-  ['extra arguments are refused: record', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1), 'more'] }, /^ZV_BADARG expected at most 12 arguments, got 13/],
+  ['extra arguments are refused: record', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1), '1000', 'more'] }, /^ZV_BADARG expected at most 13 arguments, got 14/],
+  ['record: a lease ttl >= 1', record(0, { fail: 1 }, consecutive(1), 'i1', 100, 0), /^ZV_BADARG lease ttl must be in \[1, 3600000\], got 0/],
+  ['record: a lease ttl is an integer', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1), 'soon'] }, /^ZV_BADARG lease ttl must be an integer, got 'soon'/],
   ['extra arguments are refused: acquire', { fn: 'zv1_acquire', args: [...header(), '1000', 'more'] }, /^ZV_BADARG expected at most 4 arguments, got 5/],
   ['extra arguments are refused: renew', { fn: 'zv1_renew', args: [...header(), '1', '1000', 'more'] }, /^ZV_BADARG expected at most 5 arguments, got 6/],
   ['extra arguments are refused: release', { fn: 'zv1_release', args: [...header(), '1', 'more'] }, /^ZV_BADARG expected at most 4 arguments, got 5/],
@@ -345,6 +347,60 @@ export const CASES: LuaCase[] = [
   },
 
   // ---- leases ----
+  {
+    name: 'lease: a trip with a lease ttl grants the reporter the lease, and its entry tells who holds it',
+    steps: [
+      {
+        ...record(0, { fail: 1 }, consecutive(1), 'i1', 100, 10_000),
+        expect: {
+          status: 'opened',
+          token: NEW_TOKEN,
+          transition: expect.objectContaining({ from: 'closed', to: 'open', reason: 'consecutive_failures', holder: 'i1', lease_ms: '10000' }),
+        },
+      },
+      { ...state(), expect: { state: 'open', holder: 'i1', token: granted(1) } },
+      { ...acquire('b', 10_000), expect: { status: 'held', holder: 'i1', token: granted(1) } },
+      { ...health('i1', granted(1), 1, 'recovery', 'success'), expect: { status: 'closed', state: 'closed' } },
+    ],
+  },
+  {
+    name: 'lease: a trip while another instance holds the lease leaves it there, and its entry tells who holds it',
+    steps: [
+      { ...acquire('prober', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      {
+        ...record(0, { fail: 1 }, consecutive(1), 'i1', 100, 10_000),
+        expect: { status: 'opened', token: 0, transition: expect.objectContaining({ to: 'open', holder: 'prober' }) },
+      },
+      { ...state(), expect: { holder: 'prober', token: granted(1) } },
+    ],
+  },
+  {
+    name: 'lease: the holder tripping the breaker keeps its lease and its token',
+    steps: [
+      { ...acquire('i1', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...record(0, { fail: 1 }, consecutive(1), 'i1', 100, 10_000), expect: { status: 'opened', token: granted(1) } },
+      { ...state(), expect: { holder: 'i1', token: granted(1) } },
+    ],
+  },
+  {
+    name: 'lease: a trip grants a token above the last one, once the lease has expired',
+    steps: [
+      { ...acquire('a', 100), expect: { status: 'granted', token: NEW_TOKEN } },
+      { sleepMs: 150 },
+      { ...record(0, { fail: 1 }, consecutive(1), 'b', 100, 10_000), expect: { status: 'opened', token: NEW_TOKEN } },
+      { ...renew('a', granted(1), 10_000), expect: { status: 'lost', holder: 'b', token: granted(2) } },
+    ],
+  },
+  {
+    name: 'lease: a trip without a lease ttl (a client of an earlier revision) grants nothing',
+    steps: [
+      {
+        ...record(0, { fail: 1 }, consecutive(1)),
+        expect: { status: 'opened', token: 0, transition: expect.objectContaining({ to: 'open', holder: '', lease_ms: '0' }) },
+      },
+      { ...state(), expect: { holder: '', token: 0, lease_ms: 0 } },
+    ],
+  },
   {
     name: 'lease: a free lease is granted with a token drawn from the server clock; another instance learns who holds it',
     steps: [

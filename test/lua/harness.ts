@@ -108,9 +108,10 @@ export function summary(s: SummaryInput): string[] {
   return [ok, fail, slowOk, slowFail, head, maxRun, tail].map(String);
 }
 
-export const record = (gen: number, s: SummaryInput, strategy: string, actor = 'i1', retention = 100): Omit<CallStep, 'expect'> => ({
+/** Records a summary; with `leaseTtlMs`, a trip grants `actor` the lease when it is free. */
+export const record = (gen: number, s: SummaryInput, strategy: string, actor = 'i1', retention = 100, leaseTtlMs?: number): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_record',
-  args: [...header(actor, retention), String(gen), ...summary(s), strategy],
+  args: [...header(actor, retention), String(gen), ...summary(s), strategy, ...(leaseTtlMs === undefined ? [] : [String(leaseTtlMs)])],
 });
 export const acquire = (actor: string, ttlMs: number): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_acquire',
@@ -177,7 +178,7 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
       return { ...decoded, last: pairs(decoded.last as unknown[]) };
     }
     case 'zv1_record':
-      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]) };
+      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]), ...(r.length > 5 ? { token: r[5] } : {}) };
     case 'zv1_acquire':
       return { status: r[0], token: r[1], holder: r[2], leaseMs: r[3], snapshot: pairs(r.slice(4)) };
     case 'zv1_renew':
@@ -262,11 +263,10 @@ function expectedWith(value: unknown, tokens: readonly number[]): unknown {
   return value;
 }
 
-/** A token granted by this reply that the case had not seen: the next rank. */
+/** A token granted by this reply (an acquire, or a trip) that the case had not seen: the next rank. */
 function noteGrant(fn: Fn, reply: Record<string, unknown>, tokens: number[]): void {
-  if (fn === 'zv1_acquire' && reply.status === 'granted' && typeof reply.token === 'number' && !tokens.includes(reply.token)) {
-    tokens.push(reply.token);
-  }
+  const grant = (fn === 'zv1_acquire' && reply.status === 'granted') || (fn === 'zv1_record' && reply.status === 'opened');
+  if (grant && typeof reply.token === 'number' && reply.token > 0 && !tokens.includes(reply.token)) tokens.push(reply.token);
 }
 
 async function serverMs(redis: Redis): Promise<number> {
