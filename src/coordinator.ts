@@ -10,7 +10,7 @@ import { CircuitRole, CircuitState } from './constants.js';
 import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { Duties } from './duties.js';
 import { type BreakerEventName, Emitter, RedisOperation, StateSource } from './events.js';
-import { LibraryMissingError, ProcessStalledError, ZenvarkError } from './errors.js';
+import { LibraryMissingError, LibraryOutdatedError, ProcessStalledError, ZenvarkError } from './errors.js';
 import type { FeedMessage, Published } from './feed-message.js';
 import { BreakerFunctions, type Snapshot } from './functions.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
@@ -379,7 +379,9 @@ export class Coordinator implements FeedListener, ConnectionListener {
       if (!this.local) void this.resync();
       return;
     }
-    if (error instanceof LibraryMissingError) {
+    if (error instanceof LibraryMissingError || error instanceof LibraryOutdatedError) {
+      // A node without the current library (flushed, restarted empty, added to a cluster
+      // later, a replica promoted that missed a load): loaded there when this application may.
       this.connections?.libraryMissing(this.o.loadFunctions)?.catch((cause: unknown) =>
         this.notifier.report('ZV_LIBRARY_MISSING', 'reloading the function library failed', cause),
       );

@@ -6,13 +6,12 @@
 import type { CallResult, CheckResult } from './constants.js';
 import type { Connection } from './connections.js';
 import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
-import { LibraryMissingError, ProcessStalledError, RedisFunctionError, RedisUnreachableError } from './errors.js';
+import { ProcessStalledError, RedisFunctionError, RedisUnreachableError } from './errors.js';
 import { type Published, parsePublished } from './feed-message.js';
 import type { BreakerKeys } from './keys.js';
-import { libraryMissingSomewhere, outdatedLibrary } from './library.js';
-import { driverError, replyCode, serverAddress } from './redis-failure.js';
+import { libraryNotCurrent } from './library.js';
+import { driverError, replyCode } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
-import { LIBRARY_REVISION } from './shipped-library.js';
 import { stallWatch } from './stall-watch.js';
 import { type Transition, parseAuditEntry } from './transition.js';
 import { badReply, circuitState, int, oneOf, text } from './wire.js';
@@ -136,10 +135,11 @@ export interface TrialSettings {
 }
 
 /**
- * Maps a Redis error to ours: ZV_ codes and a missing library get their own classes, and
- * the driver's errors say what happened (src/redis-failure.ts). A plain ERR reply is what
- * a missing function gets, but also any other failure the server words its own way: the
- * server is asked whether the library is there.
+ * Maps a Redis error to ours: ZV_ codes and a missing or outdated library get their own
+ * classes (naming the primary that lacks it), and the driver's errors say what happened
+ * (src/redis-failure.ts). A plain ERR reply is what a missing function gets, but also any
+ * other failure the server words its own way: the primaries are asked whether the library
+ * is there.
  */
 async function functionError(error: unknown, functionName: string, connection: Connection): Promise<unknown> {
   if (!(error instanceof Error)) return error;
@@ -148,8 +148,9 @@ async function functionError(error: unknown, functionName: string, connection: C
   if (code && coded[2] !== undefined && (SERVER_ERROR_CODES as readonly string[]).includes(code)) {
     return new RedisFunctionError(code as ServerErrorCode, functionName, coded[2]);
   }
-  if (replyCode(error) === 'ERR' && (await libraryMissingSomewhere(connection).catch(() => false))) {
-    return new LibraryMissingError(serverAddress(connection), LIBRARY_REVISION);
+  if (replyCode(error) === 'ERR') {
+    const notCurrent = await libraryNotCurrent(connection).catch(() => undefined);
+    if (notCurrent) return notCurrent;
   }
   return driverError(error, connection);
 }
@@ -243,14 +244,7 @@ async function answer(connection: Connection, name: string, sent: Promise<unknow
  * read-only). A library too old to have the function is told as LibraryOutdatedError.
  */
 export async function readExplanation(connection: Connection, keys: BreakerKeys): Promise<ExplainReply> {
-  let reply: unknown[];
-  try {
-    reply = await answer(connection, 'zv1_explain', connection.fcall_ro('zv1_explain', 2, keys.state, keys.events));
-  } catch (error) {
-    if (error instanceof LibraryMissingError) throw (await outdatedLibrary(connection).catch(() => undefined)) ?? error;
-    throw error;
-  }
-  return parseExplanation(reply);
+  return parseExplanation(await answer(connection, 'zv1_explain', connection.fcall_ro('zv1_explain', 2, keys.state, keys.events)));
 }
 
 /** The library's functions for one breaker, over one connection. */
