@@ -468,8 +468,11 @@ export class Coordinator implements FeedListener, ConnectionListener {
     const current = this.shared;
     const incoming = { state: t.to, generation: t.generation, epoch: message.epoch };
     // Only the next transition of the life this instance knows is taken at once (and
-    // confirmed by the audit stream); for anything else, Redis says what is true.
-    if (message.epoch === current.epoch && t.generation === current.generation + 1) {
+    // confirmed by the audit stream); for anything else, Redis says what is true. A breaker
+    // this instance has seen only unwritten (an idle one, epoch '') is generation 0 of
+    // whatever life its first transition begins.
+    const sameLife = message.epoch === current.epoch || (current.epoch === '' && current.generation === 0);
+    if (sameLife && t.generation === current.generation + 1) {
       if (this.apply(incoming, message, 'feed')) this.reconcile();
     } else if (isNewer(incoming, current)) {
       this.verify();
