@@ -169,6 +169,8 @@ class ProcessServer implements ServerProcess {
     ];
     const child = spawn(SERVER_BINARY, args, { stdio: ['ignore', 'ignore', 'inherit'] });
     this.child = child;
+    tellReaper('+', child.pid);
+    child.once('exit', () => tellReaper('-', child.pid));
     const exited = new Promise<never>((_, reject) =>
       child.once('exit', (code) => reject(new Error(`${SERVER_BINARY} exited with ${code} before answering`))),
     );
@@ -257,6 +259,34 @@ process.once('exit', () => {
   for (const server of started) server.killNow();
 });
 
+/**
+ * Kills the servers after this process died where no 'exit' handler runs (a signal,
+ * SIGKILL included): a shell, started with the first server, reads the process ids of
+ * servers that start (`+ pid`) and end (`- pid`, so that it never kills a reused id) from
+ * a pipe; when the pipe closes, this process is gone, and it kills the rest.
+ */
+const REAPER = `
+pids=' '
+while read -r op pid; do
+  case $op in
+    +) pids="$pids$pid " ;;
+    -) pids=$(printf '%s' "$pids" | sed "s/ $pid / /") ;;
+  esac
+done
+kill -9 $pids 2>/dev/null
+`;
+let reaper: ChildProcess | undefined;
+
+function tellReaper(op: '+' | '-', pid: number | undefined): void {
+  if (pid === undefined) return;
+  if (!reaper) {
+    reaper = spawn('sh', ['-c', REAPER], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+    reaper.unref();
+    reaper.stdin?.on('error', () => {});
+    (reaper.stdin as unknown as { unref(): void } | null)?.unref();
+  }
+  reaper.stdin?.write(`${op} ${pid}\n`);
+}
 const containers: { stop(): Promise<unknown> }[] = [];
 
 async function startContainer(): Promise<RedisServer> {
@@ -277,7 +307,7 @@ async function dockerReachable(): Promise<boolean> {
 
 /**
  * A server process of our own from SERVER_BINARY, on free loopback ports, killed when this
- * process exits. Ports can be taken by other suites between choosing and binding them: a
+ * process exits or dies. Ports can be taken by other suites between choosing and binding them: a
  * start that fails is tried again on other ports.
  */
 export async function startServer(options: ServerOptions = {}): Promise<ServerProcess> {
