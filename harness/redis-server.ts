@@ -8,7 +8,7 @@
  * Otherwise the tests fail with a message that says how to get Redis.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +28,35 @@ export interface RedisServer {
   /** Freezes the server (SIGSTOP) until resume(). */
   pause(): void;
   resume(): void;
+}
+
+/** How a server process of our own is started. */
+export interface ServerOptions {
+  /** Further command-line options, `['--name', 'value', ...]`. */
+  args?: string[];
+  /**
+   * Cluster mode: `--cluster-enabled yes`, the node's nodes.conf in its own dir (kept across
+   * restarts, so a restarted node rejoins as itself) and a free port of its own for the
+   * cluster bus (the default, port + 10000, can be out of range for a free port).
+   */
+  cluster?: boolean;
+  /**
+   * Runs the binary as a sentinel with this configuration, written to sentinel.conf in the
+   * server's own dir (the sentinel rewrites it, and a restart reads it back).
+   */
+  sentinel?: string;
+}
+
+/** A server process of our own. */
+export interface ServerProcess extends RedisServer {
+  /** The process id while it runs. */
+  readonly pid: number | undefined;
+  /** The port of its cluster bus, in cluster mode. */
+  readonly busPort: number | undefined;
+  /** Whether the process runs (paused or not). */
+  readonly running: boolean;
+  /** What the server has logged (level notice) since it was first started, for failure messages. */
+  log(): string;
 }
 
 const HOST = '127.0.0.1';
@@ -85,34 +114,63 @@ async function waitForServer(port: number, pid: number | undefined, password: st
   throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms: ${String(lastError)}`);
 }
 
-class ProcessServer implements RedisServer {
+class ProcessServer implements ServerProcess {
   readonly host = HOST;
   private child: ChildProcess | undefined;
   private readonly clients: Redis[] = [];
   private readonly dir = mkdtempSync(join(tmpdir(), 'zenvark-redis-'));
+  private readonly logFile = join(this.dir, 'server.log');
+  private readonly modeArgs: string[] = [];
 
   /** The default user's password, when the server is started with `--requirepass`. */
   private readonly password: string | undefined;
 
   constructor(
     readonly port: number,
-    private readonly extraArgs: string[],
+    private readonly options: ServerOptions,
+    readonly busPort: number | undefined,
   ) {
+    const extraArgs = options.args ?? [];
     const at = extraArgs.indexOf('--requirepass');
     this.password = at >= 0 ? extraArgs[at + 1] : undefined;
+    if (options.sentinel !== undefined) {
+      // The configuration file comes first, and must be writable: the sentinel rewrites it.
+      const config = join(this.dir, 'sentinel.conf');
+      writeFileSync(config, options.sentinel);
+      this.modeArgs.push(config, '--sentinel');
+    }
+    if (busPort !== undefined) {
+      this.modeArgs.push('--cluster-enabled', 'yes', '--cluster-config-file', join(this.dir, 'nodes.conf'), '--cluster-port', String(busPort));
+    }
   }
 
   get url(): string {
     return `redis://${HOST}:${this.port}`;
   }
 
+  get pid(): number | undefined {
+    return this.running ? this.child?.pid : undefined;
+  }
+
+  get running(): boolean {
+    const child = this.child;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
+  log(): string {
+    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
+  }
+
   async launch(): Promise<void> {
     const args = [
+      ...this.modeArgs,
       '--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no',
-      '--dir', this.dir, '--daemonize', 'no', '--loglevel', 'warning', ...this.extraArgs,
+      '--dir', this.dir, '--daemonize', 'no', '--loglevel', 'notice', '--logfile', this.logFile, ...(this.options.args ?? []),
     ];
     const child = spawn(SERVER_BINARY, args, { stdio: ['ignore', 'ignore', 'inherit'] });
     this.child = child;
+    tellReaper('+', child.pid);
+    child.once('exit', () => tellReaper('-', child.pid));
     const exited = new Promise<never>((_, reject) =>
       child.once('exit', (code) => reject(new Error(`${SERVER_BINARY} exited with ${code} before answering`))),
     );
@@ -200,6 +258,35 @@ const started: ProcessServer[] = [];
 process.once('exit', () => {
   for (const server of started) server.killNow();
 });
+
+/**
+ * Kills the servers after this process died where no 'exit' handler runs (a signal,
+ * SIGKILL included): a shell, started with the first server, reads the process ids of
+ * servers that start (`+ pid`) and end (`- pid`, so that it never kills a reused id) from
+ * a pipe; when the pipe closes, this process is gone, and it kills the rest.
+ */
+const REAPER = `
+pids=' '
+while read -r op pid; do
+  case $op in
+    +) pids="$pids$pid " ;;
+    -) pids=$(printf '%s' "$pids" | sed "s/ $pid / /") ;;
+  esac
+done
+kill -9 $pids 2>/dev/null
+`;
+let reaper: ChildProcess | undefined;
+
+function tellReaper(op: '+' | '-', pid: number | undefined): void {
+  if (pid === undefined) return;
+  if (!reaper) {
+    reaper = spawn('sh', ['-c', REAPER], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+    reaper.unref();
+    reaper.stdin?.on('error', () => {});
+    (reaper.stdin as unknown as { unref(): void } | null)?.unref();
+  }
+  reaper.stdin?.write(`${op} ${pid}\n`);
+}
 const containers: { stop(): Promise<unknown> }[] = [];
 
 async function startContainer(): Promise<RedisServer> {
@@ -219,24 +306,32 @@ async function dockerReachable(): Promise<boolean> {
 }
 
 /**
+ * A server process of our own from SERVER_BINARY, on free loopback ports, killed when this
+ * process exits or dies. Ports can be taken by other suites between choosing and binding them: a
+ * start that fails is tried again on other ports.
+ */
+export async function startServer(options: ServerOptions = {}): Promise<ServerProcess> {
+  for (let attempt = 1; ; attempt += 1) {
+    const server = new ProcessServer(await freePort(), options, options.cluster ? await freePort() : undefined);
+    try {
+      await server.launch();
+      started.push(server);
+      return server;
+    } catch (error) {
+      const log = server.log();
+      await server.dispose();
+      if (attempt >= 3) throw new Error(`${String(error)}; its log:\n${log.slice(-2000)}`, { cause: error });
+    }
+  }
+}
+
+/**
  * A Redis server of the tests' own. `shared` servers may come from REDIS_URL; others are
  * always our own processes (or containers), since tests stop, pause and restart them.
  */
 export async function startRedis(options: { shared?: boolean; args?: string[] } = {}): Promise<RedisServer> {
   if (options.shared && process.env.REDIS_URL) return new UrlServer(process.env.REDIS_URL);
-  if (serverVersion() !== undefined) {
-    for (let attempt = 1; ; attempt += 1) {
-      const server = new ProcessServer(await freePort(), options.args ?? []);
-      try {
-        await server.launch();
-        started.push(server);
-        return server;
-      } catch (error) {
-        await server.dispose();
-        if (attempt >= 3) throw error;
-      }
-    }
-  }
+  if (serverVersion() !== undefined) return startServer({ args: options.args });
   if (process.env.ZV_REDIS_SERVER) {
     throw new Error(`ZV_REDIS_SERVER names ${SERVER_BINARY}, which cannot be run (\`${SERVER_BINARY} --version\` failed)`);
   }
