@@ -68,6 +68,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
   private resyncAgain = false;
   /** Counts changes of the shared view: a read sent since the last one answers for the present. */
   private adoptions = 0;
+  /** The shared view when it was taken from the feed and its audit entry not yet read back. */
+  private unconfirmed: SharedView | undefined;
   /** Created when there is something to tell: an idle breaker has none. */
   private notices: Notifier | undefined;
   /** The breaker's listeners: created with the first one. */
@@ -248,15 +250,36 @@ export class Coordinator implements FeedListener, ConnectionListener {
         this.verify();
         return false;
       }
-      this.notifier.report(
-        'ZV_BAD_MESSAGE',
-        `this instance held generation ${current.generation} (${current.state}), which Redis never wrote (it has ` +
-          `${incoming.generation}, ${incoming.state}): a feed message the library did not publish was taken; Redis's state is back`,
-      );
+      this.reportRollback(current, incoming);
     }
     this.shared = sharedView(incoming);
+    this.unconfirmed = source === 'feed' ? this.shared : undefined;
     this.adoptions += 1;
     return true;
+  }
+
+  /**
+   * Redis answers with an earlier state than the one held here: a state taken from the feed
+   * and never confirmed was a message the library did not publish (or one whose writes were
+   * lost before it could be read back); a state Redis answered or the audit stream confirmed
+   * was written, and Redis has lost it since (a failover to a replica that had not received
+   * it). Either way Redis's state is back.
+   */
+  private reportRollback(held: SharedView, incoming: SharedView): void {
+    const states = `generation ${held.generation} (${held.state}); Redis has ${incoming.generation} (${incoming.state})`;
+    if (this.unconfirmed === held) {
+      this.notifier.report(
+        'ZV_BAD_MESSAGE',
+        `this instance held ${states}: it took a feed message that the audit stream does not hold (one the library did not publish, ` +
+          `or one Redis lost before it was read back); Redis's state is back`,
+      );
+    } else {
+      this.notifier.report(
+        'ZV_STATE_LOST',
+        `Redis no longer has a state of this breaker that it wrote: this instance held ${states}; Redis lost writes ` +
+          `(a failover to a replica that had not received them); this instance follows Redis's state again`,
+      );
+    }
   }
 
   /**
@@ -280,8 +303,14 @@ export class Coordinator implements FeedListener, ConnectionListener {
    * otherwise Redis says what is true (and the cache goes back to it).
    */
   private async confirm(transition: Transition): Promise<void> {
+    const taken = this.shared;
     try {
-      if (this.functions && !(await this.functions.audited(transition))) this.verify();
+      if (!this.functions) return;
+      if (await this.functions.audited(transition)) {
+        if (this.unconfirmed === taken) this.unconfirmed = undefined;
+      } else {
+        this.verify();
+      }
     } catch (error) {
       // No answer to check with: the next reply or resync corrects a wrong cache.
       this.notices?.redisFailed(RedisOperation.READ, error);

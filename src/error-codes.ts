@@ -43,6 +43,8 @@ export const ErrorCode = {
   BAD_REPLY: 'ZV_BAD_REPLY',
   /** A message on the feed channel that the library did not publish. */
   BAD_MESSAGE: 'ZV_BAD_MESSAGE',
+  /** Redis no longer has a state of the breaker it wrote (a failover lost writes): the instance follows Redis again. */
+  STATE_LOST: 'ZV_STATE_LOST',
 
   // Background errors, handed to onError (most as BackgroundError).
   /** No answer from Redis (RedisUnreachableError): start() gave up, or in the background

@@ -3,7 +3,7 @@
  * processes would have), a controllable health check, and a record of what it observed.
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { expect, vi } from 'vitest';
 import {
   CircuitBreaker,
@@ -29,13 +29,14 @@ export interface Observed {
 
 export interface Instance {
   readonly breaker: CircuitBreaker;
-  readonly redis: Redis;
+  /** The application's client: one server's, or a cluster's. */
+  readonly redis: Redis | Cluster;
   readonly seen: Observed;
   /** What the next health checks answer. */
   healthy: boolean;
 }
 
-const quieted = new WeakSet<Redis>();
+const quieted = new WeakSet<Redis | Cluster>();
 
 export function uniqueId(label = 'b'): string {
   return `${label}-${randomUUID()}`;
@@ -44,7 +45,7 @@ export function uniqueId(label = 'b'): string {
 export function instance(
   url: string,
   options: Partial<CircuitBreakerOptions> & { id: string },
-  redis: Redis = new Redis(url),
+  redis: Redis | Cluster = new Redis(url),
 ): Instance {
   if (!quieted.has(redis)) {
     quieted.add(redis);
@@ -98,7 +99,7 @@ export function errorCodes(i: Instance): (string | undefined)[] {
 }
 
 /** Breaker `id` as Redis has it (zv1_state: state, gen, holder, token, ...), read through `redis`. */
-export async function stateOf(redis: Redis, id: string): Promise<Record<string, string>> {
+export async function stateOf(redis: Redis | Cluster, id: string): Promise<Record<string, string>> {
   const keys = breakerKeys(DEFAULTS.prefix, id);
   const reply = (await redis.call('FCALL_RO', 'zv1_state', '2', keys.state, keys.events)) as unknown[];
   const out: Record<string, string> = {};
