@@ -35,6 +35,7 @@ const jobs: Job[] = [
   { script: 'commands', args: ['stream', quick ? '2' : '10'] },
   { script: 'propagation', args: quick ? ['10', '5'] : ['50', '20'] },
   { script: 'failover', args: quick ? ['1', '1000'] : ['5', '5000'] },
+  { script: 'topology-failover', args: quick ? ['1'] : ['3'] },
   ...(quick ? ['1', '100'] : ['1', '100', '1000', '10000']).map((n) => ({ script: 'scale', args: [n], gc: true })),
   { script: 'contention', args: quick ? ['10', '2', '1'] : ['50', '5', '2'] },
 ];
@@ -93,6 +94,8 @@ const targets: Target[] = [
   atMost('Redis commands per call ≤ 0.02', find('Redis commands per call'), 0.02, 'commands/call'),
   atMost('propagation p99 ≤ 5 ms', find('propagation p99'), 5, 'ms'),
   atMost(`failover ≤ lease TTL + 250 ms`, find(`failover max, lease TTL ${leaseTtl} ms`), leaseTtl + 250, 'ms'),
+  atMost('Cluster: reports within 1 s of a promotion', find('Cluster: promotion to first successful report'), 1000, 'ms'),
+  atMost('Sentinel: reports within 1 s of +switch-master', find('Sentinel: +switch-master to first successful report'), 1000, 'ms'),
   ...scaleCounts.map((n) => atMost(`connections ≤ 3 (${n} breakers)`, find(`connections (${n})`), 3, 'connections')),
   ...scaleCounts
     .filter((n) => n !== '1')

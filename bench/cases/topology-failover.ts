@@ -1,0 +1,149 @@
+/**
+ * Failover of the server itself: on a Redis Cluster (3 primaries with a replica each) a
+ * primary is killed and its replica promoted; behind Sentinel (a primary, a replica, 3
+ * sentinels) the primary is killed and the sentinels promote the replica. Breakers of the
+ * failed primary keep calling (failures that count but never trip); the figure is the time
+ * from the promotion (Cluster) or the `+switch-master` announcement (Sentinel) to the
+ * first call of each instance that reaches Redis again (it leaves degraded mode), the
+ * slowest instance of each failover.
+ *   npx tsx bench/cases/topology-failover.ts [repetitions=3]
+ */
+import { randomUUID } from 'node:crypto';
+import type { Cluster, Redis } from 'ioredis';
+import { sleep, wallMs } from '../../harness/clock.js';
+import { startCluster } from '../../harness/cluster.js';
+import { startSentinel } from '../../harness/sentinel.js';
+import { LIBRARY_CODE } from '../../src/shipped-library.js';
+import { CircuitBreaker, ConstantBackoff, CountBreaker, breakerKeys } from '../library.js';
+import { args, report, summarize } from '../measure.js';
+
+const repetitions = Number(args[0] ?? 3);
+const INSTANCES = 3;
+const BREAKERS = 4;
+
+/** Counts every failure, never trips: the breakers keep calling Redis through the failover. */
+const strategy = new CountBreaker({ threshold: 1, size: 10_000, minimumNumberOfCalls: 10_000 });
+const health = { backoff: new ConstantBackoff({ delayMs: 1000 }), check: async () => undefined };
+
+interface Run {
+  /** When each instance's breakers reached Redis again, the last of them (wallMs()). */
+  readonly restored: Promise<number[]>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts BREAKERS breakers on each of INSTANCES clients and keeps them failing every 20 ms;
+ * `restored` resolves once every breaker that entered degraded mode has left it.
+ */
+async function watch(clients: (Redis | Cluster)[], ids: string[]): Promise<Run> {
+  const breakers = clients.flatMap((redis, n) =>
+    ids.map((id) => new CircuitBreaker({ id, redis, breaker: strategy, health, instanceId: `bench-${n}`, onError: () => undefined })),
+  );
+  await Promise.all(breakers.map((b) => b.start()));
+  const degraded = new Set<CircuitBreaker>();
+  const times: number[] = [];
+  let settle: () => void = () => undefined;
+  const restored = new Promise<number[]>((resolve, reject) => {
+    settle = () => resolve(times);
+    setTimeout(() => reject(new Error(`${degraded.size} breakers did not reach Redis again within 60 s`)), 60_000).unref();
+  });
+  for (const b of breakers) {
+    b.on('degradedChange', ({ degraded: now }) => {
+      if (now) degraded.add(b);
+      else if (degraded.delete(b)) {
+        times.push(wallMs());
+        if (degraded.size === 0) settle();
+      }
+    });
+  }
+  let running = true;
+  const failing = () => Promise.reject(new Error('failed'));
+  const loop = (async () => {
+    while (running) {
+      await Promise.all(breakers.map((b) => b.execute(failing).catch(() => undefined)));
+      await sleep(20);
+    }
+  })();
+  return {
+    restored,
+    async stop() {
+      running = false;
+      await loop;
+      await Promise.all(breakers.map((b) => b.stop()));
+    },
+  };
+}
+
+async function onCluster(): Promise<number[]> {
+  const cluster = await startCluster();
+  const results: number[] = [];
+  try {
+    await cluster.loadLibrary(LIBRARY_CODE);
+    for (let rep = 0; rep < repetitions; rep += 1) {
+      const [shard] = await cluster.shards();
+      if (!shard) throw new Error('the cluster has no shard');
+      const ids: string[] = [];
+      while (ids.length < BREAKERS) {
+        const id = `bench-${randomUUID()}`;
+        const slot = cluster.slotOf(breakerKeys('zenvark', id).state);
+        if (shard.slots.some(([first, last]) => first <= slot && slot <= last)) ids.push(id);
+      }
+      const clients = Array.from({ length: INSTANCES }, () => cluster.client());
+      const run = await watch(clients, ids);
+      const failover = await cluster.failover(shard.primary, { settle: false });
+      const times = await run.restored;
+      await run.stop();
+      for (const client of clients) client.disconnect();
+      results.push(Math.max(...times) - failover.promotedAt);
+      await cluster.rejoin(shard.primary);
+    }
+  } finally {
+    await cluster.stop();
+  }
+  return results;
+}
+
+async function behindSentinel(): Promise<number[]> {
+  const sentinel = await startSentinel();
+  const results: number[] = [];
+  try {
+    await sentinel.loadLibrary(LIBRARY_CODE);
+    for (let rep = 0; rep < repetitions; rep += 1) {
+      const clients = Array.from({ length: INSTANCES }, () => sentinel.client());
+      const run = await watch(
+        clients,
+        Array.from({ length: BREAKERS }, () => `bench-${randomUUID()}`),
+      );
+      const old = await sentinel.primary();
+      const failover = await sentinel.failover({ settle: false });
+      const times = await run.restored;
+      await run.stop();
+      for (const client of clients) client.disconnect();
+      results.push(Math.max(...times) - failover.switchedAt);
+      await sentinel.rejoin(old);
+    }
+  } finally {
+    await sentinel.stop();
+  }
+  return results;
+}
+
+/** The figure of one topology: the worst failover, with every one in the note. */
+function figure(name: string, from: string, results: number[]) {
+  const s = summarize(results);
+  return {
+    name,
+    subject: 'zenvark',
+    value: s.max,
+    min: s.min,
+    unit: 'ms',
+    note: `${results.length} failovers (${results.map((r) => r.toFixed(0)).join(', ')} ms), ${INSTANCES} instances × ${BREAKERS} breakers of the failed primary; from ${from} to the last instance reaching Redis again`,
+  };
+}
+
+const cluster = await onCluster();
+const sentinel = await behindSentinel();
+report('topology-failover', [
+  figure('Cluster: promotion to first successful report', 'the replica promoted', cluster),
+  figure('Sentinel: +switch-master to first successful report', '+switch-master', sentinel),
+]);
