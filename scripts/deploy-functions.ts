@@ -18,7 +18,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
-import { FunctionsUnsupportedError, RedisAuthError, RedisRefusedError, RedisUnreachableError } from '../src/errors.js';
+import { FunctionsUnsupportedError, RedisAuthError, RedisRefusedError } from '../src/errors.js';
 import {
   LIBRARY_NAME,
   LIBRARY_REVISION,

@@ -1,28 +1,16 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deployToServer } from '../../src/library.js';
 import { LIBRARY_REVISION } from '../../src/shipped-library.js';
 import { createUser } from '../support/acl.js';
+import { deploy } from '../support/deploy-functions.js';
 import { ownRedis } from '../support/own-redis.js';
 import { type RedisServer, disposeRedis, freePort, startRedis } from '../../harness/redis-server.js';
 
 const root = new URL('../../', import.meta.url);
 const source = readFileSync(new URL('lua/zenvark_v1.lua', root), 'utf8');
 const own = ownRedis();
-
-function deploy(args: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const { REDIS_URL: _ignored, ...rest } = process.env;
-    execFile(
-      process.execPath,
-      ['--import', 'tsx', 'scripts/deploy-functions.ts', ...args],
-      { cwd: root, env: { ...rest, ...env }, timeout: 60_000 },
-      (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, out: `${stdout}${stderr}` }),
-    );
-  });
-}
 
 const withRevision = (n: number) => source.replace(/^local REVISION = \d+$/m, `local REVISION = ${n}`);
 

@@ -15,6 +15,7 @@ import { installedRevision } from '../../src/library.js';
 import { lostOutcomes, startLoad } from '../faults/load.js';
 import { COUNTING, checkAfterFailover, span, watchFailover } from '../support/failover.js';
 import { type Instance, errorCodes, fail, failing, instance, leaderOf, stateOf, startAll, stopAll, untilAll } from '../support/instances.js';
+import { deploy } from '../support/deploy-functions.js';
 import { ownCluster } from '../support/own-topology.js';
 
 const own = ownCluster({ library: true });
@@ -150,6 +151,22 @@ describe('on a Redis Cluster', () => {
     await untilAll(allowed, 'open');
     // Told once while it lasted, and its end once.
     expect(errorCodes(refused[0] as Instance).filter((code) => code === 'ZV_LIBRARY_MISSING')).toHaveLength(1);
+  });
+
+  it('deploy-functions, given any node, checks and deploys every primary', async () => {
+    const { cluster } = own;
+    const shards = await cluster.shards();
+    const flushed = shards[0]?.primary as ClusterNode;
+    const given = shards[1]?.replicas[0] as ClusterNode;
+    await cluster.flushLibrary(flushed);
+    const check = await deploy(['--check', '--url', given.url]);
+    expect(check.code).toBe(1);
+    for (const { primary } of shards) expect(check.out).toContain(`${primary.address}: zenvark_v1`);
+    expect(check.out).toContain(`${flushed.address}: zenvark_v1 is not loaded`);
+    const deployed = await deploy(['--url', given.url]);
+    expect(deployed).toMatchObject({ code: 0, out: expect.stringContaining(`${flushed.address}: loaded zenvark_v1 revision ${LIBRARY_REVISION}`) });
+    expect(deployed.out.match(/nothing to do/g)).toHaveLength(shards.length - 1);
+    expect(await deploy(['--check', '--url', given.url, '--cluster'])).toMatchObject({ code: 0 });
   });
 
   it('a slot moved to a new primary while its breakers run: the new primary gets the library, and the breakers go on without a lost outcome', async () => {
