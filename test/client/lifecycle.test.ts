@@ -97,10 +97,9 @@ describe('the lifecycle', () => {
   it('stop() waits for a lease grant in flight and releases it, so another instance takes over at once', async () => {
     const id = uniqueId();
     const stateKey = `zenvark:{${id}}:state`;
-    // Idle probes (hourly: none runs here) are a duty of the closed breaker, so each instance
-    // asks for the lease as soon as it starts.
-    const health = { backoff: { getDelayMs: () => 50 }, idleProbeIntervalMs: 3_600_000, check: async () => undefined };
-    const leaver = instance(own.server.url, { id, instanceId: 'leaver', leaseTtlMs: 30_000, health });
+    // Idle probes (an hour apart: none runs here) are a duty of the closed breaker, so each
+    // instance asks for the lease as soon as it starts.
+    const leaver = instance(own.server.url, { id, instanceId: 'leaver', leaseTtlMs: 30_000, idleDuty: true });
     await own.admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
     // Redis holds writes (the lease acquisition) until unpaused, but answers reads (start()).
     await own.admin.call('CLIENT', 'PAUSE', '30000', 'WRITE');
@@ -124,7 +123,7 @@ describe('the lifecycle', () => {
     // stop() waited for the grant and released it.
     expect(await own.admin.hget(stateKey, 'lh')).toBe('');
     expect(await own.admin.hget(stateKey, 'lt')).toBe('1');
-    const stayer = instance(own.server.url, { id, instanceId: 'stayer', leaseTtlMs: 30_000, health });
+    const stayer = instance(own.server.url, { id, instanceId: 'stayer', leaseTtlMs: 30_000, idleDuty: true });
     await stayer.breaker.start();
     await vi.waitFor(() => expect(stayer.breaker.role).toBe('leader'), { timeout: 5_000 });
     expect(leaver.seen.roles).toEqual([]);
