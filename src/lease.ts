@@ -242,7 +242,7 @@ export class LeaseKeeper {
     const wakes = this.wakes;
     let reply;
     try {
-      reply = await this.functions.acquire(this.ttlMs);
+      reply = await this.functions.acquire();
     } catch (error) {
       if (!this.running) return;
       this.c.failed(error, RedisOperation.LEASE, 'lease acquire');
@@ -270,7 +270,7 @@ export class LeaseKeeper {
     const sentAt = performance.now();
     let reply;
     try {
-      reply = await this.functions.renew(token, this.ttlMs);
+      reply = await this.functions.renew(token);
     } catch (error) {
       if (!this.running || this.heldToken !== token) return;
       this.c.failed(error, RedisOperation.LEASE, 'lease renew');
