@@ -226,7 +226,7 @@ export class Dashboard {
     return [
       key('b', 'break the dependency', l.dependencyHealthy),
       key('h', 'heal it', !l.dependencyHealthy),
-      key('k', 'kill the lease holder'),
+      key('k', 'kill the lease holder', l.leaseHolder() !== undefined),
       key('p', l.canPause ? `pause Redis ${DASHBOARD_PAUSE_MS / 1000} s` : 'pause Redis (not with REDIS_URL)', l.canPause && !l.pausedUntil),
       key('q', 'quit'),
     ].join('   ');

@@ -392,7 +392,8 @@ export class Launcher {
   killLeaseHolder(): WorkerView | undefined {
     const holder = this.leaseHolder();
     if (!holder) {
-      this.note('no worker holds the lease right now');
+      const closed = this.live().every((w) => w.state === 'closed');
+      this.note(`no worker holds the lease right now${closed ? ': a closed breaker has no duty that needs it (press b to break the dependency)' : ''}`);
       return undefined;
     }
     holder.expectedExit = true;

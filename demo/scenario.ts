@@ -1,7 +1,8 @@
 /**
- * The fixed scenario of `npm run demo -- --script`: steady -> break the dependency ->
- * every worker sees open -> kill the lease holder -> another takes the lease -> pause
- * Redis -> resume -> heal -> every worker sees closed. Each step waits for what the
+ * The fixed scenario of `npm run demo -- --script`: steady (closed: no worker holds the
+ * lease, no duty needs it) -> break the dependency -> every worker sees open, one takes
+ * the lease for the recovery checks -> kill the lease holder -> another takes the lease ->
+ * pause Redis -> resume -> heal -> every worker sees closed. Each step waits for what the
  * workers report, within a bound; the result lists what did not happen.
  */
 import { sleep, wallMs } from '../harness/clock.js';
@@ -51,14 +52,15 @@ export async function playScenario(launcher: Launcher, deadline: number): Promis
     const live = launcher.live();
     return (
       live.length === FLEET_SIZE &&
-      live.every((w) => w.readyAt !== undefined && w.state === 'closed' && w.calls - w.failures >= STEADY_CALLS) &&
-      launcher.leaseHolder() !== undefined
+      live.every((w) => w.readyAt !== undefined && w.state === 'closed' && w.calls - w.failures >= STEADY_CALLS)
     );
   };
   if (!(await until(steady, 40_000))) {
     missed(`a steady fleet: ${launcher.live().map((w) => `${w.name} ${w.state}, ${w.calls} calls`).join('; ')}`);
     return missing;
   }
+  const holder = launcher.leaseHolder();
+  step(holder ? `${holder.name} holds the lease while closed` : 'closed, no duty needs the lease: no worker holds it');
 
   step('break the dependency');
   await everyWorkerSees(false, 'open', 15_000);

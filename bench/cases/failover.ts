@@ -22,10 +22,10 @@ try {
   for (let rep = 0; rep < repetitions; rep += 1) {
     const workers = await startWorkers(3, { url: server.url, id: `bench-${randomUUID()}`, leaseTtlMs, backoffMs, threshold: 1 });
     try {
+      // Open, the breaker has a duty: one process takes the lease (whichever) and checks.
+      await workers[0]?.send({ cmd: 'fail', count: 1 });
       const leader = await leaderAmong(workers);
-      const from = leader.events.length;
-      await leader.send({ cmd: 'fail', count: 1 });
-      await leader.next('check', from);
+      await leader.next('check');
       await sleep(Math.random() * leaseTtlMs);
       const others = workers.filter((w) => w !== leader);
       const after = others.map((w) => w.events.length);

@@ -105,9 +105,9 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) process.exit(1);
   stopping = true;
   console.log(`${signal}: stopping`);
-  // Stop taking requests and let those in flight finish; then give up the breaker's lease
-  // (another instance takes over its health checks at once) and close the connections.
-  // Nothing is left then, so the process ends by itself.
+  // Stop taking requests and let those in flight finish; then give up the breaker's lease if
+  // it holds one (another instance takes over its health checks at once) and close the
+  // connections. Nothing is left then, so the process ends by itself.
   if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
   await breaker.stop();
   metrics.dispose();

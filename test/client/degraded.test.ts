@@ -23,10 +23,11 @@ const codes = (i: Instance) => i.seen.errors.map((e) => (e as ZenvarkError).code
 
 describe('while Redis is unreachable', () => {
   it('keeps serving, evaluates the strategy locally, recovers locally, and reports the outage once', async () => {
-    instances = fleet(server.url, 1);
+    // Idle probes (an hour apart) are a duty of the closed breaker: the instance holds the
+    // lease, and has renewals to fail while Redis is away.
+    instances = fleet(server.url, 1, { idleDuty: true });
     const [i] = instances as [Instance];
     await i.breaker.start();
-    // Holding the lease, the instance has renewals to fail while Redis is away.
     await leaderOf(instances);
     await server.stop({ kill: true });
     await vi.waitFor(() => expect(codes(i)).toContain('ZV_REDIS_UNREACHABLE'));
@@ -145,9 +146,9 @@ describe('while Redis is unreachable', () => {
     instances = fleet(server.url, 1);
     const [i] = instances as [Instance];
     await i.breaker.start();
-    await vi.waitFor(() => expect(i.breaker.role).toBe('leader'));
     await fail(i, 3);
     await untilAll(instances, 'open');
+    await vi.waitFor(() => expect(i.breaker.role).toBe('leader'));
     // Open: no outcomes to report; only the lease and the health checks talk to Redis.
     server.pause();
     i.healthy = true;

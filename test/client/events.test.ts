@@ -77,7 +77,6 @@ describe('breaker.on()', () => {
     const [i] = instances as [Instance];
     const heard = hear(i.breaker);
     await i.breaker.start();
-    await leaderOf(instances);
     const keys = breakerKeys('zenvark', i.breaker.id);
     const trip = ['FCALL', 'zv1_record', '2', keys.state, keys.events, feedChannel('zenvark'), 'operator', '1000', '0', '0', '1', '0', '0', '1', '1', '1', 'consecutive:1:0:0'];
     // Dropped before the trip, in one pipeline: the subscriber cannot see it published.
@@ -138,18 +137,19 @@ describe('breaker.on()', () => {
     const heardA = hear(a.breaker);
     const heardB = hear(b.breaker);
     await startAll(instances);
+    // Open, the breaker has a duty (recovery checks): one instance takes the lease.
+    await fail(a, 3);
+    await untilAll(instances, 'open');
     const leader = await leaderOf(instances);
     const follower = leader === a ? b : a;
     const [heardLeader, heardFollower] = leader === a ? [heardA, heardB] : [heardB, heardA];
     expect(heardLeader.roleChange).toEqual([{ role: 'leader' }]);
+    expect(heardFollower.roleChange).toEqual([]);
 
-    // The leader stops: the other takes the lease over.
+    // The leader stops: the other takes the lease over, and checks.
     await leader.breaker.stop();
     expect(heardLeader.roleChange).toEqual([{ role: 'leader' }, { role: 'follower' }]);
     await vi.waitFor(() => expect(heardFollower.roleChange).toEqual([{ role: 'leader' }]));
-
-    await fail(follower, 3);
-    await untilAll([follower], 'open');
     await vi.waitFor(() => expect(heardFollower.healthCheck.length).toBeGreaterThanOrEqual(2));
     expect(heardFollower.healthCheck[0]).toMatchObject({ type: 'recovery', result: 'failure', error: expect.any(Error) });
     follower.healthy = true;
@@ -159,6 +159,8 @@ describe('breaker.on()', () => {
     expect(heardFollower.stateChange.at(-1)?.transition).toMatchObject({ reason: 'recovery_check_passed' });
     // A lasting cause is one error, however many checks failed.
     expect(heardFollower.error.filter((e) => (e as ZenvarkError).code === 'ZV_HEALTH_CHECK_FAILED')).toHaveLength(1);
+    // Closed again, the duty is over: the holder gives the lease back.
+    await vi.waitFor(() => expect(heardFollower.roleChange).toEqual([{ role: 'leader' }, { role: 'follower' }]));
   });
 
   it('tells degraded mode entered and left, every failed Redis call by operation, and the local transitions', async () => {
@@ -167,14 +169,22 @@ describe('breaker.on()', () => {
     const [i] = instances as [Instance];
     const heard = hear(i.breaker);
     await i.breaker.start();
-    await leaderOf(instances);
     await redis.stop({ kill: true });
     await fail(i, 3);
     await untilAll(instances, 'open');
     await vi.waitFor(() => expect(heard.degradedChange).toEqual([{ degraded: true, durationMs: 0 }]));
     expect(i.breaker.degraded).toBe(true);
     expect(heard.stateChange.at(-1)).toMatchObject({ state: 'open', source: 'local', transition: expect.objectContaining({ reason: 'local_failures', local: true }) });
-    await vi.waitFor(() => expect(new Set(heard.redisError.map((e) => e.operation)).size).toBeGreaterThanOrEqual(2));
+    // What found Redis gone (the report, or the connection), then the reads that try Redis
+    // again, one a second.
+    await vi.waitFor(
+      () => {
+        const operations = new Set(heard.redisError.map((e) => e.operation));
+        expect(operations).toContain('read');
+        expect(operations.size).toBeGreaterThanOrEqual(2);
+      },
+      { timeout: 10_000 },
+    );
     expect(heard.redisError.every((e) => e.code === 'ZV_REDIS_UNREACHABLE')).toBe(true);
     // Every failure is an event; the error event hears the outage once.
     expect(heard.error.filter((e) => (e as ZenvarkError).code === 'ZV_REDIS_UNREACHABLE')).toHaveLength(1);

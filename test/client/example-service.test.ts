@@ -2,7 +2,7 @@
  * examples/service/server.ts, run as a user would run it (its own process, the package
  * imported by name), in front of a fake dependency that the test breaks and heals: its
  * circuit opens, refused requests get 503 with Retry-After, /metrics shows it, a health
- * check closes it again, and SIGTERM ends the process cleanly, its lease given back.
+ * check closes it again, and SIGTERM ends the process cleanly, holding no lease.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { type Server, createServer } from 'node:http';
@@ -141,7 +141,8 @@ it('protects its calls, shows the circuit in /metrics, recovers, and stops clean
   expect(exit, running.output()).toEqual({ code: 0, signal: null });
   expect(running.output()).toContain('SIGTERM: stopping\n');
   expect(running.output()).toContain('stopped\n');
-  // stop() gave the lease back: it did not wait to lapse.
+  // No lease is left held: closed, the breaker had no duty that needed one (the recovery's
+  // holder gave it back), and stop() gives back any it holds.
   admin = new Redis(redisUrl);
   expect((await stateOf(admin, id)).holder).toBe('');
   await expect(fetch(`${base}/healthz`)).rejects.toThrow();

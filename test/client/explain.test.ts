@@ -178,9 +178,10 @@ describe('breaker.explain() while recovering', () => {
       },
     });
     await startAll(instances);
-    const leader = await leaderOf(instances);
     await fail(instances[0] as Instance, 3);
     await untilAll(instances, 'open');
+    // Open, the breaker has a duty: one instance takes the lease for its recovery checks.
+    const leader = await leaderOf(instances);
     const e = await explainedWhen(leader, (x) => x.recovery?.successesInARow === 1);
     const recovery = e.recovery as NonNullable<Explanation['recovery']>;
     expect(recovery).toMatchObject({ failedChecks: 1, successesInARow: 1, successThreshold: 2, nextAttempt: 3 });
@@ -231,17 +232,21 @@ describe('breaker.explain() while recovering', () => {
     expect(e.text).toMatch(/\ntrials: [1-4] of 5 trial calls succeeded, [01] permits? out\n/);
   });
 
-  it('closed again: the last transition is the passing recovery check', async () => {
-    const i = await started();
+  it('closed again: the last transition is the passing recovery check, and no lease is held', async () => {
+    // A lease of a minute: only a release explains a free lease within the test.
+    const i = await started({ leaseTtlMs: 60_000 });
     await fail(i, 3);
     await untilAll([i], 'open');
     i.healthy = true;
     await untilAll([i], 'closed');
-    const e = await i.breaker.explain();
+    // The recovery was the duty the lease was held for: with it, the holder gives the lease back.
+    const e = await explainedWhen(i, (x) => x.lease.holder === '');
     expect(e).toMatchObject({ state: 'closed', generation: 2, auditEntries: 2, lastTransition: { from: 'open', to: 'closed', reason: 'recovery_check_passed' } });
     expect(e.lastTransition?.token).not.toBe('');
     expect(e.lines[0]).toMatch(/^closed for .+ \(generation 2\): a recovery check passed( after \d+ failed attempts?)?, reported by leader instance-0 \(token \d+\)/);
     expect(e.lines[1]).toMatch(/^window \(consecutive\): 0 of 3 consecutive failures/);
+    expect(e.lease).toEqual({ holder: '', token: Number(e.lastTransition?.token), remainingMs: 0 });
+    expect(e.lines).toContain(`lease: none held (last token ${e.lease.token}); a closed breaker has a lease holder only for idle probes`);
   });
 });
 
@@ -289,7 +294,11 @@ describe('explainBreaker(), without a running breaker', () => {
       trials: undefined,
       instance: undefined,
     });
-    expect(e.lines).toEqual(['closed (generation 0): never used, no call recorded and no transition', 'window: no call recorded yet', 'lease: never granted']);
+    expect(e.lines).toEqual([
+      'closed (generation 0): never used, no call recorded and no transition',
+      'window: no call recorded yet',
+      'lease: none held (never granted); a closed breaker has a lease holder only for idle probes',
+    ]);
     const keys = breakerKeys(DEFAULTS.prefix, id);
     expect(await own.admin.exists(keys.state, keys.events)).toBe(0);
   });

@@ -56,26 +56,27 @@ describe('several instances of one breaker', () => {
     expect(transition?.id).toMatch(/^\d+-\d+$/);
   });
 
-  it('exactly one instance leads, and only the leader probes', async () => {
+  it('once it is open, exactly one instance leads, and only the leader probes', async () => {
     instances = fleet(url, 4);
     await startAll(instances);
-    const leader = await leaderOf(instances);
     await fail(instances[1] as Instance, 3);
     await untilAll(instances, 'open');
+    // Closed, the breaker had no duty and no lease holder; open, one instance takes the lease.
+    const leader = await leaderOf(instances);
     await vi.waitFor(() => expect(leader.seen.checks.length).toBeGreaterThanOrEqual(3));
     for (const i of instances) {
       if (i !== leader) expect(i.seen.checks).toEqual([]);
+      expect(i.seen.roles).toEqual(i === leader ? ['leader'] : []);
     }
-    expect(leader.seen.roles).toEqual(['leader']);
     expect(leader.seen.checks.every((c) => c.type === 'recovery')).toBe(true);
   });
 
   it('a passing recovery check closes the circuit on every instance', async () => {
     instances = fleet(url, 3);
     await startAll(instances);
-    const leader = await leaderOf(instances);
     await fail(instances[0] as Instance, 3);
     await untilAll(instances, 'open');
+    const leader = await leaderOf(instances);
     leader.healthy = true;
     await untilAll(instances, 'closed');
     for (const i of instances) {
@@ -98,13 +99,19 @@ describe('several instances of one breaker', () => {
 
   it('when the leader stops, another instance takes the lease at once and goes on probing', async () => {
     instances = fleet(url, 3, { leaseTtlMs: 30_000 });
-    await startAll(instances);
-    const leader = await leaderOf(instances);
-    await fail(leader, 3);
+    const [first, ...rest] = instances as [Instance, Instance, Instance];
+    // Open, the breaker has a duty (recovery checks); alone, the first instance takes the lease.
+    await first.breaker.start();
+    await fail(first, 3);
+    await untilAll([first], 'open');
+    await vi.waitFor(() => expect(first.breaker.role).toBe('leader'), { timeout: 5_000 });
+    // The others start while it holds the lease, and read that it does, for 30 s more.
+    await startAll(rest);
     await untilAll(instances, 'open');
+    const leader = await leaderOf(instances);
+    expect(leader).toBe(first);
     await leader.breaker.stop();
-    const rest = instances.filter((i) => i !== leader);
-    // The lease lasts 30 s: only the announced release can explain a fast takeover.
+    // Only the announced release can explain a fast takeover.
     const next = await leaderOf(rest, 5_000);
     const checksBefore = next.seen.checks.length;
     await vi.waitFor(() => expect(next.seen.checks.length).toBeGreaterThan(checksBefore), { timeout: 5_000 });

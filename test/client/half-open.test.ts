@@ -163,9 +163,9 @@ describe('fleet-wide half-open', () => {
       halfOpen: { permittedCalls: 1 },
     });
     await Promise.all(instances.map((i) => i.breaker.start()));
-    const leader = await leaderOf(instances);
-    await fail(leader, 1);
+    await fail(instances[0] as Instance, 1);
     await untilAll(instances, 'open');
+    const leader = await leaderOf(instances);
     leader.healthy = true;
     await untilAll(instances, 'half_open');
     expect(leader.seen.states.at(-1)?.transition.reason).toBe('recovery_check_passed');
@@ -282,7 +282,6 @@ describe('recovery checks in a row', () => {
     });
     const [i] = instances as [Instance];
     await i.breaker.start();
-    await leaderOf(instances);
     await fail(i, 1);
     await vi.waitFor(() => expect(i.seen.states.map((s) => s.state)).toEqual(['open', 'closed']), { timeout: 10_000 });
     expect(checks).toHaveLength(3);

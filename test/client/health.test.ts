@@ -30,7 +30,6 @@ describe('recovery checks', () => {
     });
     const checks: number[] = [];
     await Promise.all(instances.map((i) => i.breaker.start()));
-    await leaderOf(instances);
     const openedAt = performance.now();
     await fail(instances[0] as Instance, 3);
     await vi.waitFor(() => expect(checks.length).toBeGreaterThanOrEqual(4), { timeout: 10_000 });
@@ -55,7 +54,6 @@ describe('recovery checks', () => {
     });
     const [i] = instances as [Instance];
     await i.breaker.start();
-    await leaderOf(instances);
     await fail(i, 3);
     await vi.waitFor(() => expect(signal).toBeDefined());
     expect(signal?.aborted).toBe(false);
@@ -78,7 +76,6 @@ describe('recovery checks', () => {
     });
     const [i] = instances as [Instance];
     await i.breaker.start();
-    await leaderOf(instances);
     await fail(i, 3);
     await vi.waitFor(() => expect(signals).toHaveLength(1));
     // Frozen Redis: renewals fail, the lease lapses on this instance's own clock.
@@ -104,7 +101,6 @@ describe('a check that never settles', () => {
     });
     const [i] = instances as [Instance];
     await i.breaker.start();
-    await leaderOf(instances);
     await fail(i, 3);
     await vi.waitFor(() => expect(signals.length).toBeGreaterThanOrEqual(3));
     expect(signals[0]?.aborted).toBe(true);
@@ -123,6 +119,7 @@ describe('idle probes', () => {
       health: { backoff: { getDelayMs: () => 50 }, idleProbeIntervalMs: 150, check: async () => undefined },
     });
     await Promise.all(instances.map((i) => i.breaker.start()));
+    // Idle probes are a duty of the closed breaker: one instance takes the lease for them.
     const leader = await leaderOf(instances);
     // Each instance records the checks it ran itself (see test/support/instances.ts).
     await vi.waitFor(() => expect(leader.seen.checks.length).toBeGreaterThanOrEqual(2), { timeout: 10_000 });

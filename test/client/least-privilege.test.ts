@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { breakerKeys, explainBreaker } from '../../src/index.js';
-import { type Instance, fail, fleet, leaderOf, startAll, stopAll, untilAll } from '../support/instances.js';
+import { type Instance, fail, fleet, leaderOf, sharedState, startAll, stopAll, untilAll } from '../support/instances.js';
 import { createUser as createReadmeUser } from '../support/acl.js';
 import { ownRedis } from '../support/own-redis.js';
 
@@ -28,13 +28,18 @@ const codes = (i: Instance) => i.seen.errors.map((e) => (e as { code?: string })
 describe('least privilege, as the README gives it', () => {
   it('the application user runs breakers through a trip, a recovery check and a release', async () => {
     const url = await createUser('app');
-    instances = fleet(url, 2, { loadFunctions: false });
+    // A lease of a minute: only a release frees it within the test.
+    instances = fleet(url, 2, { loadFunctions: false, leaseTtlMs: 60_000 });
     await startAll(instances);
-    const leader = await leaderOf(instances);
     await fail(instances[0] as Instance, 3);
     await untilAll(instances, 'open');
+    // Open, the breaker has a duty: one instance takes the lease and runs the checks.
+    const leader = await leaderOf(instances);
     leader.healthy = true;
     await untilAll(instances, 'closed');
+    // Closed, the duty is over: the holder releases the lease.
+    await vi.waitFor(async () => expect((await sharedState(leader)).holder).toBe(''), { timeout: 10_000 });
+    expect(leader.breaker.role).toBe('follower');
     await stopAll(instances);
     for (const i of instances) expect(i.seen.errors).toEqual([]);
     expect(await own.admin.call('ACL', 'LOG')).toEqual([]);

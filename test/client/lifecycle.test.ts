@@ -87,16 +87,19 @@ describe('the lifecycle', () => {
     const stopping = i.breaker.stop();
     const starting = i.breaker.start();
     await Promise.all([stopping, starting]);
-    await vi.waitFor(() => expect(i.breaker.role).toBe('leader'));
+    // Running again: it records, trips, and takes the lease for the open breaker's duty.
     await fail(i, 3);
     await untilAll([i], 'open');
+    await vi.waitFor(() => expect(i.breaker.role).toBe('leader'));
     await stopAll([i]);
   });
 
   it('stop() waits for a lease grant in flight and releases it, so another instance takes over at once', async () => {
     const id = uniqueId();
     const stateKey = `zenvark:{${id}}:state`;
-    const leaver = instance(own.server.url, { id, instanceId: 'leaver', leaseTtlMs: 30_000 });
+    // Idle probes (an hour apart: none runs here) are a duty of the closed breaker, so each
+    // instance asks for the lease as soon as it starts.
+    const leaver = instance(own.server.url, { id, instanceId: 'leaver', leaseTtlMs: 30_000, idleDuty: true });
     await own.admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
     // Redis holds writes (the lease acquisition) until unpaused, but answers reads (start()).
     await own.admin.call('CLIENT', 'PAUSE', '30000', 'WRITE');
@@ -120,7 +123,7 @@ describe('the lifecycle', () => {
     // stop() waited for the grant (a token was granted) and released it.
     expect(await own.admin.hget(stateKey, 'lh')).toBe('');
     expect(Number(await own.admin.hget(stateKey, 'lt'))).toBeGreaterThan(0);
-    const stayer = instance(own.server.url, { id, instanceId: 'stayer', leaseTtlMs: 30_000 });
+    const stayer = instance(own.server.url, { id, instanceId: 'stayer', leaseTtlMs: 30_000, idleDuty: true });
     await stayer.breaker.start();
     await vi.waitFor(() => expect(stayer.breaker.role).toBe('leader'), { timeout: 5_000 });
     expect(leaver.seen.roles).toEqual([]);

@@ -17,7 +17,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { type MetricsRegistration, registerMetrics } from '../../src/prometheus.js';
-import { type Instance, fail, fleet, leaderOf, startAll, stopAll, untilAll } from '../support/instances.js';
+import { type Instance, fail, fleet, startAll, stopAll, untilAll } from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
 import { exposedSeries, queryUses } from '../support/promql.js';
 
@@ -148,7 +148,6 @@ describe('the queries of the dashboard and the alerts, against what zenvark/prom
     instances = fleet(own.server.url, 2, { timeoutMs: 2_000 });
     const [a, b] = instances as [Instance, Instance];
     await startAll(instances);
-    await leaderOf(instances);
     await a.breaker.execute(async () => 'ok');
 
     // b trips it; a learns it from the feed.

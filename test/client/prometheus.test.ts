@@ -1,6 +1,6 @@
 import { Counter, Registry, register as globalRegistry } from 'prom-client';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
-import { type Instance, fail, fleet, instance, leaderOf, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
+import { type Instance, fail, fleet, instance, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
 import { figure, prometheus, scrape } from '../support/metrics.js';
 import { metricsScenarios, stoppedScenario } from '../support/metrics-scenarios.js';
 import { type MetricsRegistration, registerMetrics } from '../../src/prometheus.js';
@@ -180,13 +180,18 @@ describe('zenvark/prometheus: registration', () => {
     keep(registerMetrics({ registry, filter: (b) => b.id === id }));
     instances = fleet(url, 2, { id });
     await startAll(instances);
-    await leaderOf(instances);
     const r = scrape(registry);
-    expect(await figure(r, 'role', { role: 'leader' })).toBe(1);
-    expect(await figure(r, 'role', { role: 'follower' })).toBe(1);
+    // Closed, with no idle probes, neither holds the lease.
+    expect(await figure(r, 'role', { role: 'leader' })).toBe(0);
+    expect(await figure(r, 'role', { role: 'follower' })).toBe(2);
     await fail(instances[0] as Instance, 3);
     await untilAll(instances, 'open');
     expect(await figure(r, 'state', { state: 'open' })).toBe(2);
+    // Open, one of them takes the lease.
+    await vi.waitFor(async () => {
+      expect(await figure(r, 'role', { role: 'leader' })).toBe(1);
+      expect(await figure(r, 'role', { role: 'follower' })).toBe(1);
+    });
     // Each saw the transition once.
     await vi.waitFor(async () => expect(await figure(r, 'transitions')).toBe(2));
     await instances[0]?.breaker.stop();

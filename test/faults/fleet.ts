@@ -119,14 +119,15 @@ export async function soleHolder(fleet: ProcessFleet, workers: readonly Worker[]
 }
 
 /**
- * Trips the breaker of `workers` through their lease holder and waits until every one
- * sees it open and the holder has run its first recovery check; resolves with the holder
- * and its fencing token. Where the lease takeover scenarios start from.
+ * Trips the breaker of `workers` and waits until every one sees it open, one holds the
+ * lease its recovery checks need (whichever), and the holder has run its first check;
+ * resolves with the holder and its fencing token. Where the lease takeover scenarios
+ * start from.
  */
 export async function openUnderHolder(fleet: ProcessFleet, workers: Worker[]): Promise<{ holder: Worker; token: number }> {
-  const holder = await leaderAmong(workers);
-  await holder.send({ cmd: 'fail', count: 3 });
+  await workers[0]?.send({ cmd: 'fail', count: 3 });
   await untilEvery(workers, 'open');
+  const holder = await leaderAmong(workers);
   await holder.next('check');
   return { holder, token: await soleHolder(fleet, workers, holder) };
 }

@@ -1,6 +1,7 @@
 /**
  * Many breakers on one application client, started and stopped again and again, each
- * busy when it stops (its lease held, a success waiting for company, a failure recorded):
+ * busy when it stops (its lease held for idle probes, a success waiting for company, a
+ * failure recorded):
  * after every stop nothing of the library is left: no connection in Redis, no timer, no
  * socket, no breaker the heap still holds, no unhandled rejection, and every outcome
  * reached Redis.
@@ -49,7 +50,10 @@ interface Round {
  * its own, so that nothing of the round stays in the caller's frame.
  */
 async function round(redis: ReturnType<typeof own.server.client>, count: number): Promise<Round> {
-  const breakers: Instance[] = Array.from({ length: count }, () => instance(own.server.url, { id: uniqueId('many'), instanceId: 'app' }, redis));
+  // Idle probes (an hour apart) are a duty of a closed breaker: each holds its lease.
+  const breakers: Instance[] = Array.from({ length: count }, () =>
+    instance(own.server.url, { id: uniqueId('many'), instanceId: 'app', idleDuty: true }, redis),
+  );
   const startedAt = performance.now();
   await Promise.all(breakers.map((i) => i.breaker.start()));
   const startMs = performance.now() - startedAt;

@@ -47,7 +47,8 @@ describe('a user without write rights', () => {
     await startAll(instances);
     run.flow();
     await run.detected(() => expectSomeReported(instances, 'ZV_NOPERM'));
-    // The lease or the first outcome report is refused in each, naming the command.
+    // The first outcome report is refused in each, naming the command (closed, with no idle
+    // probes, the breaker holds no lease and sends nothing else that writes).
     await vi.waitFor(() => expectEachReported(instances, 'ZV_NOPERM'), { timeout: 15_000 });
     for (const i of instances) {
       const report = reportOf(i, 'ZV_NOPERM');

@@ -38,13 +38,24 @@ export interface Instance {
 
 const quieted = new WeakSet<Redis | Cluster>();
 
+/**
+ * Options of a test instance: the breaker's, and `idleDuty`, which adds idle probes an hour
+ * apart to its health options. Idle probes are the one duty of a closed breaker, so one
+ * instance holds the lease while it is closed, and no probe runs within a test: for tests
+ * of a closed breaker's lease holder.
+ */
+export type InstanceOptions = Partial<CircuitBreakerOptions> & { idleDuty?: boolean };
+
+/** The idle probe interval of `idleDuty`, ms: longer than any test. */
+export const IDLE_DUTY_INTERVAL_MS = 3_600_000;
+
 export function uniqueId(label = 'b'): string {
   return `${label}-${randomUUID()}`;
 }
 
 export function instance(
   url: string,
-  options: Partial<CircuitBreakerOptions> & { id: string },
+  { idleDuty, ...options }: InstanceOptions & { id: string },
   redis: Redis | Cluster = new Redis(url),
 ): Instance {
   if (!quieted.has(redis)) {
@@ -53,12 +64,13 @@ export function instance(
   }
   const seen: Observed = { states: [], roles: [], checks: [], errors: [] };
   const control = { healthy: false };
-  const health: HealthOptions = options.health ?? {
+  const given: HealthOptions = options.health ?? {
     backoff: new ConstantBackoff({ delayMs: 50 }),
     check: async () => {
       if (!control.healthy) throw new Error('dependency still down');
     },
   };
+  const health: HealthOptions = idleDuty ? { ...given, idleProbeIntervalMs: IDLE_DUTY_INTERVAL_MS } : given;
   const check = health.check;
   const breaker = new CircuitBreaker({
     redis,
@@ -113,7 +125,7 @@ export function sharedState(i: Instance): Promise<Record<string, string>> {
 }
 
 /** Several instances of one breaker, each on its own client. */
-export function fleet(url: string, size: number, options: Partial<CircuitBreakerOptions> = {}): Instance[] {
+export function fleet(url: string, size: number, options: InstanceOptions = {}): Instance[] {
   const id = options.id ?? uniqueId();
   return Array.from({ length: size }, (_, i) => instance(url, { ...options, id, instanceId: `instance-${i}` }));
 }

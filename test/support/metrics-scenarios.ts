@@ -64,21 +64,21 @@ export function metricsScenarios(backend: Backend, customPrefix: string): void {
   });
 
   describe(`${backend.name}: the figures as breakers run`, () => {
-    it('trips, refuses and recovers: calls, refusals, transitions, health checks, feed lag and outcomes, on the instance that tripped it and on the leader', async () => {
+    it('trips, refuses and recovers: calls, refusals, transitions, health checks, feed lag, roles and outcomes, on the instance that tripped it, the other and the leader', async () => {
       t.instances = fleet(url, 2);
       await startAll(t.instances);
-      const leader = await leaderOf(t.instances);
-      const tripper = t.instances.find((i) => i !== leader) as Instance;
-      const rl = register({ filter: only(leader.breaker) });
+      const [tripper, other] = t.instances as [Instance, Instance];
       const rt = register({ filter: only(tripper.breaker) });
-      const leaderFeed = feedCount(leader);
+      const ro = register({ filter: only(other.breaker) });
       const tripperFeed = feedCount(tripper);
+      const otherFeed = feedCount(other);
 
       expect(await states(rt)).toEqual({ closed: 1, open: 0, half_open: 0 });
-      expect(await figure(rl, 'role', { role: 'leader' })).toBe(1);
-      expect(await figure(rl, 'role', { role: 'follower' })).toBe(0);
-      expect(await figure(rt, 'role', { role: 'leader' })).toBe(0);
-      expect(await figure(rt, 'role', { role: 'follower' })).toBe(1);
+      // Closed, with no idle probes, the breaker has no duty: no instance holds its lease.
+      for (const r of [rt, ro]) {
+        expect(await figure(r, 'role', { role: 'leader' })).toBe(0);
+        expect(await figure(r, 'role', { role: 'follower' })).toBe(1);
+      }
       expect(await figure(rt, 'degraded')).toBe(0);
       // Counters of a known, small set of labels are there from the start, at 0.
       expect(await figure(rt, 'callsRejected', { state: 'open' })).toBe(0);
@@ -96,7 +96,7 @@ export function metricsScenarios(backend: Backend, customPrefix: string): void {
       await untilAll(t.instances, 'open');
       expect(await figure(rt, 'callDuration', { result: 'success' })).toBe(2);
       expect(await figure(rt, 'callDuration', { result: 'failure' })).toBe(3);
-      expect(await figure(rl, 'callDuration')).toBeUndefined();
+      expect(await figure(ro, 'callDuration')).toBeUndefined();
 
       // Refused calls are counted by the state that refused them, and are not durations.
       for (let n = 0; n < 2; n += 1) await expect(tripper.breaker.execute(async () => 'no')).rejects.toBeInstanceOf(CircuitOpenError);
@@ -106,33 +106,41 @@ export function metricsScenarios(backend: Backend, customPrefix: string): void {
 
       const opened = { from: 'closed', to: 'open', reason: 'consecutive_failures', origin: 'shared' };
       await vi.waitFor(async () => {
-        for (const r of [rt, rl]) {
+        for (const r of [rt, ro]) {
           expect(await figure(r, 'transitions', opened)).toBe(1);
           expect(await states(r)).toEqual({ closed: 0, open: 1, half_open: 0 });
         }
       });
-      // The leader did not make the transition: it came through the feed, and its lag was
-      // observed there; the tripper had it in the answer to its own report.
-      expect(leaderFeed()).toBeGreaterThanOrEqual(1);
-      expect(await figure(rl, 'feedLag')).toBe(leaderFeed());
+      // The other instance did not make the transition: it came through the feed, and its
+      // lag was observed there; the tripper had it in the answer to its own report.
+      expect(otherFeed()).toBeGreaterThanOrEqual(1);
+      expect(await figure(ro, 'feedLag')).toBe(otherFeed());
       expect(await figure(rt, 'feedLag')).toBeUndefined();
       expect(tripperFeed()).toBe(0);
 
+      // Open, the breaker has a duty: one of them takes the lease (which one is not the point).
+      const leader = await leaderOf(t.instances);
+      const [rl, rf, followerFeed] = leader === tripper ? [rt, ro, otherFeed] : [ro, rt, tripperFeed];
+      await vi.waitFor(async () => {
+        expect(await figure(rl, 'role', { role: 'leader' })).toBe(1);
+        expect(await figure(rl, 'role', { role: 'follower' })).toBe(0);
+        expect(await figure(rf, 'role', { role: 'leader' })).toBe(0);
+        expect(await figure(rf, 'role', { role: 'follower' })).toBe(1);
+      });
       // The leader checks, and the dependency is still down.
       await vi.waitFor(async () => expect(await figure(rl, 'healthCheckDuration', { type: 'recovery', result: 'failure' })).toBeGreaterThanOrEqual(1));
-      expect(await figure(rt, 'healthCheckDuration')).toBeUndefined();
+      expect(await figure(rf, 'healthCheckDuration')).toBeUndefined();
 
       late.release();
       await lateCall;
       await vi.waitFor(async () => expect(await figure(rt, 'outcomes', { fate: 'stale' })).toBe(1));
       expect(tripper.breaker.stats.stale).toBe(1);
 
-      leader.healthy = true;
-      tripper.healthy = true;
+      for (const i of t.instances) i.healthy = true;
       await untilAll(t.instances, 'closed');
       const closed = { from: 'open', to: 'closed', reason: 'recovery_check_passed', origin: 'shared' };
       await vi.waitFor(async () => {
-        for (const r of [rt, rl]) {
+        for (const r of [rt, ro]) {
           expect(await figure(r, 'transitions', closed)).toBe(1);
           expect(await figure(r, 'transitions')).toBe(2);
           expect(await states(r)).toEqual({ closed: 1, open: 0, half_open: 0 });
@@ -143,14 +151,19 @@ export function metricsScenarios(backend: Backend, customPrefix: string): void {
       expect(checks).toBe(leader.seen.checks.length);
       // Seconds: each check took well under one.
       expect(await figure(rl, 'healthCheckDuration', {}, true)).toBeLessThan(checks as number);
-      expect(await figure(rt, 'feedLag')).toBe(tripperFeed());
+      // The follower took the closing from the feed too.
+      expect(followerFeed()).toBeGreaterThanOrEqual(1);
+      expect(await figure(rf, 'feedLag')).toBe(followerFeed());
+      // Closed again, the duty is over: the leader gives the lease back.
+      await vi.waitFor(async () => expect(await figure(rl, 'role', { role: 'follower' })).toBe(1));
+      expect(await figure(rl, 'role', { role: 'leader' })).toBe(0);
 
       // Outcomes as breaker.stats has them: the five reported, the late one stale.
       await vi.waitFor(async () => expect(await figure(rt, 'outcomes', { fate: 'recorded' })).toBe(5));
       expect(tripper.breaker.stats).toMatchObject({ recorded: 5, stale: 1, local: 0, overflowed: 0, undelivered: 0 });
       expect(await figure(rt, 'outcomes', { fate: 'local' })).toBe(0);
       expect(await figure(rt, 'outcomes', { fate: 'dropped' })).toBe(0);
-      expect(await figure(rl, 'outcomes')).toBe(0);
+      expect(await figure(ro, 'outcomes')).toBe(0);
       expect(await figure(rt, 'redisErrors')).toBe(0);
     });
 
@@ -247,6 +260,9 @@ export function metricsScenarios(backend: Backend, customPrefix: string): void {
     it('fails over: the role moves to the other instance when the leader stops', async () => {
       t.instances = fleet(url, 2);
       await startAll(t.instances);
+      // Open, the breaker has a duty (recovery checks): one instance takes the lease.
+      await fail(t.instances[0] as Instance, 3);
+      await untilAll(t.instances, 'open');
       const leader = await leaderOf(t.instances);
       const other = t.instances.find((i) => i !== leader) as Instance;
       const rl = register({ filter: only(leader.breaker) });
@@ -292,13 +308,16 @@ export function metricsScenarios(backend: Backend, customPrefix: string): void {
 
     it('degraded is 1, transitions are local, Redis errors are counted by operation, outcomes local; back to 0 when Redis returns', async () => {
       const server = await ownServer();
-      t.instances = fleet(server.url, 1);
+      // Idle probes (an hour apart) are a duty of the closed breaker: the instance holds the
+      // lease when Redis goes away, and the lease lapses on its own clock.
+      t.instances = fleet(server.url, 1, { idleDuty: true });
       const [i] = t.instances as [Instance];
       const r = register({ filter: only(i.breaker) });
       const errors = new Map<string, number>();
       i.breaker.on('redisError', (event) => errors.set(event.operation, (errors.get(event.operation) ?? 0) + 1));
       await i.breaker.start();
       await leaderOf(t.instances);
+      expect(await figure(r, 'role', { role: 'leader' })).toBe(1);
 
       await server.stop({ kill: true });
       await vi.waitFor(async () => expect(await figure(r, 'degraded')).toBe(1), { timeout: 10_000 });
