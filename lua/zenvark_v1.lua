@@ -33,7 +33,7 @@ single reading makes a decision the same on both.
 -- protective metatable and costs more than the work itself. The libraries are not
 -- reachable while the library loads, so the locals are bound on the first call.
 local floor, max, min, abs
-local match, gmatch, rep, sub, gsub, format
+local find, match, gmatch, rep, sub, gsub, format
 local concat, sort
 local tonumber, tostring, type, pairs, pcall, error, unpack
 local call, pcall_redis, error_reply, acl_check
@@ -41,7 +41,7 @@ local pack_struct, unpack_struct, encode_json
 
 local function bind_globals()
   floor, max, min, abs = math.floor, math.max, math.min, math.abs
-  match, gmatch, rep, sub, gsub, format = string.match, string.gmatch, string.rep, string.sub, string.gsub, string.format
+  find, match, gmatch, rep, sub, gsub, format = string.find, string.match, string.gmatch, string.rep, string.sub, string.gsub, string.format
   concat, sort = table.concat, table.sort
   tonumber, tostring, type, pairs, pcall, error, unpack = _G.tonumber, _G.tostring, _G.type, _G.pairs, _G.pcall, _G.error, _G.unpack
   call, pcall_redis, error_reply, acl_check = redis.call, redis.pcall, redis.error_reply, redis.acl_check_cmd
@@ -290,7 +290,10 @@ local function append_all(target, items)
 end
 
 
--- Server time: milliseconds, and a microsecond string that names a state incarnation.
+-- Server time: milliseconds, and the same time to the microsecond as TIME's reply
+-- ({seconds, microseconds}), from which a state hash written for the first time takes the
+-- epoch that names its incarnation (fresh_state): the text is made only then. TIME's
+-- numeric strings convert in arithmetic.
 -- Called once per function call: nothing may depend on TIME advancing within a call.
 local function server_time()
   local t = pcall_redis('TIME')
@@ -300,12 +303,12 @@ local function server_time()
     end
     error(t)
   end
-  return tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000), t[1] .. format('%06d', tonumber(t[2]))
+  return t[1] * 1000 + floor(t[2] / 1000), t
 end
 
 local function fresh_state(now, micros)
   return {
-    state = CLOSED, gen = 0, epoch = micros, since = now, run = 0, cfg = '', w = '', last = -1,
+    state = CLOSED, gen = 0, epoch = micros[1] .. format('%06d', micros[2]), since = now, run = 0, cfg = '', w = '', last = -1,
     lh = '', lt = 0, lu = 0, hcf = 0, hca = now, hcs = 0, tp = '', ts = 0, pn = 0, new = true,
   }
 end
@@ -314,10 +317,18 @@ local function corrupt(key, field, value)
   fail('ZV_CORRUPT', key .. ' field ' .. field .. ' holds ' .. show(value) .. ', not written by zenvark')
 end
 
-local function concat_groups(groups)
-  local names = {}
-  for g = 1, #groups do
-    append_all(names, groups[g])
+-- The field names of a list of groups, joined on its first use: the lists are constants,
+-- and a library keeps its upvalues between calls.
+local names_of = {}
+
+local function field_names(groups)
+  local names = names_of[groups]
+  if not names then
+    names = {}
+    for g = 1, #groups do
+      append_all(names, groups[g])
+    end
+    names_of[groups] = names
   end
   return names
 end
@@ -326,7 +337,7 @@ end
 -- hash reads as a fresh closed breaker; `new` is then set so that the first write
 -- creates every field.
 local function load_state(key, now, micros, groups)
-  local names = concat_groups(groups)
+  local names = field_names(groups)
   local values = pcall_redis('HMGET', key, unpack(names))
   if values.err then
     local actual = checked('TYPE', key).ok
@@ -359,11 +370,15 @@ local function load_state(key, now, micros, groups)
   if not KNOWN_STATES[st.state] then
     corrupt(key, 'state', st.state)
   end
-  if not match(st.epoch, '^%d+$') then
+  if not find(st.epoch, '^%d+$') then
     corrupt(key, 'epoch', st.epoch)
   end
   return st
 end
+
+-- HSET's field/value list, in a table kept between calls: not made and grown anew by
+-- each write.
+local hset_args = {}
 
 -- Writes the named fields, or all of them when the hash is new.
 local function save_state(key, st, names)
@@ -371,12 +386,12 @@ local function save_state(key, st, names)
     names = ALL_FIELDS
     st.new = false
   end
-  local argv = {}
-  for i = 1, #names do
-    argv[#argv + 1] = names[i]
-    argv[#argv + 1] = st[names[i]]
+  local n = #names
+  for i = 1, n do
+    hset_args[2 * i - 1] = names[i]
+    hset_args[2 * i] = st[names[i]]
   end
-  checked('HSET', key, unpack(argv))
+  checked('HSET', key, unpack(hset_args, 1, 2 * n))
 end
 
 -- A state that has not been written yet has no epoch to show.
