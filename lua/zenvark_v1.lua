@@ -782,15 +782,31 @@ end
 
 -- The window is up to TIME_BUCKETS buckets, each four doubles packed with struct:
 -- bucket number (server ms / bucket width), calls, failures, slow calls.
+
+-- The struct format of k buckets, made once for each k.
+local bucket_formats = {}
+
+local function buckets_format(k)
+  local f = bucket_formats[k]
+  if not f then
+    f = '<' .. rep('d', 4 * k)
+    bucket_formats[k] = f
+  end
+  return f
+end
+
+-- The numbers of the buckets a fold keeps, in a table kept between calls.
+local kept_buckets = {}
+
 local function fold_time(key, current, sum, s, now)
   check_window_text(key, current, s)
   local n = #current / BUCKET_BYTES
   local values = {}
   if n > 0 then
-    values = { unpack_struct('<' .. rep('d', 4 * n), current) }
+    values = { unpack_struct(buckets_format(n), current) }
   end
   local now_bucket = floor(now / (s.window / TIME_BUCKETS))
-  local kept = {}
+  local kept, k = kept_buckets, 0
   local calls, failures, slow, found = 0, 0, 0, false
   for b = 0, n - 1 do
     local bucket, c, f, sl = values[4 * b + 1], values[4 * b + 2], values[4 * b + 3], values[4 * b + 4]
@@ -802,19 +818,21 @@ local function fold_time(key, current, sum, s, now)
         sl = sl + sum.slow_ok + sum.slow_fail
         found = true
       end
-      append_all(kept, { bucket, c, f, sl })
+      kept[k + 1], kept[k + 2], kept[k + 3], kept[k + 4] = bucket, c, f, sl
+      k = k + 4
       calls = calls + c
       failures = failures + f
       slow = slow + sl
     end
   end
   if not found then
-    append_all(kept, { now_bucket, sum.calls, sum.failures, sum.slow_ok + sum.slow_fail })
+    kept[k + 1], kept[k + 2], kept[k + 3], kept[k + 4] = now_bucket, sum.calls, sum.failures, sum.slow_ok + sum.slow_fail
+    k = k + 4
     calls = calls + sum.calls
     failures = failures + sum.failures
     slow = slow + sum.slow_ok + sum.slow_fail
   end
-  return failures, calls, slow, pack_struct('<' .. rep('d', #kept), unpack(kept))
+  return failures, calls, slow, pack_struct(buckets_format(k / 4), unpack(kept, 1, k))
 end
 
 -- Folds a summary into the window of strategy `s`: what the window then holds (see above).
