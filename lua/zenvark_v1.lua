@@ -232,16 +232,21 @@ local function check_counts(keys, args, most)
   end
 end
 
+-- The header of the call being made, in a table kept between calls: every field is set
+-- afresh, and nothing keeps the table past its call (allocating a table per call costs
+-- more than filling it, and more work for the garbage collector).
+local call_header = {}
+
 -- The ARGV header of every writing function, which takes at most `most` arguments.
 local function header(keys, args, most)
   check_counts(keys, args, most)
-  return {
-    state_key = keys[1],
-    events_key = keys[2],
-    channel = text_arg(args, 1, 'channel', MAX_CHANNEL_BYTES),
-    actor = text_arg(args, 2, 'actor', MAX_ACTOR_BYTES),
-    retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION),
-  }
+  local h = call_header
+  h.state_key = keys[1]
+  h.events_key = keys[2]
+  h.channel = text_arg(args, 1, 'channel', MAX_CHANNEL_BYTES)
+  h.actor = text_arg(args, 2, 'actor', MAX_ACTOR_BYTES)
+  h.retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION)
+  return h
 end
 
 ---------------------------------------------------------------------------------------
@@ -317,19 +322,16 @@ local function corrupt(key, field, value)
   fail('ZV_CORRUPT', key .. ' field ' .. field .. ' holds ' .. show(value) .. ', not written by zenvark')
 end
 
--- The field names of a list of groups, joined on its first use: the lists are constants,
--- and a library keeps its upvalues between calls.
+-- The field names of a list of groups, joined on its first use (names_of[groups] then
+-- holds them): the lists are constants, and a library keeps its upvalues between calls.
 local names_of = {}
 
 local function field_names(groups)
-  local names = names_of[groups]
-  if not names then
-    names = {}
-    for g = 1, #groups do
-      append_all(names, groups[g])
-    end
-    names_of[groups] = names
+  local names = {}
+  for g = 1, #groups do
+    append_all(names, groups[g])
   end
+  names_of[groups] = names
   return names
 end
 
@@ -337,7 +339,7 @@ end
 -- hash reads as a fresh closed breaker; `new` is then set so that the first write
 -- creates every field.
 local function load_state(key, now, micros, groups)
-  local names = field_names(groups)
+  local names = names_of[groups] or field_names(groups)
   local values = pcall_redis('HMGET', key, unpack(names))
   if values.err then
     local actual = checked('TYPE', key).ok
@@ -583,7 +585,7 @@ end
 -- A spec is parsed once: it is a pure function of its text, and a library keeps its
 -- upvalues between calls. The cache is bounded.
 local function strategy_arg(args, i)
-  local raw = required_arg(args, i, 'strategy')
+  local raw = args[i] or required_arg(args, i, 'strategy')
   local s = parsed_specs[raw]
   if s then
     return s
@@ -622,6 +624,9 @@ local function shape_of(spec)
   return ''
 end
 
+-- The summary of the call being made, in a table kept between calls like call_header.
+local call_summary = {}
+
 -- ARGV[i..i+6]: fast successes, fast failures, slow successes, slow failures, and the
 -- runs of failures at the head, longest anywhere, and at the tail of the batch.
 local function summary_arg(args, i)
@@ -651,11 +656,11 @@ local function summary_arg(args, i)
   if failures > 0 and max_run == 0 then
     fail('ZV_BADARG', 'longest run must be at least 1 when there are failures')
   end
-  -- One constructor: the table is made at its size, not grown field by field.
-  return {
-    ok = fast_ok, fail = fast_fail, slow_ok = slow_ok, slow_fail = slow_fail, head = head, max_run = max_run, tail = tail,
-    successes = successes, failures = failures, calls = successes + failures,
-  }
+  local sum = call_summary
+  sum.ok, sum.fail, sum.slow_ok, sum.slow_fail = fast_ok, fast_fail, slow_ok, slow_fail
+  sum.head, sum.max_run, sum.tail = head, max_run, tail
+  sum.successes, sum.failures, sum.calls = successes, failures, successes + failures
+  return sum
 end
 
 local function rate_reached(failures, calls, threshold)
