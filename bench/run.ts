@@ -99,7 +99,9 @@ const targets: Target[] = [
   ...scaleCounts.map((n) =>
     atMost(`Redis memory per breaker ≤ 4 KB (${n})`, find(`Redis memory per idle breaker (${n})`), 4096, 'bytes'),
   ),
-  atMost('server cost of zv1_record ≤ 10 µs', find('server cost of zv1_record'), 10, 'µs/call'),
+  // Back to back, as the issue that set it defines it; the figure at 100 calls/s (each call
+  // wakes an idle Redis) is reported in the table, without a target.
+  atMost('server cost of zv1_record, back to back ≤ 10 µs', find('server cost of zv1_record, back to back'), 10, 'µs/call'),
   atMost('outcomes lost under contention = 0', find('outcomes lost'), 0, 'share'),
 ];
 
