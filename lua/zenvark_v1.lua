@@ -142,23 +142,26 @@ local function required_arg(args, i, name)
   return raw
 end
 
--- tonumber(text), remembered: callers look a text up in `numbers` first and call
--- to_number() only for a text it does not hold. tonumber() runs strtod twice on a string
--- (to test it, then to convert it), and the texts a call parses recur from call to call
--- (counts, generations, stored times): a table lookup costs a fraction of that. A library
--- keeps its upvalues between calls; the memory holds short numeric texts only and is
--- bounded.
-local numbers, numbers_count = {}, 0
-local REMEMBERED_NUMBERS, REMEMBERED_TEXT_BYTES = 1000, 24
+-- The whole number a text holds, or nil: tonumber() and a test that it is whole, remembered.
+-- Callers look a text up in `integers` first and call to_integer() only for a text it does
+-- not hold. tonumber() runs strtod twice on a string (to test it, then to convert it), and
+-- the texts a call parses recur from call to call (counts, generations, stored times): a
+-- table lookup costs a fraction of that. A library keeps its upvalues between calls; the
+-- memory holds short texts only and is bounded.
+local integers, integers_count = {}, 0
+local REMEMBERED_INTEGERS, REMEMBERED_TEXT_BYTES = 1000, 24
 
-local function to_number(text)
+local function to_integer(text)
   local n = tonumber(text)
-  if n and #text <= REMEMBERED_TEXT_BYTES then
-    if numbers_count >= REMEMBERED_NUMBERS then
-      numbers, numbers_count = {}, 0
+  if not n or n % 1 ~= 0 then
+    return nil
+  end
+  if #text <= REMEMBERED_TEXT_BYTES then
+    if integers_count >= REMEMBERED_INTEGERS then
+      integers, integers_count = {}, 0
     end
-    numbers[text] = n
-    numbers_count = numbers_count + 1
+    integers[text] = n
+    integers_count = integers_count + 1
   end
   return n
 end
@@ -168,8 +171,8 @@ end
 -- number in range. (`args[i] or required_arg(...)`: the call only when it is missing.)
 local function int_arg(args, i, name, min, max)
   local raw = args[i] or required_arg(args, i, name)
-  local n = numbers[raw] or to_number(raw)
-  if not n or n % 1 ~= 0 then
+  local n = integers[raw] or to_integer(raw)
+  if not n then
     fail('ZV_BADARG', name .. ' must be an integer, got ' .. show(raw))
   end
   if n < min or n > max then
@@ -361,8 +364,8 @@ local function load_state(key, now, micros, groups)
       fail('ZV_CORRUPT', key .. ' has no field ' .. name .. ': not written by zenvark')
     end
     if INT_FIELDS[name] then
-      local n = numbers[value] or to_number(value)
-      if not n or n % 1 ~= 0 then
+      local n = integers[value] or to_integer(value)
+      if not n then
         corrupt(key, name, value)
       end
       value = n
@@ -702,9 +705,13 @@ end
 -- The failures ('1', '3') and slow calls ('2', '3') among the codes of a count window, and
 -- how many of its bytes are no code. Each gsub drops every run of one code, the commonest
 -- first: a run costs one match, where a class matched at every byte ('[13]') costs a match
--- per code, about 3 µs for a window of 100. Most windows hold no slow call: two passes.
+-- per code, about 3 µs for a window of 100. A healthy window takes one pass, and most
+-- windows, which hold no slow call, two.
 local function count_codes(text)
   local unusual = gsub(text, '0+', '')     -- '1', '2', '3' (and foreign bytes)
+  if unusual == '' then
+    return 0, 0, 0
+  end
   local slow = gsub(unusual, '1+', '')     -- '2', '3' (and foreign bytes)
   if slow == '' then
     return #unusual, 0, 0
