@@ -357,7 +357,9 @@ local function load_state(key, now, micros, groups)
     end
     return fresh_state(now, micros)
   end
-  local st = { new = false }
+  -- `new` stays unset (nil reads as false): the eight fields zv1_record reads then fill a
+  -- table of eight slots, where a ninth key would double it.
+  local st = {}
   for i = 1, #names do
     local name, value = names[i], values[i] or LATER_FIELDS[names[i]]
     if not value then
