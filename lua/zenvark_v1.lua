@@ -815,15 +815,11 @@ local kept_buckets = {}
 local function fold_time(key, current, sum, s, now)
   check_window_text(key, current, s)
   local n = #current / BUCKET_BYTES
-  local values = {}
-  if n > 0 then
-    values = { unpack_struct(buckets_format(n), current) }
-  end
   local now_bucket = floor(now / (s.window / TIME_BUCKETS))
   local kept, k = kept_buckets, 0
   local calls, failures, slow, found = 0, 0, 0, false
   for b = 0, n - 1 do
-    local bucket, c, f, sl = values[4 * b + 1], values[4 * b + 2], values[4 * b + 3], values[4 * b + 4]
+    local bucket, c, f, sl = unpack_struct('<dddd', current, 1 + b * BUCKET_BYTES)
     -- Buckets from the future (a clock set back) are dropped with the expired ones.
     if bucket > now_bucket - TIME_BUCKETS and bucket <= now_bucket then
       if bucket == now_bucket then
