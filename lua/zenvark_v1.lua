@@ -26,7 +26,8 @@ more means something this revision does not do.
 
 Time is always server time (TIME), in milliseconds, read once per call (server_time):
 Redis 7.2+ and Valkey give a call one TIME throughout, Redis 7.0 lets it advance, and a
-single reading makes a decision the same on both.
+single reading makes a decision the same on both. Lease fencing tokens are drawn from that
+clock too (zv1_acquire), so that a server that lost the last grants does not repeat them.
 ]]
 
 -- Library functions as locals: in a Redis function every global lookup goes through a
@@ -48,7 +49,7 @@ local function bind_globals()
   pack_struct, unpack_struct, encode_json = struct.pack, struct.unpack, cjson.encode
 end
 
-local REVISION = 4
+local REVISION = 5
 
 -- Limits: the bounds of src/limits.ts, under the same names. test/lua/limits.test.ts calls
 -- every function with each bounded argument at its bounds and checks these values
@@ -338,6 +339,25 @@ local function field_names(groups)
   return names
 end
 
+-- Checks HMGET's `values` of the fields `names` and stores them in `st` (numbers as numbers).
+local function take_fields(key, st, names, values)
+  for i = 1, #names do
+    local name, value = names[i], values[i] or LATER_FIELDS[names[i]]
+    if not value then
+      fail('ZV_CORRUPT', key .. ' has no field ' .. name .. ': not written by zenvark')
+    end
+    if INT_FIELDS[name] then
+      local n = integers[value] or to_integer(value)
+      if not n then
+        corrupt(key, name, value)
+      end
+      value = n
+    end
+    st[name] = value
+  end
+  return st
+end
+
 -- Reads and validates the CORE fields and the given groups of the state hash. A missing
 -- hash reads as a fresh closed breaker; `new` is then set so that the first write
 -- creates every field.
@@ -359,21 +379,7 @@ local function load_state(key, now, micros, groups)
   end
   -- `new` stays unset (nil reads as false): the eight fields zv1_record reads then fill a
   -- table of eight slots, where a ninth key would double it.
-  local st = {}
-  for i = 1, #names do
-    local name, value = names[i], values[i] or LATER_FIELDS[names[i]]
-    if not value then
-      fail('ZV_CORRUPT', key .. ' has no field ' .. name .. ': not written by zenvark')
-    end
-    if INT_FIELDS[name] then
-      local n = integers[value] or to_integer(value)
-      if not n then
-        corrupt(key, name, value)
-      end
-      value = n
-    end
-    st[name] = value
-  end
+  local st = take_fields(key, {}, names, values)
   if not KNOWN_STATES[st.state] then
     corrupt(key, 'state', st.state)
   end
@@ -381,6 +387,13 @@ local function load_state(key, now, micros, groups)
     corrupt(key, 'epoch', st.epoch)
   end
   return st
+end
+
+-- Adds the LEASE fields to a state loaded without them (a new hash has them already).
+local function load_lease(key, st)
+  if not st.new then
+    take_fields(key, st, LEASE, checked('HMGET', key, unpack(LEASE)))
+  end
 end
 
 -- HSET's field/value list, in a table kept between calls: not made and grown anew by
@@ -437,6 +450,20 @@ end
 -- `actor` holds the lease with `token`, and it has not lapsed: enough to act on it.
 local function holds_lease(st, now, actor, token)
   return granted_to(st, actor, token) and lease_valid(st, now)
+end
+
+-- Gives `actor` the lease for `ttl` ms from now. The caller made sure no other instance
+-- holds a valid one. A new grant takes a new fencing token, max(last token + 1, now) with
+-- now in ms: tokens grow with every grant, and a token is at least the time of its grant,
+-- so a replica promoted after missing the last grants, or a server restarted empty, still
+-- grants tokens above those it lost (unless its clock is behind the old one's by more than
+-- the time from the lost grant to the new one). A holder asking again keeps its token.
+local function grant(st, actor, now, ttl)
+  if not lease_valid(st, now) then
+    st.lt = max(st.lt + 1, now)
+    st.lh = actor
+  end
+  st.lu = now + ttl
 end
 
 -- Everything a client needs to act on a breaker, as name/value pairs.
@@ -529,12 +556,17 @@ local function transition(h, st, now, to, reason, facts, token, also)
   st.ts = 0
   save_state(h.state_key, st, append_all({ 'state', 'gen', 'since', 'run', 'w', 'hcf', 'hca', 'hcs', 'tp', 'ts' }, also or {}))
 
-  -- Published with the entry, not audited: what a client needs to go on.
+  -- Published with the entry, not audited: what a client needs to go on; and, where the
+  -- caller read the lease, who holds it (holder '' for none), so that the others need not ask.
   entry.kind = 'transition'
   entry.key = h.state_key
   entry.epoch = st.epoch
   entry.id = id
   entry.hcf = format_number(st.hcf or 0)
+  if st.lh ~= nil then
+    entry.holder = lease_holder(st, now)
+    entry.lease_ms = format_number(lease_remaining(st, now))
+  end
   local message = encode_json(entry)
   call('PUBLISH', h.channel, message)
   return message
@@ -941,21 +973,27 @@ end
 failure run, the failure rate, or the slow-call rate).
 KEYS: state, events.
 ARGV: header (channel, actor, retention), generation the outcomes were observed under,
-  summary (7 values, see summary_arg), strategy spec (one value, see strategy_arg).
-Returns: {status, state, gen, epoch ('' before the first write), transition JSON or ''};
-status is
+  summary (7 values, see summary_arg), strategy spec (one value, see strategy_arg), lease
+  ttl ms (optional, 1..MAX_TTL_MS): when given and the call trips the breaker while no
+  instance holds a valid lease, the actor is granted it with the trip (see grant()): the
+  instance that saw the failures runs the recovery checks, and nobody else has to ask.
+Returns: {status, state, gen, epoch ('' before the first write), transition JSON or '',
+then for 'opened' the token of the lease the actor holds after the trip (0: another
+instance holds it, or no ttl was given)}; status is
   'ok'          counted, no transition
   'reshaped'    counted into a window reset because the stored one had another shape; no
                 transition
-  'opened'      counted (into a reset window or not), and the circuit opened
+  'opened'      counted (into a reset window or not), and the circuit opened; the
+                published entry says who holds the lease
   'stale_gen'   observed under another generation: not counted
   'not_closed'  the breaker is not closed: not counted
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function record(keys, args)
-  local h = header(keys, args, 12)
+  local h = header(keys, args, 13)
   local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
   local sum = summary_arg(args, 5)
   local s = strategy_arg(args, 12)
+  local ttl = opt_int_arg(args, 13, 'lease ttl', 1, MAX_TTL_MS, nil)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, RECORD_GROUPS)
 
@@ -991,8 +1029,17 @@ local function record(keys, args)
   local reason, facts = judge(s, failures, calls, slow)
   if reason then
     check_transition_keys(h)
+    load_lease(h.state_key, st)
+    local token = 0
+    if ttl and not lease_valid(st, now) then
+      grant(st, h.actor, now, ttl)
+      append_all(changed, LEASE)
+    end
+    if st.lh == h.actor and lease_valid(st, now) then
+      token = st.lt
+    end
     local message = transition(h, st, now, OPEN, reason, facts, '', changed)
-    return { 'opened', st.state, st.gen, st.epoch, message }
+    return { 'opened', st.state, st.gen, st.epoch, message, token }
   end
 
   st.w = text
@@ -1011,8 +1058,9 @@ end
 --[[ zv1_acquire: take the breaker's lease, or learn who holds it.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), ttl ms.
-A free or expired lease is granted with a fencing token one above the last one granted.
-The current holder asking again keeps its token and gets a fresh ttl.
+A free or expired lease is granted with a new fencing token, max(last token + 1, now) with
+now in ms (see grant()). The current holder asking again keeps its token and gets a fresh
+ttl.
 Returns: {status, token, holder, lease_ms, then the name/value pairs of zv1_state}; status is
   'granted'  the actor (holder) holds the lease with `token` for lease_ms
   'held'     another instance (holder) holds it, with `token`, for lease_ms more
@@ -1026,11 +1074,7 @@ local function acquire(keys, args)
   if lease_valid(st, now) and st.lh ~= h.actor then
     return append_all({ 'held', st.lt, st.lh, st.lu - now }, snapshot(st, now))
   end
-  if not lease_valid(st, now) then
-    st.lt = st.lt + 1
-    st.lh = h.actor
-  end
-  st.lu = now + ttl
+  grant(st, h.actor, now, ttl)
   save_state(h.state_key, st, { 'lh', 'lt', 'lu' })
   return append_all({ 'granted', st.lt, st.lh, ttl }, snapshot(st, now))
 end

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * Loads or upgrades the zenvark_v1 function library on every primary of a Redis server or
- * cluster. Idempotent; never replaces a newer revision with an older one.
+ * cluster (a URL naming any node of a cluster deploys to all its primaries). Idempotent;
+ * never replaces a newer revision with an older one.
  *
  *   npm run deploy-functions -- --url redis://127.0.0.1:6379
  *   npm run deploy-functions -- --url redis://127.0.0.1:7000 --cluster
@@ -37,7 +38,8 @@ class NotClusterNodeError extends Error {}
 
 const USAGE = `usage: deploy-functions [--url <redis-url>] [--cluster] [--check]
   --url      the server (default: $REDIS_URL)
-  --cluster  treat the server as one node of a Redis Cluster and deploy to every primary
+  --cluster  require the server to be a node of a Redis Cluster (a cluster node is always
+             deployed to as a whole: every primary)
   --check    only print the installed revision; exit 1 if missing or older than ${LIBRARY_REVISION}`;
 
 function describe(r: DeployResult): string {
@@ -88,26 +90,31 @@ async function connected<T extends Redis | Cluster>(client: T, node: Redis | T =
   return client;
 }
 
+/**
+ * The server the URL names, or, when it is a node of a Redis Cluster, the whole cluster:
+ * the library must be on every primary, whichever node the URL names. `--cluster` only
+ * asserts that it is one.
+ */
 async function connect(url: string, cluster: boolean): Promise<Redis | Cluster> {
   const options = { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 1, commandTimeout: 10_000, disconnectTimeout: 0 };
-  // One node first: it tells unreachable, refused credentials and (with --cluster) a
-  // server that is not a cluster node apart.
+  // One node first: it tells unreachable, refused credentials and a cluster node apart.
   const node = await connected(new Redis(url, { ...options, retryStrategy: () => null }));
-  if (!cluster) return node;
   let info: string;
   try {
     info = await node.info('cluster');
   } catch (error) {
-    throw driverError(error, node);
-  } finally {
     node.disconnect();
+    throw driverError(error, node);
   }
   if (!/^cluster_enabled:1\b/m.test(info)) {
+    if (!cluster) return node;
+    node.disconnect();
     const server = serverAddress(node);
     throw new NotClusterNodeError(
       `Redis at ${server} answered but is not a cluster node (cluster_enabled:0); run without --cluster to deploy to it alone`,
     );
   }
+  node.disconnect();
   const { hostname, port, username, password } = new URL(url);
   return connected(
     new Cluster([{ host: hostname, port: Number(port || 6379) }], {

@@ -6,10 +6,12 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, type Redis, type RedisOptions } from 'ioredis';
+import { clusterSubscriber } from './cluster-subscriber.js';
+import { ClusterTopology } from './cluster-topology.js';
 import { RedisAuthError, RedisRefusedError, RedisUnreachableError } from './errors.js';
 import { verifyLibrary } from './library.js';
 import { redactError, secretsOf } from './redact.js';
-import { driverError, replyCode, serverAddress, socketFailure } from './redis-failure.js';
+import { driverError, redisFailure, replyCode, serverAddress, socketFailure } from './redis-failure.js';
 import { StateFeed } from './state-feed.js';
 
 /** A connection to Redis: one server, or a cluster. */
@@ -31,9 +33,20 @@ export const READY_TIMEOUT_MS = 5000;
  * the process alive that long after a failed start (its timer outlives a dead socket).
  */
 const DISCONNECT_TIMEOUT_MS = 0;
+/**
+ * Breakers read their state (at start, and when they resync) this many at a time: ten
+ * thousand started, or resyncing after a reconnect, at once queue here, not in Redis, and
+ * each read stays well within the command timeout.
+ */
+const STATE_READS = 256;
 /** Reconnect delays grow by this step up to MAX_RECONNECT_DELAY_MS. */
 const RECONNECT_STEP_MS = 100;
 const MAX_RECONNECT_DELAY_MS = 1000;
+/**
+ * Behind Sentinel every reconnect asks a sentinel where the primary is, so a failover is
+ * followed at the first attempt after it is announced: attempts are at most this far apart.
+ */
+const MAX_SENTINEL_RECONNECT_DELAY_MS = 200;
 
 export interface ConnectionListener {
   /** The command connection is ready again after it was lost. */
@@ -43,10 +56,21 @@ export interface ConnectionListener {
    * refused to let it back (a RedisAuthError, or a RedisRefusedError of the ACL).
    */
   onConnectionLost(cause: Error): void;
+  /** A cluster's slot map changed (a replica promoted, a slot moved): a shard out of reach may be back. */
+  onTopologyChanged(): void;
 }
 
 function reconnectDelay(times: number): number {
   return Math.min(RECONNECT_STEP_MS * times, MAX_RECONNECT_DELAY_MS);
+}
+
+function sentinelReconnectDelay(times: number): number {
+  return Math.min(RECONNECT_STEP_MS * times, MAX_SENTINEL_RECONNECT_DELAY_MS);
+}
+
+/** The reconnect delays for a connection duplicated from `client`. */
+function reconnectDelays(client: Connection): (times: number) => number {
+  return client instanceof Cluster || !client.options.sentinels ? reconnectDelay : sentinelReconnectDelay;
 }
 
 const NODE_OPTIONS: Partial<RedisOptions> = {
@@ -62,23 +86,38 @@ const NODE_OPTIONS: Partial<RedisOptions> = {
   disconnectTimeout: DISCONNECT_TIMEOUT_MS,
 };
 
-function derive(client: Connection, role: 'commands' | 'subscriber'): Connection {
-  const connectionName = `zenvark:${role}`;
+/** The command connection: the application's client, duplicated with the library's settings. */
+function commandConnection(client: Connection): Connection {
+  const connectionName = 'zenvark:commands';
   if (client instanceof Cluster) {
     return client.duplicate(undefined, {
       enableOfflineQueue: false,
       clusterRetryStrategy: reconnectDelay,
+      // A command lost with its node may have run there before the node died: it is not
+      // sent again (no outcome counted twice). The slot map is followed instead
+      // (cluster-topology.ts). Redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) are retried:
+      // Redis ran nothing for them.
+      retryDelayOnFailover: 0,
       lazyConnect: false,
       keyPrefix: '',
       redisOptions: { ...NODE_OPTIONS, connectionName },
     } as never);
   }
-  return (client as Redis).duplicate({
-    ...NODE_OPTIONS,
-    enableOfflineQueue: false,
-    retryStrategy: reconnectDelay,
-    connectionName,
+  return (client as Redis).duplicate({ ...NODE_OPTIONS, enableOfflineQueue: false, retryStrategy: reconnectDelays(client), connectionName });
+}
+
+/**
+ * The subscriber: the application's client duplicated, or for a cluster a connection to
+ * one of its nodes at a time (cluster-subscriber.ts), connected once the cluster knows them.
+ */
+function subscriberConnection(client: Connection, command: Connection): Connection {
+  const settings = { ...NODE_OPTIONS, enableOfflineQueue: false, retryStrategy: reconnectDelays(client), connectionName: 'zenvark:subscriber' };
+  if (!(client instanceof Cluster) || !(command instanceof Cluster)) return (client as Redis).duplicate(settings);
+  const subscriber = clusterSubscriber(command, { ...(client.options.redisOptions as RedisOptions), ...settings });
+  command.on('ready', () => {
+    if (subscriber.status === 'wait') subscriber.connect().catch(() => undefined);
   });
+  return subscriber;
 }
 
 export class SharedConnections {
@@ -94,13 +133,27 @@ export class SharedConnections {
   private libraryOk = false;
   /** Checks in flight, without and with loading. */
   private readonly libraryChecks = new Map<boolean, Promise<void>>();
+  /** A cluster's slot map, followed while a shard may be failing over. */
+  private readonly topology: ClusterTopology | undefined;
+  /** State reads in flight, and those waiting for a turn. */
+  private stateReads = 0;
+  private readonly waitingReads: (() => void)[] = [];
   refs = 0;
   closed = false;
 
   constructor(client: Connection) {
-    this.command = derive(client, 'commands');
-    this.subscriber = derive(client, 'subscriber');
+    this.command = commandConnection(client);
+    this.subscriber = subscriberConnection(client, this.command);
     this.feed = new StateFeed(this.subscriber);
+    if (this.command instanceof Cluster) {
+      const cluster = this.command;
+      this.topology = new ClusterTopology(cluster, () => {
+        for (const listener of this.listeners) listener.onTopologyChanged();
+      });
+      // A node's connection ended or failed: its shard may be failing over.
+      cluster.on('-node', () => this.topology?.suspect());
+      cluster.on('node error', () => this.topology?.suspect());
+    }
     for (const connection of [this.command, this.subscriber]) {
       // Errors surface through start(), the breakers (onConnectionLost, failed calls);
       // without a listener ioredis would print each reconnect attempt.
@@ -150,6 +203,28 @@ export class SharedConnections {
       this.libraryChecks.set(load, check);
     }
     return check;
+  }
+
+  /**
+   * A breaker's call to Redis failed: on a cluster, a call that got no answer, or was
+   * refused because the cluster is down, may mean its shard is failing over.
+   */
+  callFailed(error: unknown): void {
+    if (!this.topology) return;
+    const failure = redisFailure(error);
+    if (failure.code === 'ZV_REDIS_UNREACHABLE' || failure.key === 'CLUSTERDOWN') this.topology.suspect();
+  }
+
+  /** Runs a breaker's read of its state when its turn comes (STATE_READS at a time). */
+  async stateRead<T>(read: () => Promise<T>): Promise<T> {
+    if (this.stateReads >= STATE_READS) await new Promise<void>((resolve) => this.waitingReads.push(resolve));
+    this.stateReads += 1;
+    try {
+      return await read();
+    } finally {
+      this.stateReads -= 1;
+      this.waitingReads.shift()?.();
+    }
   }
 
   addListener(listener: ConnectionListener): void {
@@ -244,6 +319,7 @@ export class SharedConnections {
   async close(): Promise<void> {
     this.closed = true;
     this.feed.close();
+    this.topology?.stop();
     await Promise.all([this.command, this.subscriber].map((connection) => closeConnection(connection)));
   }
 }

@@ -10,7 +10,7 @@ import { CircuitRole, CircuitState } from './constants.js';
 import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { Duties } from './duties.js';
 import { type BreakerEventName, Emitter, RedisOperation, StateSource } from './events.js';
-import { LibraryMissingError, ProcessStalledError, ZenvarkError } from './errors.js';
+import { LibraryMissingError, LibraryOutdatedError, ProcessStalledError, ZenvarkError } from './errors.js';
 import type { FeedMessage, Published } from './feed-message.js';
 import { BreakerFunctions, type Snapshot } from './functions.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
@@ -116,13 +116,13 @@ export class Coordinator implements FeedListener, ConnectionListener {
       await connections.whenReady();
       await connections.verifyLibrary(o.loadFunctions);
       const spec = strategySpec(o.breaker, o.slowCallRateThreshold);
-      const functions = new BreakerFunctions(connections.command, this.keys, this.channel, o.instanceId, o.auditRetention, spec);
+      const functions = new BreakerFunctions(connections.command, this.keys, this.channel, o.instanceId, o.auditRetention, spec, o.leaseTtlMs);
       this.functions = functions;
       await connections.feed.add(this.channel, this.keys.state, this);
       subscribed = true;
       this.listening = true;
       const mark = this.adoptions;
-      const snapshot = await functions.state();
+      const snapshot = await connections.stateRead(() => functions.state());
 
       // The initial load is not a transition: no onStateChange for it. Feed messages taken
       // while it was read are newer, unless they were not the library's.
@@ -138,6 +138,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
       breakerStarted(this);
       if (this.listens('stateChange')) this.notifier.started(this.view.state);
       this.lease.start();
+      this.lease.heldBy(snapshot.holder, snapshot.leaseMs);
       this.reconcile();
       if (this.resyncAgain) {
         this.resyncAgain = false;
@@ -182,17 +183,22 @@ export class Coordinator implements FeedListener, ConnectionListener {
 
   /**
    * Brings the parts in line with the present state, role and mode: trial permits follow
-   * a half-open shared state (Redis reachable), health duties follow the rest.
+   * a half-open shared state (Redis reachable), the lease follows the duties the shared
+   * state calls for, and the health duties follow the rest.
    */
   private reconcile(): void {
     const halfOpen = this.o.halfOpen;
     const functions = this.functions;
-    if (this.running && !this.local && halfOpen && functions && this.shared.state === CircuitState.HALF_OPEN) {
+    const shared = this.shared.state;
+    if (this.running && !this.local && halfOpen && functions && shared === CircuitState.HALF_OPEN) {
       this.trials ??= new TrialPermits(functions, halfOpen, this);
       this.trials.open(this.shared.generation);
     } else {
       this.trials?.close();
     }
+    // A closed breaker needs a lease holder only for idle probes: otherwise none is kept,
+    // and an idle breaker costs Redis nothing (docs/architecture.md, "Fenced leases").
+    this.lease?.want(this.running && (shared !== CircuitState.CLOSED || this.o.idleProbeIntervalMs !== undefined));
     this.duties.update();
   }
 
@@ -200,7 +206,14 @@ export class Coordinator implements FeedListener, ConnectionListener {
 
   /** Redis answered with the breaker's shared state, and the transition that led there if any. */
   adopt(incoming: SharedView, published?: Published): void {
+    this.heardOfLease(published);
     if (this.apply(incoming, published, 'reply')) this.reconcile();
+  }
+
+  /** A published transition says who holds the lease: a follower that needs it waits for that lease to end. */
+  private heardOfLease(published: Published | undefined): void {
+    const lease = published?.lease;
+    if (lease) this.lease?.heldBy(lease.holder, lease.remainingMs);
   }
 
   /**
@@ -287,7 +300,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
    */
   private async resync(): Promise<void> {
     const functions = this.functions;
-    if (!this.running || !functions) return;
+    const connections = this.connections;
+    if (!this.running || !functions || !connections) return;
     if (this.resyncing) {
       this.resyncAgain = true;
       return;
@@ -295,7 +309,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.resyncing = true;
     const mark = this.adoptions;
     try {
-      const snapshot = await functions.sync();
+      const snapshot = await connections.stateRead(() => functions.sync());
       if (!this.running) return;
       const source: Source = this.adoptions === mark ? 'anchor' : 'reply';
       if (this.local) {
@@ -328,6 +342,12 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.reconcile();
   }
 
+  /** This instance took the lease with a call that changed the state too (the reply was adopted first). */
+  leaseTaken(): void {
+    this.setRole(CircuitRole.LEADER);
+    this.reconcile();
+  }
+
   /** This instance stopped holding the lease (lost, lapsed or released). */
   leaseLost(): void {
     this.setRole(CircuitRole.FOLLOWER);
@@ -349,6 +369,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
   failed(error: unknown, operation: RedisOperation, what: string, unsent?: Summary): void {
     if (!this.running) return;
     this.notifier.redisFailed(operation, error);
+    this.connections?.callFailed(error);
     if (error instanceof ProcessStalledError) {
       // This process stopped running, not Redis: its answer may be waiting unread. Redis is
       // read again, and only a failure of that read, or of a later call, means it is
@@ -358,7 +379,9 @@ export class Coordinator implements FeedListener, ConnectionListener {
       if (!this.local) void this.resync();
       return;
     }
-    if (error instanceof LibraryMissingError) {
+    if (error instanceof LibraryMissingError || error instanceof LibraryOutdatedError) {
+      // A node without the current library (flushed, restarted empty, added to a cluster
+      // later, a replica promoted that missed a load): loaded there when this application may.
       this.connections?.libraryMissing(this.o.loadFunctions)?.catch((cause: unknown) =>
         this.notifier.report('ZV_LIBRARY_MISSING', 'reloading the function library failed', cause),
       );
@@ -440,6 +463,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
       this.lease?.wake();
       return;
     }
+    this.heardOfLease(message);
     const t = message.transition;
     const current = this.shared;
     const incoming = { state: t.to, generation: t.generation, epoch: message.epoch };
@@ -475,5 +499,10 @@ export class Coordinator implements FeedListener, ConnectionListener {
 
   onConnectionRestored(): void {
     void this.resync();
+  }
+
+  onTopologyChanged(): void {
+    // A breaker that could not reach its shard tries at once: its primary may be a new one.
+    if (this.local) void this.resync();
   }
 }

@@ -58,14 +58,22 @@ export class TimeoutError extends ZenvarkError {
   }
 }
 
+/**
+ * How to deploy the library: the command's arguments for the server (`--url redis://host:port`,
+ * with `--cluster` for a cluster's node), or for a server whose address is not known
+ * `--url <redis-url>`. Never a password: the operator adds the credentials.
+ */
+function deployHow(deployArgs: string): string {
+  return `\`npx zenvark-deploy-functions ${deployArgs}\` (in this repository: \`npm run deploy-functions -- ${deployArgs}\`)`;
+}
+
 /** The Redis function library is not loaded on a server the breaker uses. */
 export class LibraryMissingError extends ZenvarkError {
-  constructor(server: string, expected: number) {
+  /** @param deployArgs the deploy command's arguments for that server (see deployHow) */
+  constructor(server: string, expected: number, deployArgs = '--url <redis-url>') {
     super(
       'ZV_LIBRARY_MISSING',
-      `the Zenvark function library zenvark_v1 is not loaded on ${server}; ` +
-        `load revision ${expected} with \`npx zenvark-deploy-functions --url <redis-url>\` ` +
-        '(in this repository: `npm run deploy-functions -- --url <redis-url>`), ' +
+      `the Zenvark function library zenvark_v1 is not loaded on ${server}; load revision ${expected} with ${deployHow(deployArgs)}, ` +
         'or pass `loadFunctions: true` to let the breaker load it',
     );
   }
@@ -73,13 +81,12 @@ export class LibraryMissingError extends ZenvarkError {
 
 /** The loaded library is older than this package needs. */
 export class LibraryOutdatedError extends ZenvarkError {
-  constructor(server: string, installed: number, expected: number) {
+  /** @param deployArgs the deploy command's arguments for that server (see deployHow) */
+  constructor(server: string, installed: number, expected: number, deployArgs = '--url <redis-url>') {
     super(
       'ZV_LIBRARY_OUTDATED',
-      `the Zenvark function library on ${server} is at revision ${installed}, ` +
-        `this package needs ${expected}; upgrade it with \`npx zenvark-deploy-functions --url <redis-url>\` ` +
-        '(in this repository: `npm run deploy-functions -- --url <redis-url>`), ' +
-        'or pass `loadFunctions: true` to let the breaker load it',
+      `the Zenvark function library on ${server} is at revision ${installed}, this package needs ${expected}; ` +
+        `upgrade it with ${deployHow(deployArgs)}, or pass \`loadFunctions: true\` to let the breaker load it`,
     );
   }
 }

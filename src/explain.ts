@@ -255,7 +255,7 @@ function explanation(breakerId: string, r: ExplainReply, known: Known): Explanat
     window: r.window,
     rules: strategy ? rules(strategy, r) : [],
     idleMs: snapshot.idleMs,
-    lease: { holder: r.holder, token: r.token, remainingMs: r.leaseMs },
+    lease: { holder: r.snapshot.holder, token: r.token, remainingMs: r.snapshot.leaseMs },
     recovery: snapshot.state === CircuitState.OPEN ? recoveryProgress(r, known) : undefined,
     trials:
       snapshot.state === CircuitState.HALF_OPEN
@@ -350,7 +350,7 @@ function render(e: Facts, known: Known, note: string | undefined): string[] {
   if (e.state === CircuitState.CLOSED) lines.push(windowLine(e));
   if (e.recovery) lines.push(recoveryLine(e.recovery), nextCheckLine(e.recovery, e.lease, known));
   if (e.trials) lines.push(trialsLine(e.trials));
-  lines.push(leaseLine(e.lease));
+  lines.push(leaseLine(e.lease, e.state));
   if (e.strategy && known.ownSpec !== undefined && known.ownSpec !== e.strategy.spec) {
     lines.push(
       `strategy: this instance records with ${known.ownSpec}, but the stored spec is ${e.strategy.spec} (another instance's): ` +
@@ -458,9 +458,12 @@ function trialsLine(t: TrialProgress): string {
   return `trials: ${t.successes}${of} trial calls succeeded, ${count(t.permitsOut, 'permit')} out`;
 }
 
-function leaseLine(l: LeaseFigures): string {
+function leaseLine(l: LeaseFigures, state: CircuitState): string {
   if (l.holder !== '') return `lease: held by ${l.holder} (token ${l.token}) for ${duration(l.remainingMs)} more`;
-  return l.token === 0 ? 'lease: never granted' : `lease: free (last token ${l.token}); the next instance to ask takes it`;
+  const last = l.token === 0 ? 'never granted' : `last token ${l.token}`;
+  // Only a duty needs a lease holder (docs/architecture.md, "Fenced leases").
+  if (state === CircuitState.CLOSED) return `lease: none held (${last}); a closed breaker has a lease holder only for idle probes`;
+  return l.token === 0 ? 'lease: never granted' : `lease: free (${last}); the next instance to ask takes it`;
 }
 
 function instanceLine(i: InstanceFigures, shared: CircuitState): string {

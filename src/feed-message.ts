@@ -8,11 +8,21 @@ import { ZenvarkError } from './errors.js';
 import { type Transition, parseAuditEntry } from './transition.js';
 import { int, text } from './wire.js';
 
+/** Who holds a breaker's lease, as a function that changed the state saw it. */
+export interface LeaseNews {
+  /** The instance holding a valid lease; '' for none. */
+  readonly holder: string;
+  /** What is left of it, ms. */
+  readonly remainingMs: number;
+}
+
 /** A transition as published, with what a client needs to go on. */
 export interface Published {
   readonly transition: Transition;
   /** Failed recovery checks (or half-open periods) so far: sets the next backoff delay. */
   readonly recoveryFailures: number;
+  /** The lease after the transition, when the function read it (a trip tells who took it). */
+  readonly lease: LeaseNews | undefined;
 }
 
 export type FeedMessage =
@@ -42,6 +52,7 @@ export function parseFeedMessage(message: string): FeedMessage {
       epoch: text(f.epoch),
       transition: parseAuditEntry(f, id),
       recoveryFailures: f.hcf === undefined ? 0 : int(f.hcf),
+      lease: f.holder === undefined ? undefined : { holder: text(f.holder), remainingMs: int(f.lease_ms) },
     };
   }
   throw new ZenvarkError('ZV_BAD_MESSAGE', `feed message of unknown kind ${JSON.stringify(f.kind)}`);

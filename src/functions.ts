@@ -6,13 +6,12 @@
 import type { CallResult, CheckResult } from './constants.js';
 import type { Connection } from './connections.js';
 import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
-import { LibraryMissingError, ProcessStalledError, RedisFunctionError, RedisUnreachableError } from './errors.js';
+import { ProcessStalledError, RedisFunctionError, RedisUnreachableError } from './errors.js';
 import { type Published, parsePublished } from './feed-message.js';
 import type { BreakerKeys } from './keys.js';
-import { libraryMissingSomewhere, outdatedLibrary } from './library.js';
-import { driverError, replyCode, serverAddress } from './redis-failure.js';
+import { libraryNotCurrent } from './library.js';
+import { driverError, replyCode } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
-import { LIBRARY_REVISION } from './shipped-library.js';
 import { stallWatch } from './stall-watch.js';
 import { type Transition, parseAuditEntry } from './transition.js';
 import { badReply, circuitState, int, oneOf, text } from './wire.js';
@@ -38,6 +37,10 @@ export interface Snapshot extends SharedView {
   readonly recoveryAgeMs: number;
   /** Since the last recorded call; -1 when none was recorded. */
   readonly idleMs: number;
+  /** The instance holding a valid lease, '' for none. */
+  readonly holder: string;
+  /** What is left of that lease, ms (0: none). */
+  readonly leaseMs: number;
 }
 
 /** A coalesced summary of outcomes, see recorder.ts. */
@@ -58,7 +61,10 @@ export interface StateReply<S extends string> {
   readonly published: Published | undefined;
 }
 
-export type RecordReply = StateReply<(typeof RECORD)[number]>;
+export interface RecordReply extends StateReply<(typeof RECORD)[number]> {
+  /** 'opened': the fencing token of the lease granted to this instance with the trip; 0 when none was (another holds it). */
+  readonly token: number;
+}
 export type HealthReply = StateReply<(typeof HEALTH)[number]>;
 export type TrialReply = StateReply<(typeof TRIAL)[number]>;
 
@@ -103,12 +109,8 @@ export interface AuditEntry {
 /** What zv1_explain reports: the snapshot, and the figures behind the breaker's state. */
 export interface ExplainReply {
   readonly snapshot: Snapshot;
-  /** The instance holding a valid lease, '' for none. */
-  readonly holder: string;
   /** The fencing token last granted (0: never). */
   readonly token: number;
-  /** What is left of the lease, ms. */
-  readonly leaseMs: number;
   readonly trialSuccesses: number;
   /** The strategy spec the last recorded call stored; '' before the first. */
   readonly spec: string;
@@ -133,10 +135,11 @@ export interface TrialSettings {
 }
 
 /**
- * Maps a Redis error to ours: ZV_ codes and a missing library get their own classes, and
- * the driver's errors say what happened (src/redis-failure.ts). A plain ERR reply is what
- * a missing function gets, but also any other failure the server words its own way: the
- * server is asked whether the library is there.
+ * Maps a Redis error to ours: ZV_ codes and a missing or outdated library get their own
+ * classes (naming the primary that lacks it), and the driver's errors say what happened
+ * (src/redis-failure.ts). A plain ERR reply is what a missing function gets, but also any
+ * other failure the server words its own way: the primaries are asked whether the library
+ * is there.
  */
 async function functionError(error: unknown, functionName: string, connection: Connection): Promise<unknown> {
   if (!(error instanceof Error)) return error;
@@ -145,8 +148,9 @@ async function functionError(error: unknown, functionName: string, connection: C
   if (code && coded[2] !== undefined && (SERVER_ERROR_CODES as readonly string[]).includes(code)) {
     return new RedisFunctionError(code as ServerErrorCode, functionName, coded[2]);
   }
-  if (replyCode(error) === 'ERR' && (await libraryMissingSomewhere(connection).catch(() => false))) {
-    return new LibraryMissingError(serverAddress(connection), LIBRARY_REVISION);
+  if (replyCode(error) === 'ERR') {
+    const notCurrent = await libraryNotCurrent(connection).catch(() => undefined);
+    if (notCurrent) return notCurrent;
   }
   return driverError(error, connection);
 }
@@ -189,6 +193,8 @@ function snapshotOf(m: Map<string, unknown>): Snapshot {
     recoverySuccesses: int(m.get('recovery_successes') ?? 0),
     recoveryAgeMs: int(m.get('recovery_age_ms')),
     idleMs: int(m.get('idle_ms')),
+    holder: text(m.get('holder')),
+    leaseMs: int(m.get('lease_ms')),
   };
 }
 
@@ -199,9 +205,7 @@ function parseExplanation(reply: unknown[]): ExplainReply {
   if (!Array.isArray(last)) throw badReply('zv1_explain', last);
   return {
     snapshot: snapshotOf(m),
-    holder: text(m.get('holder')),
     token: int(m.get('token')),
-    leaseMs: int(m.get('lease_ms')),
     trialSuccesses: int(m.get('trial_successes')),
     spec: text(m.get('cfg')),
     window: { failures: int(m.get('failures')), calls: int(m.get('calls')), slow: int(m.get('slow')) },
@@ -240,14 +244,7 @@ async function answer(connection: Connection, name: string, sent: Promise<unknow
  * read-only). A library too old to have the function is told as LibraryOutdatedError.
  */
 export async function readExplanation(connection: Connection, keys: BreakerKeys): Promise<ExplainReply> {
-  let reply: unknown[];
-  try {
-    reply = await answer(connection, 'zv1_explain', connection.fcall_ro('zv1_explain', 2, keys.state, keys.events));
-  } catch (error) {
-    if (error instanceof LibraryMissingError) throw (await outdatedLibrary(connection).catch(() => undefined)) ?? error;
-    throw error;
-  }
-  return parseExplanation(reply);
+  return parseExplanation(await answer(connection, 'zv1_explain', connection.fcall_ro('zv1_explain', 2, keys.state, keys.events)));
 }
 
 /** The library's functions for one breaker, over one connection. */
@@ -257,6 +254,7 @@ export class BreakerFunctions {
    * @param actor this instance's name in leases and audit entries
    * @param retention approximate length of the audit stream
    * @param strategy the strategy spec (see strategy-spec.ts)
+   * @param leaseTtlMs the lease's life, for grants: a trip grants this instance the lease when it is free
    */
   constructor(
     private readonly connection: Connection,
@@ -265,6 +263,7 @@ export class BreakerFunctions {
     private readonly actor: string,
     private readonly retention: number,
     private readonly strategy: string,
+    private readonly leaseTtlMs: number,
   ) {}
 
   /** Calls a writing function: KEYS, then the ARGV header every one of them takes, then `args`. */
@@ -292,13 +291,15 @@ export class BreakerFunctions {
     return parseSnapshot(await this.call('zv1_sync', [this.strategy]));
   }
 
+  /** Records a summary; a trip it makes also grants this instance the lease, when it is free. */
   async record(generation: number, s: OutcomeSummary): Promise<RecordReply> {
-    const args = [generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
-    return stateReply('zv1_record', await this.call('zv1_record', args), RECORD, 4);
+    const args = [generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy, this.leaseTtlMs];
+    const reply = await this.call('zv1_record', args);
+    return { ...stateReply('zv1_record', reply, RECORD, 4), token: int(reply[5] ?? 0) };
   }
 
-  async acquire(ttlMs: number): Promise<AcquireReply> {
-    const reply = await this.call('zv1_acquire', [ttlMs]);
+  async acquire(): Promise<AcquireReply> {
+    const reply = await this.call('zv1_acquire', [this.leaseTtlMs]);
     return {
       status: oneOf('zv1_acquire', reply[0], ACQUIRE),
       token: int(reply[1]),
@@ -307,8 +308,8 @@ export class BreakerFunctions {
     };
   }
 
-  async renew(token: number, ttlMs: number): Promise<RenewReply> {
-    const reply = await this.call('zv1_renew', [token, ttlMs]);
+  async renew(token: number): Promise<RenewReply> {
+    const reply = await this.call('zv1_renew', [token, this.leaseTtlMs]);
     return { status: oneOf('zv1_renew', reply[0], RENEW), leaseMs: int(reply[3]) };
   }
 

@@ -1,10 +1,15 @@
 /**
- * Keeps, or waits for, one breaker's health-check lease. Acquire, renew and release are
- * compare-and-set functions in Redis; every grant carries a fencing token. This instance
- * acts as leader only until its own monotonic clock says the lease may have lapsed
- * (time the grant or renewal was sent + ttl - ttl/10), never by comparing clocks with
- * Redis. A follower retries when the holder's lease expires, or at once when the holder
- * announces a release.
+ * Keeps, or waits for, one breaker's health-check lease while the breaker has a duty that
+ * needs it (docs/architecture.md, "Fenced leases"): recovery checks or the open wait while
+ * it is open, trial periods while half-open, idle probes while closed when they are
+ * configured. A breaker with no duty holds no lease and sends nothing, so that idle
+ * breakers cost Redis nothing; when the duty ends, the holder gives the lease back.
+ *
+ * Acquire, renew and release are compare-and-set functions in Redis; every grant carries a
+ * fencing token. This instance acts as leader only until its own monotonic clock says the
+ * lease may have lapsed (time the grant or renewal was sent + ttl - ttl/10), never by
+ * comparing clocks with Redis. A follower retries when the holder's lease expires, or at
+ * once when the holder announces a release.
  *
  * One call at a time, and one timer: each step (acquire when following, renew when
  * leading) schedules the next; if a step ends without doing so, the next runs at once.
@@ -18,6 +23,12 @@ import type { BreakerFunctions } from './functions.js';
 const RETRY_AFTER_ERROR_MS = 500;
 /** A follower tries this long after the holder's lease should have expired, in ms. */
 const EXPIRY_SLACK_MS = 5;
+/**
+ * When a duty appears and nothing is known of the lease, the first acquire waits a random
+ * delay below this, in ms: the trip that made the duty usually granted the lease already,
+ * and the feed says to whom within that time, so that a fleet does not ask all at once.
+ */
+const ACQUIRE_SPREAD_MS = 50;
 
 /** dueAt while only the lapse deadline is watched (a renewal is in flight). */
 const NOT_DUE = -1;
@@ -36,6 +47,10 @@ export class LeaseKeeper {
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<void> | undefined;
   private running = false;
+  /** A duty needs the lease: only then does this keeper acquire and renew. */
+  private wanted = false;
+  /** Monotonic time until which another instance holds the lease, as last heard; 0: free or unknown. */
+  private heldElsewhereUntil = 0;
   /** Counts release announcements, so that one arriving mid-call is not lost. */
   private wakes = 0;
 
@@ -50,22 +65,62 @@ export class LeaseKeeper {
     return this.heldToken;
   }
 
+  private get active(): boolean {
+    return this.running && this.wanted;
+  }
+
   start(): void {
-    if (this.running) return;
     this.running = true;
-    this.schedule(0);
+  }
+
+  /**
+   * Whether a duty needs the lease now (the coordinator decides, in reconcile()). Wanted,
+   * it is taken when free; no longer wanted, it is given back.
+   */
+  want(wanted: boolean): void {
+    if (!this.running || wanted === this.wanted) return;
+    this.wanted = wanted;
+    if (wanted) {
+      this.schedule(this.waitBeforeAcquire());
+      return;
+    }
+    this.clearTimer();
+    const token = this.heldToken;
+    if (token !== undefined && !this.inFlight) this.giveBack(token);
+  }
+
+  /**
+   * What Redis said of the lease: another instance, `holder`, holds it for `remainingMs`
+   * more. A follower waiting to ask waits for that lease to expire instead.
+   */
+  heldBy(holder: string, remainingMs: number): void {
+    if (holder === '' || holder === this.c.o.instanceId || remainingMs <= 0) return;
+    this.heldElsewhereUntil = performance.now() + remainingMs;
+    if (this.active && this.heldToken === undefined && !this.inFlight) this.schedule(this.waitBeforeAcquire());
+  }
+
+  /**
+   * This instance was granted the lease by a call of its own that also changed the state
+   * (a trip), sent at monotonic time `sentAt`.
+   */
+  granted(token: number, sentAt: number): void {
+    if (!this.running || this.heldToken !== undefined) return;
+    this.hold(token, sentAt);
+    if (this.wanted) this.c.leaseTaken();
+    else if (!this.inFlight) this.giveBack(token);
   }
 
   /** The holder released the lease: try to take it now. */
   wake(): void {
-    if (!this.running || this.heldToken !== undefined) return;
+    if (!this.active || this.heldToken !== undefined) return;
     this.wakes += 1;
+    this.heldElsewhereUntil = 0;
     this.schedule(0);
   }
 
   /** Checks at once whether the lease is still ours (a report was refused as stale). */
   recheck(): void {
-    if (this.running && this.heldToken !== undefined) this.schedule(0);
+    if (this.active && this.heldToken !== undefined) this.schedule(0);
   }
 
   /**
@@ -75,6 +130,7 @@ export class LeaseKeeper {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.wanted = false;
     this.clearTimer();
     await this.inFlight;
     const token = this.heldToken;
@@ -88,6 +144,16 @@ export class LeaseKeeper {
     }
   }
 
+  /**
+   * How long to wait before asking for the lease: until the holder's lease expires when
+   * one is known, else a short random spread.
+   */
+  private waitBeforeAcquire(): number {
+    const left = this.heldElsewhereUntil - performance.now();
+    if (left > 0) return left + EXPIRY_SLACK_MS;
+    return Math.random() * ACQUIRE_SPREAD_MS;
+  }
+
   private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -96,7 +162,7 @@ export class LeaseKeeper {
   /** Runs the next step after delayMs (or at the lapse deadline, if earlier). */
   private schedule(delayMs: number): void {
     this.clearTimer();
-    if (!this.running) return;
+    if (!this.active) return;
     const now = performance.now();
     // Whole milliseconds: small integers, not boxed doubles, in every keeper.
     this.dueAt = Math.ceil(now + Math.max(0, delayMs));
@@ -120,18 +186,41 @@ export class LeaseKeeper {
 
   private step(): void {
     // A call in flight schedules what follows when it ends.
-    if (!this.running || this.inFlight) return;
+    if (!this.active || this.inFlight) return;
     const token = this.heldToken;
     const call = token === undefined ? this.acquire() : this.renew(token);
-    this.inFlight = call.finally(() => {
-      this.inFlight = undefined;
-      if (this.running && !this.timer) this.schedule(0);
-    });
-    if (token !== undefined && this.running && !this.timer) {
+    this.track(call);
+    if (token !== undefined && this.active && !this.timer) {
       // A renewal that takes long must not keep us leading past the deadline.
       this.dueAt = NOT_DUE;
       this.timer = setTimeout(fireLeaseTimer, Math.max(0, this.deadline + 1 - performance.now()), this);
     }
+  }
+
+  /** Makes `call` the one in flight; when it ends, the next step is scheduled, or a lease no duty needs is given back. */
+  private track(call: Promise<void>): void {
+    this.inFlight = call.finally(() => {
+      this.inFlight = undefined;
+      if (!this.running) return;
+      const token = this.heldToken;
+      if (!this.wanted && token !== undefined) this.giveBack(token);
+      else if (this.active && !this.timer) this.schedule(0);
+    });
+  }
+
+  /** Gives the lease back because no duty needs it any more, announcing it to the others. */
+  private giveBack(token: number): void {
+    this.clearTimer();
+    this.demote();
+    this.track(
+      this.functions.release(token).then(
+        () => undefined,
+        (error: unknown) => {
+          // The lease expires by itself; the failure is a failed call to Redis like any other.
+          if (this.running) this.c.failed(error, RedisOperation.LEASE, 'lease release');
+        },
+      ),
+    );
   }
 
   private demote(): void {
@@ -143,6 +232,7 @@ export class LeaseKeeper {
   /** Holds the lease until sentAt + ttl - ttl/10 on the monotonic clock; renews at ttl/3. */
   private hold(token: number, sentAt: number): void {
     this.heldToken = token;
+    this.heldElsewhereUntil = 0;
     this.deadline = Math.floor(sentAt + this.ttlMs - this.ttlMs / 10);
     this.schedule(this.ttlMs / 3);
   }
@@ -152,7 +242,7 @@ export class LeaseKeeper {
     const wakes = this.wakes;
     let reply;
     try {
-      reply = await this.functions.acquire(this.ttlMs);
+      reply = await this.functions.acquire();
     } catch (error) {
       if (!this.running) return;
       this.c.failed(error, RedisOperation.LEASE, 'lease acquire');
@@ -160,8 +250,8 @@ export class LeaseKeeper {
       return;
     }
     if (reply.status === 'granted') {
-      if (!this.running) {
-        // stop() is waiting for this call: it releases what was granted.
+      if (!this.running || !this.wanted) {
+        // stop() is waiting for this call, or the duty ended meanwhile: what was granted is released.
         this.heldToken = reply.token;
         return;
       }
@@ -171,6 +261,7 @@ export class LeaseKeeper {
     }
     if (!this.running) return;
     // Another instance holds it; the snapshot is the breaker as Redis has it now.
+    this.heldElsewhereUntil = performance.now() + reply.leaseMs;
     this.c.adopt(reply.snapshot);
     this.schedule(this.wakes !== wakes ? 0 : reply.leaseMs + EXPIRY_SLACK_MS);
   }
@@ -179,7 +270,7 @@ export class LeaseKeeper {
     const sentAt = performance.now();
     let reply;
     try {
-      reply = await this.functions.renew(token, this.ttlMs);
+      reply = await this.functions.renew(token);
     } catch (error) {
       if (!this.running || this.heldToken !== token) return;
       this.c.failed(error, RedisOperation.LEASE, 'lease renew');
@@ -193,6 +284,7 @@ export class LeaseKeeper {
       return;
     }
     this.demote();
+    this.heldElsewhereUntil = reply.leaseMs === 0 ? 0 : performance.now() + reply.leaseMs;
     this.schedule(reply.leaseMs === 0 ? 0 : reply.leaseMs + EXPIRY_SLACK_MS);
   }
 }

@@ -83,21 +83,33 @@ async function ask(node: Redis, ...args: (string | number)[]): Promise<unknown> 
 }
 
 /**
- * Whether a primary lacks the library or has an older revision than this package's: what
- * a function call that failed with a plain ERR reply is asked, since the reply's words
- * ("Function not found") are the server's to choose.
+ * The deploy command's arguments for `node`, a primary of `connection`: its address, and
+ * `--cluster` for a cluster's node (deploy-functions then loads every primary).
  */
-export async function libraryMissingSomewhere(connection: Connection): Promise<boolean> {
-  const revisions = await Promise.all(primaries(connection).map((node) => installedRevision(node)));
-  return revisions.some((revision) => revision === undefined || revision < LIBRARY_REVISION);
+function deployArgs(node: Redis, connection: Connection): string {
+  const options = node.options;
+  if (options.sentinels || ('path' in options && options.path)) return '--url <redis-url>';
+  const scheme = options.tls ? 'rediss' : 'redis';
+  return `--url ${scheme}://${options.host ?? 'localhost'}:${options.port ?? 6379}${connection instanceof Cluster ? ' --cluster' : ''}`;
 }
 
-/** A primary whose library is older than this package's, as the error that says so; undefined when none is. */
-export async function outdatedLibrary(connection: Connection): Promise<LibraryOutdatedError | undefined> {
+/**
+ * The first primary that lacks the library or has an older revision than this package's,
+ * as the error that says so (naming the node and the command that deploys it there);
+ * undefined when every primary is current. What a function call that failed with a plain
+ * ERR reply is asked, since the reply's words ("Function not found") are the server's to
+ * choose.
+ */
+export async function libraryNotCurrent(connection: Connection): Promise<LibraryMissingError | LibraryOutdatedError | undefined> {
   const nodes = primaries(connection);
   const revisions = await Promise.all(nodes.map((node) => installedRevision(node)));
-  const at = revisions.findIndex((revision) => revision !== undefined && revision < LIBRARY_REVISION);
-  return at < 0 ? undefined : new LibraryOutdatedError(serverAddress(nodes[at] as Redis), revisions[at] as number, LIBRARY_REVISION);
+  const at = revisions.findIndex((revision) => revision === undefined || revision < LIBRARY_REVISION);
+  if (at < 0) return undefined;
+  const node = nodes[at] as Redis;
+  const revision = revisions[at];
+  const how = deployArgs(node, connection);
+  if (revision === undefined) return new LibraryMissingError(serverAddress(node), LIBRARY_REVISION, how);
+  return new LibraryOutdatedError(serverAddress(node), revision, LIBRARY_REVISION, how);
 }
 
 async function installedCode(node: Redis): Promise<string | undefined> {
@@ -163,10 +175,11 @@ export async function verifyLibrary(connection: Connection, loadIfNeeded: boolea
         await deployToServer(node);
         return;
       }
+      const how = deployArgs(node, connection);
       if (installed === undefined) {
-        throw (await functionsUnsupported(node)) ?? new LibraryMissingError(serverAddress(node), LIBRARY_REVISION);
+        throw (await functionsUnsupported(node)) ?? new LibraryMissingError(serverAddress(node), LIBRARY_REVISION, how);
       }
-      throw new LibraryOutdatedError(serverAddress(node), installed, LIBRARY_REVISION);
+      throw new LibraryOutdatedError(serverAddress(node), installed, LIBRARY_REVISION, how);
     }),
   );
 }

@@ -153,6 +153,7 @@ export class Outcomes implements RecorderOwner {
     const c = this.c;
     const functions = c.functions;
     if (!functions) return;
+    const sentAt = performance.now();
     try {
       const reply = await functions.record(generation, summary);
       if (reply.status === 'stale_gen' || reply.status === 'not_closed') this.stale += summary.calls;
@@ -166,6 +167,8 @@ export class Outcomes implements RecorderOwner {
         );
       }
       c.adopt(reply.view, reply.published);
+      // The trip made this instance the lease holder: it runs the recovery checks.
+      if (reply.token > 0) c.lease?.granted(reply.token, sentAt);
     } catch (error) {
       if (c.running) c.failed(error, RedisOperation.RECORD, 'recording outcomes', summary);
       else this.undelivered += summary.calls;

@@ -8,6 +8,7 @@
  * the words after it.
  */
 import { Cluster, ReplyError, type Redis } from 'ioredis';
+import { isClusterSubscriber } from './cluster-subscriber.js';
 import type { Connection } from './connections.js';
 import type { ErrorCode } from './error-codes.js';
 import { RedisAuthError, RedisRefusedError, RedisUnreachableError, ZenvarkError } from './errors.js';
@@ -69,7 +70,11 @@ export function redisFailure(error: unknown): RedisFailure {
 export function serverAddress(connection: Connection): string {
   if (connection instanceof Cluster) return 'the Redis Cluster';
   const options = (connection as Redis).options;
-  if (options.sentinels) return `the primary of sentinel group '${options.name ?? ''}'`;
+  // Where the server is not in the options, the socket says which one it reached.
+  const stream = (connection as Redis).stream;
+  const reached = stream?.remoteAddress ? ` (${stream.remoteAddress}:${stream.remotePort})` : '';
+  if (options.sentinels) return `the primary of sentinel group '${options.name ?? ''}'${reached}`;
+  if (isClusterSubscriber(connection)) return `a node of the Redis Cluster${reached}`;
   if ('path' in options && options.path) return String(options.path);
   return `${options.host ?? 'localhost'}:${options.port ?? 6379}`;
 }

@@ -28,6 +28,8 @@ export class StateFeed {
   /** By state key: one listener, or several when a process runs more than one instance. */
   private readonly listeners = new Map<string, FeedListener | FeedListener[]>();
   private readonly channels = new Map<string, number>();
+  /** Each channel's SUBSCRIBE, sent once however many breakers use the channel. */
+  private readonly subscriptions = new Map<string, Promise<unknown>>();
   private connectedOnce = false;
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
@@ -49,11 +51,27 @@ export class StateFeed {
     const count = this.channels.get(channel) ?? 0;
     this.channels.set(channel, count + 1);
     try {
-      await this.subscriber.subscribe(channel);
+      await this.subscribed(channel);
     } catch (error) {
       this.remove(channel, key, listener);
       throw driverError(error, this.subscriber);
     }
+  }
+
+  /**
+   * Subscribes to `channel` once: breakers that start together share one SUBSCRIBE (ten
+   * thousand breakers on one prefix send one). A failed one is sent again by the next.
+   */
+  private subscribed(channel: string): Promise<unknown> {
+    let subscription = this.subscriptions.get(channel);
+    if (!subscription) {
+      subscription = this.subscriber.subscribe(channel);
+      this.subscriptions.set(channel, subscription);
+      subscription.catch(() => {
+        if (this.subscriptions.get(channel) === subscription) this.subscriptions.delete(channel);
+      });
+    }
+    return subscription;
   }
 
   remove(channel: string, key: string, listener: FeedListener): void {
@@ -71,6 +89,7 @@ export class StateFeed {
       return;
     }
     this.channels.delete(channel);
+    this.subscriptions.delete(channel);
     if (this.subscriber.status === 'ready') {
       this.subscriber.unsubscribe(channel).catch(() => {
         // The connection is going away or already gone; nothing is left to unsubscribe.

@@ -1,10 +1,12 @@
 /**
  * Scale: N idle breakers in one process on one application client. Reports the Redis
  * connections the process holds (CLIENT LIST, the application's own client included), the
- * client heap per idle breaker (after GC, connections and all), and the Redis memory per
- * breaker (MEMORY USAGE over its keys, default retention). Also the size of one audit
- * entry. Measures the compiled library (dist/), as an application runs it. Run with
- * --expose-gc.
+ * client heap per idle breaker (after GC, connections and all), the time to start N at
+ * once, the Redis CPU an idle breaker costs per second (Redis's user + system CPU while
+ * the N idle breakers run, less the same reading without them, over N and the seconds),
+ * and the Redis memory per breaker (MEMORY USAGE over its keys, default retention). Also
+ * the size of one audit entry. Measures the compiled library (dist/), as an application
+ * runs it. Run with --expose-gc.
  *   node --expose-gc --import tsx bench/cases/scale.ts [breakers=100]
  */
 import { randomUUID } from 'node:crypto';
@@ -13,9 +15,11 @@ import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff, breakerKeys } from
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { sleep } from '../../harness/clock.js';
 import { disposeRedis, startRedis } from '../../harness/redis-server.js';
-import { args, median, report } from '../measure.js';
+import { args, median, quick, report } from '../measure.js';
 
 const count = Number(args[0] ?? 100);
+/** How long the idle breakers' Redis CPU is read over, in ms. */
+const IDLE_WINDOW_MS = quick ? 2000 : 5000;
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with --expose-gc');
 
@@ -30,6 +34,22 @@ async function settledHeap(): Promise<number> {
 
 const server = await startRedis();
 const admin = server.client({ connectionName: 'bench-admin' });
+
+/** Redis's own CPU time so far (user + system), in µs. */
+async function redisCpuMicros(): Promise<number> {
+  const info = await admin.info('cpu');
+  const seconds = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+  return (seconds('used_cpu_user') + seconds('used_cpu_sys')) * 1e6;
+}
+
+/** Redis's CPU per second over IDLE_WINDOW_MS, in µs per second. */
+async function redisCpuRate(): Promise<number> {
+  const cpuBefore = await redisCpuMicros();
+  const before = performance.now();
+  await sleep(IDLE_WINDOW_MS);
+  const cpuAfter = await redisCpuMicros();
+  return (cpuAfter - cpuBefore) / ((performance.now() - before) / 1000);
+}
 await admin.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_CODE);
 const redis = new Redis(server.url, { connectionName: 'application' });
 await redis.ping();
@@ -38,9 +58,8 @@ await redis.ping();
 const strategy = new ConsecutiveBreaker({ threshold: 5 });
 const health = { backoff: new ConstantBackoff({ delayMs: 1000 }), check: async () => undefined };
 const onError = () => undefined;
-// A long lease keeps renewals (and their short-lived allocations) out of the heap readings;
-// what an idle breaker holds does not depend on it.
-const options = (id: string) => ({ id, redis, breaker: strategy, health, onError, leaseTtlMs: 60_000 });
+// The default lease: an idle breaker holds none (it has no duty), so its length changes nothing here.
+const options = (id: string) => ({ id, redis, breaker: strategy, health, onError });
 
 // Breakers first that are not measured, so that what a process pays once (connections,
 // the feed, code compiled on the way) is not charged to the idle breakers measured next.
@@ -49,9 +68,13 @@ const options = (id: string) => ({ id, redis, breaker: strategy, health, onError
 const warmUp = Array.from({ length: count >= 100 ? 200 : 0 }, () => new CircuitBreaker(options(`bench-${randomUUID()}`)));
 await Promise.all(warmUp.map((b) => b.start()));
 await sleep(1500);
+// What Redis spends with no breaker of the round running: its own housekeeping.
+const baselineCpu = await redisCpuRate();
 // Rounds: start `count` breakers, measure, stop them; the median round counts.
 const ROUNDS = 5;
 const perBreaker: number[] = [];
+const startMs: number[] = [];
+const cpuPerBreakerSecond: number[] = [];
 let ids: string[] = [];
 let breakers: CircuitBreaker[] = [];
 for (let round = 0; round < (count >= 100 ? ROUNDS : 1); round += 1) {
@@ -62,10 +85,13 @@ for (let round = 0; round < (count >= 100 ? ROUNDS : 1); round += 1) {
   const heapBefore = await settledHeap();
   ids = Array.from({ length: count }, () => `bench-${randomUUID()}`);
   breakers = ids.map((id) => new CircuitBreaker(options(id)));
+  const startedAt = performance.now();
   await Promise.all(breakers.map((b) => b.start()));
-  // Every idle breaker acquires its lease and renews it: let that settle.
+  startMs.push(performance.now() - startedAt);
+  // Let whatever follows a start settle.
   await sleep(1500);
   perBreaker.push(((await settledHeap()) - heapBefore) / count);
+  if (round === 0 || !quick) cpuPerBreakerSecond.push((await redisCpuRate()) - baselineCpu);
 }
 
 const names = ((await admin.client('LIST')) as string)
@@ -74,8 +100,14 @@ const names = ((await admin.client('LIST')) as string)
   .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '')
   .filter((name) => name !== 'bench-admin');
 
+// An idle breaker that never recorded a call has nothing in Redis; one that recorded a
+// call (a failure, below its threshold) has its state hash: that is what is measured.
 let redisBytes = 0;
 const sample = ids.slice(0, 200);
+await Promise.all(
+  breakers.slice(0, sample.length).map((b) => b.execute(() => Promise.reject(new Error('failed'))).catch(() => undefined)),
+);
+await sleep(200);
 for (const id of sample) {
   const keys = breakerKeys('zenvark', id);
   for (const key of [keys.state, keys.events]) redisBytes += Number((await admin.memory('USAGE', key)) ?? 0);
@@ -95,6 +127,8 @@ const entries = await admin.xlen(auditKeys.events);
 const streamBytes = Number((await admin.memory('USAGE', auditKeys.events, 'SAMPLES', '0')) ?? 0);
 
 await Promise.all([...warmUp, ...breakers].map((b) => b.stop()));
+// Nothing of the library is left once every breaker stopped: no connection of its own.
+const leftAfterStop = ((await admin.client('LIST')) as string).split('\n').filter((line) => /name=zenvark:/.test(line)).length;
 redis.disconnect();
 admin.disconnect();
 await disposeRedis(server);
@@ -120,6 +154,28 @@ report('scale', [
         },
       ]
     : []),
-  { name: `Redis memory per idle breaker (${count})`, subject: 'zenvark', value: redisBytes / sample.length, unit: 'bytes' },
+  {
+    name: `start-up of ${count} breakers`,
+    subject: 'zenvark',
+    value: median(startMs),
+    min: Math.min(...startMs),
+    unit: 'ms',
+    note: `all started at once on one client; ${startMs.length} round(s): ${startMs.map((m) => m.toFixed(0)).join(', ')}`,
+  },
+  {
+    name: `Redis CPU per idle breaker-second (${count})`,
+    subject: 'zenvark',
+    value: median(cpuPerBreakerSecond) / count,
+    unit: 'µs',
+    note: `Redis CPU over ${IDLE_WINDOW_MS / 1000} s with the breakers idle, less ${baselineCpu.toFixed(0)} µs/s without them; ${cpuPerBreakerSecond.length} reading(s)`,
+  },
+  {
+    name: `Redis memory per idle breaker (${count})`,
+    subject: 'zenvark',
+    value: redisBytes / sample.length,
+    unit: 'bytes',
+    note: 'a breaker that has recorded a call (one that never did has nothing in Redis)',
+  },
+  { name: `library connections left after stop (${count})`, subject: 'zenvark', value: leftAfterStop, unit: 'connections' },
   { name: 'Redis memory per audit entry', subject: 'zenvark', value: streamBytes / entries, unit: 'bytes', note: `${entries} entries: ${streamBytes} bytes` },
 ]);

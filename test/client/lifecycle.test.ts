@@ -117,9 +117,9 @@ describe('the lifecycle', () => {
       await own.admin.call('CLIENT', 'UNPAUSE');
     }
     await stopping;
-    // stop() waited for the grant and released it.
+    // stop() waited for the grant (a token was granted) and released it.
     expect(await own.admin.hget(stateKey, 'lh')).toBe('');
-    expect(await own.admin.hget(stateKey, 'lt')).toBe('1');
+    expect(Number(await own.admin.hget(stateKey, 'lt'))).toBeGreaterThan(0);
     const stayer = instance(own.server.url, { id, instanceId: 'stayer', leaseTtlMs: 30_000 });
     await stayer.breaker.start();
     await vi.waitFor(() => expect(stayer.breaker.role).toBe('leader'), { timeout: 5_000 });

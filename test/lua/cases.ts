@@ -18,6 +18,8 @@ import {
   dumps,
   existingKeys,
   explain,
+  granted,
+  grantedText,
   header,
   health,
   permit,
@@ -29,6 +31,7 @@ import {
   summary,
   time,
   trial,
+  NEW_TOKEN,
 } from './harness.js';
 
 
@@ -81,17 +84,17 @@ function expiring(name: string, spec: string, later: Parameters<typeof summary>[
   };
 }
 
-/** A breaker opened by one consecutive failure, leased to 'leader' with token 1. */
+/** A breaker opened by one consecutive failure, leased to 'leader' (the case's first token). */
 const openAndLeased: Step[] = [
   { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
-  { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
+  { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
 ];
 
 /** A breaker opened by one failure, leased to 'leader', then half-open (2 permits, 2 successes close). */
 const halfOpen: Step[] = [
   ...openAndLeased,
   {
-    ...health('leader', 1, 1, 'wait', 'success', 1, 2),
+    ...health('leader', granted(1), 1, 'wait', 'success', 1, 2),
     expect: { status: 'half_open', state: 'half_open', gen: 2, transition: expect.objectContaining({ reason: 'open_wait_elapsed', from: 'open', to: 'half_open' }) },
   },
 ];
@@ -139,7 +142,9 @@ const badArguments: [string, Step, RegExp][] = [
   ['permit: permits >= 1', permit(0, 0, 1), /^ZV_BADARG trial permits must be in \[1, 10000\], got 0/],
   ['permit: ttl >= 1', permit(0, 2, 2, 0), /^ZV_BADARG permit ttl must be in \[1, 3600000\], got 0/],
   ['trial: the result must be known', trial(0, 1, 'great', 2, 2), /^ZV_BADARG result must be one of failure, ignored, success, got 'great'/],
-  ['extra arguments are refused: record', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1), 'more'] }, /^ZV_BADARG expected at most 12 arguments, got 13/],
+  ['extra arguments are refused: record', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1), '1000', 'more'] }, /^ZV_BADARG expected at most 13 arguments, got 14/],
+  ['record: a lease ttl >= 1', record(0, { fail: 1 }, consecutive(1), 'i1', 100, 0), /^ZV_BADARG lease ttl must be in \[1, 3600000\], got 0/],
+  ['record: a lease ttl is an integer', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1), 'soon'] }, /^ZV_BADARG lease ttl must be an integer, got 'soon'/],
   ['extra arguments are refused: acquire', { fn: 'zv1_acquire', args: [...header(), '1000', 'more'] }, /^ZV_BADARG expected at most 4 arguments, got 5/],
   ['extra arguments are refused: renew', { fn: 'zv1_renew', args: [...header(), '1', '1000', 'more'] }, /^ZV_BADARG expected at most 5 arguments, got 6/],
   ['extra arguments are refused: release', { fn: 'zv1_release', args: [...header(), '1', 'more'] }, /^ZV_BADARG expected at most 4 arguments, got 5/],
@@ -331,7 +336,7 @@ export const CASES: LuaCase[] = [
     name: 'a transition resets the window: outcomes of the new generation start from zero',
     steps: [
       ...openAndLeased,
-      { ...health('leader', 1, 1, 'recovery', 'success'), expect: { status: 'closed', state: 'closed', gen: 2 } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success'), expect: { status: 'closed', state: 'closed', gen: 2 } },
       { ...record(2, { fail: 2 }, consecutive(3)), expect: { status: 'ok', state: 'closed' } },
       { ...record(2, { fail: 1 }, consecutive(3)), expect: opened(3, 'consecutive_failures') },
     ],
@@ -343,66 +348,132 @@ export const CASES: LuaCase[] = [
 
   // ---- leases ----
   {
-    name: 'lease: a free lease is granted with token 1; another instance learns who holds it',
+    name: 'lease: a trip with a lease ttl grants the reporter the lease, and its entry tells who holds it',
     steps: [
-      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1, holder: 'a', leaseMs: 10_000 } },
+      {
+        ...record(0, { fail: 1 }, consecutive(1), 'i1', 100, 10_000),
+        expect: {
+          status: 'opened',
+          token: NEW_TOKEN,
+          transition: expect.objectContaining({ from: 'closed', to: 'open', reason: 'consecutive_failures', holder: 'i1', lease_ms: '10000' }),
+        },
+      },
+      { ...state(), expect: { state: 'open', holder: 'i1', token: granted(1) } },
+      { ...acquire('b', 10_000), expect: { status: 'held', holder: 'i1', token: granted(1) } },
+      { ...health('i1', granted(1), 1, 'recovery', 'success'), expect: { status: 'closed', state: 'closed' } },
+    ],
+  },
+  {
+    name: 'lease: a trip while another instance holds the lease leaves it there, and its entry tells who holds it',
+    steps: [
+      { ...acquire('prober', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      {
+        ...record(0, { fail: 1 }, consecutive(1), 'i1', 100, 10_000),
+        expect: { status: 'opened', token: 0, transition: expect.objectContaining({ to: 'open', holder: 'prober' }) },
+      },
+      { ...state(), expect: { holder: 'prober', token: granted(1) } },
+    ],
+  },
+  {
+    name: 'lease: the holder tripping the breaker keeps its lease and its token',
+    steps: [
+      { ...acquire('i1', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...record(0, { fail: 1 }, consecutive(1), 'i1', 100, 10_000), expect: { status: 'opened', token: granted(1) } },
+      { ...state(), expect: { holder: 'i1', token: granted(1) } },
+    ],
+  },
+  {
+    name: 'lease: a trip grants a token above the last one, once the lease has expired',
+    steps: [
+      { ...acquire('a', 100), expect: { status: 'granted', token: NEW_TOKEN } },
+      { sleepMs: 150 },
+      { ...record(0, { fail: 1 }, consecutive(1), 'b', 100, 10_000), expect: { status: 'opened', token: NEW_TOKEN } },
+      { ...renew('a', granted(1), 10_000), expect: { status: 'lost', holder: 'b', token: granted(2) } },
+    ],
+  },
+  {
+    name: 'lease: a trip without a lease ttl (a client of an earlier revision) grants nothing',
+    steps: [
+      {
+        ...record(0, { fail: 1 }, consecutive(1)),
+        expect: { status: 'opened', token: 0, transition: expect.objectContaining({ to: 'open', holder: '', lease_ms: '0' }) },
+      },
+      { ...state(), expect: { holder: '', token: 0, lease_ms: 0 } },
+    ],
+  },
+  {
+    name: 'lease: a free lease is granted with a token drawn from the server clock; another instance learns who holds it',
+    steps: [
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: NEW_TOKEN, holder: 'a', leaseMs: 10_000 } },
       {
         ...acquire('b', 10_000),
-        expect: { status: 'held', token: 1, holder: 'a', leaseMs: expect.any(Number), snapshot: expect.objectContaining({ holder: 'a' }) },
+        expect: { status: 'held', token: granted(1), holder: 'a', leaseMs: expect.any(Number), snapshot: { holder: 'a', token: granted(1) } },
       },
-      { ...state(), expect: { holder: 'a', token: 1 } },
+      { ...state(), expect: { holder: 'a', token: granted(1) } },
     ],
   },
   {
     name: 'lease: the holder asking again keeps its token',
     steps: [
-      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1 } },
-      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1, holder: 'a' } },
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: granted(1), holder: 'a' } },
     ],
   },
   {
     name: 'lease: renew extends only for the holder with its token',
     steps: [
-      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1 } },
-      { ...renew('a', 1, 10_000), expect: { status: 'renewed', token: 1, holder: 'a', leaseMs: 10_000 } },
-      { ...renew('a', 2, 10_000), expect: { status: 'lost', token: 1, holder: 'a' } },
-      { ...renew('b', 1, 10_000), expect: { status: 'lost', token: 1, holder: 'a' } },
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...renew('a', granted(1), 10_000), expect: { status: 'renewed', token: granted(1), holder: 'a', leaseMs: 10_000 } },
+      { ...renew('a', granted(1, 1), 10_000), expect: { status: 'lost', token: granted(1), holder: 'a' } },
+      { ...renew('a', granted(1, -1), 10_000), expect: { status: 'lost', token: granted(1), holder: 'a' } },
+      { ...renew('b', granted(1), 10_000), expect: { status: 'lost', token: granted(1), holder: 'a' } },
     ],
   },
   {
     name: 'lease: an expired lease cannot be renewed and goes to the next instance with a larger token',
     steps: [
-      { ...acquire('a', 100), expect: { status: 'granted', token: 1 } },
+      { ...acquire('a', 100), expect: { status: 'granted', token: NEW_TOKEN } },
       { sleepMs: 250 },
-      { ...renew('a', 1, 100), expect: { status: 'lost', holder: '', leaseMs: 0 } },
-      { ...acquire('b', 10_000), expect: { status: 'granted', token: 2, holder: 'b' } },
-      { ...renew('a', 1, 10_000), expect: { status: 'lost', token: 2, holder: 'b' } },
+      { ...renew('a', granted(1), 100), expect: { status: 'lost', holder: '', leaseMs: 0 } },
+      { ...acquire('b', 10_000), expect: { status: 'granted', token: NEW_TOKEN, holder: 'b' } },
+      { ...renew('a', granted(1), 10_000), expect: { status: 'lost', token: granted(2), holder: 'b' } },
     ],
   },
   {
     name: 'lease: release frees the lease at once, announces it, and only the holder may release',
     steps: [
-      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1 } },
-      { ...release('b', 1), expect: { status: 'not_holder' } },
-      { ...release('a', 2), expect: { status: 'not_holder' } },
-      { ...release('a', 1), expect: { status: 'released' } },
-      { ...state(), expect: { holder: '', lease_ms: 0, token: 1 } },
-      { ...acquire('b', 10_000), expect: { status: 'granted', token: 2, holder: 'b' } },
-      { ...release('a', 1), expect: { status: 'not_holder' } },
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...release('b', granted(1)), expect: { status: 'not_holder' } },
+      { ...release('a', granted(1, 1)), expect: { status: 'not_holder' } },
+      { ...release('a', granted(1)), expect: { status: 'released' } },
+      { ...state(), expect: { holder: '', lease_ms: 0, token: granted(1) } },
+      // At once after the release: the same millisecond, maybe, and still a larger token.
+      { ...acquire('b', 10_000), expect: { status: 'granted', token: NEW_TOKEN, holder: 'b' } },
+      { ...release('a', granted(1)), expect: { status: 'not_holder' } },
     ],
   },
   {
     name: 'lease: the last holder may release a lapsed lease, as long as no other instance was granted one',
     steps: [
-      { ...acquire('a', 100), expect: { status: 'granted', token: 1 } },
+      { ...acquire('a', 100), expect: { status: 'granted', token: NEW_TOKEN } },
       { sleepMs: 250 },
-      { ...release('b', 1), expect: { status: 'not_holder' } },
-      { ...release('a', 1), expect: { status: 'released' } },
-      { ...state(), expect: { holder: '', lease_ms: 0, token: 1 } },
-      { ...acquire('a', 100), expect: { status: 'granted', token: 2 } },
+      { ...release('b', granted(1)), expect: { status: 'not_holder' } },
+      { ...release('a', granted(1)), expect: { status: 'released' } },
+      { ...state(), expect: { holder: '', lease_ms: 0, token: granted(1) } },
+      { ...acquire('a', 100), expect: { status: 'granted', token: NEW_TOKEN } },
       { sleepMs: 250 },
-      { ...acquire('b', 10_000), expect: { status: 'granted', token: 3, holder: 'b' } },
-      { ...release('a', 2), expect: { status: 'not_holder' } },
+      { ...acquire('b', 10_000), expect: { status: 'granted', token: NEW_TOKEN, holder: 'b' } },
+      { ...release('a', granted(2)), expect: { status: 'not_holder' } },
+    ],
+  },
+  {
+    name: 'lease: a last token ahead of the clock (granted by a server whose clock was ahead) is followed by the next integer',
+    steps: [
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...release('a', granted(1)), expect: { status: 'released' } },
+      { setup: (redis, keys) => redis.hset(keys.state, 'lt', '9000000000000') },
+      { ...acquire('b', 10_000), expect: { status: 'granted', token: 9_000_000_000_001, holder: 'b' } },
+      { ...acquire('b', 10_000), expect: { status: 'granted', token: 9_000_000_000_001, holder: 'b' } },
     ],
   },
   {
@@ -420,10 +491,12 @@ export const CASES: LuaCase[] = [
         concurrently: ['a', 'b', 'c', 'd', 'e'].map((actor) => acquire(actor, 10_000)),
       },
       {
-        check: async (redis, keys) => {
+        check: async (redis, keys, tokens) => {
           const holder = await redis.hget(keys.state, 'lh');
           expect(['a', 'b', 'c', 'd', 'e']).toContain(holder);
-          expect(await redis.hget(keys.state, 'lt')).toBe('1');
+          // One token granted (a second grant would have taken a larger one), and kept.
+          expect(tokens).toHaveLength(1);
+          expect(await redis.hget(keys.state, 'lt')).toBe(String(tokens[0]));
         },
       },
     ],
@@ -435,16 +508,16 @@ export const CASES: LuaCase[] = [
     steps: [
       ...openAndLeased,
       {
-        ...health('leader', 1, 1, 'recovery', 'success'),
+        ...health('leader', granted(1), 1, 'recovery', 'success'),
         expect: {
           status: 'closed',
           state: 'closed',
           gen: 2,
           recoveryFailures: 0,
-          transition: expect.objectContaining({
-            from: 'open', to: 'closed', reason: 'recovery_check_passed', actor: 'leader', token: '1', gen: '2',
+          transition: {
+            from: 'open', to: 'closed', reason: 'recovery_check_passed', actor: 'leader', token: grantedText(1), gen: '2',
             failures: '0', calls: '1',
-          }),
+          },
         },
       },
       streamLength(2),
@@ -454,11 +527,11 @@ export const CASES: LuaCase[] = [
     name: 'health: failed recovery checks are counted and reported in the state',
     steps: [
       ...openAndLeased,
-      { ...health('leader', 1, 1, 'recovery', 'failure'), expect: { status: 'counted', state: 'open', recoveryFailures: 1 } },
-      { ...health('leader', 1, 1, 'recovery', 'failure'), expect: { status: 'counted', recoveryFailures: 2 } },
+      { ...health('leader', granted(1), 1, 'recovery', 'failure'), expect: { status: 'counted', state: 'open', recoveryFailures: 1 } },
+      { ...health('leader', granted(1), 1, 'recovery', 'failure'), expect: { status: 'counted', recoveryFailures: 2 } },
       { ...state(), expect: { recovery_failures: 2, state: 'open' } },
       {
-        ...health('leader', 1, 1, 'recovery', 'success'),
+        ...health('leader', granted(1), 1, 'recovery', 'success'),
         expect: { status: 'closed', transition: expect.objectContaining({ failures: '2', calls: '3' }) },
       },
     ],
@@ -469,7 +542,7 @@ export const CASES: LuaCase[] = [
       ...openAndLeased,
       {
         fn: 'zv1_health',
-        args: health('leader', 1, 1, 'recovery', 'success').args.slice(0, -2),
+        args: health('leader', granted(1), 1, 'recovery', 'success').args.slice(0, -2),
         expect: { status: 'closed', state: 'closed', transition: expect.objectContaining({ reason: 'recovery_check_passed' }) },
       },
     ],
@@ -478,16 +551,17 @@ export const CASES: LuaCase[] = [
     name: 'health: a success threshold without trial permits means no half-open',
     steps: [
       ...openAndLeased,
-      { fn: 'zv1_health', args: health('leader', 1, 1, 'recovery', 'success', 2).args.slice(0, -1), expect: { status: 'counted' } },
-      { fn: 'zv1_health', args: health('leader', 1, 1, 'recovery', 'success', 2).args.slice(0, -1), expect: { status: 'closed' } },
+      { fn: 'zv1_health', args: health('leader', granted(1), 1, 'recovery', 'success', 2).args.slice(0, -1), expect: { status: 'counted' } },
+      { fn: 'zv1_health', args: health('leader', granted(1), 1, 'recovery', 'success', 2).args.slice(0, -1), expect: { status: 'closed' } },
     ],
   },
   {
     name: 'health: a report with a stale token changes nothing',
     steps: [
       ...openAndLeased,
-      { ...health('leader', 2, 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open', gen: 1 } },
-      { ...health('other', 1, 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open' } },
+      { ...health('leader', granted(1, 1), 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open', gen: 1 } },
+      { ...health('leader', granted(1, -1), 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open', gen: 1 } },
+      { ...health('other', granted(1), 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open' } },
       streamLength(1),
     ],
   },
@@ -495,45 +569,45 @@ export const CASES: LuaCase[] = [
     name: 'health: a holder whose lease expired cannot close the circuit',
     steps: [
       { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
-      { ...acquire('leader', 100), expect: { status: 'granted', token: 1 } },
+      { ...acquire('leader', 100), expect: { status: 'granted', token: NEW_TOKEN } },
       { sleepMs: 250 },
-      { ...health('leader', 1, 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open' } },
-      { ...acquire('next', 10_000), expect: { status: 'granted', token: 2 } },
-      { ...health('leader', 1, 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open' } },
-      { ...health('next', 2, 1, 'recovery', 'success'), expect: { status: 'closed' } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open' } },
+      { ...acquire('next', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success'), expect: { status: 'stale_token', state: 'open' } },
+      { ...health('next', granted(2), 1, 'recovery', 'success'), expect: { status: 'closed' } },
     ],
   },
   {
     name: 'health: a report for an older generation changes nothing',
     steps: [
       ...openAndLeased,
-      { ...health('leader', 1, 0, 'recovery', 'success'), expect: { status: 'stale_gen', state: 'open', gen: 1 } },
+      { ...health('leader', granted(1), 0, 'recovery', 'success'), expect: { status: 'stale_gen', state: 'open', gen: 1 } },
       streamLength(1),
     ],
   },
   {
     name: 'health: a failed idle probe opens a closed circuit; a successful one changes nothing',
     steps: [
-      { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
-      { ...health('leader', 1, 0, 'idle', 'success'), expect: { status: 'ignored', state: 'closed', gen: 0 } },
+      { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...health('leader', granted(1), 0, 'idle', 'success'), expect: { status: 'ignored', state: 'closed', gen: 0 } },
       {
-        ...health('leader', 1, 0, 'idle', 'failure'),
+        ...health('leader', granted(1), 0, 'idle', 'failure'),
         expect: {
           status: 'opened',
           state: 'open',
           gen: 1,
-          transition: expect.objectContaining({ reason: 'idle_probe_failed', token: '1', actor: 'leader' }),
+          transition: { reason: 'idle_probe_failed', token: grantedText(1), actor: 'leader' },
         },
       },
-      { ...health('leader', 1, 1, 'idle', 'failure'), expect: { status: 'ignored', state: 'open' } },
+      { ...health('leader', granted(1), 1, 'idle', 'failure'), expect: { status: 'ignored', state: 'open' } },
     ],
   },
   {
     name: 'health: a recovery report while closed is ignored',
     steps: [
-      { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
-      { ...health('leader', 1, 0, 'recovery', 'success'), expect: { status: 'ignored', state: 'closed', gen: 0 } },
-      { ...health('leader', 1, 0, 'recovery', 'failure'), expect: { status: 'ignored', state: 'closed', recoveryFailures: 0 } },
+      { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...health('leader', granted(1), 0, 'recovery', 'success'), expect: { status: 'ignored', state: 'closed', gen: 0 } },
+      { ...health('leader', granted(1), 0, 'recovery', 'failure'), expect: { status: 'ignored', state: 'closed', recoveryFailures: 0 } },
     ],
   },
 
@@ -602,20 +676,20 @@ export const CASES: LuaCase[] = [
     name: 'recovery: with a success threshold of 2, one success is counted and the second closes',
     steps: [
       ...openAndLeased,
-      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'counted', state: 'open' } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success', 2), expect: { status: 'counted', state: 'open' } },
       { ...state(), expect: { recovery_successes: 1 } },
-      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'closed', state: 'closed' } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success', 2), expect: { status: 'closed', state: 'closed' } },
     ],
   },
   {
     name: 'recovery: a failure between successes starts the run again',
     steps: [
       ...openAndLeased,
-      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'counted' } },
-      { ...health('leader', 1, 1, 'recovery', 'failure', 2), expect: { status: 'counted', recoveryFailures: 1 } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success', 2), expect: { status: 'counted' } },
+      { ...health('leader', granted(1), 1, 'recovery', 'failure', 2), expect: { status: 'counted', recoveryFailures: 1 } },
       { ...state(), expect: { recovery_successes: 0, recovery_failures: 1 } },
-      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'counted', state: 'open' } },
-      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'closed' } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success', 2), expect: { status: 'counted', state: 'open' } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success', 2), expect: { status: 'closed' } },
     ],
   },
 
@@ -625,10 +699,10 @@ export const CASES: LuaCase[] = [
     steps: [
       ...openAndLeased,
       {
-        ...health('leader', 1, 1, 'recovery', 'success', 1, 3),
+        ...health('leader', granted(1), 1, 'recovery', 'success', 1, 3),
         expect: { status: 'half_open', state: 'half_open', transition: expect.objectContaining({ reason: 'recovery_check_passed', to: 'half_open' }) },
       },
-      { ...health('leader', 1, 2, 'wait', 'success', 1, 3), expect: { status: 'ignored', state: 'half_open' } },
+      { ...health('leader', granted(1), 2, 'wait', 'success', 1, 3), expect: { status: 'ignored', state: 'half_open' } },
     ],
   },
   {
@@ -722,7 +796,7 @@ export const CASES: LuaCase[] = [
             last: '-1', lh: '', lt: '0', lu: '0', hcf: '0', hca: '1700000000000',
           }),
       },
-      { ...acquire('a', 10_000), expect: { status: 'granted', token: 1, snapshot: expect.objectContaining({ recovery_successes: 0, trial_successes: 0 }) } },
+      { ...acquire('a', 10_000), expect: { status: 'granted', token: NEW_TOKEN, snapshot: expect.objectContaining({ recovery_successes: 0, trial_successes: 0 }) } },
       { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
     ],
   },
@@ -778,12 +852,12 @@ export const CASES: LuaCase[] = [
     name: 'explain: open and leased: the newest audit entry as stored, the lease and the recovery progress',
     steps: [
       ...openAndLeased,
-      { ...health('leader', 1, 1, 'recovery', 'failure', 2), expect: { status: 'counted' } },
-      { ...health('leader', 1, 1, 'recovery', 'success', 2), expect: { status: 'counted' } },
+      { ...health('leader', granted(1), 1, 'recovery', 'failure', 2), expect: { status: 'counted' } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success', 2), expect: { status: 'counted' } },
       {
         ...explain(),
         expect: {
-          state: 'open', gen: 1, holder: 'leader', token: 1, lease_ms: expect.any(Number), recovery_failures: 1, recovery_successes: 1,
+          state: 'open', gen: 1, holder: 'leader', token: granted(1), lease_ms: expect.any(Number), recovery_failures: 1, recovery_successes: 1,
           recovery_age_ms: expect.any(Number), cfg: consecutive(1), failures: 0, calls: 0, entries: 1, last_id: expect.stringMatching(/^\d+-\d+$/),
           last: { from: 'closed', to: 'open', reason: 'consecutive_failures', gen: '1', failures: '1', calls: '1', threshold: '1', window: 'consecutive', actor: 'i1' },
         },
@@ -797,8 +871,8 @@ export const CASES: LuaCase[] = [
         },
       },
       unchangedBy(explain()),
-      { ...release('leader', 1), expect: { status: 'released' } },
-      { ...explain(), expect: { holder: '', token: 1, lease_ms: 0 } },
+      { ...release('leader', granted(1)), expect: { status: 'released' } },
+      { ...explain(), expect: { holder: '', token: granted(1), lease_ms: 0 } },
     ],
   },
   {
@@ -926,9 +1000,9 @@ export const CASES: LuaCase[] = [
   {
     name: 'wrong type: an events stream that cannot take another entry stops a transition before any write',
     steps: [
-      { ...acquire('leader', 10_000), expect: { status: 'granted', token: 1 } },
+      { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
       { setup: (redis, keys) => redis.xadd(keys.events, '18446744073709551615-18446744073709551615', 'owner', 'x') },
-      { ...health('leader', 1, 0, 'idle', 'failure'), expect: error(/^ZV_REFUSED XADD on .*:events was refused/) },
+      { ...health('leader', granted(1), 0, 'idle', 'failure'), expect: error(/^ZV_REFUSED XADD on .*:events was refused/) },
       { ...record(0, { fail: 1 }, consecutive(1)), expect: error(/^ZV_REFUSED XADD on .*:events was refused/) },
       { ...state(), expect: { state: 'closed', gen: 0 } },
       { check: async (redis, keys) => expect(await redis.xlen(keys.events)).toBe(1) },
@@ -992,7 +1066,7 @@ export const CASES: LuaCase[] = [
     name: 'audit: each transition is one entry with every documented field',
     steps: [
       ...openAndLeased,
-      { ...health('leader', 1, 1, 'recovery', 'success'), expect: { status: 'closed' } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success'), expect: { status: 'closed' } },
       {
         check: async (redis, keys) => {
           const entries = await redis.xrange(keys.events, '-', '+');

@@ -26,9 +26,38 @@ export type Fn =
   | 'zv1_explain'
   | 'zv1_revision';
 
+/**
+ * A lease token granted earlier in the same case: its value is known only once the grant
+ * answered (a token is drawn from the server's clock), so steps name it by rank.
+ */
+export class Granted {
+  constructor(
+    /** 1: the case's first token granted, 2: the next new one, ... */
+    readonly rank: number,
+    /** Added to the token: 1 names a token above it, one never granted. */
+    readonly offset: number,
+    /** As the audit entry and the feed write it (a string). */
+    readonly asText: boolean,
+  ) {}
+}
+
+/** The token of the case's `rank`-th grant (plus `offset`), as an argument or an expected value. */
+export const granted = (rank: number, offset = 0): Granted => new Granted(rank, offset, false);
+/** The same token as an audit entry holds it. */
+export const grantedText = (rank: number): Granted => new Granted(rank, 0, true);
+
+/**
+ * In an expectation of zv1_acquire: a new token, the one the library's rule gives,
+ * max(last token + 1, server time in ms): above the case's last token, at least the
+ * server's time before the call and at most its time after. It becomes the next rank.
+ */
+export const NEW_TOKEN = Symbol('a new token');
+
+export type Arg = string | number | Granted;
+
 export interface CallStep {
   readonly fn: Fn;
-  readonly args: readonly (string | number)[];
+  readonly args: readonly Arg[];
   /** Overrides the breaker's three keys (to test the key count). */
   readonly keys?: readonly string[];
   /** Partial shape of the decoded reply, checked with toMatchObject. */
@@ -39,7 +68,7 @@ export type Step =
   | CallStep
   | { readonly sleepMs: number }
   | { readonly setup: (redis: Redis, keys: BreakerKeys) => Promise<unknown> }
-  | { readonly check: (redis: Redis, keys: BreakerKeys) => Promise<void> }
+  | { readonly check: (redis: Redis, keys: BreakerKeys, tokens: readonly number[]) => Promise<void> }
   | { readonly concurrently: readonly CallStep[] };
 
 export interface LuaCase {
@@ -79,25 +108,26 @@ export function summary(s: SummaryInput): string[] {
   return [ok, fail, slowOk, slowFail, head, maxRun, tail].map(String);
 }
 
-export const record = (gen: number, s: SummaryInput, strategy: string, actor = 'i1', retention = 100): Omit<CallStep, 'expect'> => ({
+/** Records a summary; with `leaseTtlMs`, a trip grants `actor` the lease when it is free. */
+export const record = (gen: number, s: SummaryInput, strategy: string, actor = 'i1', retention = 100, leaseTtlMs?: number): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_record',
-  args: [...header(actor, retention), String(gen), ...summary(s), strategy],
+  args: [...header(actor, retention), String(gen), ...summary(s), strategy, ...(leaseTtlMs === undefined ? [] : [String(leaseTtlMs)])],
 });
 export const acquire = (actor: string, ttlMs: number): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_acquire',
   args: [...header(actor), String(ttlMs)],
 });
-export const renew = (actor: string, token: number, ttlMs: number): Omit<CallStep, 'expect'> => ({
+export const renew = (actor: string, token: number | Granted, ttlMs: number): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_renew',
-  args: [...header(actor), String(token), String(ttlMs)],
+  args: [...header(actor), token, String(ttlMs)],
 });
-export const release = (actor: string, token: number): Omit<CallStep, 'expect'> => ({
+export const release = (actor: string, token: number | Granted): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_release',
-  args: [...header(actor), String(token)],
+  args: [...header(actor), token],
 });
 export const health = (
   actor: string,
-  token: number,
+  token: number | Granted,
   gen: number,
   type: string,
   result: string,
@@ -105,7 +135,7 @@ export const health = (
   permits = 0,
 ): Omit<CallStep, 'expect'> => ({
   fn: 'zv1_health',
-  args: [...header(actor), String(token), String(gen), type, result, String(successThreshold), String(permits)],
+  args: [...header(actor), token, String(gen), type, result, String(successThreshold), String(permits)],
 });
 /** Asks for a trial permit: `permits` per half-open period, `successes` close. */
 export const permit = (gen: number, permits: number, successes: number, ttlMs = 10_000, actor = 'i1'): Omit<CallStep, 'expect'> => ({
@@ -148,7 +178,7 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
       return { ...decoded, last: pairs(decoded.last as unknown[]) };
     }
     case 'zv1_record':
-      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]) };
+      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]), ...(r.length > 5 ? { token: r[5] } : {}) };
     case 'zv1_acquire':
       return { status: r[0], token: r[1], holder: r[2], leaseMs: r[3], snapshot: pairs(r.slice(4)) };
     case 'zv1_renew':
@@ -166,14 +196,19 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
 
 const VOLATILE = new Set(['epoch', 'time', 'id', 'last_id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms', 'ms']);
 
-/** Replaces values that depend on the clock, so that two runs can be compared. */
-export function normalize(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(normalize);
+/**
+ * Replaces values that depend on the clock, so that two runs can be compared: a lease
+ * token the case was granted becomes its rank (`tokens`, in the order granted).
+ */
+export function normalize(value: unknown, tokens: readonly number[] = []): unknown {
+  if (Array.isArray(value)) return value.map((v) => normalize(v, tokens));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(value).sort()) {
       const v = (value as Record<string, unknown>)[key];
-      out[key] = VOLATILE.has(key) && v !== '' && v !== -1 ? '<clock>' : normalize(v);
+      const rank = key === 'token' && v !== '' ? tokens.indexOf(Number(v)) + 1 : 0;
+      if (rank > 0) out[key] = `<token ${rank}${typeof v === 'string' ? ' as text' : ''}>`;
+      else out[key] = VOLATILE.has(key) && v !== '' && v !== -1 ? '<clock>' : normalize(v, tokens);
     }
     return out;
   }
@@ -192,13 +227,51 @@ const READ_ONLY: ReadonlySet<Fn> = new Set(['zv1_revision', 'zv1_state', 'zv1_ex
 /** Calls one step's function with the breaker's keys (or the step's own); errors come back as `{ error }`. */
 export async function callStep(redis: Redis, keys: BreakerKeys, step: Omit<CallStep, 'expect'>): Promise<Record<string, unknown>> {
   const k = step.keys ?? keyList(keys);
+  const args = step.args.map((arg) => {
+    if (arg instanceof Granted) throw new Error(`${step.fn}: granted(${arg.rank}) names a token only runCase knows`);
+    return String(arg);
+  });
   let reply: unknown;
   try {
-    reply = await redis.call(READ_ONLY.has(step.fn) ? 'FCALL_RO' : 'FCALL', step.fn, String(k.length), ...k, ...step.args.map(String));
+    reply = await redis.call(READ_ONLY.has(step.fn) ? 'FCALL_RO' : 'FCALL', step.fn, String(k.length), ...k, ...args);
   } catch (error) {
     reply = error;
   }
   return decode(step.fn, reply);
+}
+
+/** The value `g` names among the tokens granted so far. */
+function tokenOf(g: Granted, tokens: readonly number[]): number | string {
+  const token = tokens[g.rank - 1];
+  if (token === undefined) throw new Error(`granted(${g.rank}): the case was granted ${tokens.length} token(s) so far`);
+  return g.asText ? String(token + g.offset) : token + g.offset;
+}
+
+/** The step with the tokens it names as their values. */
+function withTokens<S extends Omit<CallStep, 'expect'>>(step: S, tokens: readonly number[]): S {
+  return { ...step, args: step.args.map((arg) => (arg instanceof Granted ? tokenOf(arg, tokens) : arg)) };
+}
+
+/** An expectation with the tokens it names, and NEW_TOKEN, as their values (in plain objects and arrays). */
+function expectedWith(value: unknown, tokens: readonly number[]): unknown {
+  if (value === NEW_TOKEN) return tokens.at(-1);
+  if (value instanceof Granted) return tokenOf(value, tokens);
+  if (Array.isArray(value)) return value.map((v) => expectedWith(v, tokens));
+  if (value && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, expectedWith(v, tokens)]));
+  }
+  return value;
+}
+
+/** A token granted by this reply (an acquire, or a trip) that the case had not seen: the next rank. */
+function noteGrant(fn: Fn, reply: Record<string, unknown>, tokens: number[]): void {
+  const grant = (fn === 'zv1_acquire' && reply.status === 'granted') || (fn === 'zv1_record' && reply.status === 'opened');
+  if (grant && typeof reply.token === 'number' && reply.token > 0 && !tokens.includes(reply.token)) tokens.push(reply.token);
+}
+
+async function serverMs(redis: Redis): Promise<number> {
+  const [seconds, micros] = await redis.time();
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
 }
 
 /**
@@ -207,21 +280,35 @@ export async function callStep(redis: Redis, keys: BreakerKeys, step: Omit<CallS
  */
 export async function runCase(redis: Redis, c: LuaCase, assert: boolean, keys = freshKeys()): Promise<unknown[]> {
   const transcript: unknown[] = [];
+  const tokens: number[] = [];
   for (const [index, step] of c.steps.entries()) {
     if ('sleepMs' in step) {
       await sleep(step.sleepMs);
     } else if ('setup' in step) {
       await step.setup(redis, keys);
     } else if ('check' in step) {
-      if (assert) await step.check(redis, keys);
+      if (assert) await step.check(redis, keys, tokens);
     } else if ('concurrently' in step) {
-      const replies = await Promise.all(step.concurrently.map((s) => callStep(redis, keys, s)));
-      transcript.push(replies.map((r) => normalize(r)));
+      const replies = await Promise.all(step.concurrently.map((s) => callStep(redis, keys, withTokens(s, tokens))));
+      replies.forEach((reply, i) => noteGrant((step.concurrently[i] as CallStep).fn, reply, tokens));
+      transcript.push(replies.map((r) => normalize(r, tokens)));
     } else {
-      const decoded = await callStep(redis, keys, step);
-      transcript.push(normalize(decoded));
+      const where = `step ${index + 1} (${step.fn})`;
+      const fresh = assert && step.expect?.token === NEW_TOKEN;
+      const last = tokens.at(-1) ?? 0;
+      const before = fresh ? await serverMs(redis) : 0;
+      const decoded = await callStep(redis, keys, withTokens(step, tokens));
+      const after = fresh ? await serverMs(redis) : 0;
+      const known = tokens.length;
+      noteGrant(step.fn, decoded, tokens);
+      transcript.push(normalize(decoded, tokens));
+      if (fresh) {
+        expect(tokens.length, `${where}: a token not granted before in this case`).toBe(known + 1);
+        expect(decoded.token, `${where}: max(last token + 1, server time)`).toBeGreaterThanOrEqual(Math.max(last + 1, before));
+        expect(decoded.token, `${where}: max(last token + 1, server time)`).toBeLessThanOrEqual(Math.max(last + 1, after));
+      }
       if (assert && step.expect) {
-        expect(decoded, `step ${index + 1} (${step.fn})`).toMatchObject(step.expect);
+        expect(decoded, where).toMatchObject(expectedWith(step.expect, tokens) as Record<string, unknown>);
       }
     }
   }

@@ -91,6 +91,7 @@ const BOUNDED: readonly Bounded[] = [
   { fn: 'zv1_record', name: 'window', min: MIN_DURATION_MS, max: MAX_DURATION_MS, args: (v) => record(summary({ fail: 1 }), `time:0.5:${v}:1`) },
   { fn: 'zv1_record', name: 'minimum calls', min: 1, max: MAX_COUNT, args: (v) => record(summary({ fail: 1 }), `time:0.5:1000:${v}`) },
 
+  { fn: 'zv1_record', name: 'lease ttl', min: 1, max: MAX_TTL_MS, args: (v) => [...H(), '0', ...summary({ fail: 1 }), consecutive(5), v] },
   { fn: 'zv1_acquire', name: 'ttl', min: 1, max: MAX_TTL_MS, args: (v) => [...H(), v] },
 
   { fn: 'zv1_renew', name: 'token', min: 1, max: SAFE_INTEGER, args: (v) => [...H(), v, '1000'] },

@@ -160,7 +160,14 @@ type Mutation =
   | { readonly keyCount: 1 | 3 };
 
 type Call = { readonly actor: ActorRef; readonly mutation: Mutation | undefined } & (
-  | { readonly fn: 'zv1_record'; readonly gen: GenRef; readonly summary: SummaryModel; readonly spec: number | string }
+  | {
+      readonly fn: 'zv1_record';
+      readonly gen: GenRef;
+      readonly summary: SummaryModel;
+      readonly spec: number | string;
+      /** The lease a trip grants when it is free; undefined as a client before revision 5 sends it. */
+      readonly leaseTtlMs: number | undefined;
+    }
   | { readonly fn: 'zv1_acquire'; readonly ttlMs: number }
   | { readonly fn: 'zv1_renew'; readonly token: Ref; readonly ttlMs: number }
   | { readonly fn: 'zv1_release'; readonly token: Ref }
@@ -242,7 +249,16 @@ const withActor = <T extends object>(fields: fc.Arbitrary<T>, by = actor) =>
   fc.tuple(fields, by, mutation).map(([c, a, m]) => ({ ...c, actor: a, mutation: m }));
 
 const call: fc.Arbitrary<Call> = weighted<Call>(
-  [6, withActor(fc.record({ fn: fc.constant('zv1_record' as const), gen, summary: summaryModel, spec: weighted<number | string>([12, fc.constant(0)], [4, fc.constant(1)], [1, fc.constantFrom(...BAD_SPECS)]) }))],
+  [
+    6,
+    withActor(fc.record({
+      fn: fc.constant('zv1_record' as const),
+      gen,
+      summary: summaryModel,
+      spec: weighted<number | string>([12, fc.constant(0)], [4, fc.constant(1)], [1, fc.constantFrom(...BAD_SPECS)]),
+      leaseTtlMs: weighted<number | undefined>([2, ttlMs], [1, fc.constant(undefined)]),
+    })),
+  ],
   [4, withActor(fc.record({ fn: fc.constant('zv1_acquire' as const), ttlMs }))],
   [2, withActor(fc.record({ fn: fc.constant('zv1_renew' as const), token: ref, ttlMs }))],
   [1, withActor(fc.record({ fn: fc.constant('zv1_release' as const), token: ref }))],
@@ -286,7 +302,9 @@ const checked = (type: string, result: string, toHalfOpen = false) =>
  * The first calls of a run, checked like the others: random sequences seldom get as far
  * as half-open on their own. Ten failures trip every spec the model makes.
  */
-const opening = as({ fn: 'zv1_record', gen: 'current', summary: tenFailures, spec: 0 });
+const opening = as({ fn: 'zv1_record', gen: 'current', summary: tenFailures, spec: 0, leaseTtlMs: undefined });
+/** A trip that takes the free lease for the instance that made it. */
+const grantingTrip = as({ fn: 'zv1_record', gen: 'current', summary: tenFailures, spec: 0, leaseTtlMs: 10_000 });
 const leased = as({ fn: 'zv1_acquire', ttlMs: 10_000 });
 const START: Record<Config['start'], readonly Call[]> = {
   fresh: [],
@@ -302,10 +320,12 @@ const example = (start: Config['start'], steps: Step[]): [Config, Step[]] => [
 ];
 const EXAMPLES: [Config, Step[]][] = [
   example('open', [checked('recovery', 'success'), checked('recovery', 'success'), checked('idle', 'failure')]),
-  example('fresh', [as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 0 }), as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 1 })]),
+  example('fresh', [as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 0, leaseTtlMs: undefined }), as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 1, leaseTtlMs: undefined })]),
+  example('fresh', [grantingTrip, checked('recovery', 'success'), checked('recovery', 'success')]),
+  example('leased', [grantingTrip, as({ fn: 'zv1_acquire', ttlMs: 10_000 })]),
   example('half_open', [permitted, tried('success'), permitted, tried('ignored'), permitted, tried('success')]),
   example('half_open', [permitted, permitted, permitted, tried('failure')]),
-  example('fresh', [as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 1 }), as({ fn: 'zv1_explain' }), opening, as({ fn: 'zv1_explain' })]),
+  example('fresh', [as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 1, leaseTtlMs: undefined }), as({ fn: 'zv1_explain' }), opening, as({ fn: 'zv1_explain' })]),
 ];
 
 // ---- from a step to FCALL ----------------------------------------------------------------------
@@ -322,6 +342,8 @@ interface Resolved {
   readonly gen?: number;
   readonly token?: number;
   readonly permit?: number;
+  /** The lease ttl a record call sends; undefined when it sends none (or one a mutation made invalid). */
+  readonly ttl?: number;
 }
 
 /** Each instance's last token and permit, as the replies gave them. */
@@ -359,7 +381,7 @@ function summaryValues({ counts, runs, broken }: SummaryModel) {
 type ArgKind = 'text' | 'int' | 'enum' | 'spec';
 const HEADER_KINDS: ArgKind[] = ['text', 'text', 'int'];
 const ARG_KINDS: Record<CallFn, ArgKind[]> = {
-  zv1_record: [...HEADER_KINDS, 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'spec'],
+  zv1_record: [...HEADER_KINDS, 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'spec', 'int'],
   zv1_acquire: [...HEADER_KINDS, 'int'],
   zv1_renew: [...HEADER_KINDS, 'int', 'int'],
   zv1_release: [...HEADER_KINDS, 'int'],
@@ -393,9 +415,9 @@ const REFUSED: Record<ArgKind, string[]> = {
   enum: ['', 'x', 'SUCCESS'],
   spec: ['', 'x', 'count:0.5:10:11'],
 };
-/** Where a function takes the generation, the lease token and the permit id. */
-const POSITIONS: Partial<Record<CallFn, { gen?: number; token?: number; permit?: number }>> = {
-  zv1_record: { gen: 3 },
+/** Where a function takes the generation, the lease token, the permit id and a lease's ttl. */
+const POSITIONS: Partial<Record<CallFn, { gen?: number; token?: number; permit?: number; ttl?: number }>> = {
+  zv1_record: { gen: 3, ttl: 12 },
   zv1_renew: { token: 3 },
   zv1_release: { token: 3 },
   zv1_health: { token: 3, gen: 4 },
@@ -412,8 +434,9 @@ function mutate(fn: CallFn, step: Omit<CallStep, 'expect'>, keys: BreakerKeys, m
   }
   if ('drop' in m) {
     const kept = Math.max(0, args.length - m.drop);
-    // zv1_health's last two arguments are optional (revision-1 clients do not send them).
-    return { step: { ...step, args: args.slice(0, kept) }, expect: fn === 'zv1_health' && kept >= 7 ? 'either' : 'refused' };
+    // zv1_health's last two arguments and zv1_record's last are optional (older clients do not send them).
+    const optional = (fn === 'zv1_health' && kept >= 7) || (fn === 'zv1_record' && kept >= 12);
+    return { step: { ...step, args: args.slice(0, kept) }, expect: optional ? 'either' : 'refused' };
   }
   if ('fuzz' in m) {
     const open = args.flatMap((_, i) => (FIXED[fn].includes(i) ? [] : [i]));
@@ -446,7 +469,7 @@ function resolve(c: Call, run: Config, hash: Readonly<Record<string, string>> | 
   switch (c.fn) {
     case 'zv1_record': {
       const spec = typeof c.spec === 'number' ? (run.specs[c.spec % run.specs.length] as string) : c.spec;
-      step = record(genOf(c.gen), summaryValues(c.summary), spec, actor);
+      step = record(genOf(c.gen), summaryValues(c.summary), spec, actor, 100, c.leaseTtlMs);
       refused = c.summary.broken !== undefined || typeof c.spec === 'string';
       break;
     }
@@ -494,11 +517,13 @@ function resolve(c: Call, run: Config, hash: Readonly<Record<string, string>> | 
     gen: at(positions.gen),
     token: at(positions.token),
     permit: at(positions.permit),
+    ttl: positions.ttl !== undefined && /^\d+$/.test(String(step.args[positions.ttl] ?? '')) ? at(positions.ttl) : undefined,
   };
 }
 
 function remember(memory: Memory, call: Resolved, reply: Record<string, unknown>): void {
   if (call.fn === 'zv1_acquire' && reply.status === 'granted') memory.tokens.set(call.actor, Number(reply.token));
+  if (call.fn === 'zv1_record' && reply.status === 'opened' && Number(reply.token) > 0) memory.tokens.set(call.actor, Number(reply.token));
   if (call.fn === 'zv1_permit' && reply.status === 'granted') memory.permits.set(call.actor, Number(reply.permit));
 }
 
@@ -641,10 +666,25 @@ function checkLease(before: Observation, after: Observation, call: Resolved, rep
   const own = b.holder === call.actor && b.token === call.token;
   const status = reply.status;
 
-  must(a.token === b.token || a.token === b.token + 1, 'the fencing token never decreases and grows by one at a time');
-  const newGrant = a.token === b.token + 1;
-  must(!newGrant || (call.fn === 'zv1_acquire' && status === 'granted'), 'only a grant takes a new token');
-  if (!['zv1_acquire', 'zv1_renew', 'zv1_release'].includes(call.fn)) must(JSON.stringify(a) === JSON.stringify(b), 'only lease calls change the lease');
+  // A new token is max(last + 1, server time), and the call's time lies between the observations.
+  const newGrant = a.token !== b.token;
+  must(
+    !newGrant || (a.token >= Math.max(b.token + 1, before.timeMs) && a.token <= Math.max(b.token + 1, after.timeMs)),
+    'a new fencing token is max(last token + 1, server time): above every earlier one, and at least the time of its grant',
+  );
+  // A trip with a lease ttl grants the free lease to the actor, as an acquire does.
+  const tripGrant = call.fn === 'zv1_record' && status === 'opened' && call.ttl !== undefined;
+  must(!newGrant || (call.fn === 'zv1_acquire' && status === 'granted') || tripGrant, 'only a grant takes a new token');
+  if (!['zv1_acquire', 'zv1_renew', 'zv1_release'].includes(call.fn) && !tripGrant) {
+    must(JSON.stringify(a) === JSON.stringify(b), 'only lease calls, and a trip that grants the lease, change the lease');
+  }
+  if (call.fn === 'zv1_record' && status === 'opened') {
+    const mine = a.holder === call.actor && a.until > after.timeMs;
+    must(reply.token === (mine ? a.token : 0) || (!mine && a.holder === call.actor), 'a trip answers the token of the lease the actor holds after it, else 0');
+    if (tripGrant && surelyLapsed) must(newGrant && a.holder === call.actor && reply.token === a.token, 'a trip takes a free lease for the actor, with a new token');
+    if (surelyValid && b.holder !== call.actor) must(JSON.stringify(a) === JSON.stringify(b) && reply.token === 0, "a trip leaves another instance's valid lease alone");
+    if (surelyValid && b.holder === call.actor) must(!newGrant && reply.token === b.token, 'the holder tripping the breaker keeps its token');
+  }
 
   if (call.fn === 'zv1_acquire' && status === 'granted') {
     must(reply.holder === call.actor && a.holder === call.actor && reply.token === a.token, 'a grant names the actor and its token');
