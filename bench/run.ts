@@ -106,7 +106,9 @@ const targets: Target[] = [
   atMost(`Redis CPU per idle breaker-second ≤ 1 µs (${largest})`, find(`Redis CPU per idle breaker-second (${largest})`), 1, 'µs'),
   atMost(`start-up of ${largest} breakers < 5 s`, find(`start-up of ${largest} breakers`), 5000, 'ms'),
   atMost(`nothing left after stop (${largest})`, find(`library connections left after stop (${largest})`), 0, 'connections'),
-  atMost('server cost of zv1_record ≤ 10 µs', find('server cost of zv1_record'), 10, 'µs/call'),
+  // Back to back, as the issue that set it defines it; the figure at 100 calls/s (each call
+  // wakes an idle Redis) is reported in the table, without a target.
+  atMost('server cost of zv1_record, back to back ≤ 10 µs', find('server cost of zv1_record, back to back'), 10, 'µs/call'),
   atMost('outcomes lost under contention = 0', find('outcomes lost'), 0, 'share'),
 ];
 

@@ -34,7 +34,7 @@ clock too (zv1_acquire), so that a server that lost the last grants does not rep
 -- protective metatable and costs more than the work itself. The libraries are not
 -- reachable while the library loads, so the locals are bound on the first call.
 local floor, max, min, abs
-local match, gmatch, rep, sub, gsub, format
+local find, match, gmatch, rep, sub, gsub, format
 local concat, sort
 local tonumber, tostring, type, pairs, pcall, error, unpack
 local call, pcall_redis, error_reply, acl_check
@@ -42,7 +42,7 @@ local pack_struct, unpack_struct, encode_json
 
 local function bind_globals()
   floor, max, min, abs = math.floor, math.max, math.min, math.abs
-  match, gmatch, rep, sub, gsub, format = string.match, string.gmatch, string.rep, string.sub, string.gsub, string.format
+  find, match, gmatch, rep, sub, gsub, format = string.find, string.match, string.gmatch, string.rep, string.sub, string.gsub, string.format
   concat, sort = table.concat, table.sort
   tonumber, tostring, type, pairs, pcall, error, unpack = _G.tonumber, _G.tostring, _G.type, _G.pairs, _G.pcall, _G.error, _G.unpack
   call, pcall_redis, error_reply, acl_check = redis.call, redis.pcall, redis.error_reply, redis.acl_check_cmd
@@ -143,13 +143,37 @@ local function required_arg(args, i, name)
   return raw
 end
 
+-- The whole number a text holds, or nil: tonumber() and a test that it is whole, remembered.
+-- Callers look a text up in `integers` first and call to_integer() only for a text it does
+-- not hold. tonumber() runs strtod twice on a string (to test it, then to convert it), and
+-- the texts a call parses recur from call to call (counts, generations, stored times): a
+-- table lookup costs a fraction of that. A library keeps its upvalues between calls; the
+-- memory holds short texts only and is bounded.
+local integers, integers_count = {}, 0
+local REMEMBERED_INTEGERS, REMEMBERED_TEXT_BYTES = 1000, 24
+
+local function to_integer(text)
+  local n = tonumber(text)
+  if not n or n % 1 ~= 0 then
+    return nil
+  end
+  if #text <= REMEMBERED_TEXT_BYTES then
+    if integers_count >= REMEMBERED_INTEGERS then
+      integers, integers_count = {}, 0
+    end
+    integers[text] = n
+    integers_count = integers_count + 1
+  end
+  return n
+end
+
 -- An integer in [min, max]. tonumber() alone is the cheapest strict-enough parse: what
 -- it takes that a decimal pattern would not ('0x10', '1e3') still has to be a whole
--- number in range.
+-- number in range. (`args[i] or required_arg(...)`: the call only when it is missing.)
 local function int_arg(args, i, name, min, max)
-  local raw = required_arg(args, i, name)
-  local n = tonumber(raw)
-  if not n or n % 1 ~= 0 then
+  local raw = args[i] or required_arg(args, i, name)
+  local n = integers[raw] or to_integer(raw)
+  if not n then
     fail('ZV_BADARG', name .. ' must be an integer, got ' .. show(raw))
   end
   if n < min or n > max then
@@ -181,7 +205,7 @@ local function rate_arg(args, i, name)
 end
 
 local function text_arg(args, i, name, max_length)
-  local raw = required_arg(args, i, name)
+  local raw = args[i] or required_arg(args, i, name)
   if #raw == 0 or #raw > max_length then
     fail('ZV_BADARG', name .. ' must be 1 to ' .. max_length .. ' bytes long, got ' .. #raw)
   end
@@ -212,16 +236,21 @@ local function check_counts(keys, args, most)
   end
 end
 
+-- The header of the call being made, in a table kept between calls: every field is set
+-- afresh, and nothing keeps the table past its call (allocating a table per call costs
+-- more than filling it, and more work for the garbage collector).
+local call_header = {}
+
 -- The ARGV header of every writing function, which takes at most `most` arguments.
 local function header(keys, args, most)
   check_counts(keys, args, most)
-  return {
-    state_key = keys[1],
-    events_key = keys[2],
-    channel = text_arg(args, 1, 'channel', MAX_CHANNEL_BYTES),
-    actor = text_arg(args, 2, 'actor', MAX_ACTOR_BYTES),
-    retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION),
-  }
+  local h = call_header
+  h.state_key = keys[1]
+  h.events_key = keys[2]
+  h.channel = text_arg(args, 1, 'channel', MAX_CHANNEL_BYTES)
+  h.actor = text_arg(args, 2, 'actor', MAX_ACTOR_BYTES)
+  h.retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION)
+  return h
 end
 
 ---------------------------------------------------------------------------------------
@@ -270,7 +299,10 @@ local function append_all(target, items)
 end
 
 
--- Server time: milliseconds, and a microsecond string that names a state incarnation.
+-- Server time: milliseconds, and the same time to the microsecond as TIME's reply
+-- ({seconds, microseconds}), from which a state hash written for the first time takes the
+-- epoch that names its incarnation (fresh_state): the text is made only then. TIME's
+-- numeric strings convert in arithmetic.
 -- Called once per function call: nothing may depend on TIME advancing within a call.
 local function server_time()
   local t = pcall_redis('TIME')
@@ -280,12 +312,12 @@ local function server_time()
     end
     error(t)
   end
-  return tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000), t[1] .. format('%06d', tonumber(t[2]))
+  return t[1] * 1000 + floor(t[2] / 1000), t
 end
 
 local function fresh_state(now, micros)
   return {
-    state = CLOSED, gen = 0, epoch = micros, since = now, run = 0, cfg = '', w = '', last = -1,
+    state = CLOSED, gen = 0, epoch = micros[1] .. format('%06d', micros[2]), since = now, run = 0, cfg = '', w = '', last = -1,
     lh = '', lt = 0, lu = 0, hcf = 0, hca = now, hcs = 0, tp = '', ts = 0, pn = 0, new = true,
   }
 end
@@ -294,11 +326,16 @@ local function corrupt(key, field, value)
   fail('ZV_CORRUPT', key .. ' field ' .. field .. ' holds ' .. show(value) .. ', not written by zenvark')
 end
 
-local function concat_groups(groups)
+-- The field names of a list of groups, joined on its first use (names_of[groups] then
+-- holds them): the lists are constants, and a library keeps its upvalues between calls.
+local names_of = {}
+
+local function field_names(groups)
   local names = {}
   for g = 1, #groups do
     append_all(names, groups[g])
   end
+  names_of[groups] = names
   return names
 end
 
@@ -310,8 +347,8 @@ local function take_fields(key, st, names, values)
       fail('ZV_CORRUPT', key .. ' has no field ' .. name .. ': not written by zenvark')
     end
     if INT_FIELDS[name] then
-      local n = tonumber(value)
-      if not n or n % 1 ~= 0 then
+      local n = integers[value] or to_integer(value)
+      if not n then
         corrupt(key, name, value)
       end
       value = n
@@ -325,7 +362,7 @@ end
 -- hash reads as a fresh closed breaker; `new` is then set so that the first write
 -- creates every field.
 local function load_state(key, now, micros, groups)
-  local names = concat_groups(groups)
+  local names = names_of[groups] or field_names(groups)
   local values = pcall_redis('HMGET', key, unpack(names))
   if values.err then
     local actual = checked('TYPE', key).ok
@@ -340,11 +377,13 @@ local function load_state(key, now, micros, groups)
     end
     return fresh_state(now, micros)
   end
-  local st = take_fields(key, { new = false }, names, values)
+  -- `new` stays unset (nil reads as false): the eight fields zv1_record reads then fill a
+  -- table of eight slots, where a ninth key would double it.
+  local st = take_fields(key, {}, names, values)
   if not KNOWN_STATES[st.state] then
     corrupt(key, 'state', st.state)
   end
-  if not match(st.epoch, '^%d+$') then
+  if not find(st.epoch, '^%d+$') then
     corrupt(key, 'epoch', st.epoch)
   end
   return st
@@ -357,18 +396,22 @@ local function load_lease(key, st)
   end
 end
 
+-- HSET's field/value list, in a table kept between calls: not made and grown anew by
+-- each write.
+local hset_args = {}
+
 -- Writes the named fields, or all of them when the hash is new.
 local function save_state(key, st, names)
   if st.new then
     names = ALL_FIELDS
     st.new = false
   end
-  local argv = {}
-  for i = 1, #names do
-    argv[#argv + 1] = names[i]
-    argv[#argv + 1] = st[names[i]]
+  local n = #names
+  for i = 1, n do
+    hset_args[2 * i - 1] = names[i]
+    hset_args[2 * i] = st[names[i]]
   end
-  checked('HSET', key, unpack(argv))
+  checked('HSET', key, unpack(hset_args, 1, 2 * n))
 end
 
 -- A state that has not been written yet has no epoch to show.
@@ -579,7 +622,7 @@ end
 -- A spec is parsed once: it is a pure function of its text, and a library keeps its
 -- upvalues between calls. The cache is bounded.
 local function strategy_arg(args, i)
-  local raw = required_arg(args, i, 'strategy')
+  local raw = args[i] or required_arg(args, i, 'strategy')
   local s = parsed_specs[raw]
   if s then
     return s
@@ -618,39 +661,43 @@ local function shape_of(spec)
   return ''
 end
 
+-- The summary of the call being made, in a table kept between calls like call_header.
+local call_summary = {}
+
 -- ARGV[i..i+6]: fast successes, fast failures, slow successes, slow failures, and the
 -- runs of failures at the head, longest anywhere, and at the tail of the batch.
 local function summary_arg(args, i)
-  local s = {
-    ok = int_arg(args, i, 'successes', 0, MAX_COUNT),
-    fail = int_arg(args, i + 1, 'failures', 0, MAX_COUNT),
-    slow_ok = int_arg(args, i + 2, 'slow successes', 0, MAX_COUNT),
-    slow_fail = int_arg(args, i + 3, 'slow failures', 0, MAX_COUNT),
-    head = int_arg(args, i + 4, 'head run', 0, MAX_COUNT),
-    max_run = int_arg(args, i + 5, 'longest run', 0, MAX_COUNT),
-    tail = int_arg(args, i + 6, 'tail run', 0, MAX_COUNT),
-  }
-  s.successes = s.ok + s.slow_ok
-  s.failures = s.fail + s.slow_fail
-  s.calls = s.successes + s.failures
-  if s.calls == 0 then
+  local fast_ok = int_arg(args, i, 'successes', 0, MAX_COUNT)
+  local fast_fail = int_arg(args, i + 1, 'failures', 0, MAX_COUNT)
+  local slow_ok = int_arg(args, i + 2, 'slow successes', 0, MAX_COUNT)
+  local slow_fail = int_arg(args, i + 3, 'slow failures', 0, MAX_COUNT)
+  local head = int_arg(args, i + 4, 'head run', 0, MAX_COUNT)
+  local max_run = int_arg(args, i + 5, 'longest run', 0, MAX_COUNT)
+  local tail = int_arg(args, i + 6, 'tail run', 0, MAX_COUNT)
+  local successes = fast_ok + slow_ok
+  local failures = fast_fail + slow_fail
+  if successes + failures == 0 then
     fail('ZV_BADARG', 'the summary holds no outcome')
   end
-  if s.max_run > s.failures or s.head > s.max_run or s.tail > s.max_run then
-    fail('ZV_BADARG', 'runs must satisfy head, tail <= longest <= failures, got head ' .. s.head
-      .. ', longest ' .. s.max_run .. ', tail ' .. s.tail .. ', failures ' .. s.failures)
+  if max_run > failures or head > max_run or tail > max_run then
+    fail('ZV_BADARG', 'runs must satisfy head, tail <= longest <= failures, got head ' .. head
+      .. ', longest ' .. max_run .. ', tail ' .. tail .. ', failures ' .. failures)
   end
-  if s.successes == 0 and (s.head ~= s.failures or s.tail ~= s.failures) then
+  if successes == 0 and (head ~= failures or tail ~= failures) then
     fail('ZV_BADARG', 'without successes every run must equal failures')
   end
-  if s.successes > 0 and s.head + s.tail > s.failures then
-    fail('ZV_BADARG', 'head and tail runs overlap: head ' .. s.head .. ' + tail ' .. s.tail
-      .. ' > failures ' .. s.failures)
+  if successes > 0 and head + tail > failures then
+    fail('ZV_BADARG', 'head and tail runs overlap: head ' .. head .. ' + tail ' .. tail
+      .. ' > failures ' .. failures)
   end
-  if s.failures > 0 and s.max_run == 0 then
+  if failures > 0 and max_run == 0 then
     fail('ZV_BADARG', 'longest run must be at least 1 when there are failures')
   end
-  return s
+  local sum = call_summary
+  sum.ok, sum.fail, sum.slow_ok, sum.slow_fail = fast_ok, fast_fail, slow_ok, slow_fail
+  sum.head, sum.max_run, sum.tail = head, max_run, tail
+  sum.successes, sum.failures, sum.calls = successes, failures, successes + failures
+  return sum
 end
 
 local function rate_reached(failures, calls, threshold)
@@ -685,21 +732,47 @@ local function fold_consecutive(st, sum)
   return peak, peak, 0, ''
 end
 
-local function count_codes(text, pattern)
-  local _, n = gsub(text, pattern, '')
-  return n
-end
-
--- The window is the last `window` outcomes as one code each, oldest first. A summary
+-- A count window is the last `window` outcomes as one code each, oldest first. A summary
 -- does not say how its outcomes interleaved; successes are laid down before failures,
 -- so that the failure run at the tail stays last.
+
+-- The failures ('1', '3') and slow calls ('2', '3') among the codes of a count window, and
+-- how many of its bytes are no code. Each gsub drops every run of one code, the commonest
+-- first: a run costs one match, where a class matched at every byte ('[13]') costs a match
+-- per code, about 3 µs for a window of 100. A healthy window takes one pass, and most
+-- windows, which hold no slow call, two.
+local function count_codes(text)
+  local unusual = gsub(text, '0+', '')     -- '1', '2', '3' (and foreign bytes)
+  if unusual == '' then
+    return 0, 0, 0
+  end
+  local slow = gsub(unusual, '1+', '')     -- '2', '3' (and foreign bytes)
+  if slow == '' then
+    return #unusual, 0, 0
+  end
+  local slow_failed = gsub(slow, '2+', '') -- '3' (and foreign bytes)
+  local foreign = gsub(slow_failed, '3+', '')
+  return #unusual - #slow + #slow_failed - #foreign, #slow - #foreign, #foreign
+end
+
+-- The failures and slow calls of a stored count window, which holds codes only, at most
+-- `window` of them.
+local function count_window(key, w, s)
+  if #w > s.window then
+    corrupt(key, 'w', w)
+  end
+  local failures, slow, foreign = count_codes(w)
+  if foreign > 0 then
+    corrupt(key, 'w', w)
+  end
+  return failures, slow
+end
+
 -- The stored window as a strategy of this shape reads it: a count window is codes, at
 -- most `window` of them; a time window is whole buckets, at most TIME_BUCKETS.
 local function check_window_text(key, w, s)
   if s.kind == 'count' then
-    if #w > s.window or not match(w, '^[0123]*$') then
-      corrupt(key, 'w', w)
-    end
+    count_window(key, w, s)
   elseif s.kind == 'time' then
     local n = #w / BUCKET_BYTES
     if n ~= floor(n) or n > TIME_BUCKETS then
@@ -708,33 +781,77 @@ local function check_window_text(key, w, s)
   end
 end
 
-local function fold_count(key, current, sum, s)
-  check_window_text(key, current, s)
-  local text = current
-    .. rep(SLOW_OK, min(sum.slow_ok, s.window))
-    .. rep(OK, min(sum.ok, s.window))
-    .. rep(SLOW_FAIL, min(sum.slow_fail, s.window))
-    .. rep(FAIL, min(sum.fail, s.window))
-  if #text > s.window then
-    text = sub(text, -s.window)
+-- n codes `code` in a row. string.rep adds one byte at a time; a cut of a long run, made
+-- once per code, is a copy.
+local code_runs = {}
+
+local function codes(code, n)
+  if n == 0 then
+    return ''
   end
-  return count_codes(text, '[13]'), #text, count_codes(text, '[23]'), text
+  local run = code_runs[code]
+  if not run then
+    run = rep(code, MAX_COUNT_WINDOW)
+    code_runs[code] = run
+  end
+  return sub(run, 1, n)
+end
+
+-- The stored codes, then the summary's in the order they are laid down; the oldest fall
+-- out. Counted without reading the new text again: what falls out of the stored codes is
+-- counted out, and the summary's runs are counted as they are laid down.
+local function fold_count(key, current, sum, s)
+  local window = s.window
+  local failures, slow = count_window(key, current, s)
+  local slow_ok, ok, slow_fail, fast_fail = sum.slow_ok, sum.ok, sum.slow_fail, sum.fail
+  if sum.calls > window then
+    -- No more than a window of each run can stay.
+    slow_ok, ok, slow_fail, fast_fail = min(slow_ok, window), min(ok, window), min(slow_fail, window), min(fast_fail, window)
+  end
+  local over = #current + slow_ok + ok + slow_fail + fast_fail - window
+  if over > 0 and over < #current then
+    local gone_failures, gone_slow = count_codes(sub(current, 1, over))
+    current, failures, slow = sub(current, over + 1), failures - gone_failures, slow - gone_slow
+  elseif over > 0 then
+    -- All the stored codes fall out, and the oldest of the runs: the failures, at most a
+    -- window, always fit.
+    over = over - #current
+    current, failures, slow = '', 0, 0
+    local cut = min(over, slow_ok)
+    slow_ok, over = slow_ok - cut, over - cut
+    cut = min(over, ok)
+    ok, slow_fail = ok - cut, slow_fail - (over - cut)
+  end
+  local text = current .. codes(SLOW_OK, slow_ok) .. codes(OK, ok) .. codes(SLOW_FAIL, slow_fail) .. codes(FAIL, fast_fail)
+  return failures + slow_fail + fast_fail, #text, slow + slow_ok + slow_fail, text
 end
 
 -- The window is up to TIME_BUCKETS buckets, each four doubles packed with struct:
 -- bucket number (server ms / bucket width), calls, failures, slow calls.
+
+-- The struct format of k buckets, made once for each k.
+local bucket_formats = {}
+
+local function buckets_format(k)
+  local f = bucket_formats[k]
+  if not f then
+    f = '<' .. rep('d', 4 * k)
+    bucket_formats[k] = f
+  end
+  return f
+end
+
+-- The numbers of the buckets a fold keeps, in a table kept between calls.
+local kept_buckets = {}
+
 local function fold_time(key, current, sum, s, now)
   check_window_text(key, current, s)
   local n = #current / BUCKET_BYTES
-  local values = {}
-  if n > 0 then
-    values = { unpack_struct('<' .. rep('d', 4 * n), current) }
-  end
   local now_bucket = floor(now / (s.window / TIME_BUCKETS))
-  local kept = {}
+  local kept, k = kept_buckets, 0
   local calls, failures, slow, found = 0, 0, 0, false
   for b = 0, n - 1 do
-    local bucket, c, f, sl = values[4 * b + 1], values[4 * b + 2], values[4 * b + 3], values[4 * b + 4]
+    local bucket, c, f, sl = unpack_struct('<dddd', current, 1 + b * BUCKET_BYTES)
     -- Buckets from the future (a clock set back) are dropped with the expired ones.
     if bucket > now_bucket - TIME_BUCKETS and bucket <= now_bucket then
       if bucket == now_bucket then
@@ -743,19 +860,21 @@ local function fold_time(key, current, sum, s, now)
         sl = sl + sum.slow_ok + sum.slow_fail
         found = true
       end
-      append_all(kept, { bucket, c, f, sl })
+      kept[k + 1], kept[k + 2], kept[k + 3], kept[k + 4] = bucket, c, f, sl
+      k = k + 4
       calls = calls + c
       failures = failures + f
       slow = slow + sl
     end
   end
   if not found then
-    append_all(kept, { now_bucket, sum.calls, sum.failures, sum.slow_ok + sum.slow_fail })
+    kept[k + 1], kept[k + 2], kept[k + 3], kept[k + 4] = now_bucket, sum.calls, sum.failures, sum.slow_ok + sum.slow_fail
+    k = k + 4
     calls = calls + sum.calls
     failures = failures + sum.failures
     slow = slow + sum.slow_ok + sum.slow_fail
   end
-  return failures, calls, slow, pack_struct('<' .. rep('d', #kept), unpack(kept))
+  return failures, calls, slow, pack_struct(buckets_format(k / 4), unpack(kept, 1, k))
 end
 
 -- Folds a summary into the window of strategy `s`: what the window then holds (see above).

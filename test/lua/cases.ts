@@ -649,6 +649,28 @@ export const CASES: LuaCase[] = [
     ],
   },
 
+  {
+    name: 'slow calls: a summary longer than a count window leaves its newest outcomes, slow successes laid down first',
+    steps: [
+      // Codes '222' (slow successes) then '000' then '1': the newest four stay.
+      { ...record(0, { slowOk: 3, ok: 3, fail: 1, maxRun: 1, tail: 1 }, 'count:0.9:4:4:0.9'), expect: { status: 'ok' } },
+      { check: async (redis, keys) => expect(await redis.hget(keys.state, 'w')).toBe('0001') },
+      { ...explain(), expect: { failures: 1, calls: 4, slow: 0 } },
+      // The oldest stored code falls out; the slow failure comes in.
+      { ...record(0, { slowFail: 1 }, 'count:0.9:4:4:0.9'), expect: { status: 'ok' } },
+      { check: async (redis, keys) => expect(await redis.hget(keys.state, 'w')).toBe('0013') },
+      { ...explain(), expect: { failures: 2, calls: 4, slow: 1 } },
+      { ...record(0, { slowOk: 2, ok: 1 }, 'count:0.9:4:4:0.9'), expect: { status: 'ok' } },
+      { check: async (redis, keys) => expect(await redis.hget(keys.state, 'w')).toBe('3220') },
+      { ...explain(), expect: { failures: 1, calls: 4, slow: 3 } },
+      // Failures alone longer than the window: '33' and '11' of '33311' stay.
+      {
+        ...record(0, { slowFail: 3, fail: 2 }, 'count:0.9:4:4:0.9'),
+        expect: { ...opened(1, 'failure_rate'), transition: expect.objectContaining({ failures: '4', calls: '4', slow: '2' }) },
+      },
+    ],
+  },
+
   // ---- recovery with a success threshold ----
   {
     name: 'recovery: with a success threshold of 2, one success is counted and the second closes',
