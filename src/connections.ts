@@ -157,7 +157,7 @@ export class SharedConnections {
     for (const connection of [this.command, this.subscriber]) {
       // Errors surface through start(), the breakers (onConnectionLost, failed calls);
       // without a listener ioredis would print each reconnect attempt.
-      connection.on('error', (error: Error) => this.lastErrors.set(connection, error));
+      connection.on('error', (error: Error) => this.lastErrors.set(connection, underlying(error)));
       connection.on('ready', () => this.lastErrors.delete(connection));
     }
     this.command.on('error', (error: Error) => {
@@ -345,10 +345,18 @@ async function closeConnection(connection: Connection): Promise<void> {
   else await sleep(DISCONNECT_TIMEOUT_MS);
 }
 
+/**
+ * What went wrong, for an error a connection emitted: a cluster that could reach no node
+ * says why through the last node's error (a refused CLUSTER SLOTS, refused credentials).
+ */
+function underlying(error: Error): Error {
+  return (error as { lastNodeError?: Error }).lastNodeError ?? error;
+}
+
 /** The driver's error, when it says Redis refused the credentials or the ACL refused a command: waiting will not help. */
 function refusal(error: Error | undefined, connection: Connection): Error | undefined {
   if (!error) return undefined;
-  const translated = driverError(error, connection);
+  const translated = driverError(underlying(error), connection);
   if (translated instanceof RedisAuthError) return translated;
   if (translated instanceof RedisRefusedError && translated.code === 'ZV_NOPERM') return translated;
   return undefined;

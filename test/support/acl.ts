@@ -35,12 +35,28 @@ async function rulesFor(admin: Redis, line: string[]): Promise<string[]> {
  * its own) and returns its URL.
  */
 export async function createUser(admin: Redis, server: { host: string; port: number }, name: string, ...drop: string[]): Promise<string> {
+  const { username, password } = await createUserOn([admin], name, { drop, unique: drop.length > 0 });
+  return `redis://${username}:${password}@${server.host}:${server.port}`;
+}
+
+/**
+ * Creates the README's user `name` on every server of `admins` (the nodes of a cluster),
+ * with the `add` rules added and the `drop` rules removed, under a name of its own when
+ * `unique`; returns its credentials.
+ */
+export async function createUserOn(
+  admins: Redis[],
+  name: string,
+  { add = [], drop = [], unique = false }: { add?: string[]; drop?: string[]; unique?: boolean } = {},
+): Promise<{ username: string; password: string }> {
   const { user, rules } = aclLine(name);
   const password = randomBytes(8).toString('hex');
-  const username = drop.length === 0 ? user : `${user}-${randomBytes(3).toString('hex')}`;
-  const kept = (await rulesFor(admin, rules))
-    .filter((rule) => !drop.includes(rule))
-    .map((rule) => (rule === '>PASSWORD' ? `>${password}` : rule));
-  await admin.call('ACL', 'SETUSER', username, 'reset', ...kept);
-  return `redis://${username}:${password}@${server.host}:${server.port}`;
+  const username = unique ? `${user}-${randomBytes(3).toString('hex')}` : user;
+  for (const admin of admins) {
+    const kept = (await rulesFor(admin, [...rules, ...add]))
+      .filter((rule) => !drop.includes(rule))
+      .map((rule) => (rule === '>PASSWORD' ? `>${password}` : rule));
+    await admin.call('ACL', 'SETUSER', username, 'reset', ...kept);
+  }
+  return { username, password };
 }

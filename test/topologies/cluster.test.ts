@@ -15,6 +15,7 @@ import { installedRevision } from '../../src/library.js';
 import { lostOutcomes, startLoad } from '../faults/load.js';
 import { COUNTING, checkAfterFailover, span, watchFailover } from '../support/failover.js';
 import { type Instance, errorCodes, fail, failing, instance, leaderOf, stateOf, startAll, stopAll, untilAll } from '../support/instances.js';
+import { createUserOn } from '../support/acl.js';
 import { deploy } from '../support/deploy-functions.js';
 import { ownCluster } from '../support/own-topology.js';
 
@@ -151,6 +152,29 @@ describe('on a Redis Cluster', () => {
     await untilAll(allowed, 'open');
     // Told once while it lasted, and its end once.
     expect(errorCodes(refused[0] as Instance).filter((code) => code === 'ZV_LIBRARY_MISSING')).toHaveLength(1);
+  });
+
+  it("the README's application user, with the cluster's two rules, runs a breaker through a trip and a recovery; without them start() says which is missing", async () => {
+    const { cluster } = own;
+    const admins = cluster.alive.map((n) => n.admin);
+    const cautious = await createUserOn(admins, 'app', { add: ['+cluster|slots', '+cluster|info'], unique: true });
+    const [shard] = await cluster.shards();
+    const [id] = (await idsOn(cluster, shard?.primary as ClusterNode, 1)) as [string];
+    const fleet = fleetOn([cluster.client({ redisOptions: cautious })], id, { loadFunctions: false });
+    await startAll(fleet);
+    await fail(fleet[0] as Instance, 3);
+    await untilAll(fleet, 'open');
+    (fleet[0] as Instance).healthy = true;
+    await untilAll(fleet, 'closed');
+    expect((fleet[0] as Instance).seen.errors).toEqual([]);
+
+    const plain = await createUserOn(admins, 'app', { unique: true });
+    const refused = fleetOn([cluster.client({ redisOptions: plain })], id, { loadFunctions: false });
+    const started = Date.now();
+    const error = await (refused[0] as Instance).breaker.start().then(() => undefined, (e: unknown) => e as Error & { code?: string });
+    expect(error?.code).toBe('ZV_NOPERM');
+    expect(error?.message).toContain('cluster|slots');
+    expect(Date.now() - started).toBeLessThan(4000);
   });
 
   it('deploy-functions, given any node, checks and deploys every primary', async () => {
