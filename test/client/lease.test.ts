@@ -1,0 +1,88 @@
+/**
+ * The lease is held only while a duty needs it (docs/architecture.md, "Fenced leases"):
+ * idle breakers send Redis nothing, the trip grants the lease to the instance that
+ * reported it and the others hear who holds it instead of asking, the holder gives it back
+ * when the breaker closes, and idle probes keep a holder while closed. What the instances
+ * send is read from Redis itself (MONITOR on a server of the file's own).
+ */
+import type { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { sleep } from '../../harness/clock.js';
+import { type Instance, fail, fleet, leaderOf, sharedState, startAll, stopAll, untilAll } from '../support/instances.js';
+import { ownRedis } from '../support/own-redis.js';
+
+const own = ownRedis({ library: true });
+
+let instances: Instance[] = [];
+let monitor: Redis | undefined;
+/** The commands Redis ran for clients other than the monitor's, as `name arg1 ...`. */
+let seen: string[] = [];
+
+beforeEach(async () => {
+  seen = [];
+  monitor = own.server.client();
+  const m = await monitor.monitor();
+  m.on('monitor', (_time: string, args: string[]) => seen.push(args.join(' ')));
+  monitor = m as unknown as Redis;
+});
+
+afterEach(async () => {
+  monitor?.disconnect();
+  await stopAll(instances);
+  instances = [];
+});
+
+/** The function calls of breaker `id` seen so far: `zv1_record`, `zv1_acquire`, ... */
+const callsOf = (id: string) => seen.filter((line) => /^fcall(_ro)? /i.test(line) && line.includes(id)).map((line) => line.split(' ')[1]);
+
+describe('the lease, held only while a duty needs it', () => {
+  it('idle breakers send nothing, and none leads', async () => {
+    instances = fleet(own.server.url, 3);
+    const id = (instances[0] as Instance).breaker.id;
+    await startAll(instances);
+    const afterStart = callsOf(id).length;
+    expect(callsOf(id)).toEqual(['zv1_state', 'zv1_state', 'zv1_state']);
+    await sleep(1500);
+    expect(callsOf(id).length).toBe(afterStart);
+    expect(instances.map((i) => i.breaker.role)).toEqual(['follower', 'follower', 'follower']);
+    // Nothing was ever written for it.
+    expect(await own.admin.exists(`zenvark:{${id}}:state`)).toBe(0);
+  });
+
+  it('a trip makes the reporting instance the holder in the same call; the others hear it and do not ask until its lease expires', async () => {
+    instances = fleet(own.server.url, 3, { leaseTtlMs: 3000 });
+    const [tripper, ...others] = instances as [Instance, ...Instance[]];
+    const id = tripper.breaker.id;
+    await startAll(instances);
+    await fail(tripper, 3);
+    await untilAll(instances, 'open');
+    expect((await leaderOf(instances)).breaker.instanceId).toBe(tripper.breaker.instanceId);
+    expect((await sharedState(tripper)).holder).toBe(tripper.breaker.instanceId);
+    // Well before the lease expires (3 s; renewed every second), nobody but the holder asked for it.
+    await sleep(1500);
+    expect(callsOf(id).filter((name) => name === 'zv1_acquire')).toEqual([]);
+    expect(others.map((i) => i.seen.roles)).toEqual(others.map(() => []));
+  });
+
+  it('the holder gives the lease back when the breaker closes; all follow again', async () => {
+    instances = fleet(own.server.url, 2);
+    const [tripper] = instances as [Instance, Instance];
+    await startAll(instances);
+    await fail(tripper, 3);
+    await untilAll(instances, 'open');
+    await leaderOf(instances);
+    for (const i of instances) i.healthy = true;
+    await untilAll(instances, 'closed');
+    await vi.waitFor(() => expect(instances.map((i) => i.breaker.role)).toEqual(['follower', 'follower']));
+    expect(await sharedState(tripper)).toMatchObject({ holder: '', lease_ms: '0' });
+    expect(callsOf(tripper.breaker.id)).toContain('zv1_release');
+    expect(tripper.seen.roles).toEqual(['leader', 'follower']);
+  });
+
+  it('idle probes are a duty of a closed breaker: one instance holds the lease while it is closed', async () => {
+    instances = fleet(own.server.url, 3, { idleDuty: true });
+    await startAll(instances);
+    const holder = await leaderOf(instances);
+    expect((await sharedState(holder)).holder).toBe(holder.breaker.instanceId);
+  });
+});
