@@ -103,7 +103,9 @@ const targets: Target[] = [
   ...scaleCounts.map((n) =>
     atMost(`Redis memory per breaker ≤ 4 KB (${n})`, find(`Redis memory per idle breaker (${n})`), 4096, 'bytes'),
   ),
-  atMost(`Redis CPU per idle breaker-second ≤ 1 µs (${largest})`, find(`Redis CPU per idle breaker-second (${largest})`), 1, 'µs'),
+  // Redis's own idle CPU moves by a few hundred µs/s from reading to reading: over fewer
+  // breakers than the full run's 10,000 the figure per breaker is that noise, not theirs.
+  ...(quick ? [] : [atMost(`Redis CPU per idle breaker-second ≤ 1 µs (${largest})`, find(`Redis CPU per idle breaker-second (${largest})`), 1, 'µs')]),
   atMost(`start-up of ${largest} breakers < 5 s`, find(`start-up of ${largest} breakers`), 5000, 'ms'),
   atMost(`nothing left after stop (${largest})`, find(`library connections left after stop (${largest})`), 0, 'connections'),
   // Back to back, as the issue that set it defines it; the figure at 100 calls/s (each call

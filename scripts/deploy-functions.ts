@@ -29,7 +29,7 @@ import {
   primaries,
 } from '../src/library.js';
 import { redactError, redactText } from '../src/redact.js';
-import { driverError, serverAddress } from '../src/redis-failure.js';
+import { driverError, serverAddress, underlying } from '../src/redis-failure.js';
 
 const EXIT = { DONE: 0, NOT_CURRENT: 1, NO_DOWNGRADE: 2, USAGE_OR_UNREACHABLE: 3, DENIED: 4, UNSUITABLE: 5 } as const;
 
@@ -79,7 +79,7 @@ async function connected<T extends Redis | Cluster>(client: T, node: Redis | T =
   let lastError: Error | undefined;
   client.on('error', (error: Error) => {
     // A cluster that could not be reached says why through its last node's error.
-    lastError = (error as { lastNodeError?: Error }).lastNodeError ?? error;
+    lastError = underlying(error);
   });
   try {
     await client.connect();

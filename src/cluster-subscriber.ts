@@ -58,7 +58,15 @@ export function clusterSubscriber(cluster: Cluster, options: RedisOptions): Redi
             return;
           }
           const tls = this.o.tls;
-          const stream = tls ? tlsConnect({ ...node, ...tls }) : netConnect(node);
+          const address = this.o.family === undefined ? node : { ...node, family: this.o.family };
+          let stream: ReturnType<typeof netConnect>;
+          try {
+            stream = tls ? tlsConnect({ ...address, ...tls }) : netConnect(address);
+          } catch (error) {
+            // Options a socket refuses (a bad TLS key or certificate): a failed connect, not a crash.
+            reject(error);
+            return;
+          }
           stream.once('error', (error: Error) => {
             this.firstError = error;
           });

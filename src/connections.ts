@@ -11,7 +11,7 @@ import { ClusterTopology } from './cluster-topology.js';
 import { RedisAuthError, RedisRefusedError, RedisUnreachableError } from './errors.js';
 import { verifyLibrary } from './library.js';
 import { redactError, secretsOf } from './redact.js';
-import { driverError, redisFailure, replyCode, serverAddress, socketFailure } from './redis-failure.js';
+import { driverError, redisFailure, replyCode, serverAddress, socketFailure, underlying } from './redis-failure.js';
 import { StateFeed } from './state-feed.js';
 
 /** A connection to Redis: one server, or a cluster. */
@@ -343,14 +343,6 @@ async function closeConnection(connection: Connection): Promise<void> {
   // disconnect timer, which no event clears: a timer of the same length set after it runs
   // after it, so that nothing is left once this resolves.
   else await sleep(DISCONNECT_TIMEOUT_MS);
-}
-
-/**
- * What went wrong, for an error a connection emitted: a cluster that could reach no node
- * says why through the last node's error (a refused CLUSTER SLOTS, refused credentials).
- */
-function underlying(error: Error): Error {
-  return (error as { lastNodeError?: Error }).lastNodeError ?? error;
 }
 
 /** The driver's error, when it says Redis refused the credentials or the ACL refused a command: waiting will not help. */

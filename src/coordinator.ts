@@ -127,8 +127,11 @@ export class Coordinator implements FeedListener, ConnectionListener {
       const snapshot = await connections.stateRead(() => functions.state());
 
       // The initial load is not a transition: no onStateChange for it. Feed messages taken
-      // while it was read are newer, unless they were not the library's.
+      // while it was read are newer, unless they were not the library's; and a read that
+      // raced them cannot tell (a breaker first written meanwhile reads as unwritten): Redis
+      // is read again once the breaker runs.
       if (this.adoptions === mark || isNewer(snapshot, this.shared)) this.shared = sharedView(snapshot);
+      if (this.adoptions !== mark) this.resyncAgain = true;
       this.view = this.shared;
       this.local = undefined;
       this.duties.reset();
@@ -231,13 +234,15 @@ export class Coordinator implements FeedListener, ConnectionListener {
     const current = this.shared;
     if (!this.take(incoming, source)) return false;
     const next = this.shared;
+    // Taken from the feed, it is the library's only if the audit stream has it (while the
+    // breaker starts too).
+    if (source === 'feed' && published) void this.confirm(published.transition);
     if (this.local || !this.running) return false;
     if (next.state === current.state && next.generation === current.generation) return false;
     this.duties.follow(next, published?.recoveryFailures ?? 0);
     this.view = next;
     this.outcomes.newGeneration(next.generation);
-    this.announce(current, next, published?.transition, source === 'feed' ? StateSource.FEED : StateSource.REPLY);
-    if (source === 'feed' && published) void this.confirm(published.transition);
+    this.notifier.changed(this.functions, current, next, published?.transition, source === 'feed' ? StateSource.FEED : StateSource.REPLY);
     return true;
   }
 
@@ -250,52 +255,12 @@ export class Coordinator implements FeedListener, ConnectionListener {
         this.verify();
         return false;
       }
-      this.reportRollback(current, incoming);
+      this.notifier.rolledBack(current, incoming, this.unconfirmed === current);
     }
     this.shared = sharedView(incoming);
     this.unconfirmed = source === 'feed' ? this.shared : undefined;
     this.adoptions += 1;
     return true;
-  }
-
-  /**
-   * Redis answers with an earlier state than the one held here: a state taken from the feed
-   * and never confirmed was a message the library did not publish (or one whose writes were
-   * lost before it could be read back); a state Redis answered or the audit stream confirmed
-   * was written, and Redis has lost it since (a failover to a replica that had not received
-   * it). Either way Redis's state is back.
-   */
-  private reportRollback(held: SharedView, incoming: SharedView): void {
-    const states = `generation ${held.generation} (${held.state}); Redis has ${incoming.generation} (${incoming.state})`;
-    if (this.unconfirmed === held) {
-      this.notifier.report(
-        'ZV_BAD_MESSAGE',
-        `this instance held ${states}: it took a feed message that the audit stream does not hold (one the library did not publish, ` +
-          `or one Redis lost before it was read back); Redis's state is back`,
-      );
-    } else {
-      this.notifier.report(
-        'ZV_STATE_LOST',
-        `Redis no longer has a state of this breaker that it wrote: this instance held ${states}; Redis lost writes ` +
-          `(a failover to a replica that had not received them); this instance follows Redis's state again`,
-      );
-    }
-  }
-
-  /**
-   * Tells onStateChange how the state went from `from` (what it was last told) to `to`:
-   * the transition itself when it is the next one, the missed ones read back from the
-   * audit stream, or a local `resync` when there is nothing to read (another epoch).
-   */
-  private announce(from: SharedView, to: SharedView, transition?: Transition, source: typeof StateSource.FEED | typeof StateSource.REPLY = StateSource.REPLY): void {
-    const sameEpoch = to.epoch === from.epoch || from.epoch === '';
-    if (transition && sameEpoch && to.generation === from.generation + 1) {
-      this.notifier.transition(transition, source);
-    } else if (sameEpoch && to.generation > from.generation) {
-      this.notifier.catchUp(this.functions, from, to, this.o.instanceId);
-    } else if (to.state !== from.state) {
-      this.notifier.transition(localTransition(from.state, to.state, LocalReason.RESYNC, to.generation, this.o.instanceId), StateSource.LOCAL);
-    }
   }
 
   /**
@@ -340,6 +305,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     try {
       const snapshot = await connections.stateRead(() => functions.sync());
       if (!this.running) return;
+      this.lease?.heldBy(snapshot.holder, snapshot.leaseMs);
       const source: Source = this.adoptions === mark ? 'anchor' : 'reply';
       if (this.local) {
         this.leaveLocal(snapshot, source);
@@ -480,7 +446,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     );
     this.notifier.degraded(false, durationMs);
     // Transitions made meanwhile by the others are read back, in order.
-    this.announce(before, shared);
+    this.notifier.changed(this.functions, before, shared);
     this.reconcile();
   }
 
@@ -492,16 +458,16 @@ export class Coordinator implements FeedListener, ConnectionListener {
       this.lease?.wake();
       return;
     }
-    this.heardOfLease(message);
     const t = message.transition;
     const current = this.shared;
     const incoming = { state: t.to, generation: t.generation, epoch: message.epoch };
     // Only the next transition of the life this instance knows is taken at once (and
-    // confirmed by the audit stream); for anything else, Redis says what is true. A breaker
-    // this instance has seen only unwritten (an idle one, epoch '') is generation 0 of
-    // whatever life its first transition begins.
+    // confirmed by the audit stream), and who holds the lease heard from it; for anything
+    // else, Redis says what is true. A breaker this instance has seen only unwritten (an
+    // idle one, epoch '') is generation 0 of whatever life its first transition begins.
     const sameLife = message.epoch === current.epoch || (current.epoch === '' && current.generation === 0);
     if (sameLife && t.generation === current.generation + 1) {
+      this.heardOfLease(message);
       if (this.apply(incoming, message, 'feed')) this.reconcile();
     } else if (isNewer(incoming, current)) {
       this.verify();

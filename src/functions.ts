@@ -146,7 +146,11 @@ async function functionError(error: unknown, functionName: string, connection: C
   const coded = /^(ZV_[A-Z_]+) ([\s\S]*)$/.exec(error.message);
   const code = coded?.[1];
   if (code && coded[2] !== undefined && (SERVER_ERROR_CODES as readonly string[]).includes(code)) {
-    return new RedisFunctionError(code as ServerErrorCode, functionName, coded[2]);
+    const refused = new RedisFunctionError(code as ServerErrorCode, functionName, coded[2]);
+    // This client sends only arguments its own revision takes: an argument refused means an
+    // older revision on a primary (one added later, or promoted after missing an upgrade).
+    if (code === 'ZV_BADARG') return (await libraryNotCurrent(connection).catch(() => undefined)) ?? refused;
+    return refused;
   }
   if (replyCode(error) === 'ERR') {
     const notCurrent = await libraryNotCurrent(connection).catch(() => undefined);
@@ -291,9 +295,10 @@ export class BreakerFunctions {
     return parseSnapshot(await this.call('zv1_sync', [this.strategy]));
   }
 
-  /** Records a summary; a trip it makes also grants this instance the lease, when it is free. */
-  async record(generation: number, s: OutcomeSummary): Promise<RecordReply> {
-    const args = [generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy, this.leaseTtlMs];
+  /** Records a summary; with `takeLease`, a trip it makes also grants this instance the lease, when it is free. */
+  async record(generation: number, s: OutcomeSummary, takeLease: boolean): Promise<RecordReply> {
+    const args: (string | number)[] = [generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
+    if (takeLease) args.push(this.leaseTtlMs);
     const reply = await this.call('zv1_record', args);
     return { ...stateReply('zv1_record', reply, RECORD, 4), token: int(reply[5] ?? 0) };
   }

@@ -80,13 +80,20 @@ export class LeaseKeeper {
   want(wanted: boolean): void {
     if (!this.running || wanted === this.wanted) return;
     this.wanted = wanted;
+    const token = this.heldToken;
     if (wanted) {
-      this.schedule(this.waitBeforeAcquire());
+      if (token === undefined) {
+        this.schedule(this.waitBeforeAcquire());
+        return;
+      }
+      // Granted while no duty needed it, and kept while its call ended: it is needed now.
+      this.schedule(this.ttlMs / 3);
+      this.c.leaseTaken();
       return;
     }
-    this.clearTimer();
-    const token = this.heldToken;
-    if (token !== undefined && !this.inFlight) this.giveBack(token);
+    if (token === undefined) this.clearTimer();
+    // A renewal in flight ends first (its timer still watches the lapse deadline).
+    else if (!this.inFlight) this.giveBack(token);
   }
 
   /**
@@ -95,7 +102,9 @@ export class LeaseKeeper {
    */
   heldBy(holder: string, remainingMs: number): void {
     if (holder === '' || holder === this.c.o.instanceId || remainingMs <= 0) return;
-    this.heldElsewhereUntil = performance.now() + remainingMs;
+    // No longer than a lease of this instance's own: news from the feed is a hint (a holder
+    // with a longer lease is asked again, and says so).
+    this.heldElsewhereUntil = performance.now() + Math.min(remainingMs, this.ttlMs);
     if (this.active && this.heldToken === undefined && !this.inFlight) this.schedule(this.waitBeforeAcquire());
   }
 
@@ -105,16 +114,21 @@ export class LeaseKeeper {
    */
   granted(token: number, sentAt: number): void {
     if (!this.running || this.heldToken !== undefined) return;
+    if (!this.c.running) {
+      // stop() is under way and waits for this keeper: it releases what was granted.
+      this.heldToken = token;
+      return;
+    }
     this.hold(token, sentAt);
     if (this.wanted) this.c.leaseTaken();
     else if (!this.inFlight) this.giveBack(token);
   }
 
-  /** The holder released the lease: try to take it now. */
+  /** The holder released the lease: try to take it now (when a duty needs it). */
   wake(): void {
+    this.heldElsewhereUntil = 0;
     if (!this.active || this.heldToken !== undefined) return;
     this.wakes += 1;
-    this.heldElsewhereUntil = 0;
     this.schedule(0);
   }
 

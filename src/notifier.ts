@@ -123,6 +123,52 @@ export class Notifier {
     this.chain(() => this.stateChanged(transition, source, lagMs));
   }
 
+  /**
+   * Tells how the shared state went from `from` (what was last told) to `to`: the
+   * transition itself when it is the next one, the missed ones read back from the audit
+   * stream, or a local `resync` when there is nothing to read (another epoch).
+   */
+  changed(
+    functions: BreakerFunctions | undefined,
+    from: SharedView,
+    to: SharedView,
+    transition?: Transition,
+    source: typeof StateSource.FEED | typeof StateSource.REPLY = StateSource.REPLY,
+  ): void {
+    const sameEpoch = to.epoch === from.epoch || from.epoch === '';
+    if (transition && sameEpoch && to.generation === from.generation + 1) {
+      this.transition(transition, source);
+    } else if (sameEpoch && to.generation > from.generation) {
+      this.catchUp(functions, from, to, this.o.instanceId);
+    } else if (to.state !== from.state) {
+      this.transition(localTransition(from.state, to.state, LocalReason.RESYNC, to.generation, this.o.instanceId), StateSource.LOCAL);
+    }
+  }
+
+  /**
+   * Redis answered with an earlier state than `held`: one taken from the feed and never
+   * confirmed (`unconfirmed`) was a message the library did not publish, or one whose writes
+   * Redis lost before it was read back; one Redis answered, or whose audit entry was read
+   * back, was written, and Redis has lost it since (a failover to a replica that had not
+   * received it). Either way Redis's state is back.
+   */
+  rolledBack(held: SharedView, incoming: SharedView, unconfirmed: boolean): void {
+    const states = `generation ${held.generation} (${held.state}); Redis has ${incoming.generation} (${incoming.state})`;
+    if (unconfirmed) {
+      this.report(
+        'ZV_BAD_MESSAGE',
+        `this instance held ${states}: it took a feed message that the audit stream does not hold (one the library did not publish, ` +
+          `or one Redis lost before it was read back); Redis's state is back`,
+      );
+      return;
+    }
+    this.report(
+      'ZV_STATE_LOST',
+      `Redis no longer has a state of this breaker that it wrote: this instance held ${states}; Redis lost writes ` +
+        `(a failover to a replica that had not received them); this instance follows Redis's state again`,
+    );
+  }
+
   /** The state read at start(), after the transitions handed over before it (only asked for while stateChange has listeners). */
   started(state: CircuitState): void {
     this.chain(() =>

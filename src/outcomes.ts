@@ -155,10 +155,15 @@ export class Outcomes implements RecorderOwner {
     if (!functions) return;
     const sentAt = performance.now();
     try {
-      const reply = await functions.record(generation, summary);
+      // A breaker that is stopping records what is pending, but takes no lease with a trip.
+      const reply = await functions.record(generation, summary, c.running);
       if (reply.status === 'stale_gen' || reply.status === 'not_closed') this.stale += summary.calls;
       else this.recorded += summary.calls;
-      if (!c.running) return;
+      if (!c.running) {
+        // stop() began while the trip that granted this instance the lease was on its way: it gives it back.
+        if (reply.token > 0) c.lease?.granted(reply.token, sentAt);
+        return;
+      }
       if (reply.status === 'reshaped' && !this.reshapeReported) {
         this.reshapeReported = true;
         c.notifier.report(

@@ -66,6 +66,14 @@ export function redisFailure(error: unknown): RedisFailure {
   return { key: word, code, summary: REFUSALS[word] ?? `Redis refused the call (${word})` };
 }
 
+/**
+ * What went wrong, for an error a connection emitted: a cluster that could reach no node
+ * says why through the last node's error (a refused CLUSTER SLOTS, refused credentials).
+ */
+export function underlying(error: Error): Error {
+  return (error as { lastNodeError?: Error }).lastNodeError ?? error;
+}
+
 /** What names a connection's server in messages: host:port, never the URL it came from. */
 export function serverAddress(connection: Connection): string {
   if (connection instanceof Cluster) return 'the Redis Cluster';

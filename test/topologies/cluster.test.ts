@@ -6,10 +6,11 @@
  * processes would.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Cluster } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterNode, RedisCluster } from '../../harness/cluster.js';
-import { type CircuitBreakerOptions, ConsecutiveBreaker, DEFAULTS, breakerKeys } from '../../src/index.js';
+import { type CircuitBreakerOptions, ConsecutiveBreaker, DEFAULTS, breakerKeys, explainBreaker } from '../../src/index.js';
 import { LIBRARY_REVISION } from '../../src/shipped-library.js';
 import { installedRevision } from '../../src/library.js';
 import { lostOutcomes, startLoad } from '../faults/load.js';
@@ -20,6 +21,8 @@ import { deploy } from '../support/deploy-functions.js';
 import { ownCluster } from '../support/own-topology.js';
 
 const own = ownCluster({ library: true });
+/** The library as revision 4 shipped it, the one before this package's. */
+const PREVIOUS_REVISION = readFileSync(new URL('../support/zenvark_v1-revision-4.lua', import.meta.url), 'utf8');
 
 let running: Instance[] = [];
 afterEach(async () => {
@@ -128,7 +131,13 @@ describe('on a Redis Cluster', () => {
     await checkAfterFailover(clients[0] as Cluster, opened, busy, result);
   });
 
-  it('a primary that lost the library gets it back from a breaker allowed to load it; one not allowed says once where and how to deploy it', async () => {
+  // A primary flushed (or restarted empty), or one left at the previous revision (added
+  // later, or promoted after missing an upgrade): revision 4 refuses this client's
+  // zv1_record, which sends one argument more.
+  it.each([
+    ['lost the library', 'ZV_LIBRARY_MISSING', (node: ClusterNode) => own.cluster.flushLibrary(node)],
+    ['has the previous revision', 'ZV_LIBRARY_OUTDATED', (node: ClusterNode) => node.admin.call('FUNCTION', 'LOAD', 'REPLACE', PREVIOUS_REVISION)],
+  ])('a primary that %s gets the current one from a breaker allowed to load it; one not allowed says once where and how to deploy it', async (_, code, damage) => {
     const { cluster } = own;
     const victim = (await cluster.shards())[1]?.primary as ClusterNode;
     const [id] = (await idsOn(cluster, victim, 1)) as [string];
@@ -136,11 +145,11 @@ describe('on a Redis Cluster', () => {
     const [otherId] = (await idsOn(cluster, victim, 1)) as [string];
     const refused = fleetOn([cluster.client()], otherId, { loadFunctions: false });
     await startAll([...refused, ...allowed]);
-    await cluster.flushLibrary(victim);
+    await damage(victim);
 
     await fail(refused[0] as Instance, 1);
-    await vi.waitFor(() => expect(errorCodes(refused[0] as Instance)).toContain('ZV_LIBRARY_MISSING'), { timeout: 10_000 });
-    const told = (refused[0] as Instance).seen.errors.find((e) => (e as { code?: string }).code === 'ZV_LIBRARY_MISSING') as Error;
+    await vi.waitFor(() => expect(errorCodes(refused[0] as Instance)).toContain(code), { timeout: 10_000 });
+    const told = (refused[0] as Instance).seen.errors.find((e) => (e as { code?: string }).code === code) as Error;
     expect(told.message).toContain(victim.address);
     expect(told.message).toContain(`npx zenvark-deploy-functions --url redis://${victim.address} --cluster`);
 
@@ -150,8 +159,8 @@ describe('on a Redis Cluster', () => {
     await vi.waitFor(() => expect([...allowed, ...refused].filter((i) => i.breaker.degraded)).toEqual([]), { timeout: 10_000 });
     await fail(allowed[0] as Instance, 3);
     await untilAll(allowed, 'open');
-    // Told once while it lasted, and its end once.
-    expect(errorCodes(refused[0] as Instance).filter((code) => code === 'ZV_LIBRARY_MISSING')).toHaveLength(1);
+    // Told once while it lasted.
+    expect(errorCodes(refused[0] as Instance).filter((c) => c === code)).toHaveLength(1);
   });
 
   it("the README's application user, with the cluster's two rules, runs a breaker through a trip and a recovery; without them start() says which is missing", async () => {
@@ -175,6 +184,15 @@ describe('on a Redis Cluster', () => {
     expect(error?.code).toBe('ZV_NOPERM');
     expect(error?.message).toContain('cluster|slots');
     expect(Date.now() - started).toBeLessThan(4000);
+
+    // The operator deploys, and the observer explains, with the same two rules added.
+    const node = shard?.primary as ClusterNode;
+    const operator = await createUserOn(admins, 'operator', { add: ['+cluster|slots', '+cluster|info'], unique: true });
+    const url = `redis://${operator.username}:${operator.password}@${node.address}`;
+    expect(await deploy(['--check', '--url', url])).toMatchObject({ code: 0, out: expect.stringContaining(`${node.address}: zenvark_v1 revision ${LIBRARY_REVISION}`) });
+    const observer = await createUserOn(admins, 'observer', { add: ['+cluster|slots', '+cluster|info'], unique: true });
+    const explained = await explainBreaker(cluster.client({ redisOptions: observer }), id);
+    expect(explained).toMatchObject({ state: 'closed', generation: 2 });
   });
 
   it('deploy-functions, given any node, checks and deploys every primary', async () => {

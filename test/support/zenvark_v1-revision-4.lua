@@ -1,0 +1,1290 @@
+#!lua name=zenvark_v1
+--[[
+Zenvark, the server half: one circuit breaker per set of keys, decided here.
+
+Every function takes the same two keys, built by src/keys.ts, in one hash slot:
+  KEYS[1]  <prefix>:{<id>}:state   hash: state, generation, window, lease, recovery progress,
+                                   trial permits
+  KEYS[2]  <prefix>:{<id>}:events  stream: one entry per transition (the audit log)
+
+Writing functions share an ARGV header:
+  ARGV[1] channel    where transitions and lease releases are published
+  ARGV[2] actor      instance id (or operator name) that reports; written to the audit log
+  ARGV[3] retention  approximate MAXLEN of the events stream
+
+Answers come in two kinds. Expected outcomes are data: a status string first
+('ok', 'opened', 'stale_gen', 'stale_token', ...). Misuse raises an error whose first
+word is a stable code:
+  ZV_BADARG     an argument is missing, malformed or out of range
+  ZV_WRONGTYPE  a breaker key holds a value of another type
+  ZV_CORRUPT    a breaker key holds a value this library did not write
+  ZV_NOPERM     the user's ACL does not allow a command the function needs (named)
+  ZV_REFUSED    Redis refused a command for another reason (named, with Redis's words)
+Every argument, key and right is checked before the first write: Redis does not roll back
+a function that fails halfway. Extra keys or arguments are refused too: a client that sends
+more means something this revision does not do.
+
+Time is always server time (TIME), in milliseconds, read once per call (server_time):
+Redis 7.2+ and Valkey give a call one TIME throughout, Redis 7.0 lets it advance, and a
+single reading makes a decision the same on both.
+]]
+
+-- Library functions as locals: in a Redis function every global lookup goes through a
+-- protective metatable and costs more than the work itself. The libraries are not
+-- reachable while the library loads, so the locals are bound on the first call.
+local floor, max, min, abs
+local match, gmatch, rep, sub, gsub, format
+local concat, sort
+local tonumber, tostring, type, pairs, pcall, error, unpack
+local call, pcall_redis, error_reply, acl_check
+local pack_struct, unpack_struct, encode_json
+
+local function bind_globals()
+  floor, max, min, abs = math.floor, math.max, math.min, math.abs
+  match, gmatch, rep, sub, gsub, format = string.match, string.gmatch, string.rep, string.sub, string.gsub, string.format
+  concat, sort = table.concat, table.sort
+  tonumber, tostring, type, pairs, pcall, error, unpack = _G.tonumber, _G.tostring, _G.type, _G.pairs, _G.pcall, _G.error, _G.unpack
+  call, pcall_redis, error_reply, acl_check = redis.call, redis.pcall, redis.error_reply, redis.acl_check_cmd
+  pack_struct, unpack_struct, encode_json = struct.pack, struct.unpack, cjson.encode
+end
+
+local REVISION = 4
+
+-- Limits: the bounds of src/limits.ts, under the same names. test/lua/limits.test.ts calls
+-- every function with each bounded argument at its bounds and checks these values
+-- against src/limits.ts.
+local MAX_COUNT = 1000000000                -- calls: a count of a summary, a threshold, a minimum
+local MAX_COUNT_WINDOW = 10000              -- calls in a count window
+local MIN_DURATION_MS = 10                  -- a time window, ms
+local MAX_DURATION_MS = 86400000
+local TIME_BUCKETS = 20                     -- a time window is kept as this many buckets
+local MAX_TTL_MS = 3600000                  -- a lease or a trial permit, ms
+local MAX_RETENTION = 1000000               -- entries of the events stream
+local MAX_TRIAL_PERMITS = 10000             -- trial calls per half-open period
+local MAX_HEALTH_SUCCESS_THRESHOLD = 100    -- recovery checks in a row
+local SAFE_INTEGER = 9007199254740991       -- generations, tokens, permit numbers: 2^53 - 1
+local MAX_ACTOR_BYTES = 256
+local MAX_CHANNEL_BYTES = 1024
+
+local CLOSED = 'closed'
+local OPEN = 'open'
+local HALF_OPEN = 'half_open'
+local KNOWN_STATES = { [CLOSED] = true, [OPEN] = true, [HALF_OPEN] = true }
+
+-- Codes of single outcomes in a count window, oldest first.
+local OK, FAIL, SLOW_OK, SLOW_FAIL = '0', '1', '2', '3'
+
+-- A time window bucket: four doubles (see fold_time).
+local BUCKET_BYTES = 32
+
+local RATE_EPSILON = 1e-9
+-- The time of the last recorded call is kept to this precision, in ms.
+local LAST_CALL_STEP_MS = 100
+
+-- Fields of the state hash, in groups: each function reads only the groups it needs.
+--   state gen epoch since   the state, its generation, the life of the hash, entered at
+--   run cfg w last          failure run, strategy spec, window data, last recorded call
+--   lh lt lu                lease holder, last token granted, lease valid until
+--   hcf hca hcs             failed recovery checks (or half-open periods) since the circuit
+--                           opened, last check at, successful checks in a row
+--   tp ts pn                half-open: trial permits out ('id:expiry,...'), successful
+--                           trials, last permit number
+local CORE = { 'state', 'gen', 'epoch', 'since' }
+local WINDOW = { 'run', 'cfg', 'w', 'last' }
+local LEASE = { 'lh', 'lt', 'lu' }
+local RECOVERY = { 'hcf', 'hca', 'hcs' }
+local TRIALS = { 'tp', 'ts', 'pn' }
+local ALL_FIELDS = {
+  'state', 'gen', 'epoch', 'since', 'run', 'cfg', 'w', 'last', 'lh', 'lt', 'lu', 'hcf', 'hca', 'hcs', 'tp', 'ts', 'pn',
+}
+local INT_FIELDS = {
+  gen = true, since = true, run = true, last = true, lt = true, lu = true, hcf = true, hca = true, hcs = true, ts = true, pn = true,
+}
+-- Fields added after revision 1: a hash written by it reads them as these.
+local LATER_FIELDS = { hcs = '0', tp = '', ts = '0', pn = '0' }
+local ALL_GROUPS = { CORE, WINDOW, LEASE, RECOVERY, TRIALS }
+local RECORD_GROUPS = { CORE, WINDOW }
+local LEASE_GROUPS = { CORE, LEASE }
+local HEALTH_GROUPS = { CORE, LEASE, RECOVERY }
+local TRIAL_GROUPS = { CORE, RECOVERY, TRIALS }
+
+---------------------------------------------------------------------------------------
+-- Errors and argument parsing
+---------------------------------------------------------------------------------------
+
+-- Raised errors carry a marker so that guard() can tell ours from Redis's own.
+local function fail(code, message)
+  error({ zv = code .. ' ' .. message })
+end
+
+local function show(value)
+  local text = tostring(value)
+  if #text > 40 then
+    text = sub(text, 1, 37) .. '...'
+  end
+  return "'" .. text .. "'"
+end
+
+-- Whole numbers up to 2^53 are exact in a double: they are printed as integers.
+local function format_number(n)
+  if n == floor(n) and abs(n) <= SAFE_INTEGER + 1 then
+    return format('%d', n)
+  end
+  return format('%.6g', n)
+end
+
+-- ARGV[i] as sent; refused when it is absent.
+local function required_arg(args, i, name)
+  local raw = args[i]
+  if raw == nil then
+    fail('ZV_BADARG', name .. ' is missing (ARGV[' .. i .. '])')
+  end
+  return raw
+end
+
+-- An integer in [min, max]. tonumber() alone is the cheapest strict-enough parse: what
+-- it takes that a decimal pattern would not ('0x10', '1e3') still has to be a whole
+-- number in range.
+local function int_arg(args, i, name, min, max)
+  local raw = required_arg(args, i, name)
+  local n = tonumber(raw)
+  if not n or n % 1 ~= 0 then
+    fail('ZV_BADARG', name .. ' must be an integer, got ' .. show(raw))
+  end
+  if n < min or n > max then
+    fail('ZV_BADARG', name .. ' must be in [' .. format_number(min) .. ', ' .. format_number(max) .. '], got ' .. raw)
+  end
+  return n
+end
+
+-- An integer in [min, max], or `default` when the argument is absent (added in a later
+-- revision: older clients do not send it).
+local function opt_int_arg(args, i, name, min, max, default)
+  if args[i] == nil then
+    return default
+  end
+  return int_arg(args, i, name, min, max)
+end
+
+-- A rate in (0, 1].
+local function rate_arg(args, i, name)
+  local raw = required_arg(args, i, name)
+  local n = tonumber(raw)
+  if n == nil or n ~= n or not match(raw, '^[%d%.eE%+%-]+$') then
+    fail('ZV_BADARG', name .. ' must be a number, got ' .. show(raw))
+  end
+  if n <= 0 or n > 1 then
+    fail('ZV_BADARG', name .. ' must be in (0, 1], got ' .. raw)
+  end
+  return n
+end
+
+local function text_arg(args, i, name, max_length)
+  local raw = required_arg(args, i, name)
+  if #raw == 0 or #raw > max_length then
+    fail('ZV_BADARG', name .. ' must be 1 to ' .. max_length .. ' bytes long, got ' .. #raw)
+  end
+  return raw
+end
+
+local function enum_arg(args, i, name, allowed)
+  local raw = required_arg(args, i, name)
+  if not allowed[raw] then
+    local names = {}
+    for k in pairs(allowed) do
+      names[#names + 1] = k
+    end
+    sort(names)
+    fail('ZV_BADARG', name .. ' must be one of ' .. concat(names, ', ') .. ', got ' .. show(raw))
+  end
+  return raw
+end
+
+-- KEYS must be the breaker's two keys, and ARGV at most `most` values: a client that
+-- sends more means something this revision does not do.
+local function check_counts(keys, args, most)
+  if #keys ~= 2 then
+    fail('ZV_BADARG', 'expected 2 keys (state, events), got ' .. #keys)
+  end
+  if #args > most then
+    fail('ZV_BADARG', 'expected at most ' .. most .. ' arguments, got ' .. #args)
+  end
+end
+
+-- The ARGV header of every writing function, which takes at most `most` arguments.
+local function header(keys, args, most)
+  check_counts(keys, args, most)
+  return {
+    state_key = keys[1],
+    events_key = keys[2],
+    channel = text_arg(args, 1, 'channel', MAX_CHANNEL_BYTES),
+    actor = text_arg(args, 2, 'actor', MAX_ACTOR_BYTES),
+    retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION),
+  }
+end
+
+---------------------------------------------------------------------------------------
+-- Commands Redis refuses
+---------------------------------------------------------------------------------------
+
+-- Redis refused `command` (its error reply is `reply`): say which command, on which key
+-- or channel, and whether this user's ACL is why, instead of a line of this library.
+local function refused(reply, command, target)
+  if not acl_check(command, target) then
+    fail('ZV_NOPERM', 'the user may not run ' .. command .. ' on ' .. target .. ' (ACL); see the README, "Least privilege"')
+  end
+  fail('ZV_REFUSED', command .. ' on ' .. target .. ' was refused: ' .. tostring(reply.err))
+end
+
+-- Before the first write of a path that writes with these commands: the user may run
+-- each of them (target: the key or channel). Checked up front so that a missing right
+-- cannot leave half a transition written.
+local function check_rights(commands)
+  for i = 1, #commands, 2 do
+    if not acl_check(commands[i], commands[i + 1]) then
+      fail('ZV_NOPERM', 'the user may not run ' .. commands[i] .. ' on ' .. commands[i + 1]
+        .. ' (ACL); see the README, "Least privilege"')
+    end
+  end
+end
+
+-- A command that reads or writes one key; a refusal is named (see refused).
+local function checked(command, key, ...)
+  local reply = pcall_redis(command, key, ...)
+  if type(reply) == 'table' and reply.err then
+    refused(reply, command, key)
+  end
+  return reply
+end
+
+---------------------------------------------------------------------------------------
+-- Time and the state hash
+---------------------------------------------------------------------------------------
+
+local function append_all(target, items)
+  for i = 1, #items do
+    target[#target + 1] = items[i]
+  end
+  return target
+end
+
+
+-- Server time: milliseconds, and a microsecond string that names a state incarnation.
+-- Called once per function call: nothing may depend on TIME advancing within a call.
+local function server_time()
+  local t = pcall_redis('TIME')
+  if t.err then
+    if not acl_check('TIME') then
+      fail('ZV_NOPERM', 'the user may not run TIME (ACL); see the README, "Least privilege"')
+    end
+    error(t)
+  end
+  return tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000), t[1] .. format('%06d', tonumber(t[2]))
+end
+
+local function fresh_state(now, micros)
+  return {
+    state = CLOSED, gen = 0, epoch = micros, since = now, run = 0, cfg = '', w = '', last = -1,
+    lh = '', lt = 0, lu = 0, hcf = 0, hca = now, hcs = 0, tp = '', ts = 0, pn = 0, new = true,
+  }
+end
+
+local function corrupt(key, field, value)
+  fail('ZV_CORRUPT', key .. ' field ' .. field .. ' holds ' .. show(value) .. ', not written by zenvark')
+end
+
+local function concat_groups(groups)
+  local names = {}
+  for g = 1, #groups do
+    append_all(names, groups[g])
+  end
+  return names
+end
+
+-- Reads and validates the CORE fields and the given groups of the state hash. A missing
+-- hash reads as a fresh closed breaker; `new` is then set so that the first write
+-- creates every field.
+local function load_state(key, now, micros, groups)
+  local names = concat_groups(groups)
+  local values = pcall_redis('HMGET', key, unpack(names))
+  if values.err then
+    local actual = checked('TYPE', key).ok
+    if actual ~= 'hash' and actual ~= 'none' then
+      fail('ZV_WRONGTYPE', key .. ' is a ' .. actual .. ', expected a hash')
+    end
+    refused(values, 'HMGET', key)
+  end
+  if not values[1] then
+    if checked('EXISTS', key) == 1 then
+      fail('ZV_CORRUPT', key .. ' is a hash without zenvark fields')
+    end
+    return fresh_state(now, micros)
+  end
+  local st = { new = false }
+  for i = 1, #names do
+    local name, value = names[i], values[i] or LATER_FIELDS[names[i]]
+    if not value then
+      fail('ZV_CORRUPT', key .. ' has no field ' .. name .. ': not written by zenvark')
+    end
+    if INT_FIELDS[name] then
+      local n = tonumber(value)
+      if not n or n % 1 ~= 0 then
+        corrupt(key, name, value)
+      end
+      value = n
+    end
+    st[name] = value
+  end
+  if not KNOWN_STATES[st.state] then
+    corrupt(key, 'state', st.state)
+  end
+  if not match(st.epoch, '^%d+$') then
+    corrupt(key, 'epoch', st.epoch)
+  end
+  return st
+end
+
+-- Writes the named fields, or all of them when the hash is new.
+local function save_state(key, st, names)
+  if st.new then
+    names = ALL_FIELDS
+    st.new = false
+  end
+  local argv = {}
+  for i = 1, #names do
+    argv[#argv + 1] = names[i]
+    argv[#argv + 1] = st[names[i]]
+  end
+  checked('HSET', key, unpack(argv))
+end
+
+-- A state that has not been written yet has no epoch to show.
+local function visible_epoch(st)
+  if st.new then
+    return ''
+  end
+  return st.epoch
+end
+
+local function lease_valid(st, now)
+  return st.lh ~= '' and st.lu > now
+end
+
+local function lease_remaining(st, now)
+  if lease_valid(st, now) then
+    return st.lu - now
+  end
+  return 0
+end
+
+-- The instance that holds a valid lease, or ''.
+local function lease_holder(st, now)
+  if lease_valid(st, now) then
+    return st.lh
+  end
+  return ''
+end
+
+-- The last grant went to `actor` with `token` and was not released since; the lease may
+-- have lapsed. Enough to give it up: nobody else was granted it.
+local function granted_to(st, actor, token)
+  return not st.new and st.lh == actor and st.lt == token
+end
+
+-- `actor` holds the lease with `token`, and it has not lapsed: enough to act on it.
+local function holds_lease(st, now, actor, token)
+  return granted_to(st, actor, token) and lease_valid(st, now)
+end
+
+-- Everything a client needs to act on a breaker, as name/value pairs.
+local function snapshot(st, now)
+  local idle = -1
+  if st.last >= 0 then
+    idle = max(0, now - st.last)
+  end
+  return {
+    'state', st.state,
+    'gen', st.gen,
+    'epoch', visible_epoch(st),
+    'age_ms', max(0, now - st.since),
+    'holder', lease_holder(st, now),
+    'token', st.lt,
+    'lease_ms', lease_remaining(st, now),
+    'recovery_failures', st.hcf,
+    'recovery_successes', st.hcs,
+    'recovery_age_ms', max(0, now - st.hca),
+    'trial_successes', st.ts,
+    'idle_ms', idle,
+    'revision', REVISION,
+  }
+end
+
+---------------------------------------------------------------------------------------
+-- Transitions: the only place that changes `state`
+---------------------------------------------------------------------------------------
+
+local function check_key_type(key, expected)
+  local actual = checked('TYPE', key).ok
+  if actual ~= expected and actual ~= 'none' then
+    fail('ZV_WRONGTYPE', key .. ' is a ' .. actual .. ', expected a ' .. expected)
+  end
+end
+
+-- A transition writes the state hash, appends to the events stream and publishes: the
+-- stream must be ours and the user allowed all three before anything is written.
+local function check_transition_keys(h)
+  check_key_type(h.events_key, 'stream')
+  check_rights({ 'HSET', h.state_key, 'XADD', h.events_key, 'PUBLISH', h.channel })
+end
+
+-- Moves the breaker to `to`, appends one audit entry and publishes it. The caller has
+-- validated everything and called check_transition_keys(h) before its first write.
+-- `facts` holds the numbers behind the decision; `token` is the actor's lease token or '';
+-- `also` names fields the caller changed on the way (written with the transition's own).
+-- Writes these fields, whichever groups the caller loaded (on a new hash, every field):
+--   CORE      state, gen + 1, since (not epoch: the same hash lives on)
+--   WINDOW    run and w emptied (not cfg, the spec; not last, the last call)
+--   RECOVERY  hcf: 0 on leaving or entering CLOSED, one more from HALF_OPEN to OPEN, kept
+--             from OPEN to HALF_OPEN; hca now; hcs 0
+--   TRIALS    tp emptied, ts 0 (not pn: permit numbers only grow)
+-- and nothing of LEASE. Returns the published JSON text.
+local function transition(h, st, now, to, reason, facts, token, also)
+  local from = st.state
+  local gen = st.gen + 1
+  local entry = {
+    from = from, to = to, reason = reason, gen = format_number(gen),
+    failures = facts.failures or '', calls = facts.calls or '', slow = facts.slow or '', rate = facts.rate or '',
+    threshold = facts.threshold or '', window = facts.window or '',
+    actor = h.actor, token = token, time = format_number(now),
+  }
+  -- The entry first: a stream that refuses it (one whose last id is the largest there is)
+  -- leaves nothing written.
+  local id = pcall_redis('XADD', h.events_key, 'MAXLEN', '~', h.retention, '*',
+    'from', entry.from, 'to', entry.to, 'reason', entry.reason, 'gen', entry.gen,
+    'failures', entry.failures, 'calls', entry.calls, 'slow', entry.slow, 'rate', entry.rate,
+    'threshold', entry.threshold, 'window', entry.window,
+    'actor', entry.actor, 'token', entry.token, 'time', entry.time)
+  if type(id) == 'table' and id.err then
+    refused(id, 'XADD', h.events_key)
+  end
+
+  st.state = to
+  st.gen = gen
+  st.since = now
+  st.run = 0
+  st.w = ''
+  -- Recovery progress spans an open period and its half-open trials: a failed trial
+  -- reopens with the next backoff delay; closing starts over.
+  if to == CLOSED or from == CLOSED then
+    st.hcf = 0
+  elseif from == HALF_OPEN and to == OPEN then
+    st.hcf = (st.hcf or 0) + 1
+  end
+  st.hca = now
+  st.hcs = 0
+  st.tp = ''
+  st.ts = 0
+  save_state(h.state_key, st, append_all({ 'state', 'gen', 'since', 'run', 'w', 'hcf', 'hca', 'hcs', 'tp', 'ts' }, also or {}))
+
+  -- Published with the entry, not audited: what a client needs to go on.
+  entry.kind = 'transition'
+  entry.key = h.state_key
+  entry.epoch = st.epoch
+  entry.id = id
+  entry.hcf = format_number(st.hcf or 0)
+  local message = encode_json(entry)
+  call('PUBLISH', h.channel, message)
+  return message
+end
+
+---------------------------------------------------------------------------------------
+-- Strategies
+---------------------------------------------------------------------------------------
+
+local STRATEGY_KINDS = { consecutive = true, count = true, time = true }
+
+-- The strategy spec, one argument 'kind:threshold:window:minimum[:slow]':
+--   consecutive:<failures in a row>:0:0
+--   count:<failure rate in (0, 1]>:<calls, 1..MAX_COUNT_WINDOW>:<minimum calls, 1..window>[:<slow-call rate>]
+--   time:<failure rate in (0, 1]>:<duration ms, MIN_DURATION_MS..MAX_DURATION_MS>:<minimum calls>[:<slow-call rate>]
+-- With a slow-call rate in (0, 1], the share of slow calls in the window opens the circuit
+-- too. The spec is stored (cfg) with the window; a spec of another shape (kind and
+-- window) resets the window.
+local parsed_specs, parsed_count = {}, 0
+
+local function parse_strategy(raw)
+  local kind, threshold, window, minimum, slow = match(raw, '^(%a+):([^:]+):([^:]+):([^:]+):?([^:]*)$')
+  if not kind then
+    fail('ZV_BADARG', "strategy must be 'kind:threshold:window:minimum[:slow]', got " .. show(raw))
+  end
+  local parts = { kind, threshold, window, minimum, slow }
+  local s = { spec = raw, kind = enum_arg(parts, 1, 'strategy', STRATEGY_KINDS) }
+  if slow ~= '' then
+    if s.kind == 'consecutive' then
+      fail('ZV_BADARG', 'a slow-call rate needs a count or time window, got ' .. show(raw))
+    end
+    s.slow = rate_arg(parts, 5, 'slow-call rate')
+  end
+  if s.kind == 'consecutive' then
+    s.threshold = int_arg(parts, 2, 'threshold', 1, MAX_COUNT)
+    s.window = int_arg(parts, 3, 'window', 0, 0)
+    s.min_calls = int_arg(parts, 4, 'minimum calls', 0, 0)
+    s.shape = 'consecutive'
+    return s
+  end
+  s.threshold = rate_arg(parts, 2, 'threshold')
+  if s.kind == 'count' then
+    s.window = int_arg(parts, 3, 'window', 1, MAX_COUNT_WINDOW)
+    s.min_calls = int_arg(parts, 4, 'minimum calls', 1, s.window)
+  else
+    s.window = int_arg(parts, 3, 'window', MIN_DURATION_MS, MAX_DURATION_MS)
+    s.min_calls = int_arg(parts, 4, 'minimum calls', 1, MAX_COUNT)
+  end
+  s.shape = s.kind .. ':' .. s.window
+  return s
+end
+
+-- A spec is parsed once: it is a pure function of its text, and a library keeps its
+-- upvalues between calls. The cache is bounded.
+local function strategy_arg(args, i)
+  local raw = required_arg(args, i, 'strategy')
+  local s = parsed_specs[raw]
+  if s then
+    return s
+  end
+  s = parse_strategy(raw)
+  if parsed_count >= 64 then
+    parsed_specs, parsed_count = {}, 0
+  end
+  parsed_specs[raw] = s
+  parsed_count = parsed_count + 1
+  return s
+end
+
+-- The strategy stored with the window (cfg), as zv1_record took it; nil before the first
+-- recorded call. Text that zv1_record would have refused is not the library's.
+local function stored_strategy(key, cfg)
+  if cfg == '' then
+    return nil
+  end
+  local ok, s = pcall(strategy_arg, { cfg }, 1)
+  if not ok then
+    corrupt(key, 'cfg', cfg)
+  end
+  return s
+end
+
+-- The window shape of a stored spec: everything but the threshold and minimum.
+local function shape_of(spec)
+  local kind, window = match(spec, '^(%a+):[^:]+:([^:]+):')
+  if kind == 'consecutive' then
+    return kind
+  end
+  if kind then
+    return kind .. ':' .. window
+  end
+  return ''
+end
+
+-- ARGV[i..i+6]: fast successes, fast failures, slow successes, slow failures, and the
+-- runs of failures at the head, longest anywhere, and at the tail of the batch.
+local function summary_arg(args, i)
+  local s = {
+    ok = int_arg(args, i, 'successes', 0, MAX_COUNT),
+    fail = int_arg(args, i + 1, 'failures', 0, MAX_COUNT),
+    slow_ok = int_arg(args, i + 2, 'slow successes', 0, MAX_COUNT),
+    slow_fail = int_arg(args, i + 3, 'slow failures', 0, MAX_COUNT),
+    head = int_arg(args, i + 4, 'head run', 0, MAX_COUNT),
+    max_run = int_arg(args, i + 5, 'longest run', 0, MAX_COUNT),
+    tail = int_arg(args, i + 6, 'tail run', 0, MAX_COUNT),
+  }
+  s.successes = s.ok + s.slow_ok
+  s.failures = s.fail + s.slow_fail
+  s.calls = s.successes + s.failures
+  if s.calls == 0 then
+    fail('ZV_BADARG', 'the summary holds no outcome')
+  end
+  if s.max_run > s.failures or s.head > s.max_run or s.tail > s.max_run then
+    fail('ZV_BADARG', 'runs must satisfy head, tail <= longest <= failures, got head ' .. s.head
+      .. ', longest ' .. s.max_run .. ', tail ' .. s.tail .. ', failures ' .. s.failures)
+  end
+  if s.successes == 0 and (s.head ~= s.failures or s.tail ~= s.failures) then
+    fail('ZV_BADARG', 'without successes every run must equal failures')
+  end
+  if s.successes > 0 and s.head + s.tail > s.failures then
+    fail('ZV_BADARG', 'head and tail runs overlap: head ' .. s.head .. ' + tail ' .. s.tail
+      .. ' > failures ' .. s.failures)
+  end
+  if s.failures > 0 and s.max_run == 0 then
+    fail('ZV_BADARG', 'longest run must be at least 1 when there are failures')
+  end
+  return s
+end
+
+local function rate_reached(failures, calls, threshold)
+  return failures / calls >= threshold - RATE_EPSILON
+end
+
+-- Whether the figures of a window reach the failure rule (the run, or the failure rate)
+-- and the slow-call rule; a rate counts once the window holds the minimum calls.
+local function rules_reached(s, failures, calls, slow)
+  if s.kind == 'consecutive' then
+    return failures >= s.threshold, false
+  end
+  if calls < s.min_calls then
+    return false, false
+  end
+  return rate_reached(failures, calls, s.threshold), s.slow ~= nil and rate_reached(slow, calls, s.slow)
+end
+
+-- Each strategy folds a summary into its window and returns what the window now holds:
+-- (failures, calls, slow calls, window text to store in the w field). For consecutive
+-- failures, failures and calls are the longest run the summary made.
+
+local function fold_consecutive(st, sum)
+  local peak
+  if sum.successes == 0 then
+    st.run = st.run + sum.failures
+    peak = st.run
+  else
+    peak = max(st.run + sum.head, sum.max_run)
+    st.run = sum.tail
+  end
+  return peak, peak, 0, ''
+end
+
+local function count_codes(text, pattern)
+  local _, n = gsub(text, pattern, '')
+  return n
+end
+
+-- The window is the last `window` outcomes as one code each, oldest first. A summary
+-- does not say how its outcomes interleaved; successes are laid down before failures,
+-- so that the failure run at the tail stays last.
+-- The stored window as a strategy of this shape reads it: a count window is codes, at
+-- most `window` of them; a time window is whole buckets, at most TIME_BUCKETS.
+local function check_window_text(key, w, s)
+  if s.kind == 'count' then
+    if #w > s.window or not match(w, '^[0123]*$') then
+      corrupt(key, 'w', w)
+    end
+  elseif s.kind == 'time' then
+    local n = #w / BUCKET_BYTES
+    if n ~= floor(n) or n > TIME_BUCKETS then
+      corrupt(key, 'w', '<' .. #w .. ' bytes>')
+    end
+  end
+end
+
+local function fold_count(key, current, sum, s)
+  check_window_text(key, current, s)
+  local text = current
+    .. rep(SLOW_OK, min(sum.slow_ok, s.window))
+    .. rep(OK, min(sum.ok, s.window))
+    .. rep(SLOW_FAIL, min(sum.slow_fail, s.window))
+    .. rep(FAIL, min(sum.fail, s.window))
+  if #text > s.window then
+    text = sub(text, -s.window)
+  end
+  return count_codes(text, '[13]'), #text, count_codes(text, '[23]'), text
+end
+
+-- The window is up to TIME_BUCKETS buckets, each four doubles packed with struct:
+-- bucket number (server ms / bucket width), calls, failures, slow calls.
+local function fold_time(key, current, sum, s, now)
+  check_window_text(key, current, s)
+  local n = #current / BUCKET_BYTES
+  local values = {}
+  if n > 0 then
+    values = { unpack_struct('<' .. rep('d', 4 * n), current) }
+  end
+  local now_bucket = floor(now / (s.window / TIME_BUCKETS))
+  local kept = {}
+  local calls, failures, slow, found = 0, 0, 0, false
+  for b = 0, n - 1 do
+    local bucket, c, f, sl = values[4 * b + 1], values[4 * b + 2], values[4 * b + 3], values[4 * b + 4]
+    -- Buckets from the future (a clock set back) are dropped with the expired ones.
+    if bucket > now_bucket - TIME_BUCKETS and bucket <= now_bucket then
+      if bucket == now_bucket then
+        c = c + sum.calls
+        f = f + sum.failures
+        sl = sl + sum.slow_ok + sum.slow_fail
+        found = true
+      end
+      append_all(kept, { bucket, c, f, sl })
+      calls = calls + c
+      failures = failures + f
+      slow = slow + sl
+    end
+  end
+  if not found then
+    append_all(kept, { now_bucket, sum.calls, sum.failures, sum.slow_ok + sum.slow_fail })
+    calls = calls + sum.calls
+    failures = failures + sum.failures
+    slow = slow + sum.slow_ok + sum.slow_fail
+  end
+  return failures, calls, slow, pack_struct('<' .. rep('d', #kept), unpack(kept))
+end
+
+-- Folds a summary into the window of strategy `s`: what the window then holds (see above).
+local function fold(key, st, s, sum, now)
+  if s.kind == 'consecutive' then
+    return fold_consecutive(st, sum)
+  elseif s.kind == 'count' then
+    return fold_count(key, st.w, sum, s)
+  end
+  return fold_time(key, st.w, sum, s, now)
+end
+
+-- A summary of no outcomes: folded into a window, it reads what the window holds at `now`
+-- (a time window without the buckets that expired) and adds nothing.
+local NO_OUTCOMES = {
+  ok = 0, fail = 0, slow_ok = 0, slow_fail = 0, head = 0, max_run = 0, tail = 0, successes = 0, failures = 0, calls = 0,
+}
+
+-- Which rule, if any, the window now trips: returns the reason and the facts for the
+-- audit entry, or nil.
+local function judge(s, failures, calls, slow)
+  local failed, slowed = rules_reached(s, failures, calls, slow)
+  if s.kind == 'consecutive' then
+    if not failed then
+      return nil
+    end
+    return 'consecutive_failures', {
+      failures = format_number(failures), calls = format_number(calls),
+      threshold = format_number(s.threshold), window = s.shape,
+    }
+  end
+  local reason, rate, threshold
+  if failed then
+    reason, rate, threshold = 'failure_rate', failures / calls, s.threshold
+  elseif slowed then
+    reason, rate, threshold = 'slow_call_rate', slow / calls, s.slow
+  else
+    return nil
+  end
+  return reason, {
+    failures = format_number(failures), calls = format_number(calls), slow = format_number(slow),
+    rate = format('%.4f', rate), threshold = format_number(threshold), window = s.shape,
+  }
+end
+
+---------------------------------------------------------------------------------------
+-- Registered functions
+---------------------------------------------------------------------------------------
+
+-- Turns our raised errors into clean error replies; anything else propagates as is.
+local function guard(fn)
+  return function(keys, args)
+    if not floor then
+      bind_globals()
+    end
+    -- value: the reply, or what was raised.
+    local ok, value = pcall(fn, keys, args)
+    if ok then
+      return value
+    end
+    if type(value) == 'table' and value.zv then
+      return error_reply(value.zv)
+    end
+    error(value)
+  end
+end
+
+--[[ zv1_revision: the revision of this library.
+KEYS: none.  ARGV: none.
+Returns: integer revision.
+Errors: ZV_BADARG (keys or arguments given). ]]
+local function revision(keys, args)
+  if #keys > 0 or #args > 0 then
+    fail('ZV_BADARG', 'expected no keys and no arguments, got ' .. #keys .. ' keys and ' .. #args .. ' arguments')
+  end
+  return REVISION
+end
+
+--[[ zv1_state: read a breaker without changing it.
+KEYS: state, events.  ARGV: none.
+Returns: name/value pairs, in this order: state, gen, epoch ('' before the first write),
+age_ms (time in this state), holder ('' when no valid lease), token (last granted),
+lease_ms (left on the lease), recovery_failures (failed recovery checks, or half-open
+periods, since the circuit opened), recovery_successes (recovery checks passed in a row),
+recovery_age_ms (since the last recovery check, or the transition), trial_successes
+(successful trial calls in this half-open period), idle_ms (since the last recorded
+call, -1 if none), revision.
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function read_state(keys, args)
+  check_counts(keys, args, 0)
+  local now, micros = server_time()
+  return snapshot(load_state(keys[1], now, micros, ALL_GROUPS), now)
+end
+
+--[[ zv1_record: fold a summary of call outcomes into the window; maybe trip (on the
+failure run, the failure rate, or the slow-call rate).
+KEYS: state, events.
+ARGV: header (channel, actor, retention), generation the outcomes were observed under,
+  summary (7 values, see summary_arg), strategy spec (one value, see strategy_arg).
+Returns: {status, state, gen, epoch ('' before the first write), transition JSON or ''};
+status is
+  'ok'          counted, no transition
+  'reshaped'    counted into a window reset because the stored one had another shape; no
+                transition
+  'opened'      counted (into a reset window or not), and the circuit opened
+  'stale_gen'   observed under another generation: not counted
+  'not_closed'  the breaker is not closed: not counted
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function record(keys, args)
+  local h = header(keys, args, 12)
+  local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
+  local sum = summary_arg(args, 5)
+  local s = strategy_arg(args, 12)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, RECORD_GROUPS)
+
+  if gen ~= st.gen then
+    return { 'stale_gen', st.state, st.gen, visible_epoch(st), '' }
+  end
+  if st.state ~= CLOSED then
+    return { 'not_closed', st.state, st.gen, visible_epoch(st), '' }
+  end
+
+  local status = 'ok'
+  local changed = {}
+  if st.cfg ~= s.spec then
+    if shape_of(st.cfg) ~= s.shape then
+      if st.cfg ~= '' then
+        status = 'reshaped'
+      end
+      st.run = 0
+      st.w = ''
+    end
+    st.cfg = s.spec
+    changed[#changed + 1] = 'cfg'
+  end
+  local run, window = st.run, st.w
+
+  local failures, calls, slow, text = fold(h.state_key, st, s, sum, now)
+  -- The time of the last call serves idle probes; to the nearest LAST_CALL_STEP_MS is enough.
+  if now - st.last >= LAST_CALL_STEP_MS then
+    st.last = now
+    changed[#changed + 1] = 'last'
+  end
+
+  local reason, facts = judge(s, failures, calls, slow)
+  if reason then
+    check_transition_keys(h)
+    local message = transition(h, st, now, OPEN, reason, facts, '', changed)
+    return { 'opened', st.state, st.gen, st.epoch, message }
+  end
+
+  st.w = text
+  if st.run ~= run then
+    changed[#changed + 1] = 'run'
+  end
+  if st.w ~= window then
+    changed[#changed + 1] = 'w'
+  end
+  if #changed > 0 or st.new then
+    save_state(h.state_key, st, changed)
+  end
+  return { status, st.state, st.gen, st.epoch, '' }
+end
+
+--[[ zv1_acquire: take the breaker's lease, or learn who holds it.
+KEYS: state, events.
+ARGV: header (channel, actor, retention), ttl ms.
+A free or expired lease is granted with a fencing token one above the last one granted.
+The current holder asking again keeps its token and gets a fresh ttl.
+Returns: {status, token, holder, lease_ms, then the name/value pairs of zv1_state}; status is
+  'granted'  the actor (holder) holds the lease with `token` for lease_ms
+  'held'     another instance (holder) holds it, with `token`, for lease_ms more
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function acquire(keys, args)
+  local h = header(keys, args, 4)
+  local ttl = int_arg(args, 4, 'ttl', 1, MAX_TTL_MS)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, ALL_GROUPS)
+
+  if lease_valid(st, now) and st.lh ~= h.actor then
+    return append_all({ 'held', st.lt, st.lh, st.lu - now }, snapshot(st, now))
+  end
+  if not lease_valid(st, now) then
+    st.lt = st.lt + 1
+    st.lh = h.actor
+  end
+  st.lu = now + ttl
+  save_state(h.state_key, st, { 'lh', 'lt', 'lu' })
+  return append_all({ 'granted', st.lt, st.lh, ttl }, snapshot(st, now))
+end
+
+--[[ zv1_renew: extend a lease the actor holds.
+KEYS: state, events.
+ARGV: header (channel, actor, retention), token, ttl ms.
+Returns: {status, token, holder, lease_ms}; status is
+  'renewed'  extended to ttl from now
+  'lost'     not held by this actor with this token any more (expired, released or taken);
+             token, holder and lease_ms describe the current lease
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function renew(keys, args)
+  local h = header(keys, args, 5)
+  local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
+  local ttl = int_arg(args, 5, 'ttl', 1, MAX_TTL_MS)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
+
+  if not holds_lease(st, now, h.actor, token) then
+    return { 'lost', st.lt, lease_holder(st, now), lease_remaining(st, now) }
+  end
+  st.lu = now + ttl
+  save_state(h.state_key, st, { 'lu' })
+  return { 'renewed', st.lt, st.lh, ttl }
+end
+
+--[[ zv1_release: give a lease up, and tell the other instances at once.
+KEYS: state, events.
+ARGV: header (channel, actor, retention), token.
+The lease is released if it was last granted to the actor with this token, even if it has
+lapsed since (nobody else was granted it); the release is published on the channel
+({kind = 'released', key, token}).
+Returns: {status}; 'released', or 'not_holder' when the lease was granted to another
+instance or token, or released already (nothing changes).
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function release(keys, args)
+  local h = header(keys, args, 4)
+  local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
+
+  if not granted_to(st, h.actor, token) then
+    return { 'not_holder' }
+  end
+  check_rights({ 'HSET', h.state_key, 'PUBLISH', h.channel })
+  st.lh = ''
+  st.lu = 0
+  save_state(h.state_key, st, { 'lh', 'lu' })
+  call('PUBLISH', h.channel, encode_json({ kind = 'released', key = h.state_key, token = tostring(token) }))
+  return { 'released' }
+end
+
+local CHECK_TYPES = { recovery = true, idle = true, wait = true }
+local CHECK_RESULTS = { success = true, failure = true }
+local TRIAL_RESULTS = { success = true, failure = true, ignored = true }
+
+-- Where recovery leads: CLOSED, or HALF_OPEN when trial calls are configured.
+local function recovered_state(permits)
+  if permits > 0 then
+    return HALF_OPEN
+  end
+  return CLOSED
+end
+
+--[[ zv1_health: a health-check result from the lease holder.
+KEYS: state, events.
+ARGV: header (channel, actor, retention), token, generation, type, result, success
+  threshold (recovery checks in a row that close, 1..MAX_HEALTH_SUCCESS_THRESHOLD;
+  default 1), trial permits (0, or the permits of a half-open state to go to instead of
+  closing; default 0). The two defaults keep revision-1 clients, which send neither,
+  working.
+  type 'recovery': a recovery check while open. Successes in a row up to the threshold
+    recover the circuit (to CLOSED, or HALF_OPEN with trial permits); a failure is
+    counted and restarts the run.
+  type 'idle': an idle probe; a failure opens a closed circuit.
+  type 'wait': no check is configured and the open wait elapsed: with trial permits,
+    the circuit goes HALF_OPEN (result must be 'success').
+Reports whose token is not the current, valid lease of the actor change nothing.
+Returns: {status, state, gen, epoch ('' before the first write), recovery_failures (after
+the report), transition JSON or ''}; status is
+  'closed' | 'half_open' | 'opened'  the report caused that transition
+  'counted'            a recovery check was counted
+  'ignored'            nothing to do for this type in this state
+  'stale_token'        the actor does not hold the lease with this token
+  'stale_gen'          the breaker has moved to another generation
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function health(keys, args)
+  local h = header(keys, args, 9)
+  local token = int_arg(args, 4, 'token', 1, SAFE_INTEGER)
+  local gen = int_arg(args, 5, 'generation', 0, SAFE_INTEGER)
+  local check_type = enum_arg(args, 6, 'type', CHECK_TYPES)
+  local result = enum_arg(args, 7, 'result', CHECK_RESULTS)
+  local needed = opt_int_arg(args, 8, 'success threshold', 1, MAX_HEALTH_SUCCESS_THRESHOLD, 1)
+  local permits = opt_int_arg(args, 9, 'trial permits', 0, MAX_TRIAL_PERMITS, 0)
+  if check_type == 'wait' and (permits == 0 or result ~= 'success') then
+    fail('ZV_BADARG', "type 'wait' needs trial permits and result 'success'")
+  end
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, HEALTH_GROUPS)
+
+  local function reply(status, message)
+    return { status, st.state, st.gen, visible_epoch(st), st.hcf, message or '' }
+  end
+  if not holds_lease(st, now, h.actor, token) then
+    return reply('stale_token')
+  end
+  if gen ~= st.gen then
+    return reply('stale_gen')
+  end
+
+  if st.state == OPEN and check_type == 'wait' then
+    check_transition_keys(h)
+    local facts = { failures = format_number(st.hcf) }
+    return reply('half_open', transition(h, st, now, HALF_OPEN, 'open_wait_elapsed', facts, tostring(token)))
+  end
+  if check_type == 'recovery' and st.state == OPEN then
+    if result == 'failure' then
+      st.hcf = st.hcf + 1
+      st.hcs = 0
+      st.hca = now
+      save_state(h.state_key, st, { 'hcf', 'hcs', 'hca' })
+      return reply('counted')
+    end
+    st.hcs = st.hcs + 1
+    if st.hcs < needed then
+      st.hca = now
+      save_state(h.state_key, st, { 'hcs', 'hca' })
+      return reply('counted')
+    end
+    check_transition_keys(h)
+    local to = recovered_state(permits)
+    local checks = { failures = format_number(st.hcf), calls = format_number(st.hcf + st.hcs) }
+    return reply(to, transition(h, st, now, to, 'recovery_check_passed', checks, tostring(token)))
+  end
+  if check_type == 'idle' and st.state == CLOSED and result == 'failure' then
+    check_transition_keys(h)
+    return reply('opened', transition(h, st, now, OPEN, 'idle_probe_failed', { failures = '1', calls = '1' }, tostring(token)))
+  end
+  return reply('ignored')
+end
+
+-- The trial permits out, as {id, expiry} pairs, without those expired.
+local function live_permits(text, now)
+  local live = {}
+  for id, expiry in gmatch(text, '(%d+):(%d+)') do
+    if tonumber(expiry) > now then
+      live[#live + 1] = { id, tonumber(expiry) }
+    end
+  end
+  return live
+end
+
+local function permits_text(list)
+  local parts = {}
+  for i = 1, #list do
+    parts[i] = list[i][1] .. ':' .. format_number(list[i][2])
+  end
+  return concat(parts, ',')
+end
+
+local function check_permits_text(key, text)
+  if not match(text, '^[%d:,]*$') then
+    corrupt(key, 'tp', text)
+  end
+end
+
+-- The breaker's state for a permit or trial call in generation `gen`, the server time,
+-- and why it is refused ('stale_gen', 'not_half_open'), or nil when it is half-open in `gen`.
+local function trial_state(h, gen)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, TRIAL_GROUPS)
+  if gen ~= st.gen then
+    return st, now, 'stale_gen'
+  end
+  if st.state ~= HALF_OPEN then
+    return st, now, 'not_half_open'
+  end
+  check_permits_text(h.state_key, st.tp)
+  return st, now, nil
+end
+
+-- ARGV[i..i+1]: trial permits (1..MAX_TRIAL_PERMITS) and trial successes that close (1..permits).
+local function trial_args(args, i)
+  local permits = int_arg(args, i, 'trial permits', 1, MAX_TRIAL_PERMITS)
+  return permits, int_arg(args, i + 1, 'trial successes', 1, permits)
+end
+
+--[[ zv1_permit: ask for a permit to make one trial call while half-open.
+KEYS: state, events.
+ARGV: header (channel, actor, retention), generation, trial permits, trial successes,
+  permit ttl ms (after it an unreported permit is reclaimed).
+Across every instance at most `trial permits` trial calls are let through per half-open
+period: permits out plus successful trials. A permit not reported within its ttl is
+reclaimed (its instance may have died).
+Returns: {status, state, gen, epoch ('' before the first write), permit id or '', ms};
+status is
+  'granted'        the permit, valid for ms
+  'exhausted'      none free; one may be freed in ms (0: only by a transition)
+  'not_half_open'  the breaker is not half-open: nothing changes
+  'stale_gen'      the breaker has moved to another generation: nothing changes
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function permit(keys, args)
+  local h = header(keys, args, 7)
+  local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
+  local permits = trial_args(args, 5)
+  local ttl = int_arg(args, 7, 'permit ttl', 1, MAX_TTL_MS)
+  local st, now, refused = trial_state(h, gen)
+
+  local function reply(status, id, ms)
+    return { status, st.state, st.gen, visible_epoch(st), id or '', ms or 0 }
+  end
+  if refused then
+    return reply(refused)
+  end
+  local live = live_permits(st.tp, now)
+  if #live + st.ts >= permits then
+    local soonest = 0
+    for i = 1, #live do
+      local left = live[i][2] - now
+      if soonest == 0 or left < soonest then
+        soonest = left
+      end
+    end
+    return reply('exhausted', '', soonest)
+  end
+  st.pn = st.pn + 1
+  live[#live + 1] = { format_number(st.pn), now + ttl }
+  st.tp = permits_text(live)
+  save_state(h.state_key, st, { 'tp', 'pn' })
+  return reply('granted', format_number(st.pn), ttl)
+end
+
+--[[ zv1_trial: the result of a trial call made with a permit.
+KEYS: state, events.
+ARGV: header (channel, actor, retention), generation, permit id, result ('success' |
+  'failure' | 'ignored'), trial permits, trial successes.
+A success counts towards the successes that close the circuit; a failure reopens it (the
+next recovery waits for the next backoff delay); 'ignored' (the caller gave up, or the
+call counts as neither) gives the permit back. A permit is reported once.
+Returns: {status, state, gen, epoch ('' before the first write), trial_successes (after
+the report: 0 once a transition started a new period), transition JSON or ''}; status is
+  'counted'         a successful trial was counted
+  'released'        an ignored trial gave its permit back
+  'closed'          enough trials succeeded: the circuit closed
+  'opened'          the trial failed: the circuit reopened
+  'unknown_permit'  no such permit out (reported before, or reclaimed): nothing changes
+  'not_half_open'   the breaker is not half-open: nothing changes
+  'stale_gen'       the breaker has moved to another generation: nothing changes
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function trial(keys, args)
+  local h = header(keys, args, 8)
+  local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
+  local id = int_arg(args, 5, 'permit', 1, SAFE_INTEGER)
+  local result = enum_arg(args, 6, 'result', TRIAL_RESULTS)
+  local _, needed = trial_args(args, 7)
+  local st, now, refused = trial_state(h, gen)
+
+  local function reply(status, message)
+    return { status, st.state, st.gen, visible_epoch(st), st.ts, message or '' }
+  end
+  if refused then
+    return reply(refused)
+  end
+  -- An expired permit was reclaimed, whether or not another was granted since: its
+  -- report changes nothing (the client ends a trial call before its permit expires).
+  local live = live_permits(st.tp, now)
+  local kept, found = {}, false
+  for i = 1, #live do
+    if tonumber(live[i][1]) == id then
+      found = true
+    else
+      kept[#kept + 1] = live[i]
+    end
+  end
+  if not found then
+    return reply('unknown_permit')
+  end
+  if result == 'ignored' then
+    st.tp = permits_text(kept)
+    save_state(h.state_key, st, { 'tp' })
+    return reply('released')
+  end
+  if result == 'failure' then
+    check_transition_keys(h)
+    local facts = { failures = '1', calls = format_number(st.ts + 1) }
+    return reply('opened', transition(h, st, now, OPEN, 'trial_call_failed', facts, ''))
+  end
+  st.ts = st.ts + 1
+  if st.ts >= needed then
+    check_transition_keys(h)
+    local facts = { failures = '0', calls = format_number(st.ts) }
+    return reply('closed', transition(h, st, now, CLOSED, 'trial_calls_passed', facts, ''))
+  end
+  st.tp = permits_text(kept)
+  save_state(h.state_key, st, { 'tp', 'ts' })
+  return reply('counted')
+end
+
+--[[ zv1_sync: read a breaker as zv1_state does, but only where the caller can also write
+it: an instance that has been deciding alone rejoins the shared state with this call.
+KEYS: state, events.  ARGV: header (channel, actor, retention), strategy spec (as zv1_record
+takes it).
+Not flagged no-writes, so Redis itself refuses it where no write would be accepted: out of
+memory under a noeviction policy (OOM), on a read-only replica (READONLY), while clients
+are paused for writes. It checks what the caller's next writes would read (the window
+for this strategy, the trial permits) and may write with (key types, rights), and writes
+nothing.
+Returns: the name/value pairs of zv1_state.
+Errors: ZV_BADARG, ZV_WRONGTYPE (a key of another type), ZV_CORRUPT, ZV_NOPERM (the user
+may not run HSET, XADD or PUBLISH on the breaker's keys and channel), ZV_REFUSED. ]]
+local function sync(keys, args)
+  local h = header(keys, args, 4)
+  local s = strategy_arg(args, 4)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, ALL_GROUPS)
+  if shape_of(st.cfg) == s.shape then
+    check_window_text(h.state_key, st.w, s)
+  end
+  check_permits_text(h.state_key, st.tp)
+  check_transition_keys(h)
+  return snapshot(st, now)
+end
+
+--[[ zv1_explain: why the breaker is in its state, read without changing it.
+KEYS: state, events.  ARGV: none.
+Returns: the name/value pairs of zv1_state, then, in this order: cfg (the strategy spec
+the last recorded call stored, as zv1_record takes it; empty before the first), failures,
+calls, slow (what the window holds now, on server time, counted as the audit entry counts
+them: for consecutive failures, failures and calls are the failure run; a time window
+leaves out the buckets that expired; 0 before the first recorded call and after a
+transition), failure_reached, slow_reached (1 when those figures reach the failure rule,
+or the slow-call rule, of the stored spec, as zv1_record judges them; else 0), permits_out
+(trial permits out and not expired), entries (the length of the events stream), last_id,
+last (the newest entry of the events stream: its id and its field/value list as stored;
+empty when the stream is).
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function explain(keys, args)
+  check_counts(keys, args, 0)
+  local state_key, events_key = keys[1], keys[2]
+  local now, micros = server_time()
+  local st = load_state(state_key, now, micros, ALL_GROUPS)
+  check_key_type(events_key, 'stream')
+  check_permits_text(state_key, st.tp)
+  local s = stored_strategy(state_key, st.cfg)
+  local failures, calls, slow, failed, slowed = 0, 0, 0, false, false
+  if s then
+    failures, calls, slow = fold(state_key, st, s, NO_OUTCOMES, now)
+    failed, slowed = rules_reached(s, failures, calls, slow)
+  end
+  local newest = checked('XREVRANGE', events_key, '+', '-', 'COUNT', 1)[1] or { '', {} }
+  return append_all(snapshot(st, now), {
+    'cfg', st.cfg,
+    'failures', failures,
+    'calls', calls,
+    'slow', slow,
+    'failure_reached', failed and 1 or 0,
+    'slow_reached', slowed and 1 or 0,
+    'permits_out', #live_permits(st.tp, now),
+    'entries', checked('XLEN', events_key),
+    'last_id', newest[1],
+    'last', newest[2],
+  })
+end
+
+redis.register_function{ function_name = 'zv1_revision', callback = guard(revision), flags = { 'no-writes' } }
+redis.register_function{ function_name = 'zv1_state', callback = guard(read_state), flags = { 'no-writes' } }
+redis.register_function{ function_name = 'zv1_explain', callback = guard(explain), flags = { 'no-writes' } }
+redis.register_function('zv1_sync', guard(sync))
+redis.register_function('zv1_record', guard(record))
+redis.register_function('zv1_acquire', guard(acquire))
+redis.register_function('zv1_renew', guard(renew))
+redis.register_function('zv1_release', guard(release))
+redis.register_function('zv1_health', guard(health))
+redis.register_function('zv1_permit', guard(permit))
+redis.register_function('zv1_trial', guard(trial))
