@@ -74,58 +74,73 @@ async function watch(clients: (Redis | Cluster)[], ids: string[]): Promise<Run> 
   };
 }
 
-async function onCluster(): Promise<number[]> {
-  const cluster = await startCluster();
+/** One failover of a topology: its breakers' ids, and the failover itself, resolving to the instant to measure from. */
+interface Topology {
+  client(): Redis | Cluster;
+  ids(): Promise<string[]>;
+  failOver(): Promise<{ from: number; rejoin: () => Promise<void> }>;
+}
+
+/** `repetitions` failovers of `topology`: for each, the time from its instant to the last instance reaching Redis again. */
+async function failovers(topology: Topology): Promise<number[]> {
   const results: number[] = [];
-  try {
-    await cluster.loadLibrary(LIBRARY_CODE);
-    for (let rep = 0; rep < repetitions; rep += 1) {
-      const [shard] = await cluster.shards();
-      if (!shard) throw new Error('the cluster has no shard');
-      const ids: string[] = [];
-      while (ids.length < BREAKERS) {
-        const id = `bench-${randomUUID()}`;
-        const slot = cluster.slotOf(breakerKeys('zenvark', id).state);
-        if (shard.slots.some(([first, last]) => first <= slot && slot <= last)) ids.push(id);
-      }
-      const clients = Array.from({ length: INSTANCES }, () => cluster.client());
-      const run = await watch(clients, ids);
-      const failover = await cluster.failover(shard.primary, { settle: false });
-      const times = await run.restored;
-      await run.stop();
-      for (const client of clients) client.disconnect();
-      results.push(Math.max(...times) - failover.promotedAt);
-      await cluster.rejoin(shard.primary);
-    }
-  } finally {
-    await cluster.stop();
+  for (let rep = 0; rep < repetitions; rep += 1) {
+    const clients = Array.from({ length: INSTANCES }, () => topology.client());
+    const run = await watch(clients, await topology.ids());
+    const { from, rejoin } = await topology.failOver();
+    const times = await run.restored;
+    await run.stop();
+    for (const client of clients) client.disconnect();
+    results.push(Math.max(...times) - from);
+    await rejoin();
   }
   return results;
 }
 
+async function onCluster(): Promise<number[]> {
+  const cluster = await startCluster();
+  try {
+    await cluster.loadLibrary(LIBRARY_CODE);
+    return await failovers({
+      client: () => cluster.client(),
+      async ids() {
+        const [shard] = await cluster.shards();
+        const ids: string[] = [];
+        while (shard && ids.length < BREAKERS) {
+          const id = `bench-${randomUUID()}`;
+          const slot = cluster.slotOf(breakerKeys('zenvark', id).state);
+          if (shard.slots.some(([first, last]) => first <= slot && slot <= last)) ids.push(id);
+        }
+        return ids;
+      },
+      async failOver() {
+        const [shard] = await cluster.shards();
+        if (!shard) throw new Error('the cluster has no shard');
+        const failover = await cluster.failover(shard.primary, { settle: false });
+        return { from: failover.promotedAt, rejoin: () => cluster.rejoin(shard.primary) };
+      },
+    });
+  } finally {
+    await cluster.stop();
+  }
+}
+
 async function behindSentinel(): Promise<number[]> {
   const sentinel = await startSentinel();
-  const results: number[] = [];
   try {
     await sentinel.loadLibrary(LIBRARY_CODE);
-    for (let rep = 0; rep < repetitions; rep += 1) {
-      const clients = Array.from({ length: INSTANCES }, () => sentinel.client());
-      const run = await watch(
-        clients,
-        Array.from({ length: BREAKERS }, () => `bench-${randomUUID()}`),
-      );
-      const old = await sentinel.primary();
-      const failover = await sentinel.failover({ settle: false });
-      const times = await run.restored;
-      await run.stop();
-      for (const client of clients) client.disconnect();
-      results.push(Math.max(...times) - failover.switchedAt);
-      await sentinel.rejoin(old);
-    }
+    return await failovers({
+      client: () => sentinel.client(),
+      ids: async () => Array.from({ length: BREAKERS }, () => `bench-${randomUUID()}`),
+      async failOver() {
+        const old = await sentinel.primary();
+        const failover = await sentinel.failover({ settle: false });
+        return { from: failover.switchedAt, rejoin: () => sentinel.rejoin(old) };
+      },
+    });
   } finally {
     await sentinel.stop();
   }
-  return results;
 }
 
 /** The figure of one topology: the worst failover, with every one in the note. */
