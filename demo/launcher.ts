@@ -437,8 +437,10 @@ export class Launcher {
 
   private async stopAll(): Promise<void> {
     if (this.pausedUntil !== undefined) this.resumeRedis();
-    // Workers first, so that they can release the lease while Redis is there.
-    await Promise.all(this.workers.map((w) => stopChild(w.child, { type: 'stop' })));
+    // Workers first, so that they can release the lease while Redis is there. One that has
+    // not reported ready may not listen for messages yet (a message sent then is lost, and
+    // the worker would start after the demo ended): SIGTERM ends it, whenever it comes.
+    await Promise.all(this.workers.map((w) => stopChild(w.child, w.readyAt === undefined ? undefined : { type: 'stop' })));
     if (this.dependency) await stopChild(this.dependency);
     await this.auditLog?.stop();
     if (this.redis) await disposeRedis(this.redis);

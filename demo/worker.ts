@@ -134,9 +134,12 @@ async function stop(): Promise<void> {
 process.on('message', (command: WorkerCommand) => {
   if (command.type === 'stop') void stop();
 });
-// The launcher gone (however it ended) is the end of this worker too.
+// The launcher gone (however it ended) is the end of this worker too: also when it went
+// before this listener was added, while this worker was still loading (tsx kills a
+// launcher that does not answer a relayed Ctrl-C within 60 ms, on a loaded machine too).
 process.on('disconnect', () => void stop());
 process.on('SIGTERM', () => void stop());
+if (!process.connected) void stop();
 
 try {
   await breaker.start();
