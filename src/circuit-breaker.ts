@@ -1,10 +1,12 @@
 import { runCall } from './call-runner.js';
-import type { CircuitRole, CircuitState } from './constants.js';
+import { type BreakerMode, ControlAction, type CircuitRole, type CircuitState } from './constants.js';
+import { type ReasonOptions, type ModeOptions, controlRunning } from './controls.js';
 import { Coordinator } from './coordinator.js';
 import type { BreakerEventName, BreakerListener, Subscription } from './events.js';
 import { type Explanation, explainRunning } from './explain.js';
 import { type CircuitBreakerOptions, type ExecuteOptions, resolveOptions } from './options.js';
 import type { BreakerStats } from './outcomes.js';
+import type { Transition } from './transition.js';
 
 /**
  * A circuit breaker shared by every instance that uses the same `id` and Redis. The
@@ -39,6 +41,15 @@ export class CircuitBreaker {
   /** The state execute() acts on: the shared one, or this process's own while Redis is unreachable. */
   get state(): CircuitState {
     return this.core.view.state;
+  }
+
+  /**
+   * What an operator set beside the state, for every instance: '' (normal operation),
+   * 'forced_open', 'forced_closed' or 'monitor' (see forceOpen()). As this instance last
+   * heard it; kept while Redis is unreachable.
+   */
+  get mode(): BreakerMode {
+    return this.core.mode.current;
   }
 
   /** True while Redis is unreachable and this process goes on alone (degraded mode). */
@@ -91,6 +102,46 @@ export class CircuitBreaker {
    */
   explain(): Promise<Explanation> {
     return explainRunning(this.core);
+  }
+
+  /**
+   * Forces the circuit open on every instance: calls fail fast and health checks pause
+   * until release(), reset() or the expiry (`forMs`). Resolves with the transition
+   * (reason 'forced_open'), audited with this instance's id and `reason`. Like every
+   * control: arguments are checked before anything is sent, it needs a started breaker
+   * (ZV_NOT_STARTED) and settles within the command timeout (1 s); this instance acts on
+   * the result when it resolves, the others when the feed brings it.
+   */
+  forceOpen(options: ModeOptions): Promise<Transition> {
+    return controlRunning(this.core, ControlAction.OPEN, options);
+  }
+
+  /** Forces the circuit closed on every instance: outcomes count, but no rule opens it (reason 'forced_closed'). See forceOpen(). */
+  forceClose(options: ModeOptions): Promise<Transition> {
+    return controlRunning(this.core, ControlAction.CLOSE, options);
+  }
+
+  /**
+   * Monitor mode (a dry run) on every instance: closed, calls pass and count; a rule
+   * reached is audited and published as a 'would_open' transition (closed to closed)
+   * instead of opening (reason 'monitored'). See forceOpen().
+   */
+  monitor(options: ModeOptions): Promise<Transition> {
+    return controlRunning(this.core, ControlAction.MONITOR, options);
+  }
+
+  /**
+   * Ends the mode: the window decides the state (open, with recovery, if it reaches a
+   * rule; else closed). Resolves with the transition (reason 'released'), or undefined
+   * when no mode was set: nothing written. See forceOpen().
+   */
+  release(options: ReasonOptions): Promise<Transition | undefined> {
+    return controlRunning(this.core, ControlAction.RELEASE, options);
+  }
+
+  /** Ends any mode and closes the circuit, with the window and recovery progress cleared (reason 'reset'). See forceOpen(). */
+  reset(options: ReasonOptions): Promise<Transition> {
+    return controlRunning(this.core, ControlAction.RESET, options);
   }
 
   /**

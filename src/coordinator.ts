@@ -6,7 +6,7 @@
  * the parts in line with it. See docs/architecture.md for the flows.
  */
 import type { CircuitBreaker } from './circuit-breaker.js';
-import { CircuitRole, CircuitState } from './constants.js';
+import { BreakerMode, CircuitRole, CircuitState } from './constants.js';
 import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { Duties } from './duties.js';
 import { type BreakerEventName, Emitter, RedisOperation, StateSource } from './events.js';
@@ -16,6 +16,7 @@ import { BreakerFunctions, type Snapshot } from './functions.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
 import { LeaseKeeper } from './lease.js';
 import { LocalMode } from './local-mode.js';
+import { ModeKeeper } from './mode.js';
 import { Notifier } from './notifier.js';
 import type { ResolvedOptions } from './options.js';
 import { Outcomes } from './outcomes.js';
@@ -45,6 +46,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
   readonly channel: string;
   readonly outcomes: Outcomes;
   readonly duties: Duties;
+  /** The mode an operator set, as this instance knows it, and the end of one with an expiry. */
+  readonly mode: ModeKeeper;
   /** No timeout, classifier or slow-call rule: execute() takes its shortest path. */
   readonly plain: boolean;
 
@@ -84,6 +87,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.channel = feedChannel(o.prefix);
     this.outcomes = new Outcomes(this);
     this.duties = new Duties(this);
+    this.mode = new ModeKeeper(this);
     this.plain = o.timeoutMs === undefined && o.slowCallDurationMs === undefined && o.isFailure === undefined && o.isResultFailure === undefined;
   }
 
@@ -113,6 +117,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.connections = connections;
     // Feed messages that arrive before the snapshot is read are merged into this.
     this.shared = NEVER_WRITTEN;
+    this.mode.forget();
     let subscribed = false;
     try {
       await connections.whenReady();
@@ -144,6 +149,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
       if (this.listens('stateChange')) this.notifier.started(this.view.state);
       this.lease.start();
       this.lease.heldBy(snapshot.holder, snapshot.leaseMs);
+      this.mode.followSnapshot(snapshot);
       this.reconcile();
       if (this.resyncAgain) {
         this.resyncAgain = false;
@@ -165,6 +171,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     const connections = this.connections;
     this.running = false;
     this.listening = false;
+    this.mode.stop();
     this.duties.stop();
     const trials = this.trials;
     // Permits belong to this run's connections: the next start() asks anew.
@@ -189,7 +196,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
   /**
    * Brings the parts in line with the present state, role and mode: trial permits follow
    * a half-open shared state (Redis reachable), the lease follows the duties the shared
-   * state calls for, and the health duties follow the rest.
+   * state calls for (none while an operator's mode is set: health checks pause), and the
+   * health duties follow the rest.
    */
   private reconcile(): void {
     const halfOpen = this.o.halfOpen;
@@ -203,7 +211,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     }
     // A closed breaker needs a lease holder only for idle probes: otherwise none is kept,
     // and an idle breaker costs Redis nothing (docs/architecture.md, "Fenced leases").
-    this.lease?.want(this.running && (shared !== CircuitState.CLOSED || this.o.idleProbeIntervalMs !== undefined));
+    const duty = shared !== CircuitState.CLOSED || this.o.idleProbeIntervalMs !== undefined;
+    this.lease?.want(this.running && duty && this.mode.current === BreakerMode.NORMAL);
     this.duties.update();
   }
 
@@ -234,6 +243,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     const current = this.shared;
     if (!this.take(incoming, source)) return false;
     const next = this.shared;
+    if (published) this.followMode(published.transition, next.epoch);
     // Taken from the feed, it is the library's only if the audit stream has it (while the
     // breaker starts too).
     if (source === 'feed' && published) void this.confirm(published.transition);
@@ -282,8 +292,20 @@ export class Coordinator implements FeedListener, ConnectionListener {
     }
   }
 
+  /** The mode after transition `t` of life `epoch`; says whether it changed. One this instance did not hear set is read from Redis. */
+  private followMode(t: Transition, epoch: string): boolean {
+    const changed = this.mode.followTransition(t, epoch);
+    if (changed === 'unknown') this.verify();
+    return changed !== false;
+  }
+
+  /** A transition read back from the audit stream after a gap (the notifier's catch-up): the mode it leaves. */
+  replayed(t: Transition, epoch: string): void {
+    if (this.followMode(t, epoch) && this.running) this.reconcile();
+  }
+
   /** Has Redis say what the state is (before the breaker runs: once it does). */
-  private verify(): void {
+  verify(): void {
     if (this.running) void this.resync();
     else this.resyncAgain = true;
   }
@@ -306,6 +328,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
       const snapshot = await connections.stateRead(() => functions.sync());
       if (!this.running) return;
       this.lease?.heldBy(snapshot.holder, snapshot.leaseMs);
+      this.mode.followSnapshot(snapshot);
       const source: Source = this.adoptions === mark ? 'anchor' : 'reply';
       if (this.local) {
         this.leaveLocal(snapshot, source);
@@ -332,6 +355,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
   /** This instance holds the lease now; `snapshot` is the breaker as Redis has it. */
   leaseGranted(snapshot: Snapshot): void {
     this.apply(snapshot, undefined, 'reply');
+    this.mode.followSnapshot(snapshot);
     this.duties.resume(snapshot, this.shared);
     this.setRole(CircuitRole.LEADER);
     this.reconcile();

@@ -2,10 +2,12 @@
  * The health duties of one breaker and the recovery progress they follow. Only the lease
  * holder has a duty (every instance, while Redis is unreachable): recovery checks while
  * the circuit is open, spaced by the backoff; idle probes while it is closed and unused.
- * Recovery progress (checks made in the current open period) is changed only through the
- * named operations below.
+ * While an operator's mode is set no check runs (zv1_health would ignore it): the operator
+ * decides, and a breaker forced open stays open in degraded mode too. Recovery progress
+ * (checks made in the current open period) is changed only through the named operations
+ * below.
  */
-import { CallResult, type CheckResult, CircuitState, HealthCheckType } from './constants.js';
+import { BreakerMode, CallResult, type CheckResult, CircuitState, HealthCheckType } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
 import { RedisOperation } from './events.js';
 import type { BreakerFunctions, HealthReply, Snapshot } from './functions.js';
@@ -116,8 +118,9 @@ export class Duties implements HealthCheckOwner {
     const o = c.o;
     const progress = this.progress;
     const probe = o.check !== undefined;
+    const mode = c.mode.current;
     if (c.local) {
-      if (!c.local.evaluating || c.view.state !== CircuitState.OPEN) return undefined;
+      if (!c.local.evaluating || c.view.state !== CircuitState.OPEN || mode === BreakerMode.FORCED_OPEN) return undefined;
       // Alone, this instance recovers by its own checks, or (with no check) after the wait.
       return {
         type: HealthCheckType.RECOVERY,
@@ -133,7 +136,7 @@ export class Duties implements HealthCheckOwner {
     }
     const token = c.lease?.token;
     const functions = c.functions;
-    if (token === undefined || !functions) return undefined;
+    if (token === undefined || !functions || mode !== BreakerMode.NORMAL) return undefined;
     const shared = c.shared;
     const { generation, state } = shared;
     const successThreshold = o.healthSuccessThreshold;

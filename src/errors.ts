@@ -20,6 +20,14 @@ function safeCause(cause: unknown): unknown {
 }
 
 /**
+ * ZV_NOT_STARTED: `method` of a breaker works through the breaker's connections, which
+ * exist from start() to stop(); `instead` names what works without a running breaker.
+ */
+export function notStarted(breakerId: string, method: string, instead: string): ZenvarkError {
+  return new ZenvarkError('ZV_NOT_STARTED', `breaker '${breakerId}' is not started: ${method} works through its connections; call start() first, or ${instead}`);
+}
+
+/**
  * Thrown by `execute()` without calling `fn` while the circuit is open, or half-open with
  * no trial permit free. No stack trace is captured: the error is created on the fast-fail
  * path, where a stack would cost more than everything else and would only point at

@@ -56,6 +56,8 @@ export const RedisOperation = {
   HEALTH: 'health',
   /** zv1_permit / zv1_trial: trial permits and their results. */
   TRIAL: 'trial',
+  /** zv1_control: ending a mode whose expiry passed (a control's own failure rejects its promise). */
+  CONTROL: 'control',
   /** The connection itself, or the state feed. */
   CONNECTION: 'connection',
 } as const;

@@ -11,11 +11,12 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import type { BackoffStrategy } from './backoff.js';
-import { CircuitRole, CircuitState, StrategyKind, TransitionReason } from './constants.js';
+import { BreakerMode, CircuitRole, CircuitState, StrategyKind, TransitionReason } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
+import { count, describeMode, describeTransition, duration, rate } from './describe.js';
 import { recoveryChecksSoFar } from './duties.js';
-import { RedisUnreachableError, ZenvarkError } from './errors.js';
-import { type ExplainReply, type WindowFigures, readExplanation } from './functions.js';
+import { RedisUnreachableError, notStarted } from './errors.js';
+import { type ExplainReply, type ModeInfo, type WindowFigures, readExplanation } from './functions.js';
 import { nextRecoveryCheck } from './health-checker.js';
 import { breakerKeys } from './keys.js';
 import { MAX_DELAY_MS } from './limits.js';
@@ -25,7 +26,7 @@ import { parseStrategySpec, strategySpec } from './strategy-spec.js';
 import { type Transition, parseAuditEntry } from './transition.js';
 import { durationIn, nonEmptyString, onlyKnownKeys, requiredObject } from './validate.js';
 
-export type { WindowFigures };
+export type { ModeInfo, WindowFigures };
 
 /** The strategy a breaker's window was last recorded with, as the library stored it. */
 export interface StoredStrategy {
@@ -119,6 +120,8 @@ export interface Explanation {
   readonly ageMs: number;
   /** The transition that led to the current state, from the audit stream; undefined when there was none, or the stream no longer holds it. */
   readonly lastTransition: Transition | undefined;
+  /** What an operator set beside the state (mode '' in normal operation): who, why, since and until when. */
+  readonly mode: ModeInfo;
   /** Entries in the audit stream. */
   readonly auditEntries: number;
   /** The strategy the last recorded call stored; undefined before the first. */
@@ -206,11 +209,7 @@ export async function explainRunning(core: BreakerContext): Promise<Explanation>
   const o = core.o;
   const functions = core.functions;
   if (!core.running || !functions) {
-    throw new ZenvarkError(
-      'ZV_NOT_STARTED',
-      `breaker '${o.id}' is not started: explain() reads through its connections; call start() first, ` +
-        'or explainBreaker(redis, id) to read it without a breaker',
-    );
+    throw notStarted(o.id, 'explain()', 'explainBreaker(redis, id) to read it without a breaker');
   }
   const reply = await functions.explain();
   return explanation(o.id, reply, {
@@ -250,6 +249,7 @@ function explanation(breakerId: string, r: ExplainReply, known: Known): Explanat
     epoch: snapshot.epoch,
     ageMs: snapshot.ageMs,
     lastTransition: audit.transition,
+    mode: snapshot.mode,
     auditEntries: r.auditEntries,
     strategy,
     window: r.window,
@@ -347,10 +347,15 @@ const STATE_WORDS: Record<CircuitState, string> = { closed: 'closed', open: 'ope
 
 function render(e: Facts, known: Known, note: string | undefined): string[] {
   const lines = [headline(e)];
+  const mode = describeMode(e.mode);
+  if (mode) lines.push(mode);
   if (e.state === CircuitState.CLOSED) lines.push(windowLine(e));
-  if (e.recovery) lines.push(recoveryLine(e.recovery), nextCheckLine(e.recovery, e.lease, known));
+  if (e.recovery) {
+    const paused = e.mode.mode !== BreakerMode.NORMAL;
+    lines.push(recoveryLine(e.recovery), paused ? 'no recovery check runs until the mode ends' : nextCheckLine(e.recovery, e.lease, known));
+  }
   if (e.trials) lines.push(trialsLine(e.trials));
-  lines.push(leaseLine(e.lease, e.state));
+  lines.push(leaseLine(e.lease, e.state, e.mode.mode));
   if (e.strategy && known.ownSpec !== undefined && known.ownSpec !== e.strategy.spec) {
     lines.push(
       `strategy: this instance records with ${known.ownSpec}, but the stored spec is ${e.strategy.spec} (another instance's): ` +
@@ -367,51 +372,9 @@ function headline(e: Facts): string {
   if (e.epoch === '') return `${state} (generation 0): never used, no call recorded and no transition`;
   const head = `${state} for ${duration(e.ageMs)} (generation ${e.generation})`;
   const t = e.lastTransition;
-  if (t) return `${head}: ${decision(t, e.strategy)}, ${reporter(t)}`;
+  if (t) return `${head}: ${describeTransition(t, e.strategy)}`;
   if (e.generation === 0) return `${head}: it has never opened`;
   return `${head}: the audit stream no longer holds the transition that led here`;
-}
-
-/** What the rule of a transition saw, in words. */
-function decision(t: Transition, strategy: StoredStrategy | undefined): string {
-  const failures = Number(t.failures);
-  const calls = Number(t.calls);
-  switch (t.reason) {
-    case TransitionReason.CONSECUTIVE_FAILURES:
-      return `${t.failures} consecutive failures reached threshold ${t.threshold}`;
-    case TransitionReason.FAILURE_RATE:
-      return `failure rate ${rate(Number(t.rate))} (${count(failures, 'failure')}) reached threshold ${rate(Number(t.threshold))} ${over(calls, t.window, strategy)}`;
-    case TransitionReason.SLOW_CALL_RATE:
-      return `slow-call rate ${rate(Number(t.rate))} (${count(Number(t.slow), 'slow call')}) reached threshold ${rate(Number(t.threshold))} ${over(calls, t.window, strategy)}`;
-    case TransitionReason.IDLE_PROBE_FAILED:
-      return 'an idle probe failed';
-    case TransitionReason.RECOVERY_CHECK_PASSED: {
-      const passed = calls - failures;
-      const checks = passed === 1 ? 'a recovery check' : `${passed} recovery checks in a row`;
-      return `${checks} passed${failures > 0 ? ` after ${count(failures, 'failed attempt')}` : ''}`;
-    }
-    case TransitionReason.OPEN_WAIT_ELAPSED:
-      return `the open wait elapsed${failures > 0 ? ` after ${count(failures, 'failed attempt')}` : ''}`;
-    case TransitionReason.TRIAL_CALLS_PASSED:
-      return `${count(calls, 'trial call')} succeeded`;
-    case TransitionReason.TRIAL_CALL_FAILED:
-      return `a trial call failed${calls > 1 ? ` after ${count(calls - 1, 'successful one')}` : ''}`;
-    default:
-      return `reason ${t.reason}`;
-  }
-}
-
-/** The calls behind a rate, in the words of its window ('count:10', 'time:60000'). */
-function over(calls: number, window: string, strategy: StoredStrategy | undefined): string {
-  const [kind, size] = window.split(':');
-  const minimum = strategy?.window === window ? `, minimum ${strategy.minimumCalls}` : '';
-  const span = kind === StrategyKind.TIME ? `over ${count(calls, 'call')} in the last ${duration(Number(size))}` : `over the last ${count(calls, 'call')}`;
-  return `${span} (${window}${minimum})`;
-}
-
-function reporter(t: Transition): string {
-  const who = t.token === '' ? t.actor : `leader ${t.actor} (token ${t.token})`;
-  return `reported by ${who} at ${new Date(t.time).toISOString()}`;
 }
 
 /** A closed circuit's window: each rule's figure against its threshold. */
@@ -458,9 +421,10 @@ function trialsLine(t: TrialProgress): string {
   return `trials: ${t.successes}${of} trial calls succeeded, ${count(t.permitsOut, 'permit')} out`;
 }
 
-function leaseLine(l: LeaseFigures, state: CircuitState): string {
+function leaseLine(l: LeaseFigures, state: CircuitState, mode: BreakerMode): string {
   if (l.holder !== '') return `lease: held by ${l.holder} (token ${l.token}) for ${duration(l.remainingMs)} more`;
   const last = l.token === 0 ? 'never granted' : `last token ${l.token}`;
+  if (mode !== BreakerMode.NORMAL) return `lease: none held (${last}); nobody takes it while the mode is set`;
   // Only a duty needs a lease holder (docs/architecture.md, "Fenced leases").
   if (state === CircuitState.CLOSED) return `lease: none held (${last}); a closed breaker has a lease holder only for idle probes`;
   return l.token === 0 ? 'lease: never granted' : `lease: free (${last}); the next instance to ask takes it`;
@@ -471,25 +435,4 @@ function instanceLine(i: InstanceFigures, shared: CircuitState): string {
   const head = `this instance (${i.instanceId}) is ${role}`;
   if (i.degraded) return `${head}, in degraded mode (Redis was unreachable): it acts on its own state, ${STATE_WORDS[i.state]}`;
   return i.state === shared ? head : `${head}; it acts on ${STATE_WORDS[i.state]} until it hears of the change`;
-}
-
-function count(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
-
-/** A rate with 2 to 4 decimals: 0.5 is 0.50, 1/3 is 0.3333. */
-function rate(value: number): string {
-  return (Math.round(value * 10_000) / 10_000).toFixed(4).replace(/0{1,2}$/, '');
-}
-
-/** A duration for people: 850 ms, 2.1 s, 42 s, 5 min 12 s, 3 h 5 min, 2 d 3 h. */
-function duration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`;
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s} s`;
-  const pair = (big: number, bigUnit: string, small: number, smallUnit: string) => (small === 0 ? `${big} ${bigUnit}` : `${big} ${bigUnit} ${small} ${smallUnit}`);
-  if (s < 3600) return pair(Math.floor(s / 60), 'min', s % 60, 's');
-  if (s < 86_400) return pair(Math.floor(s / 3600), 'h', Math.floor((s % 3600) / 60), 'min');
-  return pair(Math.floor(s / 86_400), 'd', Math.floor((s % 86_400) / 3600), 'h');
 }

@@ -22,7 +22,8 @@ export {
   type ConstantBackoffOptions,
   type ExponentialBackoffOptions,
 } from './backoff.js';
-export { CircuitState, CircuitRole, HealthCheckType, CallResult, TransitionReason } from './constants.js';
+export { CircuitState, CircuitRole, HealthCheckType, CallResult, TransitionReason, BreakerMode, ControlAction } from './constants.js';
+export type { ModeOptions, ReasonOptions } from './controls.js';
 export { LocalReason, type Transition } from './transition.js';
 export {
   explainBreaker,
@@ -30,6 +31,7 @@ export {
   type ExplainOptions,
   type StoredStrategy,
   type WindowFigures,
+  type ModeInfo,
   type RuleFigure,
   type LeaseFigures,
   type RecoveryProgress,

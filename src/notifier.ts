@@ -47,9 +47,11 @@ interface Reported {
 /** The chain starts settled; shared, so that an idle breaker holds no promise of its own. */
 const SETTLED: Promise<void> = Promise.resolve();
 
-/** Where the notifier finds the breaker's listeners (created with the first one). */
+/** Where the notifier finds the breaker's listeners (created with the first one), and whom it tells of transitions read back. */
 export interface EventSource {
   readonly emitter: Emitter | undefined;
+  /** A transition of life `epoch` read back from the audit stream: the mode after it is news too. */
+  replayed(transition: Transition, epoch: string): void;
 }
 
 export class Notifier {
@@ -207,7 +209,10 @@ export class Notifier {
       if (missed.length === 0 && from.state !== to.state) {
         this.stateChanged(localTransition(from.state, to.state, LocalReason.RESYNC, to.generation, actor), StateSource.LOCAL, undefined);
       }
-      for (const t of missed) this.stateChanged(t, StateSource.REPLAY, undefined);
+      for (const t of missed) {
+        this.source.replayed(t, to.epoch);
+        this.stateChanged(t, StateSource.REPLAY, undefined);
+      }
     });
   }
 

@@ -25,6 +25,7 @@ import {
 } from './strategies.js';
 import type { Transition } from './transition.js';
 import {
+  bytesIn,
   durationIn,
   functionOrUndefined,
   integerIn,
@@ -319,12 +320,7 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
   }
 
   const prefix = keyPrefix('CircuitBreaker.prefix', o.prefix, DEFAULTS.prefix);
-  const instanceId =
-    o.instanceId === undefined ? defaultInstanceId() : nonEmptyString('CircuitBreaker.instanceId', o.instanceId);
-  const instanceIdBytes = Buffer.byteLength(instanceId);
-  if (instanceIdBytes > MAX_ACTOR_BYTES) {
-    throw new RangeError(`CircuitBreaker.instanceId must be at most ${MAX_ACTOR_BYTES} bytes long, got ${instanceIdBytes}`);
-  }
+  const instanceId = o.instanceId === undefined ? defaultInstanceId() : bytesIn('CircuitBreaker.instanceId', o.instanceId, MAX_ACTOR_BYTES);
 
   return {
     id,

@@ -4,10 +4,11 @@
  * window while Redis is unreachable; one observed under an older view is stale. It keeps
  * the counts behind `breaker.stats`.
  */
-import { CallResult, CircuitState } from './constants.js';
+import { BreakerMode, CallResult, CircuitState } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
 import { CallOutcome, RedisOperation } from './events.js';
 import { MAX_PENDING_OUTCOMES } from './limits.js';
+import type { LocalTrip } from './local-mode.js';
 import { Recorder, type RecorderOwner, type Summary } from './recorder.js';
 import type { View } from './shared-view.js';
 import type { Permit } from './trial-permits.js';
@@ -99,8 +100,18 @@ export class Outcomes implements RecorderOwner {
       this.undelivered += 1;
     } else {
       this.local += 1;
-      const trip = local.add(failure, slow);
-      if (trip && view.state === CircuitState.CLOSED) c.changeLocally(CircuitState.OPEN, trip.reason, trip.numbers);
+      this.tripLocally(local.add(failure, slow));
+    }
+  }
+
+  /**
+   * The local window reached a rule: a closed circuit opens, unless an operator's mode
+   * holds it closed (forced closed, or monitor: alone, nothing is audited).
+   */
+  private tripLocally(trip: LocalTrip | undefined): void {
+    const c = this.c;
+    if (trip && c.view.state === CircuitState.CLOSED && c.mode.current === BreakerMode.NORMAL) {
+      c.changeLocally(CircuitState.OPEN, trip.reason, trip.numbers);
     }
   }
 
@@ -116,16 +127,14 @@ export class Outcomes implements RecorderOwner {
 
   /** Counts outcomes that could not be sent into the local window (degraded mode only). */
   foldLocally(summary: Summary): void {
-    const c = this.c;
-    const local = c.local;
+    const local = this.c.local;
     if (!local || summary.calls === 0) return;
     if (!local.evaluating) {
       this.undelivered += summary.calls;
       return;
     }
     this.local += summary.calls;
-    const trip = local.fold(summary);
-    if (trip && c.view.state === CircuitState.CLOSED) c.changeLocally(CircuitState.OPEN, trip.reason, trip.numbers);
+    this.tripLocally(local.fold(summary));
   }
 
   /** Starts taking outcomes (again) under `generation`. */

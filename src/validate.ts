@@ -65,6 +65,14 @@ export function nonEmptyString(name: string, value: unknown, maxLength = Number.
   return value;
 }
 
+/** A non-empty string of at most `maxBytes` bytes of UTF-8 (what Redis stores of it). */
+export function bytesIn(name: string, value: unknown, maxBytes: number): string {
+  const s = nonEmptyString(name, value);
+  const bytes = Buffer.byteLength(s);
+  if (bytes > maxBytes) throw new RangeError(`${name} must be at most ${maxBytes} bytes long, got ${bytes}`);
+  return s;
+}
+
 export function functionOrUndefined<T>(name: string, value: T): T {
   if (value !== undefined && typeof value !== 'function') {
     throw new TypeError(`${name} must be a function, got ${show(value)}`);

@@ -250,6 +250,41 @@ describe('breaker.explain() while recovering', () => {
   });
 });
 
+describe("breaker.explain() under an operator's mode", () => {
+  it('forced open: who set it, why and until when; the checks and the lease wait for its end', async () => {
+    const i = await started();
+    await fail(i, 3);
+    await untilAll([i], 'open');
+    const forced = await i.breaker.forceOpen({ reason: 'deploy 42', forMs: 600_000 });
+    const e = await explainedWhen(i, (x) => x.lease.holder === '');
+    expect(e.mode).toMatchObject({ mode: 'forced_open', actor: 'instance-0', note: 'deploy 42', until: Number(forced.until) });
+    expect(e.mode.leftMs).toBeGreaterThan(590_000);
+    expect(e.lastTransition).toMatchObject({ reason: 'forced_open', generation: 2 });
+    const until = new Date(Number(forced.until)).toISOString();
+    expect(e.lines[0]).toMatch(new RegExp(`^open for .+ \\(generation 2\\): forced open for 'deploy 42' until ${until}, by instance-0 at \\d{4}-`));
+    expect(e.lines[1]).toMatch(
+      new RegExp(`^mode: forced open by instance-0 for 'deploy 42', set .+ ago, until ${until} \\(in (9|10) min.*\\): calls fail fast on every instance and health checks pause$`),
+    );
+    expect(e.lines).toContain('no recovery check runs until the mode ends');
+    expect(e.lines).toContain(`lease: none held (last token ${e.lease.token}); nobody takes it while the mode is set`);
+  });
+
+  it('monitor mode: the would_open the window reached, and the mode; released, normal again', async () => {
+    const i = await started();
+    await i.breaker.monitor({ reason: 'new threshold' });
+    await fail(i, 3);
+    const e = await explainedWhen(i, (x) => x.generation === 2);
+    expect(e.lastTransition).toMatchObject({ from: 'closed', to: 'closed', reason: 'would_open', rule: 'consecutive_failures', mode: 'monitor' });
+    expect(e.lines[0]).toMatch(/^closed for .+ \(generation 2\): monitor mode: 3 consecutive failures reached threshold 3, and the circuit stayed closed, reported by instance-0 /);
+    expect(e.lines[1]).toMatch(/^mode: monitor mode by instance-0 for 'new threshold', set .+ ago, until released: calls pass; a rule reached is audited as would_open/);
+    await i.breaker.release({ reason: 'enforce it' });
+    const after = await i.breaker.explain();
+    expect(after.mode).toEqual({ mode: '', actor: '', note: '', sinceMs: 0, until: 0, leftMs: 0 });
+    expect(after.lines[0]).toMatch(/\(generation 3\): the mode was released for 'enforce it'; the window reached no rule, by instance-0 at /);
+    expect(after.lines[1]).toMatch(/^window \(consecutive\): /);
+  });
+});
+
 describe('breaker.explain() needs a running breaker, and never hangs', () => {
   it('rejects with ZV_NOT_STARTED before start() and after stop()', async () => {
     const i = instance(url, { id: uniqueId('explain') });
