@@ -3,7 +3,7 @@
  * defined once, and what feeds them. An entry point is a thin adapter: it makes each
  * instrument in its own system, under that system's name for it, gives `instrument()` a
  * sink for histogram observations, and reads the counters and gauges back from it when
- * its system collects. What a breaker's events, `state`, `role`, `degraded` and `stats`
+ * its system collects. What a breaker's events, `state`, `mode`, `role`, `degraded` and `stats`
  * mean as observations is decided here alone, so both entry points report the same
  * figures.
  *
@@ -13,7 +13,7 @@
  * breakers (2 in `state="open"` when both are open).
  */
 import type { CircuitBreaker } from './circuit-breaker.js';
-import { CircuitRole, CircuitState } from './constants.js';
+import { BreakerMode, CircuitRole, CircuitState } from './constants.js';
 import { type CallEvent, CallOutcome, type HealthCheckEvent, RedisOperation, type RedisErrorEvent, type StateChangeEvent, StateSource, type Subscription } from './events.js';
 import type { Labels, Settings } from './metrics-options.js';
 import { watchBreakers } from './running-breakers.js';
@@ -70,6 +70,13 @@ export const INSTRUMENTS = {
     unit: '{breaker}',
     help: 'The state execute() acts on: 1 for the current state, 0 for the others',
     labels: ['breaker', 'state'],
+  },
+  mode: {
+    stem: ['mode'],
+    kind: 'gauge',
+    unit: '{breaker}',
+    help: 'The mode an operator set (normal: none), as this instance last heard it: 1 for the current mode, 0 for the others',
+    labels: ['breaker', 'mode'],
   },
   role: {
     stem: ['role'],
@@ -174,6 +181,8 @@ export interface Instrumentation {
 type Reading = (breaker: CircuitBreaker) => readonly (readonly [Labels, number])[];
 
 const STATE_LABELS = Object.values(CircuitState).map((state) => ({ state }));
+/** Each mode and its label: normal operation ('') is `normal`, since Prometheus takes an empty label for none. */
+const MODE_LABELS = Object.values(BreakerMode).map((mode) => [mode, { mode: mode === BreakerMode.NORMAL ? 'normal' : mode }] as const);
 const ROLE_LABELS = Object.values(CircuitRole).map((role) => ({ role }));
 const NO_LABELS: Labels = {};
 const fate = (name: Fate) => ({ fate: name });
@@ -181,6 +190,7 @@ const FATE_LABELS = { recorded: fate(Fate.RECORDED), stale: fate(Fate.STALE), lo
 
 const READINGS: Record<ReadName, Reading> = {
   state: (breaker) => STATE_LABELS.map((labels) => [labels, breaker.state === labels.state ? 1 : 0]),
+  mode: (breaker) => MODE_LABELS.map(([mode, labels]) => [labels, breaker.mode === mode ? 1 : 0]),
   role: (breaker) => ROLE_LABELS.map((labels) => [labels, breaker.role === labels.role ? 1 : 0]),
   degraded: (breaker) => [[NO_LABELS, breaker.degraded ? 1 : 0]],
   outcomes: (breaker) => {

@@ -79,7 +79,7 @@ describe('zenvark/opentelemetry: registration', () => {
     let exported = await p.exported();
     await vi.waitFor(async () => {
       exported = await p.exported();
-      expect([...exported.metrics.keys()]).toHaveLength(10);
+      expect([...exported.metrics.keys()]).toHaveLength(11);
     });
     const shape = [...exported.metrics.values()].map((m) => [
       m.descriptor.name,
@@ -91,6 +91,7 @@ describe('zenvark/opentelemetry: registration', () => {
         ['zenvark.call.duration', 'histogram', 's'],
         ['zenvark.calls.rejected', 'sum, monotonic true', '{call}'],
         ['zenvark.state', 'gauge', '{breaker}'],
+        ['zenvark.mode', 'gauge', '{breaker}'],
         ['zenvark.role', 'gauge', '{breaker}'],
         ['zenvark.transitions', 'sum, monotonic true', '{transition}'],
         ['zenvark.health_check.duration', 'histogram', 's'],

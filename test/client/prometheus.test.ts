@@ -39,6 +39,7 @@ describe('zenvark/prometheus: registration', () => {
         ['zenvark_call_duration_seconds', 'histogram', 'breaker,result'],
         ['zenvark_calls_rejected_total', 'counter', 'breaker,state'],
         ['zenvark_state', 'gauge', 'breaker,state'],
+        ['zenvark_mode', 'gauge', 'breaker,mode'],
         ['zenvark_role', 'gauge', 'breaker,role'],
         ['zenvark_transitions_total', 'counter', 'breaker,from,to,reason,origin'],
         ['zenvark_health_check_duration_seconds', 'histogram', 'breaker,type,result'],
@@ -66,6 +67,8 @@ describe('zenvark/prometheus: registration', () => {
     expect(text).toContain(`zenvark_state{breaker="${id}",state="half_open"} 0\n`);
     expect(text).toContain(`zenvark_role{breaker="${id}",role="leader"}`);
     expect(text).toContain(`zenvark_degraded{breaker="${id}"} 0\n`);
+    expect(text).toContain(`zenvark_mode{breaker="${id}",mode="normal"} 1\n`);
+    expect(text).toContain(`zenvark_mode{breaker="${id}",mode="forced_open"} 0\n`);
     expect(text).toContain('# TYPE zenvark_call_duration_seconds histogram');
     expect(text).toContain(`zenvark_call_duration_seconds_bucket{le="0.001",breaker="${id}",result="success"}`);
     expect(text).toContain(`zenvark_call_duration_seconds_bucket{le="+Inf",breaker="${id}",result="success"} 1\n`);
@@ -85,7 +88,7 @@ describe('zenvark/prometheus: registration', () => {
     const registry = new Registry();
     const first = keep(registerMetrics({ registry, labels: { service: 'checkout' } }));
     const second = keep(registerMetrics({ registry, labels: { service: 'checkout' } }));
-    expect(registry.getMetricsAsArray()).toHaveLength(10);
+    expect(registry.getMetricsAsArray()).toHaveLength(11);
     const i = instance(url, { id: uniqueId() });
     instances = [i];
     await i.breaker.start();
@@ -95,14 +98,14 @@ describe('zenvark/prometheus: registration', () => {
 
     first.dispose();
     first.dispose();
-    expect(registry.getMetricsAsArray()).toHaveLength(10);
+    expect(registry.getMetricsAsArray()).toHaveLength(11);
     await i.breaker.execute(async () => 'ok');
     expect(await figure(r, 'callDuration', { breaker: i.breaker.id })).toBe(2);
     second.dispose();
     expect(registry.getMetricsAsArray()).toEqual([]);
     // And a new registration after that starts afresh.
     keep(registerMetrics({ registry }));
-    expect(registry.getMetricsAsArray()).toHaveLength(10);
+    expect(registry.getMetricsAsArray()).toHaveLength(11);
   });
 
   it('twice on one registry and prefix with other labels, buckets or filter: a TypeError saying what differs', () => {
@@ -121,7 +124,7 @@ describe('zenvark/prometheus: registration', () => {
     // Another prefix is another set of metrics.
     keep(registerMetrics({ registry, prefix: 'billing_', labels: { service: 'billing' } }));
     expect(registry.getSingleMetric('billing_state')).toBeDefined();
-    expect(registry.getMetricsAsArray()).toHaveLength(20);
+    expect(registry.getMetricsAsArray()).toHaveLength(22);
   });
 
   it('a metric of the same name that is not Zenvark\'s: a TypeError naming it, and nothing registered', () => {
@@ -153,7 +156,7 @@ describe('zenvark/prometheus: registration', () => {
     [{ prefix: 'my-app_' }, `prefix must be '' or letters, digits and underscores, not starting with a digit, got "my-app_"`],
     [{ prefix: 'app:' }, 'prefix must be'],
     [{ prefix: 7 }, 'prefix must be'],
-    [{ labels: { breaker: 'x' } }, "labels may not set 'breaker', which Zenvark's metrics use themselves (breaker, result, state, role, from, to, reason, origin, type, fate, operation)"],
+    [{ labels: { breaker: 'x' } }, "labels may not set 'breaker', which Zenvark's metrics use themselves (breaker, result, state, mode, role, from, to, reason, origin, type, fate, operation)"],
     [{ labels: { state: 'x' } }, "labels may not set 'state'"],
     [{ labels: { __name: 'x' } }, `labels name "__name" must be letters, digits and underscores, not starting with a digit or '__', and not 'le'`],
     [{ labels: { le: '1' } }, 'labels name "le" must be'],

@@ -276,6 +276,28 @@ export function metricsScenarios(backend: Backend, customPrefix: string): void {
       });
     });
 
+    it("the mode an operator set: one series per mode, on every instance; the controls' transitions counted by reason", async () => {
+      t.instances = fleet(url, 2);
+      await startAll(t.instances);
+      const [controller, other] = t.instances as [Instance, Instance];
+      const rs = [register({ filter: only(controller.breaker) }), register({ filter: only(other.breaker) })];
+      const modes = async (r: Registered) => ({
+        normal: await figure(r, 'mode', { mode: 'normal' }),
+        forced_open: await figure(r, 'mode', { mode: 'forced_open' }),
+        forced_closed: await figure(r, 'mode', { mode: 'forced_closed' }),
+        monitor: await figure(r, 'mode', { mode: 'monitor' }),
+      });
+      for (const r of rs) expect(await modes(r)).toEqual({ normal: 1, forced_open: 0, forced_closed: 0, monitor: 0 });
+      await controller.breaker.forceOpen({ reason: 'deploy' });
+      for (const r of rs) {
+        await vi.waitFor(async () => expect(await modes(r)).toEqual({ normal: 0, forced_open: 1, forced_closed: 0, monitor: 0 }));
+        expect(await states(r)).toEqual({ closed: 0, open: 1, half_open: 0 });
+        expect(await figure(r, 'transitions', { from: 'closed', to: 'open', reason: 'forced_open', origin: 'shared' })).toBe(1);
+      }
+      await controller.breaker.release({ reason: 'done' });
+      for (const r of rs) await vi.waitFor(async () => expect(await modes(r)).toEqual({ normal: 1, forced_open: 0, forced_closed: 0, monitor: 0 }));
+    });
+
     it('constant labels and a prefix of your own, on every series', async () => {
       t.instances = fleet(url, 1);
       const [i] = t.instances as [Instance];
