@@ -243,11 +243,12 @@ export class Coordinator implements FeedListener, ConnectionListener {
     const current = this.shared;
     if (!this.take(incoming, source)) return false;
     const next = this.shared;
-    if (published) this.followMode(published.transition, next.epoch);
+    const modeChanged = published !== undefined && this.followMode(published.transition, next.epoch);
     // Taken from the feed, it is the library's only if the audit stream has it (while the
     // breaker starts too).
     if (source === 'feed' && published) void this.confirm(published.transition);
-    if (this.local || !this.running) return false;
+    // Alone, this instance keeps its own state; a mode it hears of still changes its duties.
+    if (this.local || !this.running) return this.running && modeChanged;
     if (next.state === current.state && next.generation === current.generation) return false;
     this.duties.follow(next, published?.recoveryFailures ?? 0);
     this.view = next;
@@ -328,12 +329,12 @@ export class Coordinator implements FeedListener, ConnectionListener {
       const snapshot = await connections.stateRead(() => functions.sync());
       if (!this.running) return;
       this.lease?.heldBy(snapshot.holder, snapshot.leaseMs);
-      this.mode.followSnapshot(snapshot);
       const source: Source = this.adoptions === mark ? 'anchor' : 'reply';
       if (this.local) {
         this.leaveLocal(snapshot, source);
       } else {
         this.apply(snapshot, undefined, source);
+        this.mode.followSnapshot(snapshot);
         this.duties.resume(snapshot, this.shared);
         this.reconcile();
       }
@@ -456,6 +457,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     const before = this.view;
     // Feed messages may have brought a newer state than this snapshot, read earlier.
     this.take(snapshot, source);
+    this.mode.followSnapshot(snapshot);
     const shared = this.shared;
     this.view = shared;
     this.duties.rejoin(snapshot, shared);

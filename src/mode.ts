@@ -54,9 +54,14 @@ export class ModeKeeper {
     this.dueAt = 0;
   }
 
-  /** A snapshot read from Redis: its mode, unless a newer one was heard meanwhile. Schedules the end. */
+  /**
+   * A snapshot read from Redis, once the coordinator has taken what it holds: its mode,
+   * unless the shared state is newer (a transition heard meanwhile). One taken as the
+   * present though older (Redis lost writes) replaces a mode heard from them too.
+   * Schedules the end.
+   */
   followSnapshot(snapshot: Snapshot): void {
-    if (!isBehind(snapshot, this.at)) {
+    if (!isBehind(snapshot, this.c.shared)) {
       // A copy: the snapshot is not kept.
       this.at = { state: snapshot.state, generation: snapshot.generation, epoch: snapshot.epoch };
       const { mode, until, leftMs } = snapshot.mode;
