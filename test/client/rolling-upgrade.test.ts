@@ -4,23 +4,33 @@
  * on one breaker. Old clients must neither crash nor misbehave on a library and states they
  * were not written for, and the library must be upgradable under them.
  */
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { sleep } from '../../harness/clock.js';
-import { LIBRARY_REVISION, explainBreaker, installedRevision } from '../../src/index.js';
+import type { ControlAction } from '../../src/constants.js';
+import { type ControlReply, control } from '../../src/functions.js';
+import { DEFAULTS, LIBRARY_REVISION, type Transition, breakerKeys, explainBreaker, feedChannel, installedRevision } from '../../src/index.js';
+import { parseAuditEntry } from '../../src/transition.js';
 import { deploy } from '../support/deploy-functions.js';
-import { type Instance, type InstanceOptions, fail, instance, leaderOf, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
+import { type Instance, type InstanceOptions, fail, instance, leaderOf, stateOf, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
+import { type Monitor, monitor } from '../support/monitor.js';
 import { ownRedis } from '../support/own-redis.js';
 import { type PreviousZenvark, previousZenvark } from '../support/previous-client.js';
 
 const own = ownRedis({ library: true });
 let previous: PreviousZenvark;
 let instances: Instance[] = [];
+let commands: Monitor | undefined;
 
 beforeAll(async () => {
   previous = await previousZenvark();
 });
 
+beforeEach(async () => {
+  commands = await monitor(own.server);
+});
+
 afterEach(async () => {
+  commands?.stop();
   await stopAll(instances);
   instances = [];
 });
@@ -42,6 +52,24 @@ function mixed(id: string, releases: Release[], options: InstanceOptions = {}): 
 }
 
 const statesSeen = (i: Instance) => i.seen.states.map((s) => s.state);
+
+/** An operator's control of breaker `id`, sent as the library takes it. */
+function operator(id: string, action: ControlAction): Promise<ControlReply> {
+  const header = { channel: feedChannel(DEFAULTS.prefix), actor: 'operator', retention: 0 };
+  return control(own.admin, breakerKeys(DEFAULTS.prefix, id), header, { action, note: `rolling upgrade test: ${action}`, forMs: 0, create: true });
+}
+
+/** Breaker `id`'s audit stream, oldest first. */
+async function audit(id: string): Promise<Transition[]> {
+  const entries = await own.admin.xrange(breakerKeys(DEFAULTS.prefix, id).events, '-', '+');
+  return entries.map(([entryId, list]) => {
+    const fields: Record<string, string> = {};
+    for (let n = 0; n + 1 < list.length; n += 2) fields[list[n] as string] = list[n + 1] as string;
+    return parseAuditEntry(fields, entryId);
+  });
+}
+
+const reasons = async (id: string) => (await audit(id)).map((t) => `${t.from}>${t.to} ${t.reason}`);
 
 describe('old and new clients on one breaker', () => {
   it('the previous release is revision 5', () => {
@@ -124,7 +152,8 @@ describe('the library upgraded under old clients', () => {
     expect(total).toBeLessThan(10_000);
     // Each outcome reached Redis, and none was counted as stale, locally or twice.
     for (const [k, i] of old.entries()) {
-      await vi.waitFor(() => expect(i.breaker.stats.recorded).toBe(totals[k]?.calls));
+      // A last success waits up to a second for company.
+      await vi.waitFor(() => expect(i.breaker.stats.recorded).toBe(totals[k]?.calls), { timeout: 5_000 });
       expect(i.breaker.stats).toMatchObject({ stale: 0, local: 0, overflowed: 0, undelivered: 0, rejected: 0 });
     }
     const explained = await explainBreaker(own.admin, id);
@@ -134,6 +163,129 @@ describe('the library upgraded under old clients', () => {
       expect(i.seen.errors).toEqual([]);
       expect(i.seen.states).toEqual([]);
       expect(i.breaker.state).toBe('closed');
+    }
+  });
+});
+
+describe("old clients under an operator's controls", () => {
+  it('forced open: they fail fast, their lease holder checks and is ignored, nothing is reported', async () => {
+    const id = uniqueId();
+    const old = mixed(id, ['old', 'old', 'old']);
+    await startAll(old);
+    // Their checks would pass: only the mode keeps the breaker open.
+    for (const i of old) i.healthy = true;
+    expect((await operator(id, 'open')).status).toBe('applied');
+    await untilAll(old, 'open');
+
+    const fn = vi.fn(async () => 'ran');
+    for (const i of old) await expect(i.breaker.execute(fn)).rejects.toBeInstanceOf(previous.CircuitOpenError);
+    expect(fn).not.toHaveBeenCalled();
+    // An open breaker has a duty: one of them takes the lease, checks, and reports a pass.
+    const leader = await leaderOf(old);
+    await vi.waitFor(() => expect(commands?.callsOf(id)).toContain('zv1_health'), { timeout: 10_000 });
+    expect(leader.seen.checks.length).toBeGreaterThanOrEqual(1);
+    expect(await stateOf(own.admin, id)).toMatchObject({ state: 'open', mode: 'forced_open' });
+    expect(await reasons(id)).toEqual(['closed>open forced_open']);
+    for (const i of old) {
+      expect(i.breaker.state).toBe('open');
+      expect(i.seen.states.map((s) => [s.state, s.transition.reason])).toEqual([['open', 'forced_open']]);
+      expect(i.seen.errors).toEqual([]);
+    }
+  });
+
+  it('forced closed: their failures are counted and never trip', async () => {
+    const id = uniqueId();
+    const old = mixed(id, ['old', 'old', 'old']);
+    await startAll(old);
+    // Open by a trip first: forcing closed closes it on every old client.
+    await fail(old[0] as Instance, 3);
+    await untilAll(old, 'open');
+    expect((await operator(id, 'close')).status).toBe('applied');
+    await untilAll(old, 'closed');
+
+    const before = old.map((i) => i.breaker.stats.recorded);
+    for (const i of old) await fail(i, 4);
+    await vi.waitFor(() => expect(old.map((i, k) => i.breaker.stats.recorded - (before[k] as number))).toEqual([4, 4, 4]));
+    expect((await explainBreaker(own.admin, id)).window.failures).toBe(12);
+    expect(await stateOf(own.admin, id)).toMatchObject({ state: 'closed', mode: 'forced_closed' });
+    expect(await reasons(id)).toEqual(['closed>open consecutive_failures', 'open>closed forced_closed']);
+    for (const i of old) {
+      expect(i.breaker.state).toBe('closed');
+      expect(i.breaker.stats.rejected).toBe(0);
+      expect(i.seen.states.map((s) => s.state)).toEqual(['open', 'closed']);
+      expect(i.seen.errors).toEqual([]);
+    }
+  });
+
+  it('monitor: their calls pass, each rule reached is a would_open entry, and their calls go on passing', async () => {
+    const id = uniqueId();
+    const old = mixed(id, ['old', 'old', 'old']);
+    await startAll(old);
+    expect((await operator(id, 'monitor')).status).toBe('applied');
+    const heard = (count: number) => vi.waitFor(() => expect(old.map((i) => i.seen.states.length)).toEqual([count, count, count]));
+    await heard(1);
+
+    const [first, second] = old as [Instance, Instance, Instance];
+    await fail(first, 3);
+    await vi.waitFor(async () => expect(await reasons(id)).toEqual(['closed>closed monitored', 'closed>closed would_open']));
+    expect((await audit(id))[1]).toMatchObject({ rule: 'consecutive_failures', failures: '3', actor: first.breaker.instanceId, mode: 'monitor' });
+    // Every old client hears of it as a transition from closed to closed; the window starts
+    // over, and the next run of failures is audited again.
+    await heard(2);
+    await fail(second, 3);
+    await vi.waitFor(async () => expect((await reasons(id)).slice(2)).toEqual(['closed>closed would_open']));
+    await heard(3);
+    for (const i of old) await expect(i.breaker.execute(async () => 'ran')).resolves.toBe('ran');
+    expect(await stateOf(own.admin, id)).toMatchObject({ state: 'closed', mode: 'monitor' });
+    for (const i of old) {
+      expect(i.breaker.state).toBe('closed');
+      expect(i.breaker.stats.rejected).toBe(0);
+      expect(i.seen.states.map((s) => [s.state, s.transition.reason])).toEqual([
+        ['closed', 'monitored'],
+        ['closed', 'would_open'],
+        ['closed', 'would_open'],
+      ]);
+      expect(i.seen.errors).toEqual([]);
+    }
+  });
+
+  it('release of a forced close whose window reached a rule: open, and an old lease holder recovers it', async () => {
+    const id = uniqueId();
+    const old = mixed(id, ['old', 'old', 'old']);
+    await startAll(old);
+    expect((await operator(id, 'close')).status).toBe('applied');
+    // Outcomes of calls made before a client hears of a transition are stale, as after any.
+    await vi.waitFor(() => expect(old.map((i) => i.seen.states.length)).toEqual([1, 1, 1]));
+    await fail(old[0] as Instance, 3);
+    await vi.waitFor(() => expect((old[0] as Instance).breaker.stats.recorded).toBe(3));
+    expect((await operator(id, 'release')).status).toBe('applied');
+    await untilAll(old, 'open');
+    expect((await audit(id)).at(-1)).toMatchObject({ from: 'closed', to: 'open', reason: 'released', rule: 'consecutive_failures', mode: '' });
+
+    await leaderOf(old);
+    for (const i of old) i.healthy = true;
+    await untilAll(old, 'closed');
+    expect((await reasons(id)).at(-1)).toBe('open>closed recovery_check_passed');
+    for (const i of old) expect(i.seen.errors).toEqual([]);
+  });
+
+  it('release of a forced open whose window reaches no rule: closed on every old client', async () => {
+    const id = uniqueId();
+    const old = mixed(id, ['old', 'old', 'old']);
+    await startAll(old);
+    // A recorded call stores the strategy: the window, not its absence, decides.
+    await old[0]?.breaker.execute(async () => 'ok');
+    await vi.waitFor(() => expect(old[0]?.breaker.stats.recorded).toBe(1), { timeout: 5_000 });
+    expect((await operator(id, 'open')).status).toBe('applied');
+    await untilAll(old, 'open');
+    await leaderOf(old);
+    expect((await operator(id, 'release')).status).toBe('applied');
+    await untilAll(old, 'closed');
+    expect(await reasons(id)).toEqual(['closed>open forced_open', 'open>closed released']);
+    await vi.waitFor(() => expect(old.map((i) => i.breaker.role)).toEqual(['follower', 'follower', 'follower']));
+    for (const i of old) {
+      await expect(i.breaker.execute(async () => 'ran')).resolves.toBe('ran');
+      expect(i.seen.errors).toEqual([]);
     }
   });
 });
