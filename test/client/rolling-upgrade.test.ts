@@ -249,7 +249,11 @@ describe("old clients under an operator's controls", () => {
     }
   });
 
-  it('release of a forced close whose window reached a rule: open, and an old lease holder recovers it', async () => {
+  /**
+   * Three old clients of a new breaker, forced closed, with three failures in a row counted:
+   * a window that reaches the rule, and did not trip.
+   */
+  async function forcedClosedAtRule(): Promise<{ id: string; old: Instance[] }> {
     const id = uniqueId();
     const old = mixed(id, ['old', 'old', 'old']);
     await startAll(old);
@@ -258,6 +262,11 @@ describe("old clients under an operator's controls", () => {
     await vi.waitFor(() => expect(old.map((i) => i.seen.states.length)).toEqual([1, 1, 1]));
     await fail(old[0] as Instance, 3);
     await vi.waitFor(() => expect((old[0] as Instance).breaker.stats.recorded).toBe(3));
+    return { id, old };
+  }
+
+  it('release of a forced close whose window reached a rule: open, and an old lease holder recovers it', async () => {
+    const { id, old } = await forcedClosedAtRule();
     expect((await operator(id, 'release')).status).toBe('applied');
     await untilAll(old, 'open');
     expect((await audit(id)).at(-1)).toMatchObject({ from: 'closed', to: 'open', reason: 'released', rule: 'consecutive_failures', mode: '' });
@@ -283,6 +292,20 @@ describe("old clients under an operator's controls", () => {
     await untilAll(old, 'closed');
     expect(await reasons(id)).toEqual(['closed>open forced_open', 'open>closed released']);
     await vi.waitFor(() => expect(old.map((i) => i.breaker.role)).toEqual(['follower', 'follower', 'follower']));
+    for (const i of old) {
+      await expect(i.breaker.execute(async () => 'ran')).resolves.toBe('ran');
+      expect(i.seen.errors).toEqual([]);
+    }
+  });
+
+  it('reset of a forced open whose window reached a rule: closed on every old client, the window cleared', async () => {
+    const { id, old } = await forcedClosedAtRule();
+    expect((await operator(id, 'open')).status).toBe('applied');
+    await untilAll(old, 'open');
+    expect((await operator(id, 'reset')).status).toBe('applied');
+    await untilAll(old, 'closed');
+    expect(await reasons(id)).toEqual(['closed>closed forced_closed', 'closed>open forced_open', 'open>closed reset']);
+    expect((await explainBreaker(own.admin, id)).window).toMatchObject({ failures: 0, calls: 0 });
     for (const i of old) {
       await expect(i.breaker.execute(async () => 'ran')).resolves.toBe('ran');
       expect(i.seen.errors).toEqual([]);
