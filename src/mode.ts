@@ -61,9 +61,10 @@ export class ModeKeeper {
    * Schedules the end.
    */
   followSnapshot(snapshot: Snapshot): void {
-    if (!isBehind(snapshot, this.c.shared)) {
-      // A copy: the snapshot is not kept.
-      this.at = { state: snapshot.state, generation: snapshot.generation, epoch: snapshot.epoch };
+    const shared = this.c.shared;
+    if (!isBehind(snapshot, shared)) {
+      // The coordinator's view of what the snapshot holds (not the snapshot, which is not kept).
+      this.at = shared;
       const { mode, until, leftMs } = snapshot.mode;
       this.set(mode, until > 0 ? performance.now() + leftMs : 0);
     }
