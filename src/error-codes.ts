@@ -25,7 +25,7 @@ export const ErrorCode = {
   TIMEOUT: 'ZV_TIMEOUT',
 
   // Thrown by a breaker's methods.
-  /** explain() on a breaker that is not running: it reads through the breaker's connections. */
+  /** explain() or a control (forceOpen(), ...) on a breaker that is not running: they work through the breaker's connections. */
   NOT_STARTED: 'ZV_NOT_STARTED',
 
   // Thrown by start(), or reported when the library is reloaded.
