@@ -171,7 +171,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     const connections = this.connections;
     this.running = false;
     this.listening = false;
-    this.mode.stop();
+    const modeStopped = this.mode.stop();
     this.duties.stop();
     const trials = this.trials;
     // Permits belong to this run's connections: the next start() asks anew.
@@ -180,6 +180,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.local?.stop();
     connections?.removeListener(this);
     await this.outcomes.drain();
+    await modeStopped;
     await this.lease?.stop();
     await trialsStopped;
     if (connections) connections.feed.remove(this.channel, this.keys.state, this);

@@ -38,6 +38,8 @@ export class ModeKeeper {
   /** Monotonic time at which the mode's expiry is due; 0 for none. */
   private dueAt = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The expire call under way, which stop() waits for. */
+  private expiring: Promise<void> | undefined;
 
   constructor(private readonly c: BreakerContext) {}
 
@@ -48,7 +50,7 @@ export class ModeKeeper {
 
   /** Forgets what it knew (a new run of the breaker reads it again). */
   forget(): void {
-    this.stop();
+    this.clearTimer();
     this.mode = BreakerMode.NORMAL;
     this.at = NEVER_WRITTEN;
     this.dueAt = 0;
@@ -90,8 +92,13 @@ export class ModeKeeper {
     return 'unknown';
   }
 
-  /** Clears the timer (stop(); the next run sets it again from its start-up read). */
-  stop(): void {
+  /** Clears the timer and waits for an expire call under way (the next run sets the timer again from its start-up read). */
+  async stop(): Promise<void> {
+    this.clearTimer();
+    await this.expiring;
+  }
+
+  private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -106,7 +113,7 @@ export class ModeKeeper {
 
   /** One timer, for the known expiry, while the breaker runs. */
   private schedule(): void {
-    this.stop();
+    this.clearTimer();
     if (!this.c.running || this.dueAt === 0) return;
     const waitMs = Math.max(0, this.dueAt - performance.now()) + Math.random() * EXPIRE_SPREAD_MS;
     this.timer = setTimeout(fireExpiry, Math.min(Math.ceil(waitMs), MAX_TIMER_MS), this);
@@ -117,8 +124,14 @@ export class ModeKeeper {
   /** @internal */
   fire(): void {
     this.timer = undefined;
-    if (performance.now() < this.dueAt) this.schedule();
-    else void this.expire();
+    if (performance.now() < this.dueAt) {
+      this.schedule();
+      return;
+    }
+    const expiring = this.expire().finally(() => {
+      if (this.expiring === expiring) this.expiring = undefined;
+    });
+    this.expiring = expiring;
   }
 
   /** Asks Redis to end the mode, and takes its answer like any other. */
