@@ -14,13 +14,13 @@ import type { BackoffStrategy } from './backoff.js';
 import { CircuitRole, CircuitState, StrategyKind, TransitionReason } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
 import { recoveryChecksSoFar } from './duties.js';
-import { RedisUnreachableError, ZenvarkError } from './errors.js';
+import { ZenvarkError } from './errors.js';
 import { type ExplainReply, type WindowFigures, readExplanation } from './functions.js';
 import { nextRecoveryCheck } from './health-checker.js';
 import { breakerKeys } from './keys.js';
 import { MAX_DELAY_MS } from './limits.js';
 import { DEFAULTS, backoffStrategy, healthSuccessThreshold, keyPrefix, redisClient } from './options.js';
-import { serverAddress } from './redis-failure.js';
+import { answeredWithin } from './redis-failure.js';
 import { parseStrategySpec, strategySpec } from './strategy-spec.js';
 import { type Transition, parseAuditEntry } from './transition.js';
 import { durationIn, nonEmptyString, onlyKnownKeys, requiredObject } from './validate.js';
@@ -160,8 +160,8 @@ export const EXPLAIN_KEYS = { prefix: true, backoff: true, successThreshold: tru
   true
 >;
 
-/** explainBreaker()'s default wait for Redis, in ms: an operator's client may have no command timeout of its own. */
-const EXPLAIN_TIMEOUT_MS = 5000;
+/** The default wait for Redis of explainBreaker() and the admin API, in ms: an operator's client may have no command timeout of its own. */
+export const OPERATOR_TIMEOUT_MS = 5000;
 
 /** What the asker knows of the breaker beyond Redis. */
 interface Known {
@@ -189,8 +189,8 @@ export async function explainBreaker(redis: Redis | Cluster, id: string, options
   const backoff = o.backoff === undefined ? undefined : backoffStrategy('explainBreaker() options.backoff', o.backoff);
   const successThreshold = healthSuccessThreshold('explainBreaker() options.successThreshold', o.successThreshold);
   const timeoutMs =
-    o.timeoutMs === undefined ? EXPLAIN_TIMEOUT_MS : durationIn('explainBreaker() options.timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
-  const reply = await within(timeoutMs, client, readExplanation(client, breakerKeys(prefix, breakerId)));
+    o.timeoutMs === undefined ? OPERATOR_TIMEOUT_MS : durationIn('explainBreaker() options.timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
+  const reply = await answeredWithin(timeoutMs, client, 'zv1_explain', readExplanation(client, breakerKeys(prefix, breakerId)));
   return explanation(breakerId, reply, {
     backoff,
     successThreshold,
@@ -221,22 +221,6 @@ export async function explainRunning(core: BreakerContext): Promise<Explanation>
     ownSpec: strategySpec(o.breaker, o.slowCallRateThreshold),
     instance: { instanceId: o.instanceId, role: core.role, state: core.view.state, degraded: core.local !== undefined },
   });
-}
-
-/** `read`, or a RedisUnreachableError once `timeoutMs` passed without an answer. */
-async function within<T>(timeoutMs: number, client: Redis | Cluster, read: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const server = serverAddress(client);
-      reject(new RedisUnreachableError(server, `Redis at ${server} did not answer zv1_explain within ${timeoutMs} ms`));
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([read, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function explanation(breakerId: string, r: ExplainReply, known: Known): Explanation {
