@@ -61,7 +61,7 @@ export function server(target: Target): Server {
   }
   const tls = parsed?.protocol === 'rediss:';
   if (!parsed || (!tls && parsed.protocol !== 'redis:')) {
-    throw new UsageError(`not a Redis URL (redis://[user:password@]host[:port][/db], or rediss:// for TLS): ${redactText(url)}`);
+    throw new UsageError(`not a Redis URL (redis://host:port, or rediss:// for TLS): ${redactText(url)}`);
   }
   const db = parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : 0;
   if (!Number.isInteger(db) || db < 0) throw new UsageError(`not a Redis database number in the URL: ${parsed.pathname.slice(1)}`);
