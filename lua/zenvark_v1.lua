@@ -4,13 +4,13 @@ Zenvark, the server half: one circuit breaker per set of keys, decided here.
 
 Every function takes the same two keys, built by src/keys.ts, in one hash slot:
   KEYS[1]  <prefix>:{<id>}:state   hash: state, generation, window, lease, recovery progress,
-                                   trial permits
+                                   trial permits, the mode an operator set
   KEYS[2]  <prefix>:{<id>}:events  stream: one entry per transition (the audit log)
 
 Writing functions share an ARGV header:
   ARGV[1] channel    where transitions and lease releases are published
   ARGV[2] actor      instance id (or operator name) that reports; written to the audit log
-  ARGV[3] retention  approximate MAXLEN of the events stream
+  ARGV[3] retention  approximate MAXLEN of the events stream (zv1_control: 0 trims nothing)
 
 Answers come in two kinds. Expected outcomes are data: a status string first
 ('ok', 'opened', 'stale_gen', 'stale_token', ...). Misuse raises an error whose first
@@ -49,7 +49,7 @@ local function bind_globals()
   pack_struct, unpack_struct, encode_json = struct.pack, struct.unpack, cjson.encode
 end
 
-local REVISION = 5
+local REVISION = 6
 
 -- Limits: the bounds of src/limits.ts, under the same names. test/lua/limits.test.ts calls
 -- every function with each bounded argument at its bounds and checks these values
@@ -66,11 +66,21 @@ local MAX_HEALTH_SUCCESS_THRESHOLD = 100    -- recovery checks in a row
 local SAFE_INTEGER = 9007199254740991       -- generations, tokens, permit numbers: 2^53 - 1
 local MAX_ACTOR_BYTES = 256
 local MAX_CHANNEL_BYTES = 1024
+local MAX_NOTE_BYTES = 512                  -- an operator's reason for a control
+local MAX_MODE_MS = 2592000000              -- a control's expiry, ms (30 days)
 
 local CLOSED = 'closed'
 local OPEN = 'open'
 local HALF_OPEN = 'half_open'
 local KNOWN_STATES = { [CLOSED] = true, [OPEN] = true, [HALF_OPEN] = true }
+
+-- Modes, beside the state: an operator's control (zv1_control) or normal operation ('').
+-- A forced breaker keeps one of the three states, so that clients of earlier revisions,
+-- which know only those, act on it as they would on any breaker in that state.
+local FORCED_OPEN = 'forced_open'       -- open; recovery checks and the open wait pause
+local FORCED_CLOSED = 'forced_closed'   -- closed; outcomes count, no rule trips it
+local MONITOR = 'monitor'               -- closed; a rule reached is audited as would_open
+local KNOWN_MODES = { [FORCED_OPEN] = true, [FORCED_CLOSED] = true, [MONITOR] = true }
 
 -- Codes of single outcomes in a count window, oldest first.
 local OK, FAIL, SLOW_OK, SLOW_FAIL = '0', '1', '2', '3'
@@ -90,20 +100,28 @@ local LAST_CALL_STEP_MS = 100
 --                           opened, last check at, successful checks in a row
 --   tp ts pn                half-open: trial permits out ('id:expiry,...'), successful
 --                           trials, last permit number
-local CORE = { 'state', 'gen', 'epoch', 'since' }
+--   mode                    '' or '<mode>:<until>': the mode and when it ends (server ms, 0
+--                           for never), in one field so that zv1_record reads one more only
+--   ma mn mt                who set the mode, their reason, when (server ms)
+local CORE = { 'state', 'gen', 'epoch', 'since', 'mode' }
 local WINDOW = { 'run', 'cfg', 'w', 'last' }
 local LEASE = { 'lh', 'lt', 'lu' }
 local RECOVERY = { 'hcf', 'hca', 'hcs' }
 local TRIALS = { 'tp', 'ts', 'pn' }
+local MODE_INFO = { 'ma', 'mn', 'mt' }
 local ALL_FIELDS = {
-  'state', 'gen', 'epoch', 'since', 'run', 'cfg', 'w', 'last', 'lh', 'lt', 'lu', 'hcf', 'hca', 'hcs', 'tp', 'ts', 'pn',
+  'state', 'gen', 'epoch', 'since', 'mode', 'run', 'cfg', 'w', 'last', 'lh', 'lt', 'lu', 'hcf', 'hca', 'hcs', 'tp', 'ts', 'pn',
+  'ma', 'mn', 'mt',
 }
 local INT_FIELDS = {
   gen = true, since = true, run = true, last = true, lt = true, lu = true, hcf = true, hca = true, hcs = true, ts = true, pn = true,
+  mt = true,
 }
--- Fields added after revision 1: a hash written by it reads them as these.
-local LATER_FIELDS = { hcs = '0', tp = '', ts = '0', pn = '0' }
-local ALL_GROUPS = { CORE, WINDOW, LEASE, RECOVERY, TRIALS }
+-- Fields added after revision 1: a hash written by an earlier revision reads them as these.
+local LATER_FIELDS = { hcs = '0', tp = '', ts = '0', pn = '0', mode = '', ma = '', mn = '', mt = '0' }
+-- What a control's transition writes besides the transition's own fields.
+local MODE_FIELDS = { 'mode', 'ma', 'mn', 'mt' }
+local ALL_GROUPS = { CORE, WINDOW, LEASE, RECOVERY, TRIALS, MODE_INFO }
 local RECORD_GROUPS = { CORE, WINDOW }
 local LEASE_GROUPS = { CORE, LEASE }
 local HEALTH_GROUPS = { CORE, LEASE, RECOVERY }
@@ -241,15 +259,16 @@ end
 -- more than filling it, and more work for the garbage collector).
 local call_header = {}
 
--- The ARGV header of every writing function, which takes at most `most` arguments.
-local function header(keys, args, most)
+-- The ARGV header of every writing function, which takes at most `most` arguments; a
+-- retention of 0 (zv1_control alone takes it: `min_retention`) trims nothing.
+local function header(keys, args, most, min_retention)
   check_counts(keys, args, most)
   local h = call_header
   h.state_key = keys[1]
   h.events_key = keys[2]
   h.channel = text_arg(args, 1, 'channel', MAX_CHANNEL_BYTES)
   h.actor = text_arg(args, 2, 'actor', MAX_ACTOR_BYTES)
-  h.retention = int_arg(args, 3, 'retention', 1, MAX_RETENTION)
+  h.retention = int_arg(args, 3, 'retention', min_retention or 1, MAX_RETENTION)
   return h
 end
 
@@ -317,8 +336,8 @@ end
 
 local function fresh_state(now, micros)
   return {
-    state = CLOSED, gen = 0, epoch = micros[1] .. format('%06d', micros[2]), since = now, run = 0, cfg = '', w = '', last = -1,
-    lh = '', lt = 0, lu = 0, hcf = 0, hca = now, hcs = 0, tp = '', ts = 0, pn = 0, new = true,
+    state = CLOSED, gen = 0, epoch = micros[1] .. format('%06d', micros[2]), since = now, mode = '', run = 0, cfg = '', w = '',
+    last = -1, lh = '', lt = 0, lu = 0, hcf = 0, hca = now, hcs = 0, tp = '', ts = 0, pn = 0, ma = '', mn = '', mt = 0, new = true,
   }
 end
 
@@ -358,6 +377,19 @@ local function take_fields(key, st, names, values)
   return st
 end
 
+-- A stored mode ('<mode>:<until>') as the mode and its end (server ms, 0 for never); nil
+-- for text this library does not write. '' is normal operation: '', 0.
+local function mode_parts(text)
+  if text == '' then
+    return '', 0
+  end
+  local name, untl = match(text, '^([%l_]+):(%d+)$')
+  if not name or not KNOWN_MODES[name] then
+    return nil
+  end
+  return name, tonumber(untl)
+end
+
 -- Reads and validates the CORE fields and the given groups of the state hash. A missing
 -- hash reads as a fresh closed breaker; `new` is then set so that the first write
 -- creates every field.
@@ -386,13 +418,16 @@ local function load_state(key, now, micros, groups)
   if not find(st.epoch, '^%d+$') then
     corrupt(key, 'epoch', st.epoch)
   end
+  if st.mode ~= '' and not mode_parts(st.mode) then
+    corrupt(key, 'mode', st.mode)
+  end
   return st
 end
 
--- Adds the LEASE fields to a state loaded without them (a new hash has them already).
-local function load_lease(key, st)
+-- Adds a group's fields to a state loaded without them (a new hash has them already).
+local function load_group(key, st, group)
   if not st.new then
-    take_fields(key, st, LEASE, checked('HMGET', key, unpack(LEASE)))
+    take_fields(key, st, group, checked('HMGET', key, unpack(group)))
   end
 end
 
@@ -472,6 +507,14 @@ local function snapshot(st, now)
   if st.last >= 0 then
     idle = max(0, now - st.last)
   end
+  local mode_name, untl = mode_parts(st.mode)
+  local mode_since, left = 0, 0
+  if mode_name ~= '' then
+    mode_since = max(0, now - st.mt)
+  end
+  if untl > 0 then
+    left = max(0, untl - now)
+  end
   return {
     'state', st.state,
     'gen', st.gen,
@@ -486,6 +529,13 @@ local function snapshot(st, now)
     'trial_successes', st.ts,
     'idle_ms', idle,
     'revision', REVISION,
+    'mode', mode_name,
+    'mode_actor', st.ma,
+    'mode_note', st.mn,
+    'mode_since_ms', mode_since,
+    'mode_until', untl,
+    'mode_left_ms', left,
+    'time', now,
   }
 end
 
@@ -511,9 +561,14 @@ end
 -- validated everything and called check_transition_keys(h) before its first write.
 -- `facts` holds the numbers behind the decision; `token` is the actor's lease token or '';
 -- `also` names fields the caller changed on the way (written with the transition's own).
+-- `facts` may also hold, for the entry: note (an operator's reason), until_ms (when the
+-- mode ends or ended), rule (the rule a would_open or a mode's end found reached); and
+-- keep_window, which leaves the window as it is (a control's transitions: the window
+-- decides what follows the mode).
 -- Writes these fields, whichever groups the caller loaded (on a new hash, every field):
---   CORE      state, gen + 1, since (not epoch: the same hash lives on)
---   WINDOW    run and w emptied (not cfg, the spec; not last, the last call)
+--   CORE      state, gen + 1, since (not epoch: the same hash lives on); mode as the caller
+--             set it (written when `also` names it)
+--   WINDOW    run and w emptied unless keep_window (not cfg, the spec; not last, the last call)
 --   RECOVERY  hcf: 0 on leaving or entering CLOSED, one more from HALF_OPEN to OPEN, kept
 --             from OPEN to HALF_OPEN; hca now; hcs 0
 --   TRIALS    tp emptied, ts 0 (not pn: permit numbers only grow)
@@ -521,19 +576,30 @@ end
 local function transition(h, st, now, to, reason, facts, token, also)
   local from = st.state
   local gen = st.gen + 1
+  local untl = facts.until_ms or 0
   local entry = {
     from = from, to = to, reason = reason, gen = format_number(gen),
     failures = facts.failures or '', calls = facts.calls or '', slow = facts.slow or '', rate = facts.rate or '',
     threshold = facts.threshold or '', window = facts.window or '',
     actor = h.actor, token = token, time = format_number(now),
+    mode = mode_parts(st.mode), note = facts.note or '', ['until'] = untl > 0 and format_number(untl) or '',
+    rule = facts.rule or '',
   }
   -- The entry first: a stream that refuses it (one whose last id is the largest there is)
   -- leaves nothing written.
-  local id = pcall_redis('XADD', h.events_key, 'MAXLEN', '~', h.retention, '*',
+  local fields = {
     'from', entry.from, 'to', entry.to, 'reason', entry.reason, 'gen', entry.gen,
     'failures', entry.failures, 'calls', entry.calls, 'slow', entry.slow, 'rate', entry.rate,
     'threshold', entry.threshold, 'window', entry.window,
-    'actor', entry.actor, 'token', entry.token, 'time', entry.time)
+    'actor', entry.actor, 'token', entry.token, 'time', entry.time,
+    'mode', entry.mode, 'note', entry.note, 'until', entry['until'], 'rule', entry.rule,
+  }
+  local id
+  if h.retention > 0 then
+    id = pcall_redis('XADD', h.events_key, 'MAXLEN', '~', h.retention, '*', unpack(fields))
+  else
+    id = pcall_redis('XADD', h.events_key, '*', unpack(fields))
+  end
   if type(id) == 'table' and id.err then
     refused(id, 'XADD', h.events_key)
   end
@@ -541,8 +607,12 @@ local function transition(h, st, now, to, reason, facts, token, also)
   st.state = to
   st.gen = gen
   st.since = now
-  st.run = 0
-  st.w = ''
+  local written = { 'state', 'gen', 'since', 'hcf', 'hca', 'hcs', 'tp', 'ts' }
+  if not facts.keep_window then
+    st.run = 0
+    st.w = ''
+    append_all(written, { 'run', 'w' })
+  end
   -- Recovery progress spans an open period and its half-open trials: a failed trial
   -- reopens with the next backoff delay; closing starts over.
   if to == CLOSED or from == CLOSED then
@@ -554,7 +624,7 @@ local function transition(h, st, now, to, reason, facts, token, also)
   st.hcs = 0
   st.tp = ''
   st.ts = 0
-  save_state(h.state_key, st, append_all({ 'state', 'gen', 'since', 'run', 'w', 'hcf', 'hca', 'hcs', 'tp', 'ts' }, also or {}))
+  save_state(h.state_key, st, append_all(written, also or {}))
 
   -- Published with the entry, not audited: what a client needs to go on; and, where the
   -- caller read the lease, who holds it (holder '' for none), so that the others need not ask.
@@ -921,6 +991,61 @@ local function judge(s, failures, calls, slow)
 end
 
 ---------------------------------------------------------------------------------------
+-- Modes: what follows a mode when it ends
+---------------------------------------------------------------------------------------
+
+-- The state the window decides at `now` (a time window without its expired buckets), and
+-- the facts for the entry: OPEN when the window reaches a rule of the stored strategy
+-- (`rule` names it), else CLOSED. Before the first recorded call there is no strategy:
+-- CLOSED.
+local function window_verdict(key, st, now)
+  local s = stored_strategy(key, st.cfg)
+  if not s then
+    return CLOSED, {}
+  end
+  local failures, calls, slow = fold(key, st, s, NO_OUTCOMES, now)
+  local reason, facts = judge(s, failures, calls, slow)
+  if reason then
+    facts.rule = reason
+    return OPEN, facts
+  end
+  return CLOSED, { failures = format_number(failures), calls = format_number(calls), slow = format_number(slow), window = s.shape }
+end
+
+local function set_mode(st, name, untl, actor, note, now)
+  if name == '' then
+    st.mode, st.ma, st.mn, st.mt = '', '', '', 0
+  else
+    st.mode, st.ma, st.mn, st.mt = name .. ':' .. format_number(untl), actor, note, now
+  end
+end
+
+-- Ends the mode (`reason` 'released' or 'expired'): the window decides the state, which
+-- opens as a trip would (the window emptied) or closes with the window kept. Loads what
+-- the transition needs; the caller checked the transition's keys. Returns its JSON.
+local function end_mode(h, st, now, reason, note, untl)
+  load_group(h.state_key, st, WINDOW)
+  load_group(h.state_key, st, RECOVERY)
+  local to, facts = window_verdict(h.state_key, st, now)
+  facts.note = note
+  facts.until_ms = untl
+  facts.keep_window = to == CLOSED
+  set_mode(st, '', 0)
+  return transition(h, st, now, to, reason, facts, '', MODE_FIELDS)
+end
+
+-- The first writing call after a mode's expiry writes its end (reason 'expired', with the
+-- time it ended): returns the entry's JSON, or nil when no mode has expired.
+local function settle_expired(h, st, now)
+  local name, untl = mode_parts(st.mode)
+  if name == '' or untl == 0 or now < untl then
+    return nil
+  end
+  check_transition_keys(h)
+  return end_mode(h, st, now, 'expired', '', untl)
+end
+
+---------------------------------------------------------------------------------------
 -- Registered functions
 ---------------------------------------------------------------------------------------
 
@@ -985,8 +1110,12 @@ instance holds it, or no ttl was given)}; status is
                 transition
   'opened'      counted (into a reset window or not), and the circuit opened; the
                 published entry says who holds the lease
-  'stale_gen'   observed under another generation: not counted
+  'stale_gen'   observed under another generation: not counted (also after a mode whose
+                expiry had passed was ended first: see zv1_control)
   'not_closed'  the breaker is not closed: not counted
+Under a mode (zv1_control): forced closed counts and never trips; monitor, when a rule is
+reached, writes and publishes a would_open transition (closed to closed, the rule in `rule`,
+the window emptied, no lease granted) and answers 'ok' with its JSON and new generation.
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function record(keys, args)
   local h = header(keys, args, 13)
@@ -996,6 +1125,9 @@ local function record(keys, args)
   local ttl = opt_int_arg(args, 13, 'lease ttl', 1, MAX_TTL_MS, nil)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, RECORD_GROUPS)
+  if st.mode ~= '' then
+    settle_expired(h, st, now)
+  end
 
   if gen ~= st.gen then
     return { 'stale_gen', st.state, st.gen, visible_epoch(st), '' }
@@ -1027,9 +1159,20 @@ local function record(keys, args)
   end
 
   local reason, facts = judge(s, failures, calls, slow)
+  if reason and st.mode ~= '' then
+    if mode_parts(st.mode) == MONITOR then
+      -- What a trip would have been, audited and published; the circuit stays closed and
+      -- the window starts over, as after a trip.
+      check_transition_keys(h)
+      facts.rule = reason
+      local message = transition(h, st, now, CLOSED, 'would_open', facts, '', changed)
+      return { 'ok', st.state, st.gen, st.epoch, message }
+    end
+    reason = nil -- forced closed: counted, never tripped
+  end
   if reason then
     check_transition_keys(h)
-    load_lease(h.state_key, st)
+    load_group(h.state_key, st, LEASE)
     local token = 0
     if ttl and not lease_valid(st, now) then
       grant(st, h.actor, now, ttl)
@@ -1060,7 +1203,7 @@ KEYS: state, events.
 ARGV: header (channel, actor, retention), ttl ms.
 A free or expired lease is granted with a new fencing token, max(last token + 1, now) with
 now in ms (see grant()). The current holder asking again keeps its token and gets a fresh
-ttl.
+ttl. A mode whose expiry has passed is ended first (see zv1_control).
 Returns: {status, token, holder, lease_ms, then the name/value pairs of zv1_state}; status is
   'granted'  the actor (holder) holds the lease with `token` for lease_ms
   'held'     another instance (holder) holds it, with `token`, for lease_ms more
@@ -1070,6 +1213,9 @@ local function acquire(keys, args)
   local ttl = int_arg(args, 4, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, ALL_GROUPS)
+  if st.mode ~= '' then
+    settle_expired(h, st, now)
+  end
 
   if lease_valid(st, now) and st.lh ~= h.actor then
     return append_all({ 'held', st.lt, st.lh, st.lu - now }, snapshot(st, now))
@@ -1082,6 +1228,7 @@ end
 --[[ zv1_renew: extend a lease the actor holds.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), token, ttl ms.
+A mode whose expiry has passed is ended first (see zv1_control).
 Returns: {status, token, holder, lease_ms}; status is
   'renewed'  extended to ttl from now
   'lost'     not held by this actor with this token any more (expired, released or taken);
@@ -1093,6 +1240,9 @@ local function renew(keys, args)
   local ttl = int_arg(args, 5, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
+  if st.mode ~= '' then
+    settle_expired(h, st, now)
+  end
 
   if not holds_lease(st, now, h.actor, token) then
     return { 'lost', st.lt, lease_holder(st, now), lease_remaining(st, now) }
@@ -1153,7 +1303,10 @@ ARGV: header (channel, actor, retention), token, generation, type, result, succe
   type 'idle': an idle probe; a failure opens a closed circuit.
   type 'wait': no check is configured and the open wait elapsed: with trial permits,
     the circuit goes HALF_OPEN (result must be 'success').
-Reports whose token is not the current, valid lease of the actor change nothing.
+Reports whose token is not the current, valid lease of the actor change nothing. While a
+mode is set (zv1_control) every report is 'ignored': the operator decides. A mode whose
+expiry has passed is ended first (its 'expired' entry), as by every writing call that
+reads the mode.
 Returns: {status, state, gen, epoch ('' before the first write), recovery_failures (after
 the report), transition JSON or ''}; status is
   'closed' | 'half_open' | 'opened'  the report caused that transition
@@ -1179,11 +1332,18 @@ local function health(keys, args)
   local function reply(status, message)
     return { status, st.state, st.gen, visible_epoch(st), st.hcf, message or '' }
   end
+  if st.mode ~= '' then
+    settle_expired(h, st, now)
+  end
   if not holds_lease(st, now, h.actor, token) then
     return reply('stale_token')
   end
   if gen ~= st.gen then
     return reply('stale_gen')
+  end
+  -- A forced or monitored breaker is the operator's until the mode ends: no check moves it.
+  if st.mode ~= '' then
+    return reply('ignored')
   end
 
   if st.state == OPEN and check_type == 'wait' then
@@ -1440,6 +1600,101 @@ local function explain(keys, args)
   })
 end
 
+local CONTROL_ACTIONS = { open = true, close = true, monitor = true, release = true, reset = true, expire = true }
+-- The modes the forcing actions set: the state, and the reason of the entry.
+local FORCING = {
+  open = { mode = FORCED_OPEN, to = OPEN, reason = 'forced_open' },
+  close = { mode = FORCED_CLOSED, to = CLOSED, reason = 'forced_closed' },
+  monitor = { mode = MONITOR, to = CLOSED, reason = 'monitored' },
+}
+local FLAGS = { ['0'] = true, ['1'] = true }
+
+--[[ zv1_control: an operator's control of the breaker, for every instance at once.
+KEYS: state, events.
+ARGV: header (channel, actor, retention: 0 trims nothing, so that an operator's call never
+  cuts the history an application keeps), action, note (the operator's reason, 1 to
+  MAX_NOTE_BYTES bytes; '' for expire), for ms (0: no expiry; 1..MAX_MODE_MS for open,
+  close and monitor), create (optional, '0' or '1', default '0': with '0' a breaker
+  without a state hash is 'unknown' and nothing is written).
+Actions, each one transition (gen + 1, one audit entry with actor, note and until, published
+like any other; the reason is the word in brackets):
+  open     [forced_open]    state open, mode forced_open: calls fail fast everywhere, health
+                            checks and the open wait pause (zv1_health answers 'ignored')
+  close    [forced_closed]  state closed, mode forced_closed: outcomes count, nothing trips
+  monitor  [monitored]      state closed, mode monitor: outcomes count; a rule reached is
+                            a would_open entry, not a trip (see zv1_record)
+  release  [released]       mode ended; the window decides: a window that reaches a rule of
+                            the stored strategy opens (the rule in `rule`, recovery starts
+                            as after a trip), any other closes
+  reset    [reset]          mode ended; closed, the window and recovery progress cleared
+  expire   [expired]        a mode whose expiry has passed ends, as release does
+The window is kept by open, close, monitor and a release or expiry that closes. A mode with an
+expiry ends at that server time whoever is alive, and the first writing call after it (this one, zv1_record, zv1_health, zv1_acquire, zv1_renew)
+writes its 'expired' entry first: an instance of an earlier revision that holds the lease of
+a forced-open breaker ends it at its next renewal. Forcing again replaces the mode, its note and its expiry.
+Returns: {status, state, gen, epoch ('' before the first write), transition JSON or ''};
+status is
+  'applied'  the control's transition was made (after an 'expired' entry, if one was due)
+  'unknown'  no such breaker (no state hash) and create is '0': nothing written
+  'no_mode'  release or expire with no mode set: nothing written (but an expired mode's
+             entry, if one was due)
+  'not_due'  expire before the mode's expiry, or of a mode without one: nothing written
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function control(keys, args)
+  local h = header(keys, args, 7, 0)
+  local action = enum_arg(args, 4, 'action', CONTROL_ACTIONS)
+  local note = required_arg(args, 5, 'note')
+  if action == 'expire' then
+    if note ~= '' then
+      fail('ZV_BADARG', "expire takes no note (''), got " .. show(note))
+    end
+  else
+    text_arg(args, 5, 'note', MAX_NOTE_BYTES)
+  end
+  local for_ms = int_arg(args, 6, 'for', 0, MAX_MODE_MS)
+  if for_ms > 0 and not FORCING[action] then
+    fail('ZV_BADARG', 'only open, close and monitor take an expiry, got ' .. action .. ' for ' .. for_ms .. ' ms')
+  end
+  local create = args[7] == nil and '0' or enum_arg(args, 7, 'create', FLAGS)
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, ALL_GROUPS)
+  check_permits_text(h.state_key, st.tp)
+  if st.cfg ~= '' then
+    check_window_text(h.state_key, st.w, stored_strategy(h.state_key, st.cfg))
+  end
+
+  local function reply(status, message)
+    return { status, st.state, st.gen, visible_epoch(st), message or '' }
+  end
+  if st.new and create == '0' then
+    return reply('unknown')
+  end
+  check_transition_keys(h)
+  local expired = settle_expired(h, st, now)
+  local mode_name, untl = mode_parts(st.mode)
+  if action == 'expire' then
+    if expired then
+      return reply('applied', expired)
+    end
+    return reply(mode_name == '' and 'no_mode' or 'not_due')
+  end
+  if action == 'release' then
+    if mode_name == '' then
+      return reply('no_mode', expired)
+    end
+    return reply('applied', end_mode(h, st, now, 'released', note, untl))
+  end
+  if action == 'reset' then
+    set_mode(st, '', 0)
+    return reply('applied', transition(h, st, now, CLOSED, 'reset', { note = note }, '', MODE_FIELDS))
+  end
+  local forcing = FORCING[action]
+  local ends = for_ms > 0 and now + for_ms or 0
+  set_mode(st, forcing.mode, ends, h.actor, note, now)
+  local facts = { note = note, until_ms = ends, keep_window = true }
+  return reply('applied', transition(h, st, now, forcing.to, forcing.reason, facts, '', MODE_FIELDS))
+end
+
 redis.register_function{ function_name = 'zv1_revision', callback = guard(revision), flags = { 'no-writes' } }
 redis.register_function{ function_name = 'zv1_state', callback = guard(read_state), flags = { 'no-writes' } }
 redis.register_function{ function_name = 'zv1_explain', callback = guard(explain), flags = { 'no-writes' } }
@@ -1451,3 +1706,4 @@ redis.register_function('zv1_release', guard(release))
 redis.register_function('zv1_health', guard(health))
 redis.register_function('zv1_permit', guard(permit))
 redis.register_function('zv1_trial', guard(trial))
+redis.register_function('zv1_control', guard(control))

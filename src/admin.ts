@@ -9,19 +9,19 @@
  */
 import { hostname, userInfo } from 'node:os';
 import type { Cluster, Redis } from 'ioredis';
-import type { CircuitState } from './constants.js';
+import { type CircuitState, ControlAction } from './constants.js';
 import type { Connection } from './connections.js';
 import { ZenvarkError } from './errors.js';
 import { type Explanation, type ExplainOptions, OPERATOR_TIMEOUT_MS, explainBreaker } from './explain.js';
-import { readAudit, readSnapshot } from './functions.js';
-import { parsePublished } from './feed-message.js';
+import { control, readAudit, readSnapshot } from './functions.js';
 import { type BreakerKeys, breakerIdOf, breakerKeys, feedChannel, stateKeyPattern } from './keys.js';
 import { ask, primaries } from './library.js';
-import { MAX_ACTOR_BYTES, MAX_DELAY_MS } from './limits.js';
+import { MAX_ACTOR_BYTES, MAX_DELAY_MS, MAX_MODE_MS, MAX_NOTE_BYTES } from './limits.js';
 import { DEFAULTS, keyPrefix, redisClient } from './options.js';
 import { answeredWithin } from './redis-failure.js';
 import type { Transition } from './transition.js';
 import { durationIn, integerIn, nonEmptyString, onlyKnownKeys, requiredObject, show } from './validate.js';
+import { badReply } from './wire.js';
 
 /** Options every admin call takes. */
 export interface AdminOptions {
@@ -167,21 +167,6 @@ function time(name: string, value: unknown): number {
   return ms;
 }
 
-/** What an operator can do to a breaker (zv1_control's actions, but `expire`, which instances send). */
-export const ControlAction = {
-  /** Force it open on every instance: calls fail fast, health checks pause. */
-  OPEN: 'open',
-  /** Force it closed: failures are counted but never open it. */
-  CLOSE: 'close',
-  /** Monitor (dry run): calls pass; a trip is recorded as `would_open` instead. */
-  MONITOR: 'monitor',
-  /** End a force or monitor: the state the window implies resumes. */
-  RELEASE: 'release',
-  /** Clear the window and recovery progress, end any mode, close. */
-  RESET: 'reset',
-} as const;
-export type ControlAction = (typeof ControlAction)[keyof typeof ControlAction];
-
 /** Options of controlBreaker(). */
 export interface ControlOptions extends AdminOptions {
   /** Why: recorded in the audit entry. Required, 1 to 512 bytes. */
@@ -238,14 +223,14 @@ export async function controlBreaker(redis: Redis | Cluster, id: string, action:
     forMs = integerIn(`${fn} options.forMs`, o.forMs, 1, MAX_MODE_MS);
   }
   const keys = breakerKeys(call.prefix, breakerId);
-  const reply = await answeredWithin(
-    call.timeoutMs,
-    call.client,
-    'zv1_control',
-    control(call.client, keys, feedChannel(call.prefix), actor, action, reason, forMs),
-  );
+  // Retention 0: an operator's control never trims the history the breaker's instances keep.
+  const header = { channel: feedChannel(call.prefix), actor, retention: 0 };
+  const sent = control(call.client, keys, header, { action, note: reason, forMs, create: false });
+  const reply = await answeredWithin(call.timeoutMs, call.client, 'zv1_control', sent);
   if (reply.status === 'unknown') throw unknownBreaker(breakerId, call.prefix);
-  return reply as ControlResult;
+  // An operator never sends expire, the one action that can answer not_due.
+  if (reply.status === 'not_due') throw badReply('zv1_control', reply.status);
+  return { status: reply.status, state: reply.view.state, generation: reply.view.generation, transition: reply.published?.transition };
 }
 
 /** A non-empty string of at most `max` UTF-8 bytes. */
@@ -254,21 +239,4 @@ function bytesIn(name: string, value: unknown, max: number): string {
   const bytes = Buffer.byteLength(s);
   if (bytes > max) throw new RangeError(`${name} must be at most ${max} bytes long, got ${bytes}`);
   return s;
-}
-
-// TEMPORARY until revision 6's binding lands on main (src/functions.ts control(), limits).
-const MAX_NOTE_BYTES = 512;
-const MAX_MODE_MS = 2_592_000_000;
-async function control(
-  client: Connection,
-  keys: BreakerKeys,
-  channel: string,
-  actor: string,
-  action: string,
-  note: string,
-  forMs: number,
-): Promise<{ status: string; state: CircuitState; generation: number; transition: Transition | undefined }> {
-  const reply = (await client.fcall('zv1_control', 2, keys.state, keys.events, channel, actor, 0, action, note, forMs, 0)) as unknown[];
-  const published = parsePublished(reply[4]);
-  return { status: String(reply[0]), state: reply[1] as CircuitState, generation: Number(reply[2]), transition: published?.transition };
 }

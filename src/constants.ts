@@ -55,8 +55,44 @@ export const TransitionReason = {
   TRIAL_CALL_FAILED: 'trial_call_failed',
   /** The lease holder's idle probe failed. */
   IDLE_PROBE_FAILED: 'idle_probe_failed',
+  /** An operator forced the circuit open (mode `forced_open`). */
+  FORCED_OPEN: 'forced_open',
+  /** An operator forced the circuit closed (mode `forced_closed`). */
+  FORCED_CLOSED: 'forced_closed',
+  /** An operator put the breaker in monitor mode: closed, trips only audited. */
+  MONITORED: 'monitored',
+  /** Monitor mode: a rule was reached (named in `rule`); the circuit stayed closed. */
+  WOULD_OPEN: 'would_open',
+  /** An operator ended the mode; the window decided the state. */
+  RELEASED: 'released',
+  /** The mode's expiry passed; the window decided the state. */
+  EXPIRED: 'expired',
+  /** An operator reset the breaker: closed, window and recovery progress cleared. */
+  RESET: 'reset',
 } as const;
 export type TransitionReason = (typeof TransitionReason)[keyof typeof TransitionReason];
+
+/** What an operator set beside the state (zv1_control), or normal operation (''). */
+export const BreakerMode = {
+  NORMAL: '',
+  /** Open for every instance; recovery checks pause. */
+  FORCED_OPEN: 'forced_open',
+  /** Closed for every instance; outcomes count, nothing trips it. */
+  FORCED_CLOSED: 'forced_closed',
+  /** Closed; a rule reached is written as a would_open entry instead of opening. */
+  MONITOR: 'monitor',
+} as const;
+export type BreakerMode = (typeof BreakerMode)[keyof typeof BreakerMode];
+
+/** An operator's control of a breaker (zv1_control). */
+export const ControlAction = {
+  OPEN: 'open',
+  CLOSE: 'close',
+  MONITOR: 'monitor',
+  RELEASE: 'release',
+  RESET: 'reset',
+} as const;
+export type ControlAction = (typeof ControlAction)[keyof typeof ControlAction];
 
 /** Strategy kinds as the Lua library names them. */
 export const StrategyKind = {

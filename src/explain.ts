@@ -11,11 +11,11 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import type { BackoffStrategy } from './backoff.js';
-import { CircuitRole, CircuitState, StrategyKind, TransitionReason } from './constants.js';
+import { BreakerMode, CircuitRole, CircuitState, StrategyKind, TransitionReason } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
 import { recoveryChecksSoFar } from './duties.js';
 import { ZenvarkError } from './errors.js';
-import { type ExplainReply, type WindowFigures, readExplanation } from './functions.js';
+import { type ExplainReply, type ModeInfo, type WindowFigures, readExplanation } from './functions.js';
 import { nextRecoveryCheck } from './health-checker.js';
 import { breakerKeys } from './keys.js';
 import { MAX_DELAY_MS } from './limits.js';
@@ -25,7 +25,7 @@ import { parseStrategySpec, strategySpec } from './strategy-spec.js';
 import { type Transition, parseAuditEntry } from './transition.js';
 import { durationIn, nonEmptyString, onlyKnownKeys, requiredObject } from './validate.js';
 
-export type { WindowFigures };
+export type { ModeInfo, WindowFigures };
 
 /** The strategy a breaker's window was last recorded with, as the library stored it. */
 export interface StoredStrategy {
@@ -134,6 +134,8 @@ export interface Explanation {
   readonly recovery: RecoveryProgress | undefined;
   /** While half-open. */
   readonly trials: TrialProgress | undefined;
+  /** What an operator set beside the state (zv1_control): forced open or closed, monitored, or normal (mode ''). */
+  readonly mode: ModeInfo;
   /** The instance that asked (breaker.explain()); undefined from explainBreaker(). */
   readonly instance: InstanceFigures | undefined;
   /** The explanation in plain English, one finding a line. */
@@ -245,6 +247,7 @@ function explanation(breakerId: string, r: ExplainReply, known: Known): Explanat
       snapshot.state === CircuitState.HALF_OPEN
         ? { successes: r.trialSuccesses, successThreshold: known.trialSuccessThreshold, permitsOut: r.permitsOut }
         : undefined,
+    mode: snapshot.mode,
     instance: known.instance,
   };
   const lines = render(facts, known, audit.note);
@@ -331,6 +334,7 @@ const STATE_WORDS: Record<CircuitState, string> = { closed: 'closed', open: 'ope
 
 function render(e: Facts, known: Known, note: string | undefined): string[] {
   const lines = [headline(e)];
+  if (e.mode.mode !== BreakerMode.NORMAL) lines.push(modeLine(e.mode));
   if (e.state === CircuitState.CLOSED) lines.push(windowLine(e));
   if (e.recovery) lines.push(recoveryLine(e.recovery), nextCheckLine(e.recovery, e.lease, known));
   if (e.trials) lines.push(trialsLine(e.trials));
@@ -380,9 +384,28 @@ function decision(t: Transition, strategy: StoredStrategy | undefined): string {
       return `${count(calls, 'trial call')} succeeded`;
     case TransitionReason.TRIAL_CALL_FAILED:
       return `a trial call failed${calls > 1 ? ` after ${count(calls - 1, 'successful one')}` : ''}`;
+    case TransitionReason.FORCED_OPEN:
+      return `forced open by an operator: ${JSON.stringify(t.note)}`;
+    case TransitionReason.FORCED_CLOSED:
+      return `forced closed by an operator: ${JSON.stringify(t.note)}`;
+    case TransitionReason.MONITORED:
+      return `put in monitor mode by an operator: ${JSON.stringify(t.note)}`;
+    case TransitionReason.RESET:
+      return `reset by an operator: ${JSON.stringify(t.note)}`;
+    case TransitionReason.RELEASED:
+      return `released by an operator: ${JSON.stringify(t.note)}${windowDecided(t)}`;
+    case TransitionReason.EXPIRED:
+      return `the operator's mode expired${windowDecided(t)}`;
+    case TransitionReason.WOULD_OPEN:
+      return `monitor mode: ${t.rule} would have opened it (${count(failures, 'failure')} of ${count(calls, 'call')}, threshold ${t.threshold}); it stayed closed`;
     default:
       return `reason ${t.reason}`;
   }
+}
+
+/** Where a mode's end left the state: the window reached a rule (open), or not (closed). */
+function windowDecided(t: Transition): string {
+  return t.rule === '' ? '; the window reached no rule' : `; the window reached ${t.rule}`;
 }
 
 /** The calls behind a rate, in the words of its window ('count:10', 'time:60000'). */
@@ -396,6 +419,20 @@ function over(calls: number, window: string, strategy: StoredStrategy | undefine
 function reporter(t: Transition): string {
   const who = t.token === '' ? t.actor : `leader ${t.actor} (token ${t.token})`;
   return `reported by ${who} at ${new Date(t.time).toISOString()}`;
+}
+
+const MODE_WORDS: Record<Exclude<BreakerMode, ''>, string> = {
+  forced_open: 'forced open (calls fail fast, recovery checks pause)',
+  forced_closed: 'forced closed (failures are counted, nothing opens it)',
+  monitor: 'monitor (calls pass; a rule reached is written as would_open instead of opening)',
+};
+
+/** What an operator set, who, why, and until when. */
+function modeLine(m: ModeInfo): string {
+  const set = `mode: ${MODE_WORDS[m.mode as Exclude<BreakerMode, ''>] ?? m.mode}, set by ${m.actor} ${duration(m.sinceMs)} ago: ${JSON.stringify(m.note)}`;
+  if (m.until === 0) return `${set}; until released`;
+  if (m.leftMs > 0) return `${set}; ends in ${duration(m.leftMs)} (at ${new Date(m.until).toISOString()})`;
+  return `${set}; its expiry passed at ${new Date(m.until).toISOString()}: the next call to Redis ends it`;
 }
 
 /** A closed circuit's window: each rule's figure against its threshold. */

@@ -3,7 +3,7 @@
  * and turns replies into typed objects; nothing else sees a raw reply. The contract of
  * each function is the block above it in lua/zenvark_v1.lua.
  */
-import type { CallResult, CheckResult } from './constants.js';
+import type { BreakerMode, CallResult, CheckResult, ControlAction } from './constants.js';
 import type { Connection } from './connections.js';
 import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
 import { ProcessStalledError, RedisFunctionError, RedisUnreachableError } from './errors.js';
@@ -14,7 +14,7 @@ import { driverError, replyCode } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
 import { stallWatch } from './stall-watch.js';
 import { type Transition, parseAuditEntry } from './transition.js';
-import { badReply, circuitState, int, oneOf, text } from './wire.js';
+import { badReply, breakerMode, circuitState, int, oneOf, text } from './wire.js';
 
 // Each reply's statuses, in one list: the type is derived from it and replies are checked against it.
 const RECORD = ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped'] as const;
@@ -24,6 +24,22 @@ const RELEASE = ['released', 'not_holder'] as const;
 const HEALTH = ['closed', 'half_open', 'opened', 'counted', 'ignored', 'stale_token', 'stale_gen'] as const;
 const PERMIT = ['granted', 'exhausted', 'not_half_open', 'stale_gen'] as const;
 const TRIAL = ['counted', 'released', 'closed', 'opened', 'unknown_permit', 'not_half_open', 'stale_gen'] as const;
+const CONTROL = ['applied', 'unknown', 'no_mode', 'not_due'] as const;
+
+/** A breaker's mode as zv1_state reports it (revision 6; a reply of an earlier one reads as normal). */
+export interface ModeInfo {
+  /** '' for normal operation; as stored, so a mode whose expiry passed shows until its `expired` entry is written. */
+  readonly mode: BreakerMode;
+  /** Who set it, and why ('' when none). */
+  readonly actor: string;
+  readonly note: string;
+  /** Since it was set, ms (0 when none). */
+  readonly sinceMs: number;
+  /** When it ends, server time in ms; 0 for never (or no mode). */
+  readonly until: number;
+  /** Left until then, ms: 0 with `until` > 0 means it is over and its entry not yet written. */
+  readonly leftMs: number;
+}
 
 /** What zv1_state reports that a breaker uses. Durations are computed on server time. */
 export interface Snapshot extends SharedView {
@@ -41,6 +57,7 @@ export interface Snapshot extends SharedView {
   readonly holder: string;
   /** What is left of that lease, ms (0: none). */
   readonly leaseMs: number;
+  readonly mode: ModeInfo;
 }
 
 /** A coalesced summary of outcomes, see recorder.ts. */
@@ -66,6 +83,7 @@ export interface RecordReply extends StateReply<(typeof RECORD)[number]> {
   readonly token: number;
 }
 export type HealthReply = StateReply<(typeof HEALTH)[number]>;
+export type ControlReply = StateReply<(typeof CONTROL)[number]>;
 export type TrialReply = StateReply<(typeof TRIAL)[number]>;
 
 export interface AcquireReply {
@@ -199,6 +217,15 @@ function snapshotOf(m: Map<string, unknown>): Snapshot {
     idleMs: int(m.get('idle_ms')),
     holder: text(m.get('holder')),
     leaseMs: int(m.get('lease_ms')),
+    // Absent from replies of revisions before 6: normal operation.
+    mode: {
+      mode: breakerMode(m.get('mode')),
+      actor: text(m.get('mode_actor') ?? ''),
+      note: text(m.get('mode_note') ?? ''),
+      sinceMs: int(m.get('mode_since_ms') ?? 0),
+      until: int(m.get('mode_until') ?? 0),
+      leftMs: int(m.get('mode_left_ms') ?? 0),
+    },
   };
 }
 
@@ -263,6 +290,44 @@ export async function readSnapshot(connection: Connection, keys: BreakerKeys): P
 export async function readAudit(connection: Connection, keys: BreakerKeys, end: string, start: string, count: number): Promise<Transition[]> {
   const entries = (await answer(connection, 'XREVRANGE', connection.xrevrange(keys.events, end, start, 'COUNT', count))) as [string, string[]][];
   return entries.map(([id, list]) => parseAuditEntry(entryFields(list), id));
+}
+
+/** What a control sends besides the header: see zv1_control. */
+export interface ControlRequest {
+  /** 'expire' ends a mode whose expiry has passed (an instance's call, not an operator's). */
+  readonly action: ControlAction | 'expire';
+  /** The operator's reason; '' for 'expire'. */
+  readonly note: string;
+  /** Expiry of open, close or monitor; 0 for none. */
+  readonly forMs: number;
+  /** Create a breaker Redis does not know (its own instance's control); else 'unknown'. */
+  readonly create: boolean;
+}
+
+/**
+ * zv1_control over any connection: an operator's (retention 0, so that a control never
+ * trims the history an application keeps) or a breaker's own.
+ */
+export async function control(
+  connection: Connection,
+  keys: BreakerKeys,
+  header: { readonly channel: string; readonly actor: string; readonly retention: number },
+  r: ControlRequest,
+): Promise<ControlReply> {
+  const sent = connection.fcall(
+    'zv1_control',
+    2,
+    keys.state,
+    keys.events,
+    header.channel,
+    header.actor,
+    header.retention,
+    r.action,
+    r.note,
+    r.forMs,
+    r.create ? 1 : 0,
+  );
+  return stateReply('zv1_control', await answer(connection, 'zv1_control', sent), CONTROL, 4);
 }
 
 /** The library's functions for one breaker, over one connection. */
@@ -367,6 +432,12 @@ export class BreakerFunctions {
   async trial(generation: number, permit: string, result: CallResult, t: TrialSettings): Promise<TrialReply> {
     const reply = await this.call('zv1_trial', [generation, permit, result, t.permittedCalls, t.successThreshold]);
     return stateReply('zv1_trial', reply, TRIAL, 5);
+  }
+
+  /** An operator's control of this breaker, or 'expire' (see zv1_control), made by this instance. */
+  control(action: ControlAction | 'expire', note: string, forMs: number): Promise<ControlReply> {
+    const { channel, actor, retention } = this;
+    return control(this.connection, this.keys, { channel, actor, retention }, { action, note, forMs, create: true });
   }
 
   /** Whether the audit stream holds this transition's entry (retention may have trimmed it). */

@@ -22,7 +22,7 @@ export {
   type ConstantBackoffOptions,
   type ExponentialBackoffOptions,
 } from './backoff.js';
-export { CircuitState, CircuitRole, HealthCheckType, CallResult, TransitionReason } from './constants.js';
+export { CircuitState, CircuitRole, HealthCheckType, CallResult, TransitionReason, BreakerMode, ControlAction } from './constants.js';
 export { LocalReason, type Transition } from './transition.js';
 export {
   explainBreaker,
@@ -35,7 +35,18 @@ export {
   type RecoveryProgress,
   type TrialProgress,
   type InstanceFigures,
+  type ModeInfo,
 } from './explain.js';
+export {
+  listBreakers,
+  breakerStatus,
+  breakerHistory,
+  controlBreaker,
+  type AdminOptions,
+  type HistoryOptions,
+  type ControlOptions,
+  type ControlResult,
+} from './admin.js';
 export {
   CallOutcome,
   StateSource,

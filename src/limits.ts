@@ -60,6 +60,12 @@ export const SAFE_INTEGER = Number.MAX_SAFE_INTEGER;
  */
 export const MAX_ACTOR_BYTES = 256;
 
+/** Longest reason an operator gives for a control (zv1_control's note), in UTF-8 bytes. */
+export const MAX_NOTE_BYTES = 512;
+
+/** Longest expiry of a control (`--for`), in milliseconds (30 days). */
+export const MAX_MODE_MS = 2_592_000_000;
+
 /** Longest channel the library publishes on, in bytes (the feed channel, `<prefix>:feed`). */
 export const MAX_CHANNEL_BYTES = 1024;
 

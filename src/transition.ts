@@ -1,6 +1,6 @@
-import type { CircuitState, TransitionReason } from './constants.js';
+import { BreakerMode, type CircuitState, type TransitionReason } from './constants.js';
 import { ZenvarkError } from './errors.js';
-import { circuitState, int } from './wire.js';
+import { breakerMode, circuitState, int } from './wire.js';
 
 /**
  * One transition, as written to the breaker's audit stream (`XRANGE <prefix>:{<id>}:events - +`)
@@ -32,6 +32,15 @@ export interface Transition {
   readonly token: string;
   /** Server time in ms (local clock for a local transition). */
   readonly time: number;
+  /** The breaker's mode after this transition: '' (normal), or what an operator set. */
+  readonly mode: BreakerMode;
+  /** The operator's reason, for a control ('' otherwise). */
+  readonly note: string;
+  /** When the mode set by this control ends, or when the mode it ends ended (`expired`):
+   * server time in ms; '' for none. */
+  readonly until: string;
+  /** The rule reached: for `would_open`, and for `released` or `expired` that opened. */
+  readonly rule: string;
   /** True when decided in this process while Redis was unreachable; never audited. */
   readonly local: boolean;
 }
@@ -71,7 +80,23 @@ export function localTransition(
   actor: string,
   numbers: DecisionNumbers = NO_NUMBERS,
 ): Transition {
-  return { id: '', from, to, reason, generation, ...numbers, window: '', actor, token: '', time: Date.now(), local: true };
+  return {
+    id: '',
+    from,
+    to,
+    reason,
+    generation,
+    ...numbers,
+    window: '',
+    actor,
+    token: '',
+    time: Date.now(),
+    mode: BreakerMode.NORMAL,
+    note: '',
+    until: '',
+    rule: '',
+    local: true,
+  };
 }
 
 /** Reads one entry of the audit stream (or the same fields of a feed message). */
@@ -96,6 +121,11 @@ export function parseAuditEntry(fields: Record<string, string>, id: string): Tra
     actor: need('actor'),
     token: fields.token ?? '',
     time: int(need('time')),
+    // Absent from entries of revisions before 6.
+    mode: breakerMode(fields.mode),
+    note: fields.note ?? '',
+    until: fields.until ?? '',
+    rule: fields.rule ?? '',
     local: false,
   };
 }

@@ -3,7 +3,7 @@
  * function replies, stream entries and feed messages alike. Anything else is a
  * ZV_BAD_REPLY, never a crash further in.
  */
-import { CircuitState } from './constants.js';
+import { BreakerMode, CircuitState } from './constants.js';
 import { ZenvarkError } from './errors.js';
 
 export function text(value: unknown): string {
@@ -26,6 +26,15 @@ export function circuitState(value: unknown): CircuitState {
   if (s === CircuitState.OPEN) return CircuitState.OPEN;
   if (s === CircuitState.HALF_OPEN) return CircuitState.HALF_OPEN;
   throw new ZenvarkError('ZV_BAD_REPLY', `unknown circuit state ${JSON.stringify(s)}`);
+}
+
+const MODES: readonly string[] = Object.values(BreakerMode);
+
+/** A breaker's mode ('' for normal operation, and for what an earlier revision wrote). */
+export function breakerMode(value: unknown): BreakerMode {
+  const s = text(value ?? '');
+  if (!MODES.includes(s)) throw new ZenvarkError('ZV_BAD_REPLY', `unknown breaker mode ${JSON.stringify(s).slice(0, 40)}`);
+  return s as BreakerMode;
 }
 
 /** `value` if it is one of `allowed`, else a ZV_BAD_REPLY naming who answered it. */

@@ -5,7 +5,8 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import type { Cluster, Redis } from 'ioredis';
-import { type ControlAction, breakerHistory, breakerStatus, controlBreaker } from '../../src/admin.js';
+import { breakerHistory, breakerStatus, controlBreaker } from '../../src/admin.js';
+import type { ControlAction } from '../../src/constants.js';
 import { redactError } from '../../src/redact.js';
 import { type Target, UsageError, connect, server } from './connect.js';
 import { deployFunctions } from './deploy.js';
