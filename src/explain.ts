@@ -336,7 +336,10 @@ function render(e: Facts, known: Known, note: string | undefined): string[] {
   const lines = [headline(e)];
   if (e.mode.mode !== BreakerMode.NORMAL) lines.push(modeLine(e.mode));
   if (e.state === CircuitState.CLOSED) lines.push(windowLine(e));
-  if (e.recovery) lines.push(recoveryLine(e.recovery), nextCheckLine(e.recovery, e.lease, known));
+  if (e.recovery) {
+    const paused = e.mode.mode === BreakerMode.FORCED_OPEN;
+    lines.push(recoveryLine(e.recovery), paused ? 'next recovery check: none while forced open; they resume once it is released' : nextCheckLine(e.recovery, e.lease, known));
+  }
   if (e.trials) lines.push(trialsLine(e.trials));
   lines.push(leaseLine(e.lease, e.state));
   if (e.strategy && known.ownSpec !== undefined && known.ownSpec !== e.strategy.spec) {

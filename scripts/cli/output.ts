@@ -40,13 +40,14 @@ export function table(header: readonly string[], rows: readonly (readonly string
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** A positive duration ('500ms', '45s', '30m', '2h', '1d') in ms, or a UsageError naming `option`. */
-export function parseDuration(option: string, text: string): number {
+/** A positive duration ('500ms', '45s', '30m', '2h', '1d') of at most `maxMs`, in ms, or a UsageError naming `option`. */
+export function parseDuration(option: string, text: string, maxMs = Number.MAX_SAFE_INTEGER): number {
   const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
   const ms = match ? Number(match[1]) * (UNITS[match[2] as string] as number) : Number.NaN;
   if (!(ms > 0) || !Number.isSafeInteger(ms)) {
     throw new UsageError(`${option} must be a positive duration such as 500ms, 45s, 30m, 2h or 1d, got ${JSON.stringify(text)}`);
   }
+  if (ms > maxMs) throw new UsageError(`${option} must be at most ${duration(maxMs)}, got ${JSON.stringify(text)}`);
   return ms;
 }
 
@@ -58,18 +59,19 @@ export function parseTime(option: string, text: string, now = Date.now()): numbe
   return ms;
 }
 
-/** A duration for people: 850ms, 42s, 5m12s, 3h05m, 2d03h. */
+/** A duration for people: 850ms, 42s, 5m12s, 3h05m, 2d03h, 30d. */
 export function duration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   const s = Math.floor(ms / 1000);
-  const two = (n: number) => String(n).padStart(2, '0');
+  const pair = (big: number, bigUnit: string, small: number, smallUnit: string) =>
+    `${big}${bigUnit}${small === 0 ? '' : `${String(small).padStart(2, '0')}${smallUnit}`}`;
   if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
-  if (s < 86_400) return `${Math.floor(s / 3600)}h${two(Math.floor((s % 3600) / 60))}m`;
-  return `${Math.floor(s / 86_400)}d${two(Math.floor((s % 86_400) / 3600))}h`;
+  if (s < 3600) return pair(Math.floor(s / 60), 'm', s % 60, 's');
+  if (s < 86_400) return pair(Math.floor(s / 3600), 'h', Math.floor((s % 3600) / 60), 'm');
+  return pair(Math.floor(s / 86_400), 'd', Math.floor((s % 86_400) / 3600), 'h');
 }
 
-/** The figures behind a transition, as far as its reason has them. */
+/** The figures behind a transition, as far as its reason has them, and an operator's note and expiry. */
 export function figures(t: Transition): string {
   const parts: string[] = [];
   if (t.failures !== '') parts.push(`failures ${t.failures}`);
@@ -79,6 +81,10 @@ export function figures(t: Transition): string {
   if (t.threshold !== '') parts.push(`threshold ${t.threshold}`);
   if (t.window !== '') parts.push(t.window);
   if (t.token !== '') parts.push(`token ${t.token}`);
+  if (t.rule !== '') parts.push(`rule ${t.rule}`);
+  if (t.note !== '') parts.push(`note ${JSON.stringify(t.note)}`);
+  // A mode set until then; or, for the entry that ended a mode, when that one was to end.
+  if (t.until !== '') parts.push(`${t.mode === '' ? 'was until' : 'until'} ${new Date(Number(t.until)).toISOString()}`);
   return parts.join(' ');
 }
 

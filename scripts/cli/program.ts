@@ -5,8 +5,9 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import type { Cluster, Redis } from 'ioredis';
-import { breakerHistory, breakerStatus, controlBreaker } from '../../src/admin.js';
+import { type ControlResult, breakerHistory, breakerStatus, controlBreaker } from '../../src/admin.js';
 import type { ControlAction } from '../../src/constants.js';
+import { MAX_MODE_MS, MAX_NOTE_BYTES } from '../../src/limits.js';
 import { redactError } from '../../src/redact.js';
 import { type Target, UsageError, connect, server } from './connect.js';
 import { deployFunctions } from './deploy.js';
@@ -40,8 +41,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   let out = new Output();
   let code: number = EXIT.DONE;
 
-  /** Connects as the global options say, runs, and always disconnects. */
-  const withRedis = (command: Command, run: Run, requireCluster = false) => async () => {
+  /** Connects as the global options say (once the subcommand's own are checked), runs, and always disconnects. */
+  const withRedis = async (command: Command, run: Run, requireCluster = false): Promise<void> => {
     const g = command.optsWithGlobals<Globals>();
     const s = server(g);
     out = new Output(s.secrets);
@@ -68,7 +69,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     .addHelpText('after', EXIT_HELP);
 
   const ls = program.command('ls').description('list every breaker of the prefix, with its state');
-  ls.action(
+  ls.action(() =>
     withRedis(ls, async (connection, g, o) => {
       const rows = await breakerRows(connection, g.prefix);
       if (g.json) o.json(rows);
@@ -78,7 +79,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
   );
 
   const status = program.command('status').description("a breaker's state and why: generation, lease, window, recovery").argument('<id>', 'the breaker');
-  status.action(
+  status.action(() =>
     withRedis(status, async (connection, g, o) => {
       const e = await breakerStatus(connection, status.args[0] as string, { prefix: g.prefix });
       if (g.json) o.json(e);
@@ -95,23 +96,23 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     .option('--until <time>', 'up to this time, as --since')
     .option('--reason <reason>', 'only transitions of this reason (failure_rate, forced_open, ...)')
     .option('--limit <n>', 'at most this many, the newest');
-  history.action(
-    withRedis(history, async (connection, g, o) => {
-      const h = history.opts<{ since?: string; until?: string; reason?: string; limit?: string }>();
-      const limit = h.limit === undefined ? undefined : Number(h.limit);
-      if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new UsageError(`--limit must be a positive whole number, got ${JSON.stringify(h.limit)}`);
-      const entries = await breakerHistory(connection, history.args[0] as string, {
-        prefix: g.prefix,
-        since: h.since === undefined ? undefined : parseTime('--since', h.since),
-        until: h.until === undefined ? undefined : parseTime('--until', h.until),
-        reason: h.reason,
-        limit,
-      });
+  history.action(async () => {
+    const h = history.opts<{ since?: string; until?: string; reason?: string; limit?: string }>();
+    const limit = h.limit === undefined ? undefined : Number(h.limit);
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new UsageError(`--limit must be a positive whole number, got ${JSON.stringify(h.limit)}`);
+    const filters = {
+      since: h.since === undefined ? undefined : parseTime('--since', h.since),
+      until: h.until === undefined ? undefined : parseTime('--until', h.until),
+      reason: h.reason,
+      limit,
+    };
+    await withRedis(history, async (connection, g, o) => {
+      const entries = await breakerHistory(connection, history.args[0] as string, { prefix: g.prefix, ...filters });
       if (g.json) o.json(entries);
       else o.say(entries.length === 0 ? 'no transitions match' : table(TRANSITION_HEADER, entries.map(transitionRow)));
       return EXIT.DONE;
-    }),
-  );
+    });
+  });
 
   const controls: [ControlAction, string, boolean][] = [
     ['open', 'force the breaker open on every instance: calls fail fast, health checks pause', true],
@@ -128,19 +129,20 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       .requiredOption('--reason <text>', 'why (recorded in the audit entry)')
       .option('--actor <name>', 'who does it, recorded in the audit entry (default: <user>@<hostname>)');
     if (expires) control.addOption(new Option('--for <duration>', 'end it after this long: 500ms, 45s, 30m, 2h, 1d (default: until released)'));
-    control.action(
-      withRedis(control, async (connection, g, o) => {
-        const c = control.opts<{ reason: string; actor?: string; for?: string }>();
-        if (c.reason.trim() === '') throw new UsageError('--reason must say why, got an empty text');
-        const forMs = c.for === undefined ? undefined : parseDuration('--for', c.for);
-        const id = control.args[0] as string;
+    control.action(async () => {
+      const c = control.opts<{ reason: string; actor?: string; for?: string }>();
+      if (c.reason.trim() === '') throw new UsageError('--reason must say why, got an empty text');
+      const bytes = Buffer.byteLength(c.reason);
+      if (bytes > MAX_NOTE_BYTES) throw new UsageError(`--reason must be at most ${MAX_NOTE_BYTES} bytes long, got ${bytes}`);
+      const forMs = c.for === undefined ? undefined : parseDuration('--for', c.for, MAX_MODE_MS);
+      const id = control.args[0] as string;
+      await withRedis(control, async (connection, g, o) => {
         const result = await controlBreaker(connection, id, action, { prefix: g.prefix, reason: c.reason, actor: c.actor, forMs });
         if (g.json) o.json(result);
-        else if (result.status === 'no_mode') o.say(`${action}: breaker ${id} is neither forced nor monitored; nothing to release`);
-        else o.say(`${action}: breaker ${id} is ${result.state} (generation ${result.generation})`);
+        else o.say(controlLine(id, result));
         return result.status === 'no_mode' ? EXIT.NOT_FOUND : EXIT.DONE;
-      }),
-    );
+      });
+    });
   }
 
   const deploy = program
@@ -150,7 +152,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     .option('--cluster', 'require the server to be a node of a Redis Cluster');
   deploy.action(async () => {
     const d = deploy.opts<{ check?: boolean; cluster?: boolean }>();
-    await withRedis(deploy, (connection, _g, o) => deployFunctions(connection, d.check ?? false, o), d.cluster)();
+    await withRedis(deploy, (connection, _g, o) => deployFunctions(connection, d.check ?? false, o), d.cluster);
   });
 
   const live = program
@@ -174,6 +176,15 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     out.fail(`error: ${messageOf(error)}`);
     return exitCodeOf(error);
   }
+}
+
+/** What a control did, in a line: what was written, by whom, until when, and the state now. */
+function controlLine(id: string, r: ControlResult): string {
+  const t = r.transition;
+  if (r.status === 'no_mode' || !t) return `breaker ${id}: neither forced nor monitored; nothing to release (${r.state}, generation ${r.generation})`;
+  const until = t.until === '' || t.mode === '' ? '' : ` until ${new Date(Number(t.until)).toISOString()}`;
+  const rule = t.rule === '' ? '' : ` (the window reached ${t.rule})`;
+  return `breaker ${id}: ${t.reason} by ${t.actor}${until}; now ${r.state}${rule}, generation ${r.generation}`;
 }
 
 /** An error's message, redacted (the Output masks the secrets it knows besides). */
