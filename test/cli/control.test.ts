@@ -174,18 +174,6 @@ describe('what a control refuses, writing nothing', () => {
     expect(await zenvark(['--url', `redis://127.0.0.1:${port}`, 'open', 'payments', '--reason', 'r', '--for', 'soon'])).toMatchObject({ code: 3 });
   });
 
-  it.each(CONTROLS)('%s of an unknown breaker: says so, exit code 1, creates nothing', async (action) => {
-    const prefix = freshPrefix();
-    const run = await zenvark(['--url', own.server.url, '--prefix', prefix, action, 'nosuch', '--reason', 'r']);
-    expect(run).toEqual({
-      code: 1,
-      stdout: '',
-      stderr: `error: no breaker 'nosuch' under prefix '${prefix}': Redis has no state for it (${prefix}:{nosuch}:state)\n`,
-    });
-    const keys = breakerKeys(prefix, 'nosuch');
-    expect(await own.admin.exists(keys.state, keys.events)).toBe(0);
-  });
-
   it('a user whose ACL lacks FCALL (the observer): permission denied, exit code 4, one line, no password', async () => {
     const prefix = freshPrefix();
     await recordCall(own.admin, prefix, 'payments', 'failure');

@@ -1,7 +1,7 @@
 /**
  * The zenvark command's reading subcommands (ls, status, history) against a server of the
  * file's own, as people and scripts see them: tables, --json, exit codes; its help on every
- * subcommand; bad usage; an unknown breaker; a server without the library.
+ * subcommand; bad usage; an unknown breaker (controls too); a server without the library.
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -165,8 +165,9 @@ describe('zenvark history', () => {
   });
 });
 
-describe('an unknown breaker', () => {
-  it.each([['status'], ['history'], ['history', '--limit', '5']])('%s: says so, exit code 1, and writes nothing', async (...words) => {
+describe('an unknown breaker, read or controlled', () => {
+  const controls = ['open', 'close', 'monitor', 'release', 'reset'].map((action) => [action, '--reason', 'r']);
+  it.each([['status'], ['history'], ['history', '--limit', '5'], ...controls])('%s: says so, exit code 1, and writes nothing', async (...words) => {
     const prefix = freshPrefix();
     const [command, ...options] = words;
     const run = await zenvark(['--url', url(), '--prefix', prefix, command as string, 'nosuch', ...options]);
