@@ -13,6 +13,8 @@ const STATUS_BATCH = 32;
 export interface BreakerRow {
   id: string;
   state: string;
+  /** What an operator set: forced_open, forced_closed, monitor, or '' for none. */
+  mode: string;
   generation: number;
   /** When it entered its state (ms since the epoch). */
   since: number;
@@ -20,14 +22,14 @@ export interface BreakerRow {
   last: Transition | undefined;
 }
 
-export const ROW_HEADER = ['ID', 'STATE', 'GEN', 'FOR', 'REASON'] as const;
+export const ROW_HEADER = ['ID', 'STATE', 'MODE', 'GEN', 'FOR', 'REASON'] as const;
 
 export function breakerRow(row: BreakerRow, now = Date.now()): string[] {
-  return [row.id, row.state, String(row.generation), duration(Math.max(0, now - row.since)), row.last?.reason ?? ''];
+  return [row.id, row.state, row.mode === '' ? '-' : row.mode, String(row.generation), duration(Math.max(0, now - row.since)), row.last?.reason ?? ''];
 }
 
 function rowOf(e: Explanation, now: number): BreakerRow {
-  return { id: e.breakerId, state: e.state, generation: e.generation, since: now - e.ageMs, last: e.lastTransition };
+  return { id: e.breakerId, state: e.state, mode: e.mode.mode, generation: e.generation, since: now - e.ageMs, last: e.lastTransition };
 }
 
 /** Every breaker of the prefix, with its status; one that vanished since the SCAN is left out. */

@@ -75,7 +75,7 @@ export async function watch(s: Server, prefix: string, json: boolean, out: Outpu
         if (id === undefined) return;
         const t = m.transition;
         const one: Seen = { id, transition: t };
-        rows.set(id, { id, state: t.to, generation: t.generation, since: t.time, last: t });
+        rows.set(id, { id, state: t.to, mode: t.mode, generation: t.generation, since: t.time, last: t });
         seen.push(one);
         if (seen.length > RECENT) seen.shift();
         if (json) out.json({ breakerId: id, ...t });

@@ -50,6 +50,9 @@ describe('zenvark open, release', () => {
     expect(json.mode.leftMs).toBeGreaterThan(29 * 60_000);
     expect(json.mode.leftMs).toBeLessThanOrEqual(30 * 60_000);
 
+    const ls = await zenvark([...args, 'ls']);
+    expect(ls.stdout.split('\n')[1]).toMatch(/^payments +open +forced_open +1 +\S+ +forced_open$/);
+
     const entry = await lastEntry(prefix, 'payments');
     expect(entry).toMatchObject({ from: 'closed', to: 'open', reason: 'forced_open', actor: 'ops@bastion', note: 'deploying v2', mode: 'forced_open', until: String(json.mode.until) });
     const table = await zenvark([...args, 'history', 'payments']);

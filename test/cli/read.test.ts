@@ -59,11 +59,11 @@ describe('zenvark ls', () => {
     const run = await zenvark(['--url', url(), '--prefix', prefix, 'ls']);
     expect(run, run.stderr).toMatchObject({ code: 0, stderr: '' });
     const lines = run.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^ID +STATE +GEN +FOR +REASON$/);
-    expect(lines.slice(1).map((line) => line.split(/ {2,}/).slice(0, 3))).toEqual([
-      ['100% sure', 'closed', '0'],
-      ['payments', 'open', '1'],
-      ['search {eu}', 'closed', '0'],
+    expect(lines[0]).toMatch(/^ID +STATE +MODE +GEN +FOR +REASON$/);
+    expect(lines.slice(1).map((line) => line.split(/ {2,}/).slice(0, 4))).toEqual([
+      ['100% sure', 'closed', '-', '0'],
+      ['payments', 'open', '-', '1'],
+      ['search {eu}', 'closed', '-', '0'],
     ]);
     expect(lines[2]).toMatch(/consecutive_failures$/);
 

@@ -31,7 +31,7 @@ describe('zenvark watch', () => {
     try {
       await listening(prefix);
       await vi.waitFor(() => expect(watching.stdout()).toContain('no transitions yet'), { timeout: 20_000 });
-      expect(watching.stdout()).toMatch(/^ID +STATE +GEN +FOR +REASON\nsearch +closed +0 /);
+      expect(watching.stdout()).toMatch(/^ID +STATE +MODE +GEN +FOR +REASON\nsearch +closed +- +0 /);
 
       await recordCall(own.admin, prefix, 'payments', 'failure', 'instance-3');
       await vi.waitFor(
