@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ServerProcess, SERVER_BINARY, disposeRedis, freePort, startRedis, startServer } from '../../harness/redis-server.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
-import { createUser } from '../support/acl.js';
+import { createUser, createUserOn } from '../support/acl.js';
 import { ownRedis } from '../support/own-redis.js';
 import { recordCall, zenvark } from '../support/zenvark.js';
 
@@ -102,6 +102,17 @@ describe('credentials', () => {
   it('the right password, in the URL or given apart: it reads', async () => {
     for (const args of [['--url', `redis://:${password}@127.0.0.1:${guarded.port}`], ['--url', `redis://127.0.0.1:${guarded.port}`, '--password', password]]) {
       expect(await zenvark([...args, 'ls']), args.join(' ')).toEqual({ code: 0, stdout: "no breakers under prefix 'zenvark'\n", stderr: '' });
+    }
+  });
+
+  it("the observer user of the README's Least privilege, with +scan: ls, status and history read", async () => {
+    const prefix = `zvobs-${randomBytes(4).toString('hex')}`;
+    await recordCall(own.admin, prefix, 'payments', 'failure');
+    const { username, password: secret } = await createUserOn([own.admin], 'observer', { add: [`%R~${prefix}:*`, '+scan'], unique: true });
+    const url = `redis://${username}:${secret}@127.0.0.1:${own.server.port}`;
+    for (const args of [['ls'], ['status', 'payments'], ['history', 'payments']]) {
+      const run = await zenvark(['--url', url, '--prefix', prefix, '--json', ...args]);
+      expect(run, args.join(' ')).toMatchObject({ code: 0, stderr: '' });
     }
   });
 
