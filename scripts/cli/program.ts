@@ -3,10 +3,10 @@
  * admin API (src/admin.ts) through one bounded connection (connect.ts). Every failure is
  * one line on stderr and an exit code (exit.ts); nothing printed carries a password.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import type { Cluster, Redis } from 'ioredis';
 import { type ControlResult, breakerHistory, breakerStatus, controlBreaker } from '../../src/admin.js';
-import type { ControlAction } from '../../src/constants.js';
+import { type ControlAction, TransitionReason } from '../../src/constants.js';
 import { MAX_MODE_MS, MAX_NOTE_BYTES } from '../../src/limits.js';
 import { redactError } from '../../src/redact.js';
 import { type Target, UsageError, connect, server } from './connect.js';
@@ -100,6 +100,8 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     const h = history.opts<{ since?: string; until?: string; reason?: string; limit?: string }>();
     const limit = h.limit === undefined ? undefined : Number(h.limit);
     if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new UsageError(`--limit must be a positive whole number, got ${JSON.stringify(h.limit)}`);
+    const reasons: string[] = Object.values(TransitionReason);
+    if (h.reason !== undefined && !reasons.includes(h.reason)) throw new UsageError(`--reason must be one of ${reasons.join(', ')}; got ${JSON.stringify(h.reason)}`);
     const filters = {
       since: h.since === undefined ? undefined : parseTime('--since', h.since),
       until: h.until === undefined ? undefined : parseTime('--until', h.until),
@@ -128,7 +130,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
       .argument('<id>', 'the breaker')
       .requiredOption('--reason <text>', 'why (recorded in the audit entry)')
       .option('--actor <name>', 'who does it, recorded in the audit entry (default: <user>@<hostname>)');
-    if (expires) control.addOption(new Option('--for <duration>', 'end it after this long: 500ms, 45s, 30m, 2h, 1d (default: until released)'));
+    if (expires) control.option('--for <duration>', 'end it after this long: 500ms, 45s, 30m, 2h, 1d (default: until released)');
     control.action(async () => {
       const c = control.opts<{ reason: string; actor?: string; for?: string }>();
       if (c.reason.trim() === '') throw new UsageError('--reason must say why, got an empty text');

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { TransitionReason } from '../../src/constants.js';
 import { BreakerFunctions } from '../../src/functions.js';
 import { breakerKeys, feedChannel } from '../../src/keys.js';
 import type { Transition } from '../../src/transition.js';
@@ -186,6 +187,7 @@ describe('bad usage: one line, exit code 3', () => {
     [['frobnicate'], "error: unknown command 'frobnicate'"],
     [['ls', '--bogus'], "error: unknown option '--bogus'"],
     [['status'], "error: missing required argument 'id'"],
+    [['history', 'x', '--reason', 'failure-rate'], `error: --reason must be one of ${Object.values(TransitionReason).join(', ')}; got "failure-rate"`],
     [['history', 'x', '--limit', '0'], 'error: --limit must be a positive whole number, got "0"'],
     [['history', 'x', '--limit', 'ten'], 'error: --limit must be a positive whole number, got "ten"'],
     [['history', 'x', '--since', 'yesterday'], 'error: --since must be an ISO 8601 time (2026-12-06T10:00:00Z) or a duration ago (30m, 2h), got "yesterday"'],
