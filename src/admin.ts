@@ -101,8 +101,7 @@ async function scanAll(node: Redis, pattern: string): Promise<string[]> {
 /** The keys of breaker `id`, or ZV_UNKNOWN_BREAKER when Redis has no state hash for it. */
 async function knownBreaker(call: Call, id: string): Promise<BreakerKeys> {
   const keys = breakerKeys(call.prefix, id);
-  const snapshot = await answeredWithin(call.timeoutMs, call.client, 'zv1_state', readSnapshot(call.client, keys));
-  if (snapshot.epoch === '') throw unknownBreaker(id, call.prefix);
+  if ((await readSnapshot(call.client, keys)).epoch === '') throw unknownBreaker(id, call.prefix);
   return keys;
 }
 
@@ -134,8 +133,8 @@ export async function breakerHistory(redis: Redis | Cluster, id: string, options
   const until = o.until === undefined ? '+' : String(time(`${fn} options.until`, o.until));
   const reason = o.reason === undefined ? undefined : nonEmptyString(`${fn} options.reason`, o.reason);
   const limit = o.limit === undefined ? Number.POSITIVE_INFINITY : integerIn(`${fn} options.limit`, o.limit, 1, Number.MAX_SAFE_INTEGER);
-  const keys = await knownBreaker(call, breakerId);
-  return answeredWithin(call.timeoutMs, call.client, 'XREVRANGE', matching(call.client, keys, { since, until, reason, limit }));
+  const read = async () => matching(call.client, await knownBreaker(call, breakerId), { since, until, reason, limit });
+  return answeredWithin(call.timeoutMs, call.client, 'the history', read());
 }
 
 /** Pages of the stream, newest first, until `limit` entries matched or the range ends; returned oldest first. */
