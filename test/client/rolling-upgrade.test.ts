@@ -54,9 +54,9 @@ function mixed(id: string, releases: Release[], options: InstanceOptions = {}): 
 const statesSeen = (i: Instance) => i.seen.states.map((s) => s.state);
 
 /** An operator's control of breaker `id`, sent as the library takes it. */
-function operator(id: string, action: ControlAction): Promise<ControlReply> {
+function operator(id: string, action: ControlAction, forMs = 0): Promise<ControlReply> {
   const header = { channel: feedChannel(DEFAULTS.prefix), actor: 'operator', retention: 0 };
-  return control(own.admin, breakerKeys(DEFAULTS.prefix, id), header, { action, note: `rolling upgrade test: ${action}`, forMs: 0, create: true });
+  return control(own.admin, breakerKeys(DEFAULTS.prefix, id), header, { action, note: `rolling upgrade test: ${action}`, forMs, create: true });
 }
 
 /** Breaker `id`'s audit stream, oldest first. */
@@ -191,6 +191,21 @@ describe("old clients under an operator's controls", () => {
       expect(i.seen.states.map((s) => [s.state, s.transition.reason])).toEqual([['open', 'forced_open']]);
       expect(i.seen.errors).toEqual([]);
     }
+  });
+
+  it('forced open with an expiry, old clients alone: their lease holder ends it at a renewal, and they close', async () => {
+    const id = uniqueId();
+    const old = mixed(id, ['old', 'old', 'old']);
+    await startAll(old);
+    for (const i of old) i.healthy = true;
+    expect((await operator(id, 'open', 1_000)).status).toBe('applied');
+    await untilAll(old, 'open');
+    // No instance of revision 5 calls zv1_control, their calls fail fast, and their holder's
+    // one check was ignored: its renewal is the writing call that finds the expiry past.
+    await untilAll(old, 'closed', 30_000);
+    expect(await reasons(id)).toEqual(['closed>open forced_open', 'open>closed expired']);
+    expect((await audit(id))[1]).toMatchObject({ mode: '', until: expect.stringMatching(/^\d+$/) });
+    for (const i of old) expect(i.seen.errors).toEqual([]);
   });
 
   it('forced closed: their failures are counted and never trip', async () => {
