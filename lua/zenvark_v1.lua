@@ -1086,7 +1086,12 @@ lease_ms (left on the lease), recovery_failures (failed recovery checks, or half
 periods, since the circuit opened), recovery_successes (recovery checks passed in a row),
 recovery_age_ms (since the last recovery check, or the transition), trial_successes
 (successful trial calls in this half-open period), idle_ms (since the last recorded
-call, -1 if none), revision.
+call, -1 if none), revision, mode (the mode an operator set, as stored: empty for normal
+operation, else forced_open, forced_closed or monitor; still shown once its expiry has
+passed, until a writing call ends it), mode_actor, mode_note (who set it, and why; empty
+when none), mode_since_ms (since it was set, 0 when none), mode_until (when it ends, server
+ms, 0 for never), mode_left_ms (left until then, 0 when none: 0 with mode_until above 0
+means it is over, its entry not written yet), time (server time, ms).
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function read_state(keys, args)
   check_counts(keys, args, 0)
@@ -1627,7 +1632,8 @@ first writing call after it (this one, zv1_record, zv1_health) writes its 'expir
 first. Forcing again replaces the mode, its note and its expiry.
 Returns: {status, state, gen, epoch ('' before the first write), transition JSON or ''};
 status is
-  'applied'  the control's transition was made (after an 'expired' entry, if one was due)
+  'applied'  the control's transition was made (after the entry of a mode whose expiry had
+             passed, if one was due)
   'unknown'  no such breaker (no state hash) and create is '0': nothing written
   'no_mode'  release or expire with no mode set: nothing written (but an expired mode's
              entry, if one was due)

@@ -1072,13 +1072,16 @@ export const CASES: LuaCase[] = [
           const entries = await redis.xrange(keys.events, '-', '+');
           expect(entries).toHaveLength(2);
           const fields = entries.map(([, list]) => list.filter((_, i) => i % 2 === 0));
-          const names = ['from', 'to', 'reason', 'gen', 'failures', 'calls', 'slow', 'rate', 'threshold', 'window', 'actor', 'token', 'time'];
+          const names = [
+            'from', 'to', 'reason', 'gen', 'failures', 'calls', 'slow', 'rate', 'threshold', 'window', 'actor', 'token', 'time',
+            'mode', 'note', 'until', 'rule',
+          ];
           expect(fields).toEqual([names, names]);
           const [first] = entries;
           const values = Object.fromEntries(
             (first?.[1] ?? []).flatMap((v, i, list) => (i % 2 === 0 ? [[v, list[i + 1]]] : [])),
           );
-          expect(values).toMatchObject({ from: 'closed', to: 'open', reason: 'consecutive_failures', gen: '1', actor: 'i1' });
+          expect(values).toMatchObject({ from: 'closed', to: 'open', reason: 'consecutive_failures', gen: '1', actor: 'i1', mode: '', note: '', until: '', rule: '' });
           expect(Number(values.time)).toBeGreaterThan(1.6e12);
         },
       },
