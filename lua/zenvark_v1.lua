@@ -1564,7 +1564,8 @@ the last recorded call stored, as zv1_record takes it; empty before the first), 
 calls, slow (what the window holds now, on server time, counted as the audit entry counts
 them: for consecutive failures, failures and calls are the failure run; a time window
 leaves out the buckets that expired; 0 before the first recorded call and after a
-transition), failure_reached, slow_reached (1 when those figures reach the failure rule,
+transition, but for an operator's control, which keeps the window unless it opens the
+circuit or resets it), failure_reached, slow_reached (1 when those figures reach the failure rule,
 or the slow-call rule, of the stored spec, as zv1_record judges them; else 0), permits_out
 (trial permits out and not expired), entries (the length of the events stream), last_id,
 last (the newest entry of the events stream: its id and its field/value list as stored;

@@ -229,7 +229,7 @@ const endedAtItsExpiry: Step = {
 };
 
 /** Fields of the state hash as stored. */
-const stored = (fields: Record<string, string>): Step => ({
+const stored = (fields: Record<string, unknown>): Step => ({
   check: async (redis, keys) => expect(await redis.hgetall(keys.state)).toMatchObject(fields),
 });
 
@@ -713,7 +713,7 @@ const controlCases: LuaCase[] = [
       { ...record(0, { fail: 1 }, consecutive(2)), expect: { status: 'ok' } },
       { ...expire(), expect: { status: 'no_mode' } },
       { ...control('monitor', 'watch'), expect: applied(1, 'closed', { reason: 'monitored', mode: 'monitor' }) },
-      stored({ mode: 'monitor:0', ma: 'op', mn: 'watch', mt: expect.stringMatching(/^\d+$/) as unknown as string }),
+      stored({ mode: 'monitor:0', ma: 'op', mn: 'watch', mt: expect.stringMatching(/^\d+$/) }),
       { ...record(1, { fail: 2 }, consecutive(2)), expect: { status: 'ok', gen: 2, transition: expect.objectContaining({ reason: 'would_open' }) } },
     ],
   },
