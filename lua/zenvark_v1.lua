@@ -1034,6 +1034,23 @@ local function end_mode(h, st, now, reason, note, untl)
   return transition(h, st, now, to, reason, facts, '', MODE_FIELDS)
 end
 
+-- The time part of the last stream id there is, and the sequence parts after which a
+-- stream takes one entry at most (XADD cannot add after <LAST_ID_MS>-18446744073709551615).
+local LAST_ID_MS = '18446744073709551615'
+local LAST_SEQS = { ['18446744073709551614'] = true, ['18446744073709551615'] = true }
+
+-- A call that ends an expired mode first may write a transition of its own after it: two
+-- entries. A stream whose newest entry (added by another client) leaves room for one
+-- would take the first and refuse the second, half way: refused before the first instead.
+local function check_room_for_two(events_key)
+  local newest = checked('XREVRANGE', events_key, '+', '-', 'COUNT', 1)[1]
+  local ms, seq = match(newest and newest[1] or '', '^(%d+)%-(%d+)$')
+  if ms == LAST_ID_MS and LAST_SEQS[seq] then
+    fail('ZV_REFUSED', 'XADD on ' .. events_key .. ' would be refused: the stream has room for one more entry at most, '
+      .. 'and this call may write two (its last id, ' .. newest[1] .. ', was not written by zenvark)')
+  end
+end
+
 -- The first writing call after a mode's expiry writes its end (reason 'expired', with the
 -- time it ended): returns the entry's JSON, or nil when no mode has expired.
 local function settle_expired(h, st, now)
@@ -1042,6 +1059,7 @@ local function settle_expired(h, st, now)
     return nil
   end
   check_transition_keys(h)
+  check_room_for_two(h.events_key)
   return end_mode(h, st, now, 'expired', '', untl)
 end
 

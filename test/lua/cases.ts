@@ -233,15 +233,13 @@ const stored = (fields: Record<string, unknown>): Step => ({
   check: async (redis, keys) => expect(await redis.hgetall(keys.state)).toMatchObject(fields),
 });
 
-/**
- * A mark, and a check that the breaker's keys are as they were at it: the steps between
- * changed nothing.
- */
-function unchangedSince(): [mark: Step, unchanged: Step] {
-  let marked: (string | null)[] = [];
+/** `steps`, then a check that the breaker's keys are as they were before them: they changed nothing. */
+function changingNothing(steps: readonly Step[]): Step[] {
+  let before: (string | null)[] = [];
   return [
-    { check: async (redis, keys) => void (marked = await dumps(redis, keys)) },
-    { check: async (redis, keys) => expect(await dumps(redis, keys)).toEqual(marked) },
+    { check: async (redis, keys) => void (before = await dumps(redis, keys)) },
+    ...steps,
+    { check: async (redis, keys) => expect(await dumps(redis, keys)).toEqual(before) },
   ];
 }
 
@@ -252,6 +250,12 @@ const everyReport = (gen: number) => [
   health('leader', granted(1), gen, 'idle', 'success'),
   health('leader', granted(1), gen, 'idle', 'failure'),
   health('leader', granted(1), gen, 'wait', 'success', 1, 2),
+];
+
+/** A closed breaker with a recorded success (consecutive(3)), leased to 'leader' (the case's first token). */
+const closedAndLeased: Step[] = [
+  { ...record(0, { ok: 1 }, consecutive(3)), expect: { status: 'ok' } },
+  { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
 ];
 
 const MODES = [
@@ -592,32 +596,25 @@ const controlCases: LuaCase[] = [
       reasons('forced_open', 'expired', 'reset'),
     ],
   },
-  ...MODES.map(({ action, mode, state: forced }): LuaCase => {
-    const [mark, unchanged] = unchangedSince();
-    return {
-      name: `control: under ${mode}, every health report of the lease holder is ignored and changes nothing`,
-      steps: [
-        { ...record(0, { ok: 1 }, consecutive(3)), expect: { status: 'ok' } },
-        { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
-        { ...control(action), expect: applied(1, forced, { mode }) },
-        mark,
-        ...everyReport(1).map((report) => ({
+  ...MODES.map(({ action, mode, state: forced }): LuaCase => ({
+    name: `control: under ${mode}, every health report of the lease holder is ignored and changes nothing`,
+    steps: [
+      ...closedAndLeased,
+      { ...control(action), expect: applied(1, forced, { mode }) },
+      ...changingNothing(
+        everyReport(1).map((report) => ({
           ...report,
           expect: { status: 'ignored', state: forced, gen: 1, recoveryFailures: 0, transition: undefined },
         })),
-        unchanged,
-      ],
-    };
-  }),
-  (() => {
-    const [mark, unchanged] = unchangedSince();
-    return {
-      name: 'control: a mode field zenvark did not write is corrupt for every function that reads the state hash',
-      steps: [
-        { ...record(0, { ok: 1 }, consecutive(3)), expect: { status: 'ok' } },
-        { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
-        { setup: (redis, keys) => redis.hset(keys.state, 'mode', 'paused:0') },
-        mark,
+      ),
+    ],
+  })),
+  {
+    name: 'control: a mode field zenvark did not write is corrupt for every function that reads the state hash',
+    steps: [
+      ...closedAndLeased,
+      { setup: (redis, keys) => redis.hset(keys.state, 'mode', 'paused:0') },
+      ...changingNothing([
         ...readersOfTheHash.map((step) => ({ ...step, expect: error(/^ZV_CORRUPT .*:state field mode holds 'paused:0', not written by zenvark/) })),
         ...['forced_open', 'forced_open:soon', 'Monitor:0', 'monitor:-1', 'monitor:1:2'].flatMap((value): Step[] => [
           { setup: (redis, keys) => redis.hset(keys.state, 'mode', value) },
@@ -625,10 +622,9 @@ const controlCases: LuaCase[] = [
           { ...state(), expect: error(/^ZV_CORRUPT .*:state field mode holds/) },
         ]),
         { setup: (redis, keys) => redis.hset(keys.state, 'mode', 'paused:0') },
-        unchanged,
-      ],
-    };
-  })(),
+      ]),
+    ],
+  },
   {
     name: 'control: a mode time that is not a number is corrupt where the mode is read in full',
     steps: [
@@ -671,17 +667,32 @@ const controlCases: LuaCase[] = [
     ],
   },
   {
+    name: 'control: an events stream with room for one entry more refuses, before any write, a call that would end an expired mode and may write another',
+    steps: [
+      ...closedAndLeased,
+      { ...control('close', 'why', 100), expect: applied(1, 'closed', { reason: 'forced_closed' }) },
+      { sleepMs: 250 },
+      // Written by another client: the next entry takes the last id there is.
+      { setup: (redis, keys) => redis.xadd(keys.events, '18446744073709551615-18446744073709551614', 'owner', 'x') },
+      // Reports of the generation after the mode's end, which would trip: a second entry.
+      ...changingNothing([
+        { ...control('open'), expect: error(/^ZV_REFUSED XADD on .*:events would be refused: the stream has room for one more entry/) },
+        { ...record(2, { fail: 5 }, consecutive(3)), expect: error(/^ZV_REFUSED XADD on .*:events would be refused/) },
+        { ...health('leader', granted(1), 2, 'idle', 'failure'), expect: error(/^ZV_REFUSED XADD on .*:events would be refused/) },
+        { ...expire(), expect: error(/^ZV_REFUSED XADD on .*:events would be refused/) },
+      ]),
+      // Without an expired mode to end, a call writes one entry at most, and takes the last id.
+      { setup: (redis, keys) => redis.hset(keys.state, 'mode', 'forced_closed:0') },
+      { ...control('open'), expect: applied(2, 'open', { reason: 'forced_open', id: '18446744073709551615-18446744073709551615' }) },
+    ],
+  },
+  {
     name: 'control: bad arguments are refused on a breaker under a mode, and change nothing',
-    steps: (() => {
-      const [mark, unchanged] = unchangedSince();
-      return [
-        { ...record(0, { ok: 1 }, consecutive(3)), expect: { status: 'ok' } },
-        { ...control('open', 'why', 60_000), expect: applied(1, 'open', { reason: 'forced_open' }) },
-        mark,
-        ...controlArguments.map(([, step, pattern]) => ({ ...step, expect: error(pattern) })),
-        unchanged,
-      ];
-    })(),
+    steps: [
+      { ...record(0, { ok: 1 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...control('open', 'why', 60_000), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      ...changingNothing(controlArguments.map(([, step, pattern]) => ({ ...step, expect: error(pattern) }))),
+    ],
   },
   {
     name: 'control: retention 0 trims nothing; a retention does',

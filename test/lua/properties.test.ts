@@ -1075,11 +1075,14 @@ const foreignValue = fc.oneof(
 /** The largest stream id: an events stream ending with it cannot take another entry (a
  * transition then writes nothing; found by this property, now a table case too). */
 const EXHAUSTED_STREAM_ID = '18446744073709551615-18446744073709551615';
+/** The id before it: a stream ending with it takes one entry more, so a call that ends an
+ * expired mode and may write a transition of its own is refused before its first write. */
+const NEARLY_EXHAUSTED_STREAM_ID = '18446744073709551615-18446744073709551614';
 const corruption: fc.Arbitrary<Corruption> = fc.oneof(
   fc.record({ field: fc.constantFrom(...FIELDS, 'owner'), value: foreignValue }),
   fc.record({ deleted: fc.constantFrom(...FIELDS) }),
   fc.record({ key: fc.constantFrom('state' as const, 'events' as const), type: fc.constantFrom<Foreign>('string', 'list', 'hash', 'set', 'zset', 'stream') }),
-  fc.record({ entry: fc.constantFrom('*', '99999999999999-0', EXHAUSTED_STREAM_ID) }),
+  fc.record({ entry: fc.constantFrom('*', '99999999999999-0', EXHAUSTED_STREAM_ID, NEARLY_EXHAUSTED_STREAM_ID) }),
 );
 
 async function corrupt(keys: BreakerKeys, c: Corruption): Promise<void> {
