@@ -1226,7 +1226,7 @@ KEYS: state, events.
 ARGV: header (channel, actor, retention), ttl ms.
 A free or expired lease is granted with a new fencing token, max(last token + 1, now) with
 now in ms (see grant()). The current holder asking again keeps its token and gets a fresh
-ttl.
+ttl. A mode whose expiry has passed is ended first (see zv1_control).
 Returns: {status, token, holder, lease_ms, then the name/value pairs of zv1_state}; status is
   'granted'  the actor (holder) holds the lease with `token` for lease_ms
   'held'     another instance (holder) holds it, with `token`, for lease_ms more
@@ -1236,6 +1236,9 @@ local function acquire(keys, args)
   local ttl = int_arg(args, 4, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, ALL_GROUPS)
+  if st.mode ~= '' then
+    settle_expired(h, st, now)
+  end
 
   if lease_valid(st, now) and st.lh ~= h.actor then
     return append_all({ 'held', st.lt, st.lh, st.lu - now }, snapshot(st, now))
@@ -1248,6 +1251,7 @@ end
 --[[ zv1_renew: extend a lease the actor holds.
 KEYS: state, events.
 ARGV: header (channel, actor, retention), token, ttl ms.
+A mode whose expiry has passed is ended first (see zv1_control).
 Returns: {status, token, holder, lease_ms}; status is
   'renewed'  extended to ttl from now
   'lost'     not held by this actor with this token any more (expired, released or taken);
@@ -1259,6 +1263,9 @@ local function renew(keys, args)
   local ttl = int_arg(args, 5, 'ttl', 1, MAX_TTL_MS)
   local now, micros = server_time()
   local st = load_state(h.state_key, now, micros, LEASE_GROUPS)
+  if st.mode ~= '' then
+    settle_expired(h, st, now)
+  end
 
   if not holds_lease(st, now, h.actor, token) then
     return { 'lost', st.lt, lease_holder(st, now), lease_remaining(st, now) }
@@ -1646,9 +1653,9 @@ like any other; the reason is the word in brackets):
   reset    [reset]          mode ended; closed, the window and recovery progress cleared
   expire   [expired]        a mode whose expiry has passed ends, as release does
 The window is kept by open, close, monitor and a release or expiry that closes. A mode with an
-expiry ends at that server time whoever is alive: every function treats it as over, and the
-first writing call after it (this one, zv1_record, zv1_health) writes its 'expired' entry
-first. Forcing again replaces the mode, its note and its expiry.
+expiry ends at that server time whoever is alive, and the first writing call after it (this one, zv1_record, zv1_health, zv1_acquire, zv1_renew)
+writes its 'expired' entry first: an instance of an earlier revision that holds the lease of
+a forced-open breaker ends it at its next renewal. Forcing again replaces the mode, its note and its expiry.
 Returns: {status, state, gen, epoch ('' before the first write), transition JSON or ''};
 status is
   'applied'  the control's transition was made (after the entry of a mode whose expiry had

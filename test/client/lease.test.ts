@@ -5,35 +5,29 @@
  * when the breaker closes, and idle probes keep a holder while closed. What the instances
  * send is read from Redis itself (MONITOR on a server of the file's own).
  */
-import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { sleep } from '../../harness/clock.js';
 import { type Instance, fail, fleet, leaderOf, sharedState, startAll, stopAll, untilAll } from '../support/instances.js';
+import { type Monitor, monitor } from '../support/monitor.js';
 import { ownRedis } from '../support/own-redis.js';
 
 const own = ownRedis({ library: true });
 
 let instances: Instance[] = [];
-let monitor: Redis | undefined;
-/** The commands Redis ran for clients other than the monitor's, as `name arg1 ...`. */
-let seen: string[] = [];
+let commands: Monitor | undefined;
 
 beforeEach(async () => {
-  seen = [];
-  monitor = own.server.client();
-  const m = await monitor.monitor();
-  m.on('monitor', (_time: string, args: string[]) => seen.push(args.join(' ')));
-  monitor = m as unknown as Redis;
+  commands = await monitor(own.server);
 });
 
 afterEach(async () => {
-  monitor?.disconnect();
+  commands?.stop();
   await stopAll(instances);
   instances = [];
 });
 
 /** The function calls of breaker `id` seen so far: `zv1_record`, `zv1_acquire`, ... */
-const callsOf = (id: string) => seen.filter((line) => /^fcall(_ro)? /i.test(line) && line.includes(id)).map((line) => line.split(' ')[1]);
+const callsOf = (id: string) => commands?.callsOf(id) ?? [];
 
 describe('the lease, held only while a duty needs it', () => {
   it('idle breakers send nothing, and none leads', async () => {

@@ -5,13 +5,12 @@
 import { randomUUID } from 'node:crypto';
 import { type Cluster, Redis } from 'ioredis';
 import { expect, vi } from 'vitest';
+import * as Zenvark from '../../src/index.js';
 import {
-  CircuitBreaker,
+  type CircuitBreaker,
   type CircuitBreakerOptions,
   type CircuitRole,
   type CircuitState,
-  ConsecutiveBreaker,
-  ConstantBackoff,
   DEFAULTS,
   type HealthCheckType,
   type HealthOptions,
@@ -38,13 +37,17 @@ export interface Instance {
 
 const quieted = new WeakSet<Redis | Cluster>();
 
+/** The classes an instance is built from: this package's, or a previous release's (previous-client.ts). */
+export type Package = Pick<typeof Zenvark, 'CircuitBreaker' | 'ConsecutiveBreaker' | 'ConstantBackoff'>;
+
 /**
- * Options of a test instance: the breaker's, and `idleDuty`, which adds idle probes an hour
- * apart to its health options. Idle probes are the one duty of a closed breaker, so one
+ * Options of a test instance: the breaker's; `idleDuty`, which adds idle probes an hour
+ * apart to its health options (idle probes are the one duty of a closed breaker, so one
  * instance holds the lease while it is closed, and no probe runs within a test: for tests
- * of a closed breaker's lease holder.
+ * of a closed breaker's lease holder); and `zenvark`, the package it is built from (default:
+ * this one).
  */
-export type InstanceOptions = Partial<CircuitBreakerOptions> & { idleDuty?: boolean };
+export type InstanceOptions = Partial<CircuitBreakerOptions> & { idleDuty?: boolean; zenvark?: Package };
 
 /** The idle probe interval of `idleDuty`, ms: longer than any test. */
 export const IDLE_DUTY_INTERVAL_MS = 3_600_000;
@@ -55,7 +58,7 @@ export function uniqueId(label = 'b'): string {
 
 export function instance(
   url: string,
-  { idleDuty, ...options }: InstanceOptions & { id: string },
+  { idleDuty, zenvark = Zenvark, ...options }: InstanceOptions & { id: string },
   redis: Redis | Cluster = new Redis(url),
 ): Instance {
   if (!quieted.has(redis)) {
@@ -65,16 +68,16 @@ export function instance(
   const seen: Observed = { states: [], roles: [], checks: [], errors: [] };
   const control = { healthy: false };
   const given: HealthOptions = options.health ?? {
-    backoff: new ConstantBackoff({ delayMs: 50 }),
+    backoff: new zenvark.ConstantBackoff({ delayMs: 50 }),
     check: async () => {
       if (!control.healthy) throw new Error('dependency still down');
     },
   };
   const health: HealthOptions = idleDuty ? { ...given, idleProbeIntervalMs: IDLE_DUTY_INTERVAL_MS } : given;
   const check = health.check;
-  const breaker = new CircuitBreaker({
+  const breaker = new zenvark.CircuitBreaker({
     redis,
-    breaker: new ConsecutiveBreaker({ threshold: 3 }),
+    breaker: new zenvark.ConsecutiveBreaker({ threshold: 3 }),
     leaseTtlMs: 1000,
     loadFunctions: true,
     onError: (error) => seen.errors.push(error),
