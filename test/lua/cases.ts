@@ -584,6 +584,32 @@ const controlCases: LuaCase[] = [
     ],
   },
   {
+    name: 'control: an expired mode is ended by the lease holder\'s next renewal first (a client of revision 5 renews, and never controls)',
+    steps: [
+      ...closedAndLeased,
+      { ...control('open', 'why', 100), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      { sleepMs: 250 },
+      { ...renew('leader', granted(1), 10_000), expect: { status: 'renewed', token: granted(1), holder: 'leader' } },
+      reasons('forced_open', 'expired'),
+      endedAtItsExpiry,
+      { check: async (redis, keys) => expect((await auditEntries(redis, keys))[1]).toMatchObject({ from: 'open', to: 'closed', actor: 'leader', gen: '2' }) },
+      { ...state(), expect: { state: 'closed', gen: 2, mode: '', holder: 'leader' } },
+    ],
+  },
+  {
+    name: 'control: an expired mode is ended by the next acquire first, whose snapshot is the state after it',
+    steps: [
+      { ...control('close', 'why', 100, { create: 1 }), expect: applied(1, 'closed', { reason: 'forced_closed' }) },
+      { sleepMs: 250 },
+      {
+        ...acquire('i2', 10_000),
+        expect: { status: 'granted', token: NEW_TOKEN, snapshot: expect.objectContaining({ state: 'closed', gen: 2, mode: '', mode_until: 0 }) },
+      },
+      reasons('forced_closed', 'expired'),
+      endedAtItsExpiry,
+    ],
+  },
+  {
     name: 'control: release of a mode that expired ends it as expired and answers no_mode with that entry',
     steps: [
       { ...control('open', 'why', 100, { create: 1 }), expect: applied(1, 'open', { reason: 'forced_open' }) },

@@ -133,6 +133,8 @@ const FORCING: Partial<Record<string, { mode: string; state: string }>> = {
 const CONTROL_REASONS: Record<string, string> = {
   open: 'forced_open', close: 'forced_closed', monitor: 'monitored', release: 'released', reset: 'reset', expire: 'expired',
 };
+/** The functions that end a mode whose expiry has passed, first, when they find one (see zv1_control). */
+const SETTLING: readonly CallFn[] = ['zv1_record', 'zv1_health', 'zv1_control', 'zv1_acquire', 'zv1_renew'];
 /** The reasons of entries that may leave the state as it was: the controls', and a rule reached under monitor. */
 const SAME_STATE_REASONS = new Set([...Object.values(CONTROL_REASONS), 'would_open']);
 
@@ -939,10 +941,10 @@ function checkModes(before: Observation, after: Observation, call: Resolved, sta
     must(mode.until > 0 && mode.until <= after.timeMs && expired.fields.until === String(mode.until), 'an expired entry ends a mode at its expiry, once it is due');
     must(expired.fields.mode === '' && expired.fields.note === '', 'an expired mode leaves normal operation, with no note');
   }
-  if (surelyOver(mode, before) && ['zv1_record', 'zv1_health', 'zv1_control'].includes(call.fn)) {
+  if (surelyOver(mode, before) && SETTLING.includes(call.fn)) {
     must(expired !== undefined && expired === entries[0], 'a mode whose expiry passed is ended first by the next writing call');
   }
-  if (settled) must(call.fn === 'zv1_record' || call.fn === 'zv1_health' || call.fn === 'zv1_control', 'only record, health and control end an expired mode first');
+  if (settled) must(SETTLING.includes(call.fn), `only ${SETTLING.join(', ')} end an expired mode first`);
   for (const { fields } of entries.filter((e) => e.fields.reason === 'would_open')) {
     must(call.fn === 'zv1_record' && mode.name === 'monitor' && fields.from === 'closed' && fields.to === 'closed', 'a would_open entry only under monitor, closed to closed');
     must(['consecutive_failures', 'failure_rate', 'slow_call_rate'].includes(fields.rule as string) && fields.mode === 'monitor', 'a would_open entry names the rule reached');
