@@ -1041,13 +1041,14 @@ local LAST_SEQS = { ['18446744073709551614'] = true, ['18446744073709551615'] = 
 
 -- A call that ends an expired mode first may write a transition of its own after it: two
 -- entries. A stream whose newest entry (added by another client) leaves room for one
--- would take the first and refuse the second, half way: refused before the first instead.
+-- would take the first and refuse the second, half way: refused before the first instead
+-- (every call that would end the mode, whether or not it would write a second entry).
 local function check_room_for_two(events_key)
   local newest = checked('XREVRANGE', events_key, '+', '-', 'COUNT', 1)[1]
   local ms, seq = match(newest and newest[1] or '', '^(%d+)%-(%d+)$')
   if ms == LAST_ID_MS and LAST_SEQS[seq] then
     fail('ZV_REFUSED', 'XADD on ' .. events_key .. ' would be refused: the stream has room for one more entry at most, '
-      .. 'and this call may write two (its last id, ' .. newest[1] .. ', was not written by zenvark)')
+      .. 'and a call that ends an expired mode may write two (its last id, ' .. newest[1] .. ', was not written by zenvark)')
   end
 end
 
