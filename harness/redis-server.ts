@@ -45,6 +45,8 @@ export interface ServerOptions {
    * server's own dir (the sentinel rewrites it, and a restart reads it back).
    */
   sentinel?: string;
+  /** The server binary, for a test that needs what SERVER_BINARY may lack (TLS). Default: SERVER_BINARY. */
+  binary?: string;
 }
 
 /** A server process of our own. */
@@ -167,12 +169,13 @@ class ProcessServer implements ServerProcess {
       '--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no',
       '--dir', this.dir, '--daemonize', 'no', '--loglevel', 'notice', '--logfile', this.logFile, ...(this.options.args ?? []),
     ];
-    const child = spawn(SERVER_BINARY, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    const binary = this.options.binary ?? SERVER_BINARY;
+    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'inherit'] });
     this.child = child;
     tellReaper('+', child.pid);
     child.once('exit', () => tellReaper('-', child.pid));
     const exited = new Promise<never>((_, reject) =>
-      child.once('exit', (code) => reject(new Error(`${SERVER_BINARY} exited with ${code} before answering`))),
+      child.once('exit', (code) => reject(new Error(`${binary} exited with ${code} before answering`))),
     );
     exited.catch(() => {});
     await Promise.race([waitForServer(this.port, child.pid, this.password), exited]);

@@ -1034,6 +1034,24 @@ local function end_mode(h, st, now, reason, note, untl)
   return transition(h, st, now, to, reason, facts, '', MODE_FIELDS)
 end
 
+-- The time part of the last stream id there is, and the sequence parts after which a
+-- stream takes one entry at most (XADD cannot add after <LAST_ID_MS>-18446744073709551615).
+local LAST_ID_MS = '18446744073709551615'
+local LAST_SEQS = { ['18446744073709551614'] = true, ['18446744073709551615'] = true }
+
+-- A call that ends an expired mode first may write a transition of its own after it: two
+-- entries. A stream whose newest entry (added by another client) leaves room for one
+-- would take the first and refuse the second, half way: refused before the first instead
+-- (every call that would end the mode, whether or not it would write a second entry).
+local function check_room_for_two(events_key)
+  local newest = checked('XREVRANGE', events_key, '+', '-', 'COUNT', 1)[1]
+  local ms, seq = match(newest and newest[1] or '', '^(%d+)%-(%d+)$')
+  if ms == LAST_ID_MS and LAST_SEQS[seq] then
+    fail('ZV_REFUSED', 'XADD on ' .. events_key .. ' would be refused: the stream has room for one more entry at most, '
+      .. 'and a call that ends an expired mode may write two (its last id, ' .. newest[1] .. ', was not written by zenvark)')
+  end
+end
+
 -- The first writing call after a mode's expiry writes its end (reason 'expired', with the
 -- time it ended): returns the entry's JSON, or nil when no mode has expired.
 local function settle_expired(h, st, now)
@@ -1042,6 +1060,7 @@ local function settle_expired(h, st, now)
     return nil
   end
   check_transition_keys(h)
+  check_room_for_two(h.events_key)
   return end_mode(h, st, now, 'expired', '', untl)
 end
 
@@ -1086,7 +1105,12 @@ lease_ms (left on the lease), recovery_failures (failed recovery checks, or half
 periods, since the circuit opened), recovery_successes (recovery checks passed in a row),
 recovery_age_ms (since the last recovery check, or the transition), trial_successes
 (successful trial calls in this half-open period), idle_ms (since the last recorded
-call, -1 if none), revision.
+call, -1 if none), revision, mode (the mode an operator set, as stored: empty for normal
+operation, else forced_open, forced_closed or monitor; still shown once its expiry has
+passed, until a writing call ends it), mode_actor, mode_note (who set it, and why; empty
+when none), mode_since_ms (since it was set, 0 when none), mode_until (when it ends, server
+ms, 0 for never), mode_left_ms (left until then, 0 when none: 0 with mode_until above 0
+means it is over, its entry not written yet), time (server time, ms).
 Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
 local function read_state(keys, args)
   check_counts(keys, args, 0)
@@ -1566,7 +1590,8 @@ the last recorded call stored, as zv1_record takes it; empty before the first), 
 calls, slow (what the window holds now, on server time, counted as the audit entry counts
 them: for consecutive failures, failures and calls are the failure run; a time window
 leaves out the buckets that expired; 0 before the first recorded call and after a
-transition), failure_reached, slow_reached (1 when those figures reach the failure rule,
+transition, but for an operator's control, which keeps the window unless it opens the
+circuit or resets it), failure_reached, slow_reached (1 when those figures reach the failure rule,
 or the slow-call rule, of the stored spec, as zv1_record judges them; else 0), permits_out
 (trial permits out and not expired), entries (the length of the events stream), last_id,
 last (the newest entry of the events stream: its id and its field/value list as stored;
@@ -1634,7 +1659,8 @@ writes its 'expired' entry first: an instance of an earlier revision that holds 
 a forced-open breaker ends it at its next renewal. Forcing again replaces the mode, its note and its expiry.
 Returns: {status, state, gen, epoch ('' before the first write), transition JSON or ''};
 status is
-  'applied'  the control's transition was made (after an 'expired' entry, if one was due)
+  'applied'  the control's transition was made (after the entry of a mode whose expiry had
+             passed, if one was due)
   'unknown'  no such breaker (no state hash) and create is '0': nothing written
   'no_mode'  release or expire with no mode set: nothing written (but an expired mode's
              entry, if one was due)

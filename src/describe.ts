@@ -1,5 +1,5 @@
 /**
- * Zenvark's facts in words, for people: what a transition decided and who made it, the
+ * Zenvark's facts in words, for people: what a transition decided and who reported it, the
  * mode an operator set, durations, rates and counts. explain() writes its lines with them.
  */
 import { BreakerMode, StrategyKind, TransitionReason } from './constants.js';
@@ -12,33 +12,22 @@ export interface WindowShape {
   readonly minimumCalls: number;
 }
 
-/** What transition `t` decided, and who made it when. */
+/** What transition `t` decided, and who reported it when. */
 export function describeTransition(t: Transition, stored: WindowShape | undefined): string {
-  return `${decision(t, t.reason, stored)}, ${reporter(t)}`;
+  return `${decision(t, stored)}, ${reporter(t)}`;
 }
 
-/** The reasons of an operator's controls: their entries carry the operator's note. */
-const CONTROLS: ReadonlySet<string> = new Set([
-  TransitionReason.FORCED_OPEN,
-  TransitionReason.FORCED_CLOSED,
-  TransitionReason.MONITORED,
-  TransitionReason.RELEASED,
-  TransitionReason.RESET,
-]);
-
-/** What a transition decided under `reason` (its own, or the rule a mode's end or a would_open found reached). */
-function decision(t: Transition, reason: string, stored: WindowShape | undefined): string {
+/** What the rule of a transition saw, in words. */
+function decision(t: Transition, strategy: WindowShape | undefined): string {
   const failures = Number(t.failures);
   const calls = Number(t.calls);
-  const note = `'${t.note}'`;
-  const until = t.until === '' ? '' : ` until ${isoTime(Number(t.until))}`;
-  switch (reason) {
+  switch (t.reason) {
     case TransitionReason.CONSECUTIVE_FAILURES:
       return `${t.failures} consecutive failures reached threshold ${t.threshold}`;
     case TransitionReason.FAILURE_RATE:
-      return `failure rate ${rate(Number(t.rate))} (${count(failures, 'failure')}) reached threshold ${rate(Number(t.threshold))} ${over(calls, t.window, stored)}`;
+      return `failure rate ${rate(Number(t.rate))} (${count(failures, 'failure')}) reached threshold ${rate(Number(t.threshold))} ${over(calls, t.window, strategy)}`;
     case TransitionReason.SLOW_CALL_RATE:
-      return `slow-call rate ${rate(Number(t.rate))} (${count(Number(t.slow), 'slow call')}) reached threshold ${rate(Number(t.threshold))} ${over(calls, t.window, stored)}`;
+      return `slow-call rate ${rate(Number(t.rate))} (${count(Number(t.slow), 'slow call')}) reached threshold ${rate(Number(t.threshold))} ${over(calls, t.window, strategy)}`;
     case TransitionReason.IDLE_PROBE_FAILED:
       return 'an idle probe failed';
     case TransitionReason.RECOVERY_CHECK_PASSED: {
@@ -53,59 +42,55 @@ function decision(t: Transition, reason: string, stored: WindowShape | undefined
     case TransitionReason.TRIAL_CALL_FAILED:
       return `a trial call failed${calls > 1 ? ` after ${count(calls - 1, 'successful one')}` : ''}`;
     case TransitionReason.FORCED_OPEN:
-      return `forced open for ${note}${until}`;
+      return `forced open by an operator: ${JSON.stringify(t.note)}`;
     case TransitionReason.FORCED_CLOSED:
-      return `forced closed for ${note}${until}`;
+      return `forced closed by an operator: ${JSON.stringify(t.note)}`;
     case TransitionReason.MONITORED:
-      return `put in monitor mode for ${note}${until}`;
-    case TransitionReason.WOULD_OPEN:
-      return `monitor mode: ${decision(t, t.rule, stored)}, and the circuit stayed closed`;
-    case TransitionReason.RELEASED:
-    case TransitionReason.EXPIRED: {
-      const ended = reason === TransitionReason.RELEASED ? `the mode was released for ${note}` : `the mode expired at ${isoTime(Number(t.until))}`;
-      return t.rule === '' ? `${ended}; the window reached no rule` : `${ended}; the window had reached a rule: ${decision(t, t.rule, stored)}`;
-    }
+      return `put in monitor mode by an operator: ${JSON.stringify(t.note)}`;
     case TransitionReason.RESET:
-      return `reset for ${note}: the window and recovery progress cleared`;
+      return `reset by an operator: ${JSON.stringify(t.note)}`;
+    case TransitionReason.RELEASED:
+      return `released by an operator: ${JSON.stringify(t.note)}${windowDecided(t)}`;
+    case TransitionReason.EXPIRED:
+      return `the operator's mode expired${windowDecided(t)}`;
+    case TransitionReason.WOULD_OPEN:
+      return `monitor mode: ${t.rule} would have opened it (${count(failures, 'failure')} of ${count(calls, 'call')}, threshold ${t.threshold}); it stayed closed`;
     default:
-      return `reason ${reason}`;
+      return `reason ${t.reason}`;
   }
 }
 
+/** Where a mode's end left the state: the window reached a rule (open), or not (closed). */
+function windowDecided(t: Transition): string {
+  return t.rule === '' ? '; the window reached no rule' : `; the window reached ${t.rule}`;
+}
+
 /** The calls behind a rate, in the words of its window ('count:10', 'time:60000'). */
-function over(calls: number, window: string, stored: WindowShape | undefined): string {
+function over(calls: number, window: string, strategy: WindowShape | undefined): string {
   const [kind, size] = window.split(':');
-  const minimum = stored?.window === window ? `, minimum ${stored.minimumCalls}` : '';
+  const minimum = strategy?.window === window ? `, minimum ${strategy.minimumCalls}` : '';
   const span = kind === StrategyKind.TIME ? `over ${count(calls, 'call')} in the last ${duration(Number(size))}` : `over the last ${count(calls, 'call')}`;
   return `${span} (${window}${minimum})`;
 }
 
 function reporter(t: Transition): string {
-  const who = CONTROLS.has(t.reason) ? `by ${t.actor}` : `reported by ${t.token === '' ? t.actor : `leader ${t.actor} (token ${t.token})`}`;
-  return `${who} at ${isoTime(t.time)}`;
+  const who = t.token === '' ? t.actor : `leader ${t.actor} (token ${t.token})`;
+  return `reported by ${who} at ${new Date(t.time).toISOString()}`;
 }
 
-const MODE_WORDS: Record<Exclude<BreakerMode, ''>, { name: string; effect: string }> = {
-  forced_open: { name: 'forced open', effect: 'calls fail fast on every instance and health checks pause' },
-  forced_closed: { name: 'forced closed', effect: 'calls pass; outcomes count, but no rule opens the circuit' },
-  monitor: { name: 'monitor mode', effect: 'calls pass; a rule reached is audited as would_open instead of opening the circuit' },
+const MODE_WORDS: Record<Exclude<BreakerMode, ''>, string> = {
+  forced_open: 'forced open (calls fail fast, recovery checks pause)',
+  forced_closed: 'forced closed (failures are counted, nothing opens it)',
+  monitor: 'monitor (calls pass; a rule reached is written as would_open instead of opening)',
 };
 
-/**
- * The mode an operator set, as Redis reported it: who, why, since when, until when, and
- * what it does; undefined in normal operation.
- */
+/** What an operator set, who, why, and until when; undefined in normal operation. */
 export function describeMode(m: ModeInfo): string | undefined {
   if (m.mode === BreakerMode.NORMAL) return undefined;
-  const words = MODE_WORDS[m.mode];
-  const head = `mode: ${words.name} by ${m.actor} for '${m.note}', set ${duration(m.sinceMs)} ago`;
-  if (m.until === 0) return `${head}, until released: ${words.effect}`;
-  if (m.leftMs === 0) return `${head}; its expiry passed at ${isoTime(m.until)}: the next call that writes ends it (running instances do at once)`;
-  return `${head}, until ${isoTime(m.until)} (in ${duration(m.leftMs)}): ${words.effect}`;
-}
-
-function isoTime(ms: number): string {
-  return new Date(ms).toISOString();
+  const set = `mode: ${MODE_WORDS[m.mode]}, set by ${m.actor} ${duration(m.sinceMs)} ago: ${JSON.stringify(m.note)}`;
+  if (m.until === 0) return `${set}; until released`;
+  if (m.leftMs > 0) return `${set}; ends in ${duration(m.leftMs)} (at ${new Date(m.until).toISOString()})`;
+  return `${set}; its expiry passed at ${new Date(m.until).toISOString()}: the next call to Redis ends it`;
 }
 
 export function count(n: number, word: string): string {

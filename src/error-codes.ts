@@ -28,6 +28,10 @@ export const ErrorCode = {
   /** explain() or a control (forceOpen(), ...) on a breaker that is not running: they work through the breaker's connections. */
   NOT_STARTED: 'ZV_NOT_STARTED',
 
+  // Thrown by the admin API (src/admin.ts) and the zenvark command.
+  /** No breaker of that id under the prefix: it has no state hash (never recorded a call, or deleted). Nothing was written. */
+  UNKNOWN_BREAKER: 'ZV_UNKNOWN_BREAKER',
+
   // Thrown by start(), or reported when the library is reloaded.
   /** RedisAuthError: Redis refused the credentials (WRONGPASS, NOAUTH, AUTH refused). */
   AUTH_FAILED: 'ZV_AUTH_FAILED',

@@ -15,13 +15,13 @@ import { BreakerMode, CircuitRole, CircuitState, StrategyKind, TransitionReason 
 import type { BreakerContext } from './coordinator.js';
 import { count, describeMode, describeTransition, duration, rate } from './describe.js';
 import { recoveryChecksSoFar } from './duties.js';
-import { RedisUnreachableError, notStarted } from './errors.js';
+import { notStarted } from './errors.js';
 import { type ExplainReply, type ModeInfo, type WindowFigures, readExplanation } from './functions.js';
 import { nextRecoveryCheck } from './health-checker.js';
 import { breakerKeys } from './keys.js';
 import { MAX_DELAY_MS } from './limits.js';
 import { DEFAULTS, backoffStrategy, healthSuccessThreshold, keyPrefix, redisClient } from './options.js';
-import { serverAddress } from './redis-failure.js';
+import { answeredWithin } from './redis-failure.js';
 import { parseStrategySpec, strategySpec } from './strategy-spec.js';
 import { type Transition, parseAuditEntry } from './transition.js';
 import { durationIn, nonEmptyString, onlyKnownKeys, requiredObject } from './validate.js';
@@ -120,8 +120,6 @@ export interface Explanation {
   readonly ageMs: number;
   /** The transition that led to the current state, from the audit stream; undefined when there was none, or the stream no longer holds it. */
   readonly lastTransition: Transition | undefined;
-  /** What an operator set beside the state (mode '' in normal operation): who, why, since and until when. */
-  readonly mode: ModeInfo;
   /** Entries in the audit stream. */
   readonly auditEntries: number;
   /** The strategy the last recorded call stored; undefined before the first. */
@@ -137,6 +135,8 @@ export interface Explanation {
   readonly recovery: RecoveryProgress | undefined;
   /** While half-open. */
   readonly trials: TrialProgress | undefined;
+  /** What an operator set beside the state (zv1_control): forced open or closed, monitored, or normal (mode ''). */
+  readonly mode: ModeInfo;
   /** The instance that asked (breaker.explain()); undefined from explainBreaker(). */
   readonly instance: InstanceFigures | undefined;
   /** The explanation in plain English, one finding a line. */
@@ -163,8 +163,8 @@ export const EXPLAIN_KEYS = { prefix: true, backoff: true, successThreshold: tru
   true
 >;
 
-/** explainBreaker()'s default wait for Redis, in ms: an operator's client may have no command timeout of its own. */
-const EXPLAIN_TIMEOUT_MS = 5000;
+/** The default wait for Redis of explainBreaker() and the admin API, in ms: an operator's client may have no command timeout of its own. */
+export const OPERATOR_TIMEOUT_MS = 5000;
 
 /** What the asker knows of the breaker beyond Redis. */
 interface Known {
@@ -192,8 +192,8 @@ export async function explainBreaker(redis: Redis | Cluster, id: string, options
   const backoff = o.backoff === undefined ? undefined : backoffStrategy('explainBreaker() options.backoff', o.backoff);
   const successThreshold = healthSuccessThreshold('explainBreaker() options.successThreshold', o.successThreshold);
   const timeoutMs =
-    o.timeoutMs === undefined ? EXPLAIN_TIMEOUT_MS : durationIn('explainBreaker() options.timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
-  const reply = await within(timeoutMs, client, readExplanation(client, breakerKeys(prefix, breakerId)));
+    o.timeoutMs === undefined ? OPERATOR_TIMEOUT_MS : durationIn('explainBreaker() options.timeoutMs', o.timeoutMs, 1, MAX_DELAY_MS);
+  const reply = await answeredWithin(timeoutMs, client, 'zv1_explain', readExplanation(client, breakerKeys(prefix, breakerId)));
   return explanation(breakerId, reply, {
     backoff,
     successThreshold,
@@ -222,22 +222,6 @@ export async function explainRunning(core: BreakerContext): Promise<Explanation>
   });
 }
 
-/** `read`, or a RedisUnreachableError once `timeoutMs` passed without an answer. */
-async function within<T>(timeoutMs: number, client: Redis | Cluster, read: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const server = serverAddress(client);
-      reject(new RedisUnreachableError(server, `Redis at ${server} did not answer zv1_explain within ${timeoutMs} ms`));
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([read, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function explanation(breakerId: string, r: ExplainReply, known: Known): Explanation {
   const { snapshot } = r;
   const strategy = r.spec === '' ? undefined : storedStrategy(r.spec);
@@ -249,7 +233,6 @@ function explanation(breakerId: string, r: ExplainReply, known: Known): Explanat
     epoch: snapshot.epoch,
     ageMs: snapshot.ageMs,
     lastTransition: audit.transition,
-    mode: snapshot.mode,
     auditEntries: r.auditEntries,
     strategy,
     window: r.window,
@@ -261,6 +244,7 @@ function explanation(breakerId: string, r: ExplainReply, known: Known): Explanat
       snapshot.state === CircuitState.HALF_OPEN
         ? { successes: r.trialSuccesses, successThreshold: known.trialSuccessThreshold, permitsOut: r.permitsOut }
         : undefined,
+    mode: snapshot.mode,
     instance: known.instance,
   };
   const lines = render(facts, known, audit.note);
@@ -351,11 +335,11 @@ function render(e: Facts, known: Known, note: string | undefined): string[] {
   if (mode) lines.push(mode);
   if (e.state === CircuitState.CLOSED) lines.push(windowLine(e));
   if (e.recovery) {
-    const paused = e.mode.mode !== BreakerMode.NORMAL;
-    lines.push(recoveryLine(e.recovery), paused ? 'no recovery check runs until the mode ends' : nextCheckLine(e.recovery, e.lease, known));
+    const paused = e.mode.mode === BreakerMode.FORCED_OPEN;
+    lines.push(recoveryLine(e.recovery), paused ? 'next recovery check: none while forced open; they resume once it is released' : nextCheckLine(e.recovery, e.lease, known));
   }
   if (e.trials) lines.push(trialsLine(e.trials));
-  lines.push(leaseLine(e.lease, e.state, e.mode.mode));
+  lines.push(leaseLine(e.lease, e.state));
   if (e.strategy && known.ownSpec !== undefined && known.ownSpec !== e.strategy.spec) {
     lines.push(
       `strategy: this instance records with ${known.ownSpec}, but the stored spec is ${e.strategy.spec} (another instance's): ` +
@@ -421,10 +405,9 @@ function trialsLine(t: TrialProgress): string {
   return `trials: ${t.successes}${of} trial calls succeeded, ${count(t.permitsOut, 'permit')} out`;
 }
 
-function leaseLine(l: LeaseFigures, state: CircuitState, mode: BreakerMode): string {
+function leaseLine(l: LeaseFigures, state: CircuitState): string {
   if (l.holder !== '') return `lease: held by ${l.holder} (token ${l.token}) for ${duration(l.remainingMs)} more`;
   const last = l.token === 0 ? 'never granted' : `last token ${l.token}`;
-  if (mode !== BreakerMode.NORMAL) return `lease: none held (${last}); nobody takes it while the mode is set`;
   // Only a duty needs a lease holder (docs/architecture.md, "Fenced leases").
   if (state === CircuitState.CLOSED) return `lease: none held (${last}); a closed breaker has a lease holder only for idle probes`;
   return l.token === 0 ? 'lease: never granted' : `lease: free (${last}); the next instance to ask takes it`;

@@ -278,6 +278,20 @@ export async function readExplanation(connection: Connection, keys: BreakerKeys)
   return parseExplanation(await answer(connection, 'zv1_explain', connection.fcall_ro('zv1_explain', 2, keys.state, keys.events)));
 }
 
+/** zv1_state over any connection: a breaker's, an operator's, a replica's (it is read-only). */
+export async function readSnapshot(connection: Connection, keys: BreakerKeys): Promise<Snapshot> {
+  return parseSnapshot(await answer(connection, 'zv1_state', connection.fcall_ro('zv1_state', 2, keys.state, keys.events)));
+}
+
+/**
+ * Up to `count` transitions of a breaker's audit stream, newest first, from stream id `end`
+ * down to `start` (XREVRANGE bounds: '+', '-', an id, '(' an id for an exclusive one).
+ */
+export async function readAudit(connection: Connection, keys: BreakerKeys, end: string, start: string, count: number): Promise<Transition[]> {
+  const entries = (await answer(connection, 'XREVRANGE', connection.xrevrange(keys.events, end, start, 'COUNT', count))) as [string, string[]][];
+  return entries.map(([id, list]) => parseAuditEntry(entryFields(list), id));
+}
+
 /** What a control sends besides the header: see zv1_control. */
 export interface ControlRequest {
   /** 'expire' ends a mode whose expiry has passed (an instance's call, not an operator's). */
@@ -345,9 +359,8 @@ export class BreakerFunctions {
     return answer(this.connection, name, sent);
   }
 
-  async state(): Promise<Snapshot> {
-    const { state, events } = this.keys;
-    return parseSnapshot(await this.reply('zv1_state', this.connection.fcall_ro('zv1_state', 2, state, events)));
+  state(): Promise<Snapshot> {
+    return readSnapshot(this.connection, this.keys);
   }
 
   /** Why the breaker is in its state (zv1_explain). */
@@ -437,9 +450,7 @@ export class BreakerFunctions {
   }
 
   /** Up to `count` transitions of the audit stream, newest first, before entry `before`. */
-  async history(count: number, before?: string): Promise<Transition[]> {
-    const end = before === undefined ? '+' : `(${before}`;
-    const entries = (await this.reply('XREVRANGE', this.connection.xrevrange(this.keys.events, end, '-', 'COUNT', count))) as [string, string[]][];
-    return entries.map(([id, list]) => parseAuditEntry(entryFields(list), id));
+  history(count: number, before?: string): Promise<Transition[]> {
+    return readAudit(this.connection, this.keys, before === undefined ? '+' : `(${before}`, '-', count);
   }
 }

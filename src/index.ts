@@ -31,13 +31,23 @@ export {
   type ExplainOptions,
   type StoredStrategy,
   type WindowFigures,
-  type ModeInfo,
   type RuleFigure,
   type LeaseFigures,
   type RecoveryProgress,
   type TrialProgress,
   type InstanceFigures,
+  type ModeInfo,
 } from './explain.js';
+export {
+  listBreakers,
+  breakerStatus,
+  breakerHistory,
+  controlBreaker,
+  type AdminOptions,
+  type HistoryOptions,
+  type ControlOptions,
+  type ControlResult,
+} from './admin.js';
 export {
   CallOutcome,
   StateSource,

@@ -16,6 +16,25 @@ export function encodeId(id: string): string {
   return id.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
+/** The id `encodeId` gave `encoded`, or undefined for text it cannot have given. */
+function decodeId(encoded: string): string | undefined {
+  const id = encoded.replace(/%(25|7B|7D)/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+  return id !== '' && encodeId(id) === encoded ? id : undefined;
+}
+
+/** The SCAN MATCH pattern of every breaker's state key under `prefix` (its glob characters escaped). */
+export function stateKeyPattern(prefix: string): string {
+  return `${prefix.replace(/[*?[\]\\]/g, '\\$&')}:{*}:state`;
+}
+
+/** The id of the breaker whose state key is `key`, or undefined for a key this module did not name under `prefix`. */
+export function breakerIdOf(prefix: string, key: string): string | undefined {
+  const head = `${prefix}:{`;
+  const tail = '}:state';
+  if (key.length <= head.length + tail.length || !key.startsWith(head) || !key.endsWith(tail)) return undefined;
+  return decodeId(key.slice(head.length, -tail.length));
+}
+
 export function breakerKeys(prefix: string, id: string): BreakerKeys {
   const base = `${prefix}:{${encodeId(id)}}:`;
   return { state: `${base}state`, events: `${base}events` };

@@ -73,8 +73,8 @@ export async function functionsUnsupported(node: Redis): Promise<FunctionsUnsupp
   return new FunctionsUnsupportedError(server, `Redis at ${server} has no Redis Functions: ${missing.join(', ')} ${are} there${reports}; Zenvark needs ${MINIMUM}`);
 }
 
-/** A command of the deployment; the driver's errors say what happened. */
-async function ask(node: Redis, ...args: (string | number)[]): Promise<unknown> {
+/** A plain command to one server; the driver's errors say what happened. */
+export async function ask(node: Redis, ...args: (string | number)[]): Promise<unknown> {
   try {
     return await node.call(args[0] as string, ...args.slice(1));
   } catch (error) {

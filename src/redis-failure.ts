@@ -191,3 +191,23 @@ function isUp(connection: Connection): boolean {
 function isDriverFailure(error: Error): boolean {
   return Object.getPrototypeOf(error) === Error.prototype || DRIVER_FAILURES.has(error.name);
 }
+
+/**
+ * `sent`, or a RedisUnreachableError once `timeoutMs` passed without its answer: for the
+ * reads and controls of operators, whose client may have no command timeout of its own.
+ * `what` names the call in the message.
+ */
+export async function answeredWithin<T>(timeoutMs: number, connection: Connection, what: string, sent: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const server = serverAddress(connection);
+      reject(new RedisUnreachableError(server, `Redis at ${server} did not answer ${what} within ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([sent, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -162,10 +162,7 @@ describe('controls from a running breaker', () => {
         ['expired', 'open', 'closed', 'next', forced.until, ''],
       ]);
       await expect(next.breaker.execute(async () => 'runs')).resolves.toBe('runs');
-      const ended = new Date(Number(forced.until)).toISOString();
-      expect((await next.breaker.explain()).lines[0]).toMatch(
-        new RegExp(`\\(generation 2\\): the mode expired at ${ended}; the window reached no rule, reported by next at `),
-      );
+      expect((await next.breaker.explain()).lines[0]).toMatch(/\(generation 2\): the operator's mode expired; the window reached no rule, reported by next at /);
     } finally {
       redis.disconnect();
     }

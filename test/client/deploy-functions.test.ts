@@ -14,7 +14,7 @@ const own = ownRedis();
 
 const withRevision = (n: number) => source.replace(/^local REVISION = \d+$/m, `local REVISION = ${n}`);
 
-describe('scripts/deploy-functions', () => {
+describe('zenvark-deploy-functions (scripts/deploy-functions.ts)', () => {
   it('loads a missing library, then has nothing to do; --check tells both apart', async () => {
     await own.admin.function('FLUSH');
     expect(await deploy(['--check', '--url', own.server.url])).toMatchObject({ code: 1, out: expect.stringContaining('zenvark_v1 is not loaded') });
@@ -57,17 +57,18 @@ describe('scripts/deploy-functions', () => {
   });
 
   it('says what is wrong with its arguments or the server', async () => {
-    expect(await deploy([])).toMatchObject({ code: 3, out: expect.stringContaining('no server given: pass --url or set REDIS_URL') });
-    expect(await deploy(['--bogus'])).toMatchObject({ code: 3, out: expect.stringContaining("Unknown option '--bogus'") });
+    expect(await deploy([])).toEqual({ code: 3, out: 'error: no server given: pass --url or set REDIS_URL\n' });
+    expect(await deploy(['--bogus'])).toEqual({ code: 3, out: "error: unknown option '--bogus'\n" });
     const port = await freePort();
+    // Unreachable is 6 (it was 3, with bad usage, before the zenvark command).
     expect(await deploy(['--url', `redis://127.0.0.1:${port}`])).toEqual({
-      code: 3,
-      out: `cannot deploy: Redis at 127.0.0.1:${port} is not reachable (connection refused)\n`,
+      code: 6,
+      out: `error: Redis at 127.0.0.1:${port} is not reachable (connection refused)\n`,
     });
   });
 });
 
-describe('scripts/deploy-functions against a server it cannot use', () => {
+describe('zenvark-deploy-functions against a server it cannot use', () => {
   const password = `right-${randomBytes(8).toString('hex')}`;
   const wrong = `wrong-${randomBytes(8).toString('hex')}`;
   let guarded: RedisServer;
@@ -91,7 +92,7 @@ describe('scripts/deploy-functions against a server it cannot use', () => {
       expect(run, args.join(' ')).toEqual({
         code: 4,
         out:
-          `cannot deploy: authentication to Redis at 127.0.0.1:${guarded.port} failed (WRONGPASS): the server refused user '${user}' ` +
+          `error: authentication to Redis at 127.0.0.1:${guarded.port} failed (WRONGPASS): the server refused user '${user}' ` +
           "with the password given; check the username and password in the client's URL or options\n",
       });
       expect(run.out).not.toContain(wrong);
@@ -103,7 +104,7 @@ describe('scripts/deploy-functions against a server it cannot use', () => {
     expect(await deploy(['--url', own.server.url, '--cluster'])).toEqual({
       code: 5,
       out:
-        `cannot deploy: Redis at 127.0.0.1:${own.server.port} answered but is not a cluster node (cluster_enabled:0); ` +
+        `error: Redis at 127.0.0.1:${own.server.port} answered but is not a cluster node (cluster_enabled:0); ` +
         'run without --cluster to deploy to it alone\n',
     });
     // With the right password, it gets as far as the same answer, and shows no password.
@@ -116,7 +117,7 @@ describe('scripts/deploy-functions against a server it cannot use', () => {
     for (const args of [['--url', bare.url], ['--url', bare.url, '--check']]) {
       const run = await deploy(args);
       expect(run.code, run.out).toBe(5);
-      expect(run.out).toMatch(/^failed: Redis at 127\.0\.0\.1:\d+ has no Redis Functions: FUNCTION, FCALL, FCALL_RO are not commands there/);
+      expect(run.out).toMatch(/^error: Redis at 127\.0\.0\.1:\d+ has no Redis Functions: FUNCTION, FCALL, FCALL_RO are not commands there/);
       expect(run.out).toContain('Zenvark needs Redis 7.0 or later, or Valkey 7.2 or later');
     }
   });
@@ -126,7 +127,7 @@ describe('scripts/deploy-functions against a server it cannot use', () => {
     await own.admin.function('FLUSH');
     const run = await deploy(['--url', url]);
     expect(run.code, run.out).toBe(4);
-    expect(run.out).toMatch(new RegExp(`^failed: Redis at 127\\.0\\.0\\.1:${own.server.port} refused FUNCTION for user '${new URL(url).username}' \\(NOPERM `));
+    expect(run.out).toMatch(new RegExp(`^error: Redis at 127\\.0\\.0\\.1:${own.server.port} refused FUNCTION for user '${new URL(url).username}' \\(NOPERM `));
     expect(run.out).not.toContain(new URL(url).password);
   });
 });

@@ -251,7 +251,7 @@ describe('breaker.explain() while recovering', () => {
 });
 
 describe("breaker.explain() under an operator's mode", () => {
-  it('forced open: who set it, why and until when; the checks and the lease wait for its end', async () => {
+  it('forced open: who set it, why and until when; no recovery check meanwhile', async () => {
     const i = await started();
     await fail(i, 3);
     await untilAll([i], 'open');
@@ -261,12 +261,11 @@ describe("breaker.explain() under an operator's mode", () => {
     expect(e.mode.leftMs).toBeGreaterThan(590_000);
     expect(e.lastTransition).toMatchObject({ reason: 'forced_open', generation: 2 });
     const until = new Date(Number(forced.until)).toISOString();
-    expect(e.lines[0]).toMatch(new RegExp(`^open for .+ \\(generation 2\\): forced open for 'deploy 42' until ${until}, by instance-0 at \\d{4}-`));
+    expect(e.lines[0]).toMatch(/^open for .+ \(generation 2\): forced open by an operator: "deploy 42", reported by instance-0 at \d{4}-/);
     expect(e.lines[1]).toMatch(
-      new RegExp(`^mode: forced open by instance-0 for 'deploy 42', set .+ ago, until ${until} \\(in (9|10) min.*\\): calls fail fast on every instance and health checks pause$`),
+      new RegExp(`^mode: forced open \\(calls fail fast, recovery checks pause\\), set by instance-0 .+ ago: "deploy 42"; ends in (9|10) min.* \\(at ${until}\\)$`),
     );
-    expect(e.lines).toContain('no recovery check runs until the mode ends');
-    expect(e.lines).toContain(`lease: none held (last token ${e.lease.token}); nobody takes it while the mode is set`);
+    expect(e.lines).toContain('next recovery check: none while forced open; they resume once it is released');
   });
 
   it('monitor mode: the would_open the window reached, and the mode; released, normal again', async () => {
@@ -275,12 +274,12 @@ describe("breaker.explain() under an operator's mode", () => {
     await fail(i, 3);
     const e = await explainedWhen(i, (x) => x.generation === 2);
     expect(e.lastTransition).toMatchObject({ from: 'closed', to: 'closed', reason: 'would_open', rule: 'consecutive_failures', mode: 'monitor' });
-    expect(e.lines[0]).toMatch(/^closed for .+ \(generation 2\): monitor mode: 3 consecutive failures reached threshold 3, and the circuit stayed closed, reported by instance-0 /);
-    expect(e.lines[1]).toMatch(/^mode: monitor mode by instance-0 for 'new threshold', set .+ ago, until released: calls pass; a rule reached is audited as would_open/);
+    expect(e.lines[0]).toMatch(/^closed for .+ \(generation 2\): monitor mode: consecutive_failures would have opened it \(3 failures of 3 calls, threshold 3\); it stayed closed, reported by instance-0 /);
+    expect(e.lines[1]).toMatch(/^mode: monitor \(calls pass; a rule reached is written as would_open instead of opening\), set by instance-0 .+ ago: "new threshold"; until released$/);
     await i.breaker.release({ reason: 'enforce it' });
     const after = await i.breaker.explain();
     expect(after.mode).toEqual({ mode: '', actor: '', note: '', sinceMs: 0, until: 0, leftMs: 0 });
-    expect(after.lines[0]).toMatch(/\(generation 3\): the mode was released for 'enforce it'; the window reached no rule, by instance-0 at /);
+    expect(after.lines[0]).toMatch(/\(generation 3\): released by an operator: "enforce it"; the window reached no rule, reported by instance-0 at /);
     expect(after.lines[1]).toMatch(/^window \(consecutive\): /);
   });
 });

@@ -5,7 +5,8 @@
  * source library to prove that minifying changed nothing.
  */
 import { expect } from 'vitest';
-import { keyList } from '../../src/keys.js';
+import type { Redis } from 'ioredis';
+import { type BreakerKeys, keyList } from '../../src/keys.js';
 import { LIBRARY_REVISION } from '../../src/shipped-library.js';
 import {
   type CallStep,
@@ -14,14 +15,17 @@ import {
   acquire,
   callStep,
   consecutive,
+  control,
   count,
   dumps,
   existingKeys,
+  expire,
   explain,
   granted,
   grantedText,
   header,
   health,
+  pairs,
   permit,
   record,
   release,
@@ -99,6 +103,37 @@ const halfOpen: Step[] = [
   },
 ];
 
+/** Controls that must be refused with ZV_BADARG before anything is written. */
+const controlArguments: [string, CallStep, RegExp][] = [
+  ['control: two keys are required', { ...control('open'), keys: ['only-one'] }, /^ZV_BADARG expected 2 keys \(state, events\), got 1/],
+  ['control: an action is required', { fn: 'zv1_control', args: header('op', 0) }, /^ZV_BADARG action is missing \(ARGV\[4\]\)/],
+  ['control: the action must be known', control('pause'), /^ZV_BADARG action must be one of close, expire, monitor, open, release, reset, got 'pause'/],
+  ['control: a note is required', { fn: 'zv1_control', args: [...header('op', 0), 'open'] }, /^ZV_BADARG note is missing \(ARGV\[5\]\)/],
+  ['control: a note is not empty', control('close', ''), /^ZV_BADARG note must be 1 to 512 bytes long, got 0/],
+  ['control: a note is at most 512 bytes', control('monitor', 'n'.repeat(513)), /^ZV_BADARG note must be 1 to 512 bytes long, got 513/],
+  ['control: a release needs a note too', control('release', ''), /^ZV_BADARG note must be 1 to 512 bytes long, got 0/],
+  ['control: expire takes no note', control('expire', 'why'), /^ZV_BADARG expire takes no note \(''\), got 'why'/],
+  ['control: an expiry is required', { fn: 'zv1_control', args: [...header('op', 0), 'open', 'why'] }, /^ZV_BADARG for is missing \(ARGV\[6\]\)/],
+  ['control: an expiry is >= 0', control('open', 'why', -1), /^ZV_BADARG for must be in \[0, 2592000000\], got -1/],
+  ['control: an expiry is at most 30 days', control('close', 'why', 2_592_000_001), /^ZV_BADARG for must be in \[0, 2592000000\], got 2592000001/],
+  ['control: an expiry is an integer', { fn: 'zv1_control', args: [...header('op', 0), 'monitor', 'why', '1.5'] }, /^ZV_BADARG for must be an integer, got '1.5'/],
+  ['control: release takes no expiry', control('release', 'why', 1000), /^ZV_BADARG only open, close and monitor take an expiry, got release for 1000 ms/],
+  ['control: reset takes no expiry', control('reset', 'why', 1), /^ZV_BADARG only open, close and monitor take an expiry, got reset for 1 ms/],
+  ['control: expire takes no expiry', control('expire', '', 5), /^ZV_BADARG only open, close and monitor take an expiry, got expire for 5 ms/],
+  ['control: create is 0 or 1', { fn: 'zv1_control', args: [...control('open').args, '2'] }, /^ZV_BADARG create must be one of 0, 1, got '2'/],
+  ['control: create is not a word', { fn: 'zv1_control', args: [...control('open').args, 'yes'] }, /^ZV_BADARG create must be one of 0, 1, got 'yes'/],
+  ['control: retention is >= 0', control('open', 'why', 0, { retention: -1 }), /^ZV_BADARG retention must be in \[0, 1000000\], got -1/],
+  ['control: extra arguments are refused', { fn: 'zv1_control', args: [...control('open', 'why', 0, { create: 1 }).args, 'more'] }, /^ZV_BADARG expected at most 7 arguments, got 8/],
+];
+
+/** Half-open (see halfOpen) with one successful trial (permit 1) and permit 2 out. */
+const halfOpenWithTrials: Step[] = [
+  ...halfOpen,
+  { ...permit(2, 2, 2), expect: { status: 'granted', permit: '1' } },
+  { ...trial(2, 1, 'success', 2, 2), expect: { status: 'counted' } },
+  { ...permit(2, 2, 2), expect: { status: 'granted', permit: '2' } },
+];
+
 /** Calls that must be refused with ZV_BADARG before anything is written. */
 const badArguments: [string, Step, RegExp][] = [
   ['two keys are required', { fn: 'zv1_record', keys: ['only-one'], args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1)] }, /^ZV_BADARG expected 2 keys \(state, events\), got 1/],
@@ -160,6 +195,565 @@ const badArguments: [string, Step, RegExp][] = [
   ['extra arguments are refused: explain', { fn: 'zv1_explain', args: ['more'] }, /^ZV_BADARG expected at most 0 arguments, got 1/],
   ['explain takes the two keys', { fn: 'zv1_explain', keys: ['only-one'], args: [] }, /^ZV_BADARG expected 2 keys \(state, events\), got 1/],
   ['trial: a permit id is an integer', { fn: 'zv1_trial', args: [...header(), '0', 'p1', 'success', '2', '2'] }, /^ZV_BADARG permit must be an integer, got 'p1'/],
+  ...controlArguments,
+];
+
+// ---- operator controls (zv1_control) and the modes they set ----
+
+/** A control's answer: applied, the state after it, and its entry (as published). */
+const applied = (gen: number, state: string, entry: Record<string, unknown>) => ({
+  status: 'applied',
+  state,
+  gen,
+  transition: expect.objectContaining({ to: state, gen: String(gen), kind: 'transition', ...entry }),
+});
+
+/** The audit entries, oldest first, each as an object of its fields. */
+async function auditEntries(redis: Redis, keys: BreakerKeys) {
+  return (await redis.xrange(keys.events, '-', '+')).map(([, fields]) => pairs(fields) as Record<string, string>);
+}
+
+/** The reasons of the audit entries, oldest first. */
+const reasons = (...expected: string[]): Step => ({
+  check: async (redis, keys) => expect((await auditEntries(redis, keys)).map((e) => e.reason)).toEqual(expected),
+});
+
+/** The entry that ended an expired mode (the last) names the end the mode's own entry (the one before) set. */
+const endedAtItsExpiry: Step = {
+  check: async (redis, keys) => {
+    const entries = await auditEntries(redis, keys);
+    const [set, ended] = entries.slice(-2);
+    expect(set?.until).toMatch(/^\d+$/);
+    expect(ended).toMatchObject({ reason: 'expired', until: set?.until, mode: '', note: '' });
+  },
+};
+
+/** Fields of the state hash as stored. */
+const stored = (fields: Record<string, unknown>): Step => ({
+  check: async (redis, keys) => expect(await redis.hgetall(keys.state)).toMatchObject(fields),
+});
+
+/** `steps`, then a check that the breaker's keys are as they were before them: they changed nothing. */
+function changingNothing(steps: readonly Step[]): Step[] {
+  let before: (string | null)[] = [];
+  return [
+    { check: async (redis, keys) => void (before = await dumps(redis, keys)) },
+    ...steps,
+    { check: async (redis, keys) => expect(await dumps(redis, keys)).toEqual(before) },
+  ];
+}
+
+/** Every health report a lease holder can make, in generation `gen` (the wait with 2 trial permits). */
+const everyReport = (gen: number) => [
+  health('leader', granted(1), gen, 'recovery', 'success'),
+  health('leader', granted(1), gen, 'recovery', 'failure'),
+  health('leader', granted(1), gen, 'idle', 'success'),
+  health('leader', granted(1), gen, 'idle', 'failure'),
+  health('leader', granted(1), gen, 'wait', 'success', 1, 2),
+];
+
+/** A closed breaker with a recorded success (consecutive(3)), leased to 'leader' (the case's first token). */
+const closedAndLeased: Step[] = [
+  { ...record(0, { ok: 1 }, consecutive(3)), expect: { status: 'ok' } },
+  { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+];
+
+const MODES = [
+  { action: 'open', mode: 'forced_open', state: 'open' },
+  { action: 'close', mode: 'forced_closed', state: 'closed' },
+  { action: 'monitor', mode: 'monitor', state: 'closed' },
+] as const;
+
+/** The functions that read the state hash, each called validly (the lease 'leader' took is the first token). */
+const readersOfTheHash: Omit<CallStep, 'expect'>[] = [
+  record(0, { ok: 1 }, consecutive(3)),
+  acquire('other', 1000),
+  renew('leader', granted(1), 1000),
+  release('leader', granted(1)),
+  health('leader', granted(1), 0, 'idle', 'failure'),
+  permit(0, 2, 2),
+  trial(0, 1, 'success', 2, 2),
+  state(),
+  sync(consecutive(3)),
+  explain(),
+  control('open'),
+  expire(),
+];
+
+const controlCases: LuaCase[] = [
+  {
+    name: 'control: open forces the circuit open with one entry, the window and the lease kept; the snapshot shows the mode',
+    steps: [
+      { ...record(0, { fail: 2 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      {
+        ...control('open', 'db migration'),
+        expect: applied(1, 'open', {
+          from: 'closed', reason: 'forced_open', mode: 'forced_open', note: 'db migration', until: '', rule: '', actor: 'op', token: '', holder: 'leader',
+        }),
+      },
+      {
+        ...state(),
+        expect: {
+          state: 'open', gen: 1, holder: 'leader', token: granted(1), mode: 'forced_open', mode_actor: 'op', mode_note: 'db migration',
+          mode_since_ms: expect.any(Number), mode_until: 0, mode_left_ms: 0,
+        },
+      },
+      { ...explain(), expect: { failures: 2, calls: 2, mode: 'forced_open', last: { reason: 'forced_open', mode: 'forced_open', note: 'db migration' } } },
+      { ...record(1, { fail: 1 }, consecutive(3)), expect: { status: 'not_closed', state: 'open', gen: 1 } },
+      streamLength(1),
+    ],
+  },
+  {
+    name: 'control: close forces an open circuit closed; outcomes count, no rule trips it, and no lease is granted',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(1)), expect: opened(1, 'consecutive_failures') },
+      { ...control('close', 'let it through'), expect: applied(2, 'closed', { from: 'open', reason: 'forced_closed', mode: 'forced_closed', note: 'let it through' }) },
+      { ...state(), expect: { state: 'closed', gen: 2, mode: 'forced_closed', recovery_failures: 0 } },
+      { ...record(2, { fail: 5 }, consecutive(1)), expect: { status: 'ok', state: 'closed', gen: 2, transition: undefined } },
+      { ...record(2, { fail: 1 }, consecutive(1), 'i1', 100, 10_000), expect: { status: 'ok', state: 'closed', gen: 2, transition: undefined } },
+      { ...explain(), expect: { state: 'closed', failures: 6, calls: 6, failure_reached: 1, holder: '', token: 0 } },
+      streamLength(2),
+    ],
+  },
+  {
+    name: 'control: monitor keeps the circuit closed; a rule reached is a would_open entry, closed to closed, the window emptied, no lease granted',
+    steps: [
+      { ...record(0, { ok: 1 }, count(0.5, 4)), expect: { status: 'ok' } },
+      { ...control('monitor', 'watch it'), expect: applied(1, 'closed', { from: 'closed', reason: 'monitored', mode: 'monitor', note: 'watch it' }) },
+      {
+        ...record(1, { fail: 3 }, count(0.5, 4), 'i1', 100, 10_000),
+        expect: {
+          status: 'ok',
+          state: 'closed',
+          gen: 2,
+          transition: expect.objectContaining({
+            from: 'closed', to: 'closed', reason: 'would_open', rule: 'failure_rate', mode: 'monitor', note: '', gen: '2', actor: 'i1',
+            failures: '3', calls: '4', rate: '0.7500', threshold: '0.5', window: 'count:4', kind: 'transition',
+          }),
+        },
+      },
+      { ...state(), expect: { state: 'closed', gen: 2, mode: 'monitor', mode_note: 'watch it', holder: '', token: 0 } },
+      { ...explain(), expect: { failures: 0, calls: 0, last: { reason: 'would_open', rule: 'failure_rate' } } },
+      { ...record(1, { fail: 1 }, count(0.5, 4)), expect: { status: 'stale_gen', state: 'closed', gen: 2 } },
+      { ...record(2, { fail: 2 }, count(0.5, 4)), expect: { status: 'ok', state: 'closed', gen: 2, transition: undefined } },
+      reasons('monitored', 'would_open'),
+    ],
+  },
+  {
+    name: 'control: monitor names each rule reached: consecutive failures, the slow-call rate',
+    steps: [
+      { ...record(0, { ok: 1 }, consecutive(2)), expect: { status: 'ok' } },
+      { ...control('monitor', 'watch it'), expect: applied(1, 'closed', { reason: 'monitored' }) },
+      {
+        ...record(1, { fail: 2 }, consecutive(2)),
+        expect: { status: 'ok', gen: 2, transition: expect.objectContaining({ reason: 'would_open', rule: 'consecutive_failures', failures: '2', threshold: '2' }) },
+      },
+      // Another shape: the window starts over, and the call reaches the slow-call rule.
+      {
+        ...record(2, { ok: 2, slowOk: 2 }, 'count:0.9:4:4:0.5'),
+        expect: { status: 'ok', gen: 3, transition: expect.objectContaining({ reason: 'would_open', rule: 'slow_call_rate', slow: '2', rate: '0.5000' }) },
+      },
+      { ...state(), expect: { state: 'closed', gen: 3, mode: 'monitor' } },
+    ],
+  },
+  {
+    name: 'control: forcing again replaces the mode, its note and its expiry',
+    steps: [
+      { ...control('open', 'first', 60_000, { create: 1 }), expect: applied(1, 'open', { reason: 'forced_open', until: expect.stringMatching(/^\d+$/) }) },
+      { ...state(), expect: { mode: 'forced_open', mode_note: 'first', mode_until: expect.any(Number), mode_left_ms: expect.any(Number) } },
+      {
+        check: async (redis, keys) => {
+          const view = pairs((await redis.call('FCALL_RO', 'zv1_state', '2', ...keyList(keys))) as unknown[]);
+          expect(view.mode_until).toBe((view.time as number) + (view.mode_left_ms as number));
+          expect(view.mode_left_ms).toBeGreaterThan(0);
+          expect(view.mode_left_ms).toBeLessThanOrEqual(60_000);
+        },
+      },
+      { ...control('open', 'second', 0, { actor: 'op2' }), expect: applied(2, 'open', { from: 'open', reason: 'forced_open', note: 'second', until: '', actor: 'op2' }) },
+      { ...state(), expect: { state: 'open', mode: 'forced_open', mode_actor: 'op2', mode_note: 'second', mode_until: 0, mode_left_ms: 0 } },
+      { ...control('monitor', 'third'), expect: applied(3, 'closed', { from: 'open', reason: 'monitored', mode: 'monitor' }) },
+      { ...acquire('a', 1000), expect: { status: 'granted', snapshot: expect.objectContaining({ state: 'closed', mode: 'monitor', mode_note: 'third' }) } },
+      { ...sync(consecutive(1)), expect: { mode: 'monitor', mode_actor: 'op' } },
+      stored({ mode: 'monitor:0', ma: 'op', mn: 'third' }),
+    ],
+  },
+  {
+    name: 'control: a breaker Redis does not know is unknown, and nothing is written, unless create is 1',
+    steps: [
+      { ...control('open'), expect: { status: 'unknown', state: 'closed', gen: 0, epoch: '', transition: undefined } },
+      { ...control('close', 'why', 1000, { create: 0 }), expect: { status: 'unknown', gen: 0 } },
+      { ...expire(), expect: { status: 'unknown' } },
+      nothingWritten,
+      // Nothing to end: no_mode, and still nothing written.
+      { ...control('release', 'why', 0, { create: 1 }), expect: { status: 'no_mode', state: 'closed', gen: 0, epoch: '' } },
+      { ...control('expire', '', 0, { create: 1 }), expect: { status: 'no_mode', gen: 0 } },
+      nothingWritten,
+      {
+        ...control('open', 'before the first call', 0, { create: 1 }),
+        expect: { ...applied(1, 'open', { from: 'closed', reason: 'forced_open' }), epoch: expect.stringMatching(/^\d+$/) },
+      },
+      { ...state(), expect: { state: 'open', gen: 1, mode: 'forced_open', mode_note: 'before the first call' } },
+    ],
+  },
+  {
+    name: 'control: release of a breaker without a mode is no_mode and writes nothing',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(3)), expect: { status: 'ok' } },
+      unchangedBy(control('release')),
+      { ...control('release'), expect: { status: 'no_mode', state: 'closed', gen: 0, transition: undefined } },
+      streamLength(0),
+    ],
+  },
+  {
+    name: 'control: release with a window that reaches no rule closes, the window kept',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...control('open'), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      {
+        ...control('release', 'back to normal'),
+        expect: applied(2, 'closed', {
+          from: 'open', reason: 'released', mode: '', note: 'back to normal', until: '', rule: '', failures: '1', calls: '1', window: 'consecutive',
+        }),
+      },
+      { ...state(), expect: { state: 'closed', gen: 2, mode: '', mode_actor: '', mode_note: '', mode_since_ms: 0, mode_until: 0, mode_left_ms: 0 } },
+      stored({ mode: '', ma: '', mn: '', mt: '0', run: '1' }),
+      // The kept run of one failure and two more reach the threshold of 3.
+      { ...record(2, { fail: 2 }, consecutive(3)), expect: opened(3, 'consecutive_failures') },
+    ],
+  },
+  {
+    name: 'control: release with a count window that reaches a rule opens: the rule named, the window emptied, recovery from the start',
+    steps: [
+      { ...record(0, { ok: 1 }, count(0.5, 4)), expect: { status: 'ok' } },
+      { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...control('close'), expect: applied(1, 'closed', { reason: 'forced_closed' }) },
+      { ...record(1, { fail: 3 }, count(0.5, 4)), expect: { status: 'ok', state: 'closed' } },
+      {
+        ...control('release', 'done'),
+        expect: applied(2, 'open', {
+          from: 'closed', reason: 'released', rule: 'failure_rate', failures: '3', calls: '4', rate: '0.7500', threshold: '0.5', mode: '', note: 'done',
+        }),
+      },
+      { ...explain(), expect: { state: 'open', mode: '', calls: 0, recovery_failures: 0, holder: 'leader', token: granted(1) } },
+      // Health checks count again.
+      { ...health('leader', granted(1), 2, 'recovery', 'success'), expect: { status: 'closed', state: 'closed', gen: 3 } },
+    ],
+  },
+  {
+    name: 'control: release with a consecutive run that reaches the threshold opens',
+    steps: [
+      { ...record(0, { ok: 1 }, consecutive(2)), expect: { status: 'ok' } },
+      { ...control('close'), expect: applied(1, 'closed', { reason: 'forced_closed' }) },
+      { ...record(1, { fail: 3 }, consecutive(2)), expect: { status: 'ok', state: 'closed' } },
+      { ...control('release'), expect: applied(2, 'open', { reason: 'released', rule: 'consecutive_failures', failures: '3', threshold: '2' }) },
+      stored({ run: '0', mode: '' }),
+    ],
+  },
+  {
+    name: 'control: release with a time window: its failures within the window open',
+    steps: [
+      { ...record(0, { ok: 1 }, time(0.5, 60_000, 2)), expect: { status: 'ok' } },
+      { ...control('close'), expect: applied(1, 'closed', { reason: 'forced_closed' }) },
+      { ...record(1, { fail: 3 }, time(0.5, 60_000, 2)), expect: { status: 'ok' } },
+      { ...control('release'), expect: applied(2, 'open', { reason: 'released', rule: 'failure_rate', failures: '3', calls: '4', window: 'time:60000' }) },
+    ],
+  },
+  {
+    name: 'control: release with a time window whose buckets expired closes',
+    steps: [
+      { ...record(0, { ok: 1 }, time(0.5, 200, 2)), expect: { status: 'ok' } },
+      { ...control('close'), expect: applied(1, 'closed', { reason: 'forced_closed' }) },
+      { ...record(1, { fail: 3 }, time(0.5, 200, 2)), expect: { status: 'ok' } },
+      { sleepMs: 350 },
+      { ...control('release'), expect: applied(2, 'closed', { reason: 'released', rule: '', failures: '0', calls: '0', window: 'time:200' }) },
+    ],
+  },
+  {
+    name: 'control: release before any recorded call (no strategy stored) closes',
+    steps: [
+      { ...control('open', 'why', 0, { create: 1 }), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      { ...control('release'), expect: applied(2, 'closed', { from: 'open', reason: 'released', rule: '', failures: '', calls: '' }) },
+    ],
+  },
+  {
+    name: 'control: reset closes and clears the window, with or without a mode',
+    steps: [
+      { ...record(0, { fail: 2 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...control('reset', 'clean slate'), expect: applied(1, 'closed', { from: 'closed', reason: 'reset', mode: '', note: 'clean slate', until: '' }) },
+      { ...explain(), expect: { failures: 0, calls: 0 } },
+      // The run starts over: two failures do not reach 3.
+      { ...record(1, { fail: 2 }, consecutive(3)), expect: { status: 'ok', state: 'closed' } },
+      { ...control('monitor', 'watch', 60_000), expect: applied(2, 'closed', { reason: 'monitored' }) },
+      { ...control('reset', 'enough'), expect: applied(3, 'closed', { reason: 'reset', mode: '' }) },
+      { ...state(), expect: { mode: '', mode_until: 0 } },
+      { ...record(3, { fail: 2 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...record(3, { fail: 1 }, consecutive(3)), expect: opened(4, 'consecutive_failures') },
+    ],
+  },
+  {
+    name: 'control: reset of a half-open breaker clears the trial permits and successes',
+    steps: [
+      ...halfOpenWithTrials,
+      { ...control('reset'), expect: applied(3, 'closed', { from: 'half_open', reason: 'reset' }) },
+      { ...explain(), expect: { state: 'closed', trial_successes: 0, permits_out: 0 } },
+      { ...trial(2, 2, 'success', 2, 2), expect: { status: 'stale_gen', state: 'closed', gen: 3 } },
+    ],
+  },
+  {
+    name: 'control: reset of a forced open breaker ends the mode and clears the recovery progress',
+    steps: [
+      ...openAndLeased,
+      { ...health('leader', granted(1), 1, 'recovery', 'failure', 2), expect: { status: 'counted', recoveryFailures: 1 } },
+      { ...health('leader', granted(1), 1, 'recovery', 'success', 2), expect: { status: 'counted' } },
+      { ...control('open'), expect: applied(2, 'open', { from: 'open', reason: 'forced_open' }) },
+      { ...control('reset'), expect: applied(3, 'closed', { from: 'open', reason: 'reset', mode: '' }) },
+      { ...state(), expect: { state: 'closed', mode: '', recovery_failures: 0, recovery_successes: 0, holder: 'leader' } },
+      stored({ hcf: '0', hcs: '0', tp: '', ts: '0', run: '0', w: '' }),
+    ],
+  },
+  {
+    name: 'control: expire with no mode is no_mode; before the expiry, or of a mode without one, not_due; neither writes',
+    steps: [
+      { ...record(0, { ok: 1 }, consecutive(3)), expect: { status: 'ok' } },
+      unchangedBy(expire()),
+      { ...expire(), expect: { status: 'no_mode', state: 'closed', gen: 0, transition: undefined } },
+      { ...control('open', 'why', 60_000), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      unchangedBy(expire()),
+      { ...expire(), expect: { status: 'not_due', state: 'open', gen: 1, transition: undefined } },
+      { ...control('close'), expect: applied(2, 'closed', { reason: 'forced_closed', until: '' }) },
+      unchangedBy(expire()),
+      { ...expire(), expect: { status: 'not_due', state: 'closed', gen: 2 } },
+      streamLength(2),
+    ],
+  },
+  {
+    name: 'control: expire after the expiry writes the expired entry, by the actor that asked; the window decides',
+    steps: [
+      { ...record(0, { ok: 1 }, count(0.5, 4)), expect: { status: 'ok' } },
+      { ...control('close', 'for a while', 300), expect: applied(1, 'closed', { reason: 'forced_closed', until: expect.stringMatching(/^\d+$/) }) },
+      { ...record(1, { fail: 3 }, count(0.5, 4)), expect: { status: 'ok', gen: 1 } },
+      { sleepMs: 450 },
+      // As stored until a writing call ends it: over (0 left), its entry not written yet.
+      { ...state(), expect: { state: 'closed', gen: 1, mode: 'forced_closed', mode_until: expect.any(Number), mode_left_ms: 0 } },
+      {
+        ...expire('i2'),
+        expect: applied(2, 'open', { from: 'closed', reason: 'expired', actor: 'i2', mode: '', note: '', rule: 'failure_rate', failures: '3', calls: '4' }),
+      },
+      endedAtItsExpiry,
+      { ...expire(), expect: { status: 'no_mode', state: 'open', gen: 2 } },
+      { ...state(), expect: { mode: '', mode_until: 0, mode_left_ms: 0 } },
+    ],
+  },
+  {
+    name: 'control: an expired mode is ended by the next record first, which then answers as for the old generation',
+    steps: [
+      { ...control('open', 'why', 100, { create: 1 }), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      { sleepMs: 250 },
+      { ...record(1, { fail: 1 }, consecutive(3)), expect: { status: 'stale_gen', state: 'closed', gen: 2, transition: undefined } },
+      reasons('forced_open', 'expired'),
+      endedAtItsExpiry,
+      { check: async (redis, keys) => expect((await auditEntries(redis, keys))[1]).toMatchObject({ from: 'open', to: 'closed', actor: 'i1', gen: '2' }) },
+      { ...state(), expect: { state: 'closed', mode: '' } },
+      { ...record(2, { fail: 1 }, consecutive(3)), expect: { status: 'ok', gen: 2 } },
+    ],
+  },
+  {
+    name: 'control: an expired mode is ended by the next health report first (the window deciding), which then is stale_gen',
+    steps: [
+      { ...record(0, { ok: 1 }, count(0.5, 4)), expect: { status: 'ok' } },
+      { ...acquire('leader', 10_000), expect: { status: 'granted', token: NEW_TOKEN } },
+      { ...control('close', 'why', 300), expect: applied(1, 'closed', { reason: 'forced_closed' }) },
+      { ...record(1, { fail: 3 }, count(0.5, 4)), expect: { status: 'ok', gen: 1 } },
+      { sleepMs: 450 },
+      { ...health('leader', granted(1), 1, 'idle', 'failure'), expect: { status: 'stale_gen', state: 'open', gen: 2, recoveryFailures: 0, transition: undefined } },
+      reasons('forced_closed', 'expired'),
+      endedAtItsExpiry,
+      { check: async (redis, keys) => expect((await auditEntries(redis, keys))[1]).toMatchObject({ to: 'open', rule: 'failure_rate', actor: 'leader' }) },
+      { ...health('leader', granted(1), 2, 'recovery', 'success'), expect: { status: 'closed', state: 'closed', gen: 3 } },
+    ],
+  },
+  {
+    name: 'control: an expired mode is ended by the next control first: two entries, the answer the control\'s',
+    steps: [
+      { ...control('monitor', 'why', 100, { create: 1 }), expect: applied(1, 'closed', { reason: 'monitored' }) },
+      { sleepMs: 250 },
+      { ...control('open', 'again', 0, { actor: 'op2' }), expect: applied(3, 'open', { from: 'closed', reason: 'forced_open', note: 'again' }) },
+      reasons('monitored', 'expired', 'forced_open'),
+      { check: async (redis, keys) => expect((await auditEntries(redis, keys))[1]).toMatchObject({ from: 'closed', to: 'closed', actor: 'op2', gen: '2' }) },
+    ],
+  },
+  {
+    name: 'control: an expired mode is ended by the lease holder\'s next renewal first (a client of revision 5 renews, and never controls)',
+    steps: [
+      ...closedAndLeased,
+      { ...control('open', 'why', 100), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      { sleepMs: 250 },
+      { ...renew('leader', granted(1), 10_000), expect: { status: 'renewed', token: granted(1), holder: 'leader' } },
+      reasons('forced_open', 'expired'),
+      endedAtItsExpiry,
+      { check: async (redis, keys) => expect((await auditEntries(redis, keys))[1]).toMatchObject({ from: 'open', to: 'closed', actor: 'leader', gen: '2' }) },
+      { ...state(), expect: { state: 'closed', gen: 2, mode: '', holder: 'leader' } },
+    ],
+  },
+  {
+    name: 'control: an expired mode is ended by the next acquire first, whose snapshot is the state after it',
+    steps: [
+      { ...control('close', 'why', 100, { create: 1 }), expect: applied(1, 'closed', { reason: 'forced_closed' }) },
+      { sleepMs: 250 },
+      {
+        ...acquire('i2', 10_000),
+        expect: { status: 'granted', token: NEW_TOKEN, snapshot: expect.objectContaining({ state: 'closed', gen: 2, mode: '', mode_until: 0 }) },
+      },
+      reasons('forced_closed', 'expired'),
+      endedAtItsExpiry,
+    ],
+  },
+  {
+    name: 'control: release of a mode that expired ends it as expired and answers no_mode with that entry',
+    steps: [
+      { ...control('open', 'why', 100, { create: 1 }), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      { sleepMs: 250 },
+      {
+        ...control('release', 'too late'),
+        expect: { status: 'no_mode', state: 'closed', gen: 2, transition: expect.objectContaining({ reason: 'expired', from: 'open', to: 'closed' }) },
+      },
+      { ...control('reset', 'anyway'), expect: applied(3, 'closed', { reason: 'reset' }) },
+      reasons('forced_open', 'expired', 'reset'),
+    ],
+  },
+  ...MODES.map(({ action, mode, state: forced }): LuaCase => ({
+    name: `control: under ${mode}, every health report of the lease holder is ignored and changes nothing`,
+    steps: [
+      ...closedAndLeased,
+      { ...control(action), expect: applied(1, forced, { mode }) },
+      ...changingNothing(
+        everyReport(1).map((report) => ({
+          ...report,
+          expect: { status: 'ignored', state: forced, gen: 1, recoveryFailures: 0, transition: undefined },
+        })),
+      ),
+    ],
+  })),
+  {
+    name: 'control: a mode field zenvark did not write is corrupt for every function that reads the state hash',
+    steps: [
+      ...closedAndLeased,
+      { setup: (redis, keys) => redis.hset(keys.state, 'mode', 'paused:0') },
+      ...changingNothing([
+        ...readersOfTheHash.map((step) => ({ ...step, expect: error(/^ZV_CORRUPT .*:state field mode holds 'paused:0', not written by zenvark/) })),
+        ...['forced_open', 'forced_open:soon', 'Monitor:0', 'monitor:-1', 'monitor:1:2'].flatMap((value): Step[] => [
+          { setup: (redis, keys) => redis.hset(keys.state, 'mode', value) },
+          { ...control('release'), expect: error(/^ZV_CORRUPT .*:state field mode holds/) },
+          { ...state(), expect: error(/^ZV_CORRUPT .*:state field mode holds/) },
+        ]),
+        { setup: (redis, keys) => redis.hset(keys.state, 'mode', 'paused:0') },
+      ]),
+    ],
+  },
+  {
+    name: 'control: a mode time that is not a number is corrupt where the mode is read in full',
+    steps: [
+      { ...control('open', 'why', 0, { create: 1 }), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      { setup: (redis, keys) => redis.hset(keys.state, 'mt', 'noon') },
+      { ...state(), expect: error(/^ZV_CORRUPT .*:state field mt holds 'noon'/) },
+      { ...control('release'), expect: error(/^ZV_CORRUPT .*:state field mt holds 'noon'/) },
+      { ...explain(), expect: error(/^ZV_CORRUPT .*:state field mt holds 'noon'/) },
+      { ...record(1, { ok: 1 }, consecutive(3)), expect: { status: 'not_closed' } },
+      stored({ mode: 'forced_open:0', mt: 'noon' }),
+    ],
+  },
+  {
+    name: 'control: keys of another type are refused and left alone',
+    steps: [
+      { setup: (redis, keys) => redis.rpush(keys.state, 'x') },
+      { ...control('open'), expect: error(/^ZV_WRONGTYPE .*:state is a list, expected a hash/) },
+      { ...control('open', 'why', 0, { create: 1 }), expect: error(/^ZV_WRONGTYPE .*:state is a list, expected a hash/) },
+      { check: async (redis, keys) => expect(await redis.lrange(keys.state, 0, -1)).toEqual(['x']) },
+      { setup: (redis, keys) => redis.del(keys.state) },
+      { setup: (redis, keys) => redis.set(keys.events, 'not a stream') },
+      // A breaker Redis does not know: unknown before any key is looked at further.
+      { ...control('open'), expect: { status: 'unknown' } },
+      { ...control('open', 'why', 0, { create: 1 }), expect: error(/^ZV_WRONGTYPE .*:events is a string, expected a stream/) },
+      { ...record(0, { fail: 1 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...control('close'), expect: error(/^ZV_WRONGTYPE .*:events is a string, expected a stream/) },
+      { ...expire(), expect: error(/^ZV_WRONGTYPE .*:events is a string, expected a stream/) },
+      { ...state(), expect: { state: 'closed', gen: 0, mode: '' } },
+      { check: async (redis, keys) => expect(await redis.get(keys.events)).toBe('not a stream') },
+    ],
+  },
+  {
+    name: 'control: an events stream that cannot take another entry stops a control before any write',
+    steps: [
+      { ...record(0, { fail: 1 }, consecutive(3)), expect: { status: 'ok' } },
+      { setup: (redis, keys) => redis.xadd(keys.events, '18446744073709551615-18446744073709551615', 'owner', 'x') },
+      { ...control('open', 'why', 60_000), expect: error(/^ZV_REFUSED XADD on .*:events was refused/) },
+      { ...state(), expect: { state: 'closed', gen: 0, mode: '', mode_note: '' } },
+      stored({ mode: '', run: '1' }),
+    ],
+  },
+  {
+    name: 'control: an events stream with room for one entry more refuses, before any write, a call that would end an expired mode and may write another',
+    steps: [
+      ...closedAndLeased,
+      { ...control('close', 'why', 100), expect: applied(1, 'closed', { reason: 'forced_closed' }) },
+      { sleepMs: 250 },
+      // Written by another client: the next entry takes the last id there is.
+      { setup: (redis, keys) => redis.xadd(keys.events, '18446744073709551615-18446744073709551614', 'owner', 'x') },
+      // Reports of the generation after the mode's end, which would trip: a second entry.
+      ...changingNothing([
+        { ...control('open'), expect: error(/^ZV_REFUSED XADD on .*:events would be refused: the stream has room for one more entry/) },
+        { ...record(2, { fail: 5 }, consecutive(3)), expect: error(/^ZV_REFUSED XADD on .*:events would be refused/) },
+        { ...health('leader', granted(1), 2, 'idle', 'failure'), expect: error(/^ZV_REFUSED XADD on .*:events would be refused/) },
+        { ...expire(), expect: error(/^ZV_REFUSED XADD on .*:events would be refused/) },
+      ]),
+      // Without an expired mode to end, a call writes one entry at most, and takes the last id.
+      { setup: (redis, keys) => redis.hset(keys.state, 'mode', 'forced_closed:0') },
+      { ...control('open'), expect: applied(2, 'open', { reason: 'forced_open', id: '18446744073709551615-18446744073709551615' }) },
+    ],
+  },
+  {
+    name: 'control: bad arguments are refused on a breaker under a mode, and change nothing',
+    steps: [
+      { ...record(0, { ok: 1 }, consecutive(3)), expect: { status: 'ok' } },
+      { ...control('open', 'why', 60_000), expect: applied(1, 'open', { reason: 'forced_open' }) },
+      ...changingNothing(controlArguments.map(([, step, pattern]) => ({ ...step, expect: error(pattern) }))),
+    ],
+  },
+  {
+    name: 'control: retention 0 trims nothing; a retention does',
+    steps: [
+      {
+        check: async (redis, keys) => {
+          const k = keyList(keys);
+          for (let i = 0; i < 150; i++) {
+            await redis.call('FCALL', 'zv1_control', '2', ...k, ...header('op', 0), i % 2 === 0 ? 'open' : 'close', 'flap', '0', '1');
+          }
+          expect(await redis.xlen(keys.events)).toBe(150);
+          await redis.call('FCALL', 'zv1_control', '2', ...k, ...header('op', 1), 'open', 'flap', '0', '1');
+          expect(await redis.xlen(keys.events)).toBeLessThan(151);
+        },
+      },
+    ],
+  },
+  {
+    name: 'upgrade: a hash written by revision 5 (without the mode fields) reads as normal operation, and a control writes them',
+    steps: [
+      {
+        setup: (redis, keys) =>
+          redis.hset(keys.state, {
+            state: 'closed', gen: '0', epoch: '1700000000000000', since: '1700000000000', run: '0', cfg: consecutive(2), w: '',
+            last: '-1', lh: '', lt: '0', lu: '0', hcf: '0', hca: '1700000000000', hcs: '0', tp: '', ts: '0', pn: '0',
+          }),
+      },
+      { ...state(), expect: { state: 'closed', mode: '', mode_actor: '', mode_note: '', mode_since_ms: 0, mode_until: 0, mode_left_ms: 0 } },
+      { ...record(0, { fail: 1 }, consecutive(2)), expect: { status: 'ok' } },
+      { ...expire(), expect: { status: 'no_mode' } },
+      { ...control('monitor', 'watch'), expect: applied(1, 'closed', { reason: 'monitored', mode: 'monitor' }) },
+      stored({ mode: 'monitor:0', ma: 'op', mn: 'watch', mt: expect.stringMatching(/^\d+$/) }),
+      { ...record(1, { fail: 2 }, consecutive(2)), expect: { status: 'ok', gen: 2, transition: expect.objectContaining({ reason: 'would_open' }) } },
+    ],
+  },
 ];
 
 export const CASES: LuaCase[] = [
@@ -878,10 +1472,7 @@ export const CASES: LuaCase[] = [
   {
     name: 'explain: half-open: the successful trials and the permits out',
     steps: [
-      ...halfOpen,
-      { ...permit(2, 2, 2), expect: { status: 'granted', permit: '1' } },
-      { ...trial(2, 1, 'success', 2, 2), expect: { status: 'counted' } },
-      { ...permit(2, 2, 2), expect: { status: 'granted', permit: '2' } },
+      ...halfOpenWithTrials,
       {
         ...explain(),
         expect: { state: 'half_open', gen: 2, trial_successes: 1, permits_out: 1, entries: 2, last: { reason: 'open_wait_elapsed' } },
@@ -1061,6 +1652,8 @@ export const CASES: LuaCase[] = [
     ],
   },
 
+  ...controlCases,
+
   // ---- the audit stream ----
   {
     name: 'audit: each transition is one entry with every documented field',
@@ -1072,13 +1665,16 @@ export const CASES: LuaCase[] = [
           const entries = await redis.xrange(keys.events, '-', '+');
           expect(entries).toHaveLength(2);
           const fields = entries.map(([, list]) => list.filter((_, i) => i % 2 === 0));
-          const names = ['from', 'to', 'reason', 'gen', 'failures', 'calls', 'slow', 'rate', 'threshold', 'window', 'actor', 'token', 'time'];
+          const names = [
+            'from', 'to', 'reason', 'gen', 'failures', 'calls', 'slow', 'rate', 'threshold', 'window', 'actor', 'token', 'time',
+            'mode', 'note', 'until', 'rule',
+          ];
           expect(fields).toEqual([names, names]);
           const [first] = entries;
           const values = Object.fromEntries(
             (first?.[1] ?? []).flatMap((v, i, list) => (i % 2 === 0 ? [[v, list[i + 1]]] : [])),
           );
-          expect(values).toMatchObject({ from: 'closed', to: 'open', reason: 'consecutive_failures', gen: '1', actor: 'i1' });
+          expect(values).toMatchObject({ from: 'closed', to: 'open', reason: 'consecutive_failures', gen: '1', actor: 'i1', mode: '', note: '', until: '', rule: '' });
           expect(Number(values.time)).toBeGreaterThan(1.6e12);
         },
       },

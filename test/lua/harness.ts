@@ -24,6 +24,7 @@ export type Fn =
   | 'zv1_state'
   | 'zv1_sync'
   | 'zv1_explain'
+  | 'zv1_control'
   | 'zv1_revision';
 
 /**
@@ -146,6 +147,21 @@ export const trial = (gen: number, id: number, result: string, permits: number, 
   fn: 'zv1_trial',
   args: [...header(actor), String(gen), String(id), result, String(permits), String(successes)],
 });
+/**
+ * An operator's control (zv1_control) by `actor`, retention 0 as an operator sends it; `create`
+ * left off as a client that does not send it ('0': a breaker Redis does not know is 'unknown').
+ */
+export const control = (
+  action: string,
+  note = 'by hand',
+  forMs = 0,
+  { actor = 'op', retention = 0, create }: { actor?: string; retention?: number; create?: 0 | 1 } = {},
+): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_control',
+  args: [...header(actor, retention), action, note, String(forMs), ...(create === undefined ? [] : [String(create)])],
+});
+/** The end of a mode whose expiry has passed, as an instance that knew it asks for it. */
+export const expire = (actor = 'i1'): Omit<CallStep, 'expect'> => control('expire', '', 0, { actor });
 export const state = (): Omit<CallStep, 'expect'> => ({ fn: 'zv1_state', args: [] });
 export const sync = (strategy: string, actor = 'i1'): Omit<CallStep, 'expect'> => ({ fn: 'zv1_sync', args: [...header(actor), strategy] });
 export const explain = (): Omit<CallStep, 'expect'> => ({ fn: 'zv1_explain', args: [] });
@@ -187,6 +203,8 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
       return { status: r[0] };
     case 'zv1_health':
       return { status: r[0], state: r[1], gen: r[2], epoch: r[3], recoveryFailures: r[4], transition: transition(r[5]) };
+    case 'zv1_control':
+      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]) };
     case 'zv1_permit':
       return { status: r[0], state: r[1], gen: r[2], epoch: r[3], permit: r[4], ms: r[5] };
     case 'zv1_trial':
@@ -194,7 +212,10 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
   }
 }
 
-const VOLATILE = new Set(['epoch', 'time', 'id', 'last_id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms', 'ms']);
+const VOLATILE = new Set([
+  'epoch', 'time', 'id', 'last_id', 'age_ms', 'lease_ms', 'leaseMs', 'recovery_age_ms', 'idle_ms', 'ms',
+  'until', 'mode_until', 'mode_since_ms', 'mode_left_ms',
+]);
 
 /**
  * Replaces values that depend on the clock, so that two runs can be compared: a lease

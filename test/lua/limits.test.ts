@@ -15,6 +15,8 @@ import {
   MAX_COUNT_WINDOW,
   MAX_DURATION_MS,
   MAX_HEALTH_SUCCESS_THRESHOLD,
+  MAX_MODE_MS,
+  MAX_NOTE_BYTES,
   MAX_RETENTION,
   MAX_TRIAL_PERMITS,
   MAX_TTL_MS,
@@ -44,6 +46,7 @@ const AFTER_HEADER: Record<Exclude<Fn, 'zv1_state' | 'zv1_explain' | 'zv1_revisi
   zv1_permit: ['0', '2', '2', '1000'],
   zv1_trial: ['0', '1', 'success', '2', '2'],
   zv1_sync: [consecutive(5)],
+  zv1_control: ['open', 'why', '0', '1'],
 };
 
 interface Bounded {
@@ -64,7 +67,8 @@ const BOUNDED: readonly Bounded[] = [
   ...(Object.keys(AFTER_HEADER) as (keyof typeof AFTER_HEADER)[]).flatMap((fn): Bounded[] => [
     { fn, name: 'channel', min: 1, max: MAX_CHANNEL_BYTES, args: (v) => [...H({ channel: 'c'.repeat(v) }), ...AFTER_HEADER[fn]] },
     { fn, name: 'actor', min: 1, max: MAX_ACTOR_BYTES, args: (v) => [...H({ actor: 'a'.repeat(v) }), ...AFTER_HEADER[fn]] },
-    { fn, name: 'retention', min: 1, max: MAX_RETENTION, args: (v) => [...H({ retention: v }), ...AFTER_HEADER[fn]] },
+    // An operator's control takes 0: it trims nothing.
+    { fn, name: 'retention', min: fn === 'zv1_control' ? 0 : 1, max: MAX_RETENTION, args: (v) => [...H({ retention: v }), ...AFTER_HEADER[fn]] },
   ]),
 
   { fn: 'zv1_record', name: 'generation', min: 0, max: SAFE_INTEGER, args: (v) => [...H(), v, ...summary({ fail: 1 }), consecutive(5)] },
@@ -119,6 +123,9 @@ const BOUNDED: readonly Bounded[] = [
   { fn: 'zv1_trial', name: 'permit', min: 1, max: SAFE_INTEGER, args: (v) => [...H(), '0', v, 'success', '2', '2'] },
   { fn: 'zv1_trial', name: 'trial permits', min: 1, max: MAX_TRIAL_PERMITS, args: (v) => [...H(), '0', '1', 'success', v, '1'] },
   { fn: 'zv1_trial', name: 'trial successes', min: 1, max: MAX_TRIAL_PERMITS, args: (v) => [...H(), '0', '1', 'success', MAX_TRIAL_PERMITS, v] },
+
+  { fn: 'zv1_control', name: 'note', min: 1, max: MAX_NOTE_BYTES, args: (v) => [...H(), 'open', 'n'.repeat(v), '0', '1'] },
+  { fn: 'zv1_control', name: 'for', min: 0, max: MAX_MODE_MS, args: (v) => [...H(), 'monitor', 'why', v, '1'] },
 ];
 
 const redis = shippedLibrary();

@@ -1,10 +1,10 @@
 /**
  * Property-based tests of the shipped library: random sequences of calls on one breaker
  * from 2 to 4 instances, with valid and invalid arguments, right and wrong tokens, permits
- * and generations, and leases and permits of a few ms that lapse within a run. After every
- * step checkInvariants compares what Redis holds before and after; every check holds
- * whatever the timing (a lease is only taken as valid or lapsed when it was so for the
- * whole call). A second property corrupts the keys first: every call is then answered, or
+ * and generations, leases and permits of a few ms that lapse within a run, and an operator's
+ * controls, whose modes may expire within a run too. After every step checkInvariants
+ * compares what Redis holds before and after; every check holds whatever the timing (a
+ * lease or a mode is only taken as valid or over when it was so for the whole call). A second property corrupts the keys first: every call is then answered, or
  * refused with a ZV_ code and nothing written.
  *
  * fast-check shrinks a failing sequence and prints it with its seed and path. Environment:
@@ -25,6 +25,7 @@ import {
   type Fn,
   acquire,
   callStep,
+  control,
   dumps,
   explain,
   freshKeys,
@@ -56,6 +57,7 @@ const SOURCE = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url)
 type CallFn = Exclude<Fn, 'zv1_revision'>;
 const FNS: readonly CallFn[] = [
   'zv1_record', 'zv1_acquire', 'zv1_renew', 'zv1_release', 'zv1_health', 'zv1_permit', 'zv1_trial', 'zv1_state', 'zv1_sync', 'zv1_explain',
+  'zv1_control',
 ];
 /** Functions that answer name/value pairs and change nothing. */
 const READS: readonly CallFn[] = ['zv1_state', 'zv1_sync', 'zv1_explain'];
@@ -116,7 +118,25 @@ const UNCHANGING: Partial<Record<CallFn, readonly string[]>> = {
   zv1_health: ['stale_token', 'stale_gen', 'ignored'],
   zv1_permit: ['exhausted', 'not_half_open', 'stale_gen'],
   zv1_trial: ['unknown_permit', 'not_half_open', 'stale_gen'],
+  // And 'no_mode' without an entry (see checkControl).
+  zv1_control: ['unknown', 'not_due'],
 };
+
+/** An operator's controls; the mode and the state the forcing ones set; the reason of each one's entry. */
+const ACTIONS = ['open', 'close', 'monitor', 'release', 'reset', 'expire'] as const;
+type Action = (typeof ACTIONS)[number];
+const FORCING: Partial<Record<string, { mode: string; state: string }>> = {
+  open: { mode: 'forced_open', state: 'open' },
+  close: { mode: 'forced_closed', state: 'closed' },
+  monitor: { mode: 'monitor', state: 'closed' },
+};
+const CONTROL_REASONS: Record<string, string> = {
+  open: 'forced_open', close: 'forced_closed', monitor: 'monitored', release: 'released', reset: 'reset', expire: 'expired',
+};
+/** The functions that end a mode whose expiry has passed, first, when they find one (see zv1_control). */
+const SETTLING: readonly CallFn[] = ['zv1_record', 'zv1_health', 'zv1_control', 'zv1_acquire', 'zv1_renew'];
+/** The reasons of entries that may leave the state as it was: the controls', and a rule reached under monitor. */
+const SAME_STATE_REASONS = new Set([...Object.values(CONTROL_REASONS), 'would_open']);
 
 // ---- the model: a run's configuration and its steps, as arbitraries ---------------------------
 
@@ -186,6 +206,16 @@ type Call = { readonly actor: ActorRef; readonly mutation: Mutation | undefined 
   | { readonly fn: 'zv1_state' }
   | { readonly fn: 'zv1_sync'; readonly spec: number }
   | { readonly fn: 'zv1_explain' }
+  | {
+      readonly fn: 'zv1_control';
+      readonly action: Action;
+      /** The expiry of open, close and monitor, ms (0: none). */
+      readonly forMs: number;
+      /** An expiry given to an action that takes none (refused). */
+      readonly misplacedExpiry: boolean;
+      /** undefined: not sent, as '0'. */
+      readonly create: 0 | 1 | undefined;
+    }
 );
 type Step = Call | { readonly sleepMs: number };
 
@@ -285,6 +315,17 @@ const call: fc.Arbitrary<Call> = weighted<Call>(
   [1, withActor(fc.record({ fn: fc.constant('zv1_state' as const) }))],
   [1, withActor(fc.record({ fn: fc.constant('zv1_sync' as const), spec: fc.nat(3) }))],
   [2, withActor(fc.record({ fn: fc.constant('zv1_explain' as const) }))],
+  [
+    3,
+    withActor(fc.record({
+      fn: fc.constant('zv1_control' as const),
+      action: fc.constantFrom(...ACTIONS),
+      // Expiries of a few ms end within the run.
+      forMs: weighted([3, fc.constant(0)], [2, fc.integer({ min: 1, max: 30 })], [1, fc.constant(10_000)]),
+      misplacedExpiry: weighted([12, fc.constant(false)], [1, fc.constant(true)]),
+      create: weighted<0 | 1 | undefined>([3, fc.constant(1 as const)], [1, fc.constant(0 as const)], [1, fc.constant(undefined)]),
+    })),
+  ],
 );
 const step: fc.Arbitrary<Step> = weighted<Step>([12, call], [1, fc.record({ sleepMs: fc.integer({ min: 1, max: 25 }) })]);
 
@@ -297,6 +338,8 @@ const permitted = as({ fn: 'zv1_permit', gen: 'current', ttlMs: 10_000 });
 const tried = (result: string) => as({ fn: 'zv1_trial', gen: 'current', permit: 'mine', result });
 const checked = (type: string, result: string, toHalfOpen = false) =>
   as({ fn: 'zv1_health', token: 'mine', gen: 'current', type, result, toHalfOpen, legacy: false });
+const controlled = (action: Action, forMs = 0, create: 0 | 1 | undefined = 1) =>
+  as({ fn: 'zv1_control', action, forMs, misplacedExpiry: false, create });
 
 /**
  * The first calls of a run, checked like the others: random sequences seldom get as far
@@ -326,6 +369,11 @@ const EXAMPLES: [Config, Step[]][] = [
   example('half_open', [permitted, tried('success'), permitted, tried('ignored'), permitted, tried('success')]),
   example('half_open', [permitted, permitted, permitted, tried('failure')]),
   example('fresh', [as({ fn: 'zv1_record', gen: 'current', summary: ok, spec: 1, leaseTtlMs: undefined }), as({ fn: 'zv1_explain' }), opening, as({ fn: 'zv1_explain' })]),
+  example('fresh', [controlled('open', 0, undefined), controlled('release'), controlled('monitor'), controlled('expire'), opening, controlled('release')]),
+  example('leased', [controlled('open'), checked('idle', 'failure'), checked('recovery', 'success'), controlled('reset')]),
+  example('open', [controlled('close'), opening, as({ fn: 'zv1_explain' }), controlled('release')]),
+  example('leased', [controlled('monitor', 5), { sleepMs: 20 }, checked('idle', 'failure'), controlled('open', 5), { sleepMs: 20 }, controlled('expire')]),
+  example('half_open', [permitted, controlled('close', 5), { sleepMs: 20 }, grantingTrip, controlled('open', 5), { sleepMs: 20 }, controlled('release')]),
 ];
 
 // ---- from a step to FCALL ----------------------------------------------------------------------
@@ -344,6 +392,8 @@ interface Resolved {
   readonly permit?: number;
   /** The lease ttl a record call sends; undefined when it sends none (or one a mutation made invalid). */
   readonly ttl?: number;
+  /** What a control sends (read from its ARGV). */
+  readonly control?: { readonly action: string; readonly note: string; readonly forMs: number; readonly create: string };
 }
 
 /** Each instance's last token and permit, as the replies gave them. */
@@ -378,7 +428,7 @@ function summaryValues({ counts, runs, broken }: SummaryModel) {
 }
 
 /** What each argument of a function is, for values refused there. */
-type ArgKind = 'text' | 'int' | 'enum' | 'spec';
+type ArgKind = 'text' | 'int' | 'enum' | 'spec' | 'note';
 const HEADER_KINDS: ArgKind[] = ['text', 'text', 'int'];
 const ARG_KINDS: Record<CallFn, ArgKind[]> = {
   zv1_record: [...HEADER_KINDS, 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'int', 'spec', 'int'],
@@ -391,6 +441,7 @@ const ARG_KINDS: Record<CallFn, ArgKind[]> = {
   zv1_state: [],
   zv1_sync: [...HEADER_KINDS, 'spec'],
   zv1_explain: [],
+  zv1_control: [...HEADER_KINDS, 'enum', 'note', 'int', 'enum'],
 };
 /**
  * Arguments the invariants take as the run's: the channel subscribed to, the retention
@@ -407,6 +458,7 @@ const FIXED: Record<CallFn, readonly number[]> = {
   zv1_state: [],
   zv1_sync: [0, 2],
   zv1_explain: [],
+  zv1_control: [0, 2],
 };
 /** Values every argument of a kind refuses: a text must not be empty, a number is bounded below by 0 and above by 2^53. */
 const REFUSED: Record<ArgKind, string[]> = {
@@ -414,6 +466,8 @@ const REFUSED: Record<ArgKind, string[]> = {
   int: ['', 'x', '-1', '1.5', '1e300', 'nan'],
   enum: ['', 'x', 'SUCCESS'],
   spec: ['', 'x', 'count:0.5:10:11'],
+  // '' is expire's note: only a note too long is refused after every action.
+  note: ['n'.repeat(513)],
 };
 /** Where a function takes the generation, the lease token, the permit id and a lease's ttl. */
 const POSITIONS: Partial<Record<CallFn, { gen?: number; token?: number; permit?: number; ttl?: number }>> = {
@@ -434,8 +488,8 @@ function mutate(fn: CallFn, step: Omit<CallStep, 'expect'>, keys: BreakerKeys, m
   }
   if ('drop' in m) {
     const kept = Math.max(0, args.length - m.drop);
-    // zv1_health's last two arguments and zv1_record's last are optional (older clients do not send them).
-    const optional = (fn === 'zv1_health' && kept >= 7) || (fn === 'zv1_record' && kept >= 12);
+    // zv1_health's last two arguments and zv1_record's and zv1_control's last are optional (older clients do not send them).
+    const optional = (fn === 'zv1_health' && kept >= 7) || (fn === 'zv1_record' && kept >= 12) || (fn === 'zv1_control' && kept >= 6);
     return { step: { ...step, args: args.slice(0, kept) }, expect: optional ? 'either' : 'refused' };
   }
   if ('fuzz' in m) {
@@ -504,6 +558,13 @@ function resolve(c: Call, run: Config, hash: Readonly<Record<string, string>> | 
     case 'zv1_explain':
       step = explain();
       break;
+    case 'zv1_control': {
+      const forcing = FORCING[c.action] !== undefined;
+      const forMs = forcing ? c.forMs : c.misplacedExpiry ? Math.max(1, c.forMs) : 0;
+      step = control(c.action, c.action === 'expire' ? '' : 'why', forMs, { actor, create: c.create });
+      refused = !forcing && c.misplacedExpiry;
+      break;
+    }
   }
   let expect: Expectation = refused ? 'refused' : 'answered';
   if (c.mutation) ({ step, expect } = mutate(c.fn, step, keys, c.mutation));
@@ -518,6 +579,10 @@ function resolve(c: Call, run: Config, hash: Readonly<Record<string, string>> | 
     token: at(positions.token),
     permit: at(positions.permit),
     ttl: positions.ttl !== undefined && /^\d+$/.test(String(step.args[positions.ttl] ?? '')) ? at(positions.ttl) : undefined,
+    control:
+      c.fn === 'zv1_control'
+        ? { action: String(step.args[3]), note: String(step.args[4]), forMs: Number(step.args[5]), create: String(step.args[6] ?? '0') }
+        : undefined,
   };
 }
 
@@ -651,6 +716,29 @@ function checkHash(o: Observation): void {
     must(/^-?\d+$/.test(value) && Number(value) >= (field === 'last' ? -1 : 0), `${field} is an integer >= 0, got ${value}`);
   }
   must(o.view.state === o.hash.state && o.view.gen === num(o, 'gen') && o.view.token === num(o, 'lt'), 'zv1_state reads what the hash holds');
+  checkMode(o);
+}
+
+/** The mode an observation holds: its name ('' for none) and when it ends (server ms, 0 for never). */
+function modeOf(o: Observation): { name: string; until: number } {
+  const [name = '', until = '0'] = (o.hash?.mode ?? '').split(':');
+  return { name, until: Number(until) };
+}
+
+/** Surely over for a call between the two observations (lapsed at the earlier), or surely not (at the later). */
+const surelyOver = (mode: { name: string; until: number }, before: Observation) => mode.name !== '' && mode.until > 0 && mode.until <= before.timeMs;
+const surelyInForce = (mode: { name: string; until: number }, after: Observation) => mode.name !== '' && (mode.until === 0 || mode.until > after.timeMs);
+
+/** A mode is one of the three, beside the state it allows, with who set it and when; none, and nothing of it is left. */
+function checkMode(o: Observation): void {
+  const hash = o.hash ?? {};
+  must(/^((forced_open|forced_closed|monitor):\d+)?$/.test(hash.mode ?? ''), `the mode is '' or one of the three with its end, got ${hash.mode}`);
+  const { name, until } = modeOf(o);
+  if (name === 'forced_open') must(hash.state === 'open', 'forced_open => the state is open');
+  if (name === 'forced_closed' || name === 'monitor') must(hash.state === 'closed', `${name} => the state is closed`);
+  if (name === '') must(hash.ma === '' && hash.mn === '' && hash.mt === '0', 'without a mode, no actor, note or time of one');
+  else must(hash.ma !== '' && hash.mn !== '' && num(o, 'mt') > 0, 'a mode names who set it, why and when');
+  must(o.view.mode === name && o.view.mode_until === until && o.view.mode_actor === hash.ma && o.view.mode_note === hash.mn, 'zv1_state reads the mode as stored');
 }
 
 /**
@@ -705,12 +793,15 @@ function checkLease(before: Observation, after: Observation, call: Resolved, rep
   }
 }
 
-/** Generation arguments, and the state each answer presumes. */
-function checkPreconditions(before: Observation, call: Resolved, status: string): void {
-  const current = num(before, 'gen');
+/**
+ * Generation arguments, and the state each answer presumes: the breaker's as the call
+ * found it, after the entry of a mode that had expired (`settled`) if it wrote one first.
+ */
+function checkPreconditions(before: Observation, call: Resolved, status: string, settled: Entry | undefined): void {
+  const current = settled ? Number(settled.fields.gen) : num(before, 'gen');
   if (status === 'stale_gen') must(call.gen !== current, 'stale_gen only for another generation');
   else if (call.gen !== undefined && status !== 'stale_token') must(call.gen === current, 'a call of another generation is answered stale_gen');
-  const was = stateOf(before);
+  const was = settled ? settled.fields.to : stateOf(before);
   if (call.fn === 'zv1_record' && status !== 'stale_gen') must((status === 'not_closed') === (was !== 'closed'), 'outcomes count exactly while closed');
   if ((call.fn === 'zv1_permit' || call.fn === 'zv1_trial') && status !== 'stale_gen') {
     must((status === 'not_half_open') === (was !== 'half_open'), 'permits and trials work exactly while half-open');
@@ -762,7 +853,10 @@ function checkExplanation(o: Observation, reply: Record<string, unknown>): void 
   } else if (cfg === '') {
     must(reply.failures === 0 && reply.calls === 0 && reply.failure_reached === 0, 'before the first recorded call the window holds nothing');
   }
-  if (stateOf(o) !== 'closed') must(reply.calls === 0 && reply.failure_reached === 0 && reply.slow_reached === 0, 'a transition empties the window');
+  // A forced open breaker keeps the window it had: the window decides what follows the mode.
+  if (stateOf(o) !== 'closed' && modeOf(o).name === '') {
+    must(reply.calls === 0 && reply.failure_reached === 0 && reply.slow_reached === 0, 'a transition to open or half-open empties the window');
+  }
 }
 
 interface Executed {
@@ -787,28 +881,114 @@ function checkInvariants(before: Observation, after: Observation, { call, reply,
   const transition = reply.transition as Message | undefined;
   const entries = after.entries.filter((e) => !before.entries.some((b) => b.id === e.id));
   const transitions = messages.filter((m) => m.kind === 'transition');
-  must(TRANSITIONS.has(status) === (transition !== undefined), 'a transition is answered with its status and its entry');
-  must(num(after, 'gen') === num(before, 'gen') + (transition ? 1 : 0), 'the generation grows by one exactly on a transition');
-  must(entries.length === (transition ? 1 : 0) && after.entries.length === before.entries.length + entries.length, 'one audit entry per transition, and none without');
-  must(transitions.length === entries.length, 'one published message per transition');
-  const [entry] = entries;
-  if (transition && entry) {
-    const { from, to, gen, actor } = entry.fields;
-    must(from === stateOf(before) && to === stateOf(after) && from !== to, 'the entry says from which state to which');
-    must(gen === String(num(after, 'gen')) && actor === call.actor, 'the entry names the new generation and the actor');
-    must(transition.id === entry.id && transitions[0]?.id === entry.id && transitions[0]?.gen === gen, 'the reply and the message carry the entry');
-  }
+  // The reply carries the call's own entry, the last; an expired mode's, if due, comes first.
+  const carried = TRANSITIONS.has(status) || (call.fn === 'zv1_control' && status === 'applied');
+  const optional =
+    (call.fn === 'zv1_record' && status === 'ok' && transition?.reason === 'would_open') ||
+    (call.fn === 'zv1_control' && status === 'no_mode' && transition?.reason === 'expired');
+  must(carried ? transition !== undefined : transition === undefined || optional, 'a transition is answered with its status and its entry');
+  must(transition === undefined || transition.id === entries.at(-1)?.id, "the reply carries the call's last entry");
+  const settled = entries.length > (transition ? 1 : 0) ? entries[0] : undefined;
+  must(entries.length <= (transition ? 1 : 0) + 1 && (settled === undefined || settled.fields.reason === 'expired'), 'one entry per transition; before it, only the end of an expired mode');
+  must(num(after, 'gen') === num(before, 'gen') + entries.length, 'the generation grows by one on each transition, and only then');
+  must(after.entries.length === before.entries.length + entries.length, 'the audit stream only grows, one entry per transition');
+  must(transitions.length === entries.length && transitions.every((m, i) => m.id === entries[i]?.id && m.gen === entries[i]?.fields.gen), 'one published message per entry, in order');
+  checkEntries(before, after, call, entries);
   if (typeof reply.state === 'string') must(reply.state === stateOf(after) && reply.gen === num(after, 'gen'), 'the reply tells the state after the call');
-  if (READS.includes(call.fn) || UNCHANGING[call.fn]?.includes(status)) {
+  // (An answer that changes nothing may follow the end of an expired mode, which the call wrote first.)
+  if (READS.includes(call.fn) || (UNCHANGING[call.fn]?.includes(status) && settled === undefined)) {
     must(unchanged && messages.length === 0, `${call.fn} answering ${status} changes nothing`);
   }
   const releases = messages.filter((m) => m.kind === 'released').length;
   must(releases === (call.fn === 'zv1_release' && status === 'released' ? 1 : 0), 'a release is announced once, and only a release');
   if (call.fn === 'zv1_explain') checkExplanation(after, reply);
   if (READS.includes(call.fn)) return;
-  checkPreconditions(before, call, status);
+  checkModes(before, after, call, status, entries, settled, unchanged && messages.length === 0);
+  if (call.fn === 'zv1_control') checkControl(before, after, call, status, entries, unchanged && messages.length === 0);
+  checkPreconditions(before, call, status, settled);
   checkLease(before, after, call, reply);
   checkTrials(before, after, call, reply, run);
+}
+
+/**
+ * The new entries: each goes on from the one before (the first from the state before the
+ * call), with the next generation, by the caller; the state changes, but for the entries
+ * of controls and would_open; the last leaves the breaker as it is after the call.
+ */
+function checkEntries(before: Observation, after: Observation, call: Resolved, entries: readonly Entry[]): void {
+  let state = stateOf(before);
+  let gen = num(before, 'gen');
+  for (const { fields } of entries) {
+    must(fields.from === state && fields.gen === String(gen + 1), "an entry goes on from the one before: from its state, in the next generation");
+    must(fields.from !== fields.to || SAME_STATE_REASONS.has(fields.reason as string), `only a control or would_open leaves the state as it was, got ${fields.reason}`);
+    must(fields.actor === call.actor, 'an entry names the actor of the call that wrote it');
+    state = fields.to as string;
+    gen += 1;
+  }
+  const last = entries.at(-1)?.fields;
+  if (last) must(last.to === stateOf(after) && last.mode === modeOf(after).name, 'the last entry tells the state and the mode after the call');
+}
+
+/**
+ * Modes: a mode in force pauses health checks and every trip (monitor audits a rule reached
+ * as would_open instead); a mode whose expiry passed is ended, at its expiry, by the first
+ * writing call that reads it.
+ */
+function checkModes(before: Observation, after: Observation, call: Resolved, status: string, entries: readonly Entry[], settled: Entry | undefined, unchanged: boolean): void {
+  const mode = modeOf(before);
+  const expired = entries.find((e) => e.fields.reason === 'expired');
+  if (expired) {
+    must(mode.until > 0 && mode.until <= after.timeMs && expired.fields.until === String(mode.until), 'an expired entry ends a mode at its expiry, once it is due');
+    must(expired.fields.mode === '' && expired.fields.note === '', 'an expired mode leaves normal operation, with no note');
+  }
+  if (surelyOver(mode, before) && SETTLING.includes(call.fn)) {
+    must(expired !== undefined && expired === entries[0], 'a mode whose expiry passed is ended first by the next writing call');
+  }
+  if (settled) must(SETTLING.includes(call.fn), `only ${SETTLING.join(', ')} end an expired mode first`);
+  for (const { fields } of entries.filter((e) => e.fields.reason === 'would_open')) {
+    must(call.fn === 'zv1_record' && mode.name === 'monitor' && fields.from === 'closed' && fields.to === 'closed', 'a would_open entry only under monitor, closed to closed');
+    must(['consecutive_failures', 'failure_rate', 'slow_call_rate'].includes(fields.rule as string) && fields.mode === 'monitor', 'a would_open entry names the rule reached');
+  }
+  if (!surelyInForce(mode, after)) return;
+  if (call.fn === 'zv1_health') {
+    must(unchanged && ['ignored', 'stale_token', 'stale_gen'].includes(status), 'while a mode is in force, a health report changes nothing');
+  }
+  if (call.fn === 'zv1_record') {
+    must(status !== 'opened' && stateOf(after) === stateOf(before), 'while a mode is in force, recorded outcomes never open the circuit');
+    must(entries.every((e) => e.fields.reason === 'would_open'), 'while a mode is in force, a record writes no entry but would_open');
+  }
+}
+
+/** What each answer of zv1_control presumes, and what an applied control leaves. */
+function checkControl(before: Observation, after: Observation, call: Resolved, status: string, entries: readonly Entry[], unchanged: boolean): void {
+  const { action, note, forMs, create } = call.control as NonNullable<Resolved['control']>;
+  const mode = modeOf(before);
+  must((status === 'unknown') === (before.hash === undefined && create !== '1'), 'unknown exactly for a breaker Redis does not know, without create');
+  if (status === 'not_due') must(action === 'expire' && mode.name !== '' && !surelyOver(mode, before), 'not_due only for a mode not yet over');
+  if (status === 'no_mode') {
+    must((action === 'release' || action === 'expire') && (mode.name === '' || entries.length === 1), 'no_mode only when no mode is left to end');
+    must(entries.length === 1 || unchanged, 'no_mode writes nothing but the end of an expired mode');
+  }
+  if (status !== 'applied') return;
+  const own = entries.at(-1)?.fields ?? {};
+  const hash = after.hash ?? {};
+  must(own.reason === CONTROL_REASONS[action] && own.note === note, 'an applied control writes its entry, with its note');
+  const forcing = FORCING[action];
+  if (forcing) {
+    const until = modeOf(after).until;
+    must(modeOf(after).name === forcing.mode && hash.state === forcing.state, `${action} sets ${forcing.mode}, ${forcing.state}`);
+    must(hash.ma === call.actor && hash.mn === note && num(after, 'mt') >= before.timeMs && num(after, 'mt') <= after.timeMs, 'a mode names who set it, why and when');
+    must(forMs === 0 ? until === 0 : until >= before.timeMs + forMs && until <= after.timeMs + forMs, 'a mode ends its expiry after it was set, or never');
+    if (entries.length === 1 && before.hash) {
+      must(hash.w === before.hash.w && hash.run === before.hash.run && hash.cfg === before.hash.cfg, `${action} keeps the window`);
+    }
+  } else {
+    must(modeOf(after).name === '', `${action} ends the mode`);
+  }
+  if (action === 'reset') {
+    must(hash.state === 'closed' && hash.run === '0' && hash.w === '', 'reset closes and empties the window');
+    must(hash.hcf === '0' && hash.hcs === '0' && hash.tp === '' && hash.ts === '0', 'reset clears the recovery progress');
+  }
 }
 
 // ---- running a sequence -------------------------------------------------------------------------
@@ -897,11 +1077,14 @@ const foreignValue = fc.oneof(
 /** The largest stream id: an events stream ending with it cannot take another entry (a
  * transition then writes nothing; found by this property, now a table case too). */
 const EXHAUSTED_STREAM_ID = '18446744073709551615-18446744073709551615';
+/** The id before it: a stream ending with it takes one entry more, so a call that ends an
+ * expired mode and may write a transition of its own is refused before its first write. */
+const NEARLY_EXHAUSTED_STREAM_ID = '18446744073709551615-18446744073709551614';
 const corruption: fc.Arbitrary<Corruption> = fc.oneof(
   fc.record({ field: fc.constantFrom(...FIELDS, 'owner'), value: foreignValue }),
   fc.record({ deleted: fc.constantFrom(...FIELDS) }),
   fc.record({ key: fc.constantFrom('state' as const, 'events' as const), type: fc.constantFrom<Foreign>('string', 'list', 'hash', 'set', 'zset', 'stream') }),
-  fc.record({ entry: fc.constantFrom('*', '99999999999999-0', EXHAUSTED_STREAM_ID) }),
+  fc.record({ entry: fc.constantFrom('*', '99999999999999-0', EXHAUSTED_STREAM_ID, NEARLY_EXHAUSTED_STREAM_ID) }),
 );
 
 async function corrupt(keys: BreakerKeys, c: Corruption): Promise<void> {
@@ -947,7 +1130,7 @@ describe('the shipped library under random call sequences', () => {
     expect(FIELDS).toEqual(expect.arrayContaining(['state', 'gen', 'lt', 'tp', 'pn']));
     expect(INT_FIELDS).toEqual(expect.arrayContaining(['gen', 'lt', 'pn', 'ts']));
     expect(SNAPSHOT_NAMES[0]).toBe('state');
-    expect(SNAPSHOT_NAMES.at(-1)).toBe('revision');
+    expect(SNAPSHOT_NAMES.slice(-8)).toEqual(['revision', 'mode', 'mode_actor', 'mode_note', 'mode_since_ms', 'mode_until', 'mode_left_ms', 'time']);
     expect([...(CONTRACTS.get('zv1_health') as Contract).statuses]).toEqual(['closed', 'half_open', 'opened', 'counted', 'ignored', 'stale_token', 'stale_gen']);
     for (const fn of FNS) expect([...(CONTRACTS.get(fn) as Contract).errors], fn).toEqual(SERVER_ERROR_CODES);
   });

@@ -130,6 +130,8 @@ beforeAll(async () => {
         '--cache', join(work, 'npm-cache'),
         join(work, packed.filename),
         join(root, 'node_modules', 'ioredis'),
+        // The package's one dependency, which an offline install cannot fetch.
+        join(root, 'node_modules', 'commander'),
         join(root, 'node_modules', '@types', 'node'),
         // The optional peers of zenvark/prometheus and zenvark/opentelemetry.
         join(root, 'node_modules', 'prom-client'),
@@ -159,13 +161,17 @@ describe('the tarball', () => {
     const modules = readdirSync(join(root, 'src'))
       .filter((name) => name.endsWith('.ts'))
       .map((name) => name.slice(0, -'.ts'.length));
+    const cliModules = readdirSync(join(root, 'scripts', 'cli')).map((name) => name.slice(0, -'.ts'.length));
     const expected = [
       'LICENSE',
       'README.md',
       'package.json',
       'lua/zenvark_v1.lua',
+      'dist/scripts/zenvark.js',
+      'dist/scripts/zenvark.js.map',
       'dist/scripts/deploy-functions.js',
       'dist/scripts/deploy-functions.js.map',
+      ...cliModules.flatMap((name) => [`dist/scripts/cli/${name}.js`, `dist/scripts/cli/${name}.js.map`]),
       ...modules.flatMap((name) => [`dist/src/${name}.js`, `dist/src/${name}.js.map`, `dist/src/${name}.d.ts`]),
     ];
     expect(packed.files.map((file) => file.path).sort()).toEqual(expected.sort());
@@ -328,15 +334,30 @@ describe('at run time, against a Redis without the library', () => {
     });
   }, 120_000);
 
-  it('the bin, run with npx, loads the library; --check then exits 0', async () => {
+  // As the README has it; offline, so that a bin npm cannot find locally is not downloaded instead.
+  const npx = (bin: string, ...args: string[]) => run('npx', [bin, ...args], { cwd: projects.esm.dir, env: { ...env, npm_config_offline: 'true' } });
+
+  it('the zenvark bin, run with npx: its help, and a subcommand of each kind (deploy, read, control, watch)', async () => {
+    const help = await npx('zenvark', '--help');
+    expect(help, help.stderr).toMatchObject({ code: 0, stderr: '' });
+    expect(help.stdout).toMatch(/^Usage: zenvark /);
+    expect(await npx('zenvark', 'watch', '--help')).toMatchObject({ code: 0, stdout: expect.stringMatching(/^Usage: zenvark watch /) });
     await withRedis(async (url) => {
-      // As the README has it; offline, so that a bin npm cannot find locally is not downloaded instead.
-      const npx = (...args: string[]) =>
-        run('npx', ['zenvark-deploy-functions', ...args], { cwd: projects.esm.dir, env: { ...env, npm_config_offline: 'true' } });
-      const deploy = await npx('--url', url);
+      const deploy = await npx('zenvark', '--url', url, 'deploy-functions');
+      expect(deploy, deploy.stderr).toMatchObject({ code: 0, stdout: expect.stringContaining(`loaded ${LIBRARY_NAME} revision ${LIBRARY_REVISION} (it was missing)`) });
+      expect(await npx('zenvark', '--url', url, '--json', 'ls')).toEqual({ code: 0, stdout: '[]\n', stderr: '' });
+      const unknown = "error: no breaker 'payments' under prefix 'zenvark': Redis has no state for it (zenvark:{payments}:state)\n";
+      expect(await npx('zenvark', '--url', url, 'status', 'payments')).toEqual({ code: 1, stdout: '', stderr: unknown });
+      expect(await npx('zenvark', '--url', url, 'open', 'payments', '--reason', 'deploying', '--for', '30m')).toEqual({ code: 1, stdout: '', stderr: unknown });
+    });
+  }, 120_000);
+
+  it('the zenvark-deploy-functions bin, run with npx, loads the library; --check then exits 0', async () => {
+    await withRedis(async (url) => {
+      const deploy = await npx('zenvark-deploy-functions', '--url', url);
       expect(deploy, deploy.stderr).toMatchObject({ code: 0 });
       expect(deploy.stdout).toContain(`loaded ${LIBRARY_NAME} revision ${LIBRARY_REVISION} (it was missing)`);
-      const check = await npx('--check', '--url', url);
+      const check = await npx('zenvark-deploy-functions', '--check', '--url', url);
       expect(check, check.stderr).toMatchObject({ code: 0 });
       expect(check.stdout).toContain(`${LIBRARY_NAME} revision ${LIBRARY_REVISION}`);
     });

@@ -1,6 +1,6 @@
 import calculateSlot from 'cluster-key-slot';
 import { describe, expect, it } from 'vitest';
-import { breakerKeys, encodeId, keyList } from '../../src/keys.js';
+import { breakerIdOf, breakerKeys, encodeId, keyList, stateKeyPattern } from '../../src/keys.js';
 
 const ids = [
   'payments',
@@ -35,5 +35,29 @@ describe('breaker keys', () => {
     const encoded = ids.map(encodeId);
     expect(new Set(encoded).size).toBe(ids.length);
     expect(encodeId('{%}')).toBe('%7B%25%7D');
+  });
+});
+
+describe('breaker ids from keys (listBreakers)', () => {
+  it.each(ids.filter((id) => id !== '').map((id) => [id.slice(0, 40), id]))('%s: the id comes back from its state key', (_label, id) => {
+    expect(breakerIdOf('zenvark', breakerKeys('zenvark', id).state)).toBe(id);
+    expect(breakerIdOf('zen:vark', breakerKeys('zen:vark', id).state)).toBe(id);
+  });
+
+  it.each([
+    ['another prefix', 'other:{payments}:state'],
+    ['a longer prefix', 'zenvark:x:{payments}:state'],
+    ['the events key', 'zenvark:{payments}:events'],
+    ['an empty id', 'zenvark:{}:state'],
+    ['a brace inside', 'zenvark:{a}:state}:state'],
+    ['an escape this module does not write', 'zenvark:{a%41}:state'],
+    ['a lowercase escape', 'zenvark:{a%7b}:state'],
+  ])('%s is not a breaker of the prefix', (_label, key) => {
+    expect(breakerIdOf('zenvark', key)).toBeUndefined();
+  });
+
+  it("the SCAN pattern escapes the prefix's glob characters", () => {
+    expect(stateKeyPattern('zenvark')).toBe('zenvark:{*}:state');
+    expect(stateKeyPattern('a*b?c[d]e\\f')).toBe('a\\*b\\?c\\[d\\]e\\\\f:{*}:state');
   });
 });

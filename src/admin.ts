@@ -1,0 +1,241 @@
+/**
+ * The operator's side of Zenvark: list breakers, read one's status and history, and control
+ * it, through any ioredis Redis or Cluster client, with no breaker running. The `zenvark`
+ * command (scripts/zenvark.ts) is built on it. Every call is bounded by `timeoutMs`
+ * (default 5 s): an operator's client may have no command timeout of its own.
+ *
+ * A breaker exists when Redis has its state hash (written by its first recorded outcome);
+ * for any other id the calls throw ZV_UNKNOWN_BREAKER and write nothing.
+ */
+import { hostname, userInfo } from 'node:os';
+import type { Cluster, Redis } from 'ioredis';
+import { type CircuitState, ControlAction } from './constants.js';
+import type { Connection } from './connections.js';
+import { ZenvarkError } from './errors.js';
+import { type Explanation, type ExplainOptions, OPERATOR_TIMEOUT_MS, explainBreaker } from './explain.js';
+import { control, readAudit, readSnapshot } from './functions.js';
+import { type BreakerKeys, breakerIdOf, breakerKeys, feedChannel, stateKeyPattern } from './keys.js';
+import { ask, primaries } from './library.js';
+import { MAX_ACTOR_BYTES, MAX_DELAY_MS, MAX_MODE_MS, MAX_NOTE_BYTES } from './limits.js';
+import { DEFAULTS, keyPrefix, redisClient } from './options.js';
+import { answeredWithin } from './redis-failure.js';
+import type { Transition } from './transition.js';
+import { durationIn, integerIn, nonEmptyString, onlyKnownKeys, requiredObject, show } from './validate.js';
+import { badReply } from './wire.js';
+
+/** Options every admin call takes. */
+export interface AdminOptions {
+  /** Prefix of the breakers' keys, as the breakers have it. Default: 'zenvark'. */
+  prefix?: string;
+  /** Longest wait for Redis's answers to the whole call, in ms. Default: 5000. */
+  timeoutMs?: number;
+}
+
+/** Options of breakerHistory(). Times select entries by their stream id: the time Redis appended them, within a ms of their `time` field. */
+export interface HistoryOptions extends AdminOptions {
+  /** Only transitions at or after this time (a Date, or ms since the epoch). Default: the oldest the stream holds. */
+  since?: Date | number;
+  /** Only transitions at or before this time. Default: now. */
+  until?: Date | number;
+  /** Only transitions of this reason (`forced_open`, `failure_rate`, ...). Default: every reason. */
+  reason?: string;
+  /** At most this many transitions, the newest ones. Default: all that match. */
+  limit?: number;
+}
+
+const ADMIN_KEYS = { prefix: true, timeoutMs: true } as const satisfies Record<keyof AdminOptions, true>;
+const HISTORY_KEYS = { ...ADMIN_KEYS, since: true, until: true, reason: true, limit: true } as const satisfies Record<keyof HistoryOptions, true>;
+
+/** Keys one SCAN call looks at: large enough that a big keyspace takes few round trips, small enough not to block Redis. */
+const SCAN_COUNT = 1000;
+/** Audit entries read per round trip while filtering a history. */
+const HISTORY_PAGE = 1000;
+
+/** What every call checked of its arguments. */
+interface Call {
+  readonly client: Connection;
+  readonly prefix: string;
+  readonly timeoutMs: number;
+}
+
+function checked(fn: string, redis: Redis | Cluster, options: object | undefined, known: Record<string, true>): Call & { o: Record<string, unknown> } {
+  const client = redisClient(`${fn} redis`, redis);
+  const o = options === undefined ? {} : requiredObject(`${fn} options`, options);
+  onlyKnownKeys(`${fn} options`, o, known);
+  const prefix = keyPrefix(`${fn} options.prefix`, o.prefix, DEFAULTS.prefix);
+  const timeoutMs = o.timeoutMs === undefined ? OPERATOR_TIMEOUT_MS : durationIn(`${fn} options.timeoutMs`, o.timeoutMs, 1, MAX_DELAY_MS);
+  return { client, prefix, timeoutMs, o };
+}
+
+/**
+ * The ids of every breaker under the prefix, sorted: the state hashes found by SCAN (MATCH
+ * `<prefix>:{*}:state`, TYPE hash) on every primary, never KEYS, which blocks Redis for the
+ * whole keyspace. There is no index of breakers to read instead: a function may write only
+ * keys of its own breaker's slot, so on a Cluster no function could keep an index key
+ * (in one slot) right, and a client-maintained one would drift from what the functions wrote.
+ */
+export async function listBreakers(redis: Redis | Cluster, options?: AdminOptions): Promise<string[]> {
+  const { client, prefix, timeoutMs } = checked('listBreakers()', redis, options, ADMIN_KEYS);
+  const pattern = stateKeyPattern(prefix);
+  const scans = primaries(client).map((node) => scanAll(node, pattern));
+  const keys = (await answeredWithin(timeoutMs, client, 'SCAN', Promise.all(scans))).flat();
+  const ids = new Set<string>();
+  for (const key of keys) {
+    const id = breakerIdOf(prefix, key);
+    if (id !== undefined) ids.add(id);
+  }
+  return [...ids].sort();
+}
+
+async function scanAll(node: Redis, pattern: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = (await ask(node, 'SCAN', cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT, 'TYPE', 'hash')) as [string, string[]];
+    cursor = next;
+    keys.push(...found);
+  } while (cursor !== '0');
+  return keys;
+}
+
+/** The keys of breaker `id`, or ZV_UNKNOWN_BREAKER when Redis has no state hash for it. */
+async function knownBreaker(call: Call, id: string): Promise<BreakerKeys> {
+  const keys = breakerKeys(call.prefix, id);
+  if ((await readSnapshot(call.client, keys)).epoch === '') throw unknownBreaker(id, call.prefix);
+  return keys;
+}
+
+function unknownBreaker(id: string, prefix: string): ZenvarkError {
+  return new ZenvarkError('ZV_UNKNOWN_BREAKER', `no breaker '${id}' under prefix '${prefix}': Redis has no state for it (${breakerKeys(prefix, id).state})`);
+}
+
+/**
+ * Breaker `id`'s status: its explanation (state, generation, lease, window, recovery; see
+ * explainBreaker()), read through any client, a replica's too.
+ */
+export async function breakerStatus(redis: Redis | Cluster, id: string, options?: ExplainOptions): Promise<Explanation> {
+  const status = await explainBreaker(redis, id, options);
+  if (status.epoch === '') throw unknownBreaker(status.breakerId, options?.prefix ?? DEFAULTS.prefix);
+  return status;
+}
+
+/**
+ * Breaker `id`'s transitions from its audit stream, oldest first: those between `since`
+ * and `until`, of `reason`, the newest `limit` of them. Retention bounds what the stream
+ * still holds.
+ */
+export async function breakerHistory(redis: Redis | Cluster, id: string, options?: HistoryOptions): Promise<Transition[]> {
+  const fn = 'breakerHistory()';
+  const call = checked(fn, redis, options, HISTORY_KEYS);
+  const breakerId = nonEmptyString(`${fn} id`, id);
+  const { o } = call;
+  const since = o.since === undefined ? '-' : String(time(`${fn} options.since`, o.since));
+  const until = o.until === undefined ? '+' : String(time(`${fn} options.until`, o.until));
+  const reason = o.reason === undefined ? undefined : nonEmptyString(`${fn} options.reason`, o.reason);
+  const limit = o.limit === undefined ? Number.POSITIVE_INFINITY : integerIn(`${fn} options.limit`, o.limit, 1, Number.MAX_SAFE_INTEGER);
+  const read = async () => matching(call.client, await knownBreaker(call, breakerId), { since, until, reason, limit });
+  return answeredWithin(call.timeoutMs, call.client, 'the history', read());
+}
+
+/** Pages of the stream, newest first, until `limit` entries matched or the range ends; returned oldest first. */
+async function matching(
+  client: Connection,
+  keys: BreakerKeys,
+  f: { since: string; until: string; reason: string | undefined; limit: number },
+): Promise<Transition[]> {
+  const found: Transition[] = [];
+  let end = f.until;
+  for (;;) {
+    const page = await readAudit(client, keys, end, f.since, f.reason === undefined ? Math.min(HISTORY_PAGE, f.limit - found.length) : HISTORY_PAGE);
+    for (const t of page) {
+      if (f.reason === undefined || t.reason === f.reason) found.push(t);
+      if (found.length >= f.limit) return found.reverse();
+    }
+    const last = page.at(-1);
+    if (last === undefined || page.length < HISTORY_PAGE) return found.reverse();
+    end = `(${last.id}`;
+  }
+}
+
+/** A time as ms since the epoch, from a Date or a number of ms. */
+function time(name: string, value: unknown): number {
+  const ms = value instanceof Date ? value.getTime() : value;
+  if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0) {
+    throw new RangeError(`${name} must be a Date or a whole number of ms since the epoch, got ${show(value)}`);
+  }
+  return ms;
+}
+
+/** Options of controlBreaker(). */
+export interface ControlOptions extends AdminOptions {
+  /** Why: recorded in the audit entry. Required, 1 to 512 bytes. */
+  reason: string;
+  /** open, close, monitor: the mode ends by itself after this long, in ms (1 to 30 days). Default: until released. */
+  forMs?: number;
+  /** Who does it, recorded in the audit entry. Default: `<user>@<hostname>` of this process. */
+  actor?: string;
+}
+
+/** What a control did. */
+export interface ControlResult {
+  /** 'applied': written (the transition is `transition`); 'no_mode': release with no mode set, nothing written. */
+  readonly status: 'applied' | 'no_mode';
+  readonly state: CircuitState;
+  readonly generation: number;
+  /** The transition written; undefined for 'no_mode'. */
+  readonly transition: Transition | undefined;
+}
+
+const CONTROL_KEYS = { ...ADMIN_KEYS, reason: true, forMs: true, actor: true } as const satisfies Record<keyof ControlOptions, true>;
+const EXPIRING: readonly ControlAction[] = [ControlAction.OPEN, ControlAction.CLOSE, ControlAction.MONITOR];
+
+/** Who a control is recorded as, by default: this process's user and host. */
+function defaultActor(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // A uid without a user entry (as in some containers).
+  }
+  return `${user}@${hostname()}`;
+}
+
+/**
+ * Applies `action` to breaker `id` on every instance at once: one transition (its audit
+ * entry carries the actor, the reason and the expiry), published as any other. Arguments
+ * are checked before anything is sent; an unknown id is ZV_UNKNOWN_BREAKER, and the library
+ * writes nothing for it.
+ */
+export async function controlBreaker(redis: Redis | Cluster, id: string, action: ControlAction, options: ControlOptions): Promise<ControlResult> {
+  const fn = 'controlBreaker()';
+  const call = checked(fn, redis, requiredObject(`${fn} options`, options), CONTROL_KEYS);
+  const breakerId = nonEmptyString(`${fn} id`, id);
+  if (!Object.values(ControlAction).includes(action)) {
+    throw new RangeError(`${fn} action must be one of ${Object.values(ControlAction).join(', ')}, got ${show(action)}`);
+  }
+  const { o } = call;
+  const reason = bytesIn(`${fn} options.reason`, o.reason, MAX_NOTE_BYTES);
+  const actor = o.actor === undefined ? defaultActor() : bytesIn(`${fn} options.actor`, o.actor, MAX_ACTOR_BYTES);
+  let forMs = 0;
+  if (o.forMs !== undefined) {
+    if (!EXPIRING.includes(action)) throw new TypeError(`${fn} options.forMs is for ${EXPIRING.join(', ')}, not ${action}`);
+    forMs = integerIn(`${fn} options.forMs`, o.forMs, 1, MAX_MODE_MS);
+  }
+  const keys = breakerKeys(call.prefix, breakerId);
+  // Retention 0: an operator's control never trims the history the breaker's instances keep.
+  const header = { channel: feedChannel(call.prefix), actor, retention: 0 };
+  const sent = control(call.client, keys, header, { action, note: reason, forMs, create: false });
+  const reply = await answeredWithin(call.timeoutMs, call.client, 'zv1_control', sent);
+  if (reply.status === 'unknown') throw unknownBreaker(breakerId, call.prefix);
+  // An operator never sends expire, the one action that can answer not_due.
+  if (reply.status === 'not_due') throw badReply('zv1_control', reply.status);
+  return { status: reply.status, state: reply.view.state, generation: reply.view.generation, transition: reply.published?.transition };
+}
+
+/** A non-empty string of at most `max` UTF-8 bytes. */
+function bytesIn(name: string, value: unknown, max: number): string {
+  const s = nonEmptyString(name, value);
+  const bytes = Buffer.byteLength(s);
+  if (bytes > max) throw new RangeError(`${name} must be at most ${max} bytes long, got ${bytes}`);
+  return s;
+}
