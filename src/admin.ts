@@ -13,14 +13,15 @@ import { type CircuitState, ControlAction } from './constants.js';
 import type { Connection } from './connections.js';
 import { ZenvarkError } from './errors.js';
 import { type Explanation, type ExplainOptions, OPERATOR_TIMEOUT_MS, explainBreaker } from './explain.js';
+import { controlArguments } from './controls.js';
 import { control, readAudit, readSnapshot } from './functions.js';
 import { type BreakerKeys, breakerIdOf, breakerKeys, feedChannel, stateKeyPattern } from './keys.js';
 import { ask, primaries } from './library.js';
-import { MAX_ACTOR_BYTES, MAX_DELAY_MS, MAX_MODE_MS, MAX_NOTE_BYTES } from './limits.js';
+import { MAX_ACTOR_BYTES, MAX_DELAY_MS } from './limits.js';
 import { DEFAULTS, keyPrefix, redisClient } from './options.js';
 import { answeredWithin } from './redis-failure.js';
 import type { Transition } from './transition.js';
-import { durationIn, integerIn, nonEmptyString, onlyKnownKeys, requiredObject, show } from './validate.js';
+import { bytesIn, durationIn, integerIn, nonEmptyString, onlyKnownKeys, requiredObject, show } from './validate.js';
 import { badReply } from './wire.js';
 
 /** Options every admin call takes. */
@@ -187,7 +188,6 @@ export interface ControlResult {
 }
 
 const CONTROL_KEYS = { ...ADMIN_KEYS, reason: true, forMs: true, actor: true } as const satisfies Record<keyof ControlOptions, true>;
-const EXPIRING: readonly ControlAction[] = [ControlAction.OPEN, ControlAction.CLOSE, ControlAction.MONITOR];
 
 /** Who a control is recorded as, by default: this process's user and host. */
 function defaultActor(): string {
@@ -214,13 +214,8 @@ export async function controlBreaker(redis: Redis | Cluster, id: string, action:
     throw new RangeError(`${fn} action must be one of ${Object.values(ControlAction).join(', ')}, got ${show(action)}`);
   }
   const { o } = call;
-  const reason = bytesIn(`${fn} options.reason`, o.reason, MAX_NOTE_BYTES);
+  const { reason, forMs } = controlArguments(`${fn} options`, action, o);
   const actor = o.actor === undefined ? defaultActor() : bytesIn(`${fn} options.actor`, o.actor, MAX_ACTOR_BYTES);
-  let forMs = 0;
-  if (o.forMs !== undefined) {
-    if (!EXPIRING.includes(action)) throw new TypeError(`${fn} options.forMs is for ${EXPIRING.join(', ')}, not ${action}`);
-    forMs = integerIn(`${fn} options.forMs`, o.forMs, 1, MAX_MODE_MS);
-  }
   const keys = breakerKeys(call.prefix, breakerId);
   // Retention 0: an operator's control never trims the history the breaker's instances keep.
   const header = { channel: feedChannel(call.prefix), actor, retention: 0 };
@@ -230,12 +225,4 @@ export async function controlBreaker(redis: Redis | Cluster, id: string, action:
   // An operator never sends expire, the one action that can answer not_due.
   if (reply.status === 'not_due') throw badReply('zv1_control', reply.status);
   return { status: reply.status, state: reply.view.state, generation: reply.view.generation, transition: reply.published?.transition };
-}
-
-/** A non-empty string of at most `max` UTF-8 bytes. */
-function bytesIn(name: string, value: unknown, max: number): string {
-  const s = nonEmptyString(name, value);
-  const bytes = Buffer.byteLength(s);
-  if (bytes > max) throw new RangeError(`${name} must be at most ${max} bytes long, got ${bytes}`);
-  return s;
 }

@@ -44,6 +44,18 @@ const METHODS: Readonly<Record<ControlAction, string>> = {
 const SETS_MODE: readonly ControlAction[] = [ControlAction.OPEN, ControlAction.CLOSE, ControlAction.MONITOR];
 
 /**
+ * A control's reason and expiry from options `o` (named `name` in messages), checked as the
+ * library checks them, before anything is sent: the breaker's own controls and the admin
+ * API's take the same.
+ */
+export function controlArguments(name: string, action: ControlAction, o: Readonly<Record<string, unknown>>): { reason: string; forMs: number } {
+  const reason = bytesIn(`${name}.reason`, o.reason, MAX_NOTE_BYTES);
+  if (o.forMs === undefined) return { reason, forMs: 0 };
+  if (!SETS_MODE.includes(action)) throw new TypeError(`${name}.forMs is for ${SETS_MODE.join(', ')}, not ${action}`);
+  return { reason, forMs: integerIn(`${name}.forMs`, o.forMs, 1, MAX_MODE_MS) };
+}
+
+/**
  * Applies `action` to the breaker: resolves with its transition, once this instance has
  * taken it; release() with nothing to release (no mode set, or one whose expiry had passed
  * and was ended first) resolves with undefined, and writes nothing of its own. Arguments
@@ -56,8 +68,7 @@ export async function controlRunning(core: BreakerContext, action: ControlAction
   const method = METHODS[action];
   const o = requiredObject(`${method} options`, options);
   onlyKnownKeys(`${method} options`, o, SETS_MODE.includes(action) ? MODE_KEYS : REASON_KEYS);
-  const reason = bytesIn(`${method} options.reason`, o.reason, MAX_NOTE_BYTES);
-  const forMs = o.forMs === undefined ? 0 : integerIn(`${method} options.forMs`, o.forMs, 1, MAX_MODE_MS);
+  const { reason, forMs } = controlArguments(`${method} options`, action, o);
   const functions = core.functions;
   if (!core.running || !functions) {
     throw notStarted(core.o.id, method, "the admin API's controlBreaker(redis, id, action, options) to control it without a breaker");

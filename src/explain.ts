@@ -336,10 +336,10 @@ function render(e: Facts, known: Known, note: string | undefined): string[] {
   if (e.state === CircuitState.CLOSED) lines.push(windowLine(e));
   if (e.recovery) {
     const paused = e.mode.mode === BreakerMode.FORCED_OPEN;
-    lines.push(recoveryLine(e.recovery), paused ? 'next recovery check: none while forced open; they resume once it is released' : nextCheckLine(e.recovery, e.lease, known));
+    lines.push(recoveryLine(e.recovery), paused ? 'next recovery check: none while forced open; when the mode ends, the window decides' : nextCheckLine(e.recovery, e.lease, known));
   }
   if (e.trials) lines.push(trialsLine(e.trials));
-  lines.push(leaseLine(e.lease, e.state));
+  lines.push(leaseLine(e.lease, e.state, e.mode.mode !== BreakerMode.NORMAL));
   if (e.strategy && known.ownSpec !== undefined && known.ownSpec !== e.strategy.spec) {
     lines.push(
       `strategy: this instance records with ${known.ownSpec}, but the stored spec is ${e.strategy.spec} (another instance's): ` +
@@ -405,10 +405,11 @@ function trialsLine(t: TrialProgress): string {
   return `trials: ${t.successes}${of} trial calls succeeded, ${count(t.permitsOut, 'permit')} out`;
 }
 
-function leaseLine(l: LeaseFigures, state: CircuitState): string {
+function leaseLine(l: LeaseFigures, state: CircuitState, underMode: boolean): string {
   if (l.holder !== '') return `lease: held by ${l.holder} (token ${l.token}) for ${duration(l.remainingMs)} more`;
   const last = l.token === 0 ? 'never granted' : `last token ${l.token}`;
-  // Only a duty needs a lease holder (docs/architecture.md, "Fenced leases").
+  // Only a duty needs a lease holder (docs/architecture.md, "Fenced leases"), and none has one under a mode.
+  if (underMode) return `lease: none held (${last}); no instance needs one while the mode lasts`;
   if (state === CircuitState.CLOSED) return `lease: none held (${last}); a closed breaker has a lease holder only for idle probes`;
   return l.token === 0 ? 'lease: never granted' : `lease: free (${last}); the next instance to ask takes it`;
 }

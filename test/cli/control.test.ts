@@ -44,7 +44,7 @@ describe('zenvark open, release', () => {
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/^breaker payments: open for .+ \(generation 1\): forced open by an operator: "deploying v2", reported by ops@bastion at /);
     expect(status.stdout).toMatch(/\nmode: forced open \(calls fail fast, recovery checks pause\), set by ops@bastion .+ ago: "deploying v2"; ends in (29 min \d+ s|30 min) \(at /);
-    expect(status.stdout).toContain('\nnext recovery check: none while forced open; they resume once it is released\n');
+    expect(status.stdout).toContain('\nnext recovery check: none while forced open; when the mode ends, the window decides\n');
     const json = JSON.parse((await zenvark([...args, '--json', 'status', 'payments'])).stdout) as { mode: { leftMs: number; until: number } };
     expect(json.mode).toMatchObject({ mode: 'forced_open', actor: 'ops@bastion', note: 'deploying v2' });
     expect(json.mode.leftMs).toBeGreaterThan(29 * 60_000);

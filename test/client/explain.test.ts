@@ -265,7 +265,7 @@ describe("breaker.explain() under an operator's mode", () => {
     expect(e.lines[1]).toMatch(
       new RegExp(`^mode: forced open \\(calls fail fast, recovery checks pause\\), set by instance-0 .+ ago: "deploy 42"; ends in (9|10) min.* \\(at ${until}\\)$`),
     );
-    expect(e.lines).toContain('next recovery check: none while forced open; they resume once it is released');
+    expect(e.lines).toContain('next recovery check: none while forced open; when the mode ends, the window decides');
   });
 
   it('monitor mode: the would_open the window reached, and the mode; released, normal again', async () => {
