@@ -72,7 +72,7 @@ export class TimeoutError extends ZenvarkError {
  * `--url <redis-url>`. Never a password: the operator adds the credentials.
  */
 function deployHow(deployArgs: string): string {
-  return `\`npx zenvark-deploy-functions ${deployArgs}\` (in this repository: \`npm run deploy-functions -- ${deployArgs}\`)`;
+  return `\`npx zenvark deploy-functions ${deployArgs}\` (in this repository: \`npm run deploy-functions -- ${deployArgs}\`)`;
 }
 
 /** The Redis function library is not loaded on a server the breaker uses. */

@@ -217,7 +217,7 @@ describe('a server without the library', () => {
     for (const args of [['status', 'payments'], ['ls'], ['history', 'payments']]) {
       const run = await zenvark(['--url', url(), '--prefix', prefix, ...args]);
       expect(run, args.join(' ')).toMatchObject({ code: 5, stdout: '' });
-      expect(run.stderr).toMatch(/^error: the Zenvark function library zenvark_v1 is not loaded on 127\.0\.0\.1:\d+; load revision \d+ with `npx zenvark-deploy-functions --url redis:\/\/127\.0\.0\.1:\d+`/);
+      expect(run.stderr).toMatch(/^error: the Zenvark function library zenvark_v1 is not loaded on 127\.0\.0\.1:\d+; load revision \d+ with `npx zenvark deploy-functions --url redis:\/\/127\.0\.0\.1:\d+`/);
       expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
     }
   });

@@ -12,16 +12,18 @@
  * extracted by npm. It takes about a minute on a shared 2-core machine (55 s alone, 67 s in
  * the full suite, at a load average of 6), most of it TypeScript 5's six checks.
  */
-import { type ExecFileOptions, execFile } from 'node:child_process';
+import { type ExecFileOptions, execFile, spawn } from 'node:child_process';
 import { cpSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { LIBRARY_NAME, LIBRARY_REVISION } from '../../src/shipped-library.js';
 import { QUICK_START_OUTPUT } from '../support/quick-start.js';
+import { recordCall } from '../support/zenvark.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const fixtures = fileURLToPath(new URL('fixtures/', import.meta.url));
@@ -337,11 +339,14 @@ describe('at run time, against a Redis without the library', () => {
   // As the README has it; offline, so that a bin npm cannot find locally is not downloaded instead.
   const npx = (bin: string, ...args: string[]) => run('npx', [bin, ...args], { cwd: projects.esm.dir, env: { ...env, npm_config_offline: 'true' } });
 
-  it('the zenvark bin, run with npx: its help, and a subcommand of each kind (deploy, read, control, watch)', async () => {
+  it('the zenvark bin, run with npx: its help, and every subcommand', async () => {
     const help = await npx('zenvark', '--help');
     expect(help, help.stderr).toMatchObject({ code: 0, stderr: '' });
     expect(help.stdout).toMatch(/^Usage: zenvark /);
-    expect(await npx('zenvark', 'watch', '--help')).toMatchObject({ code: 0, stdout: expect.stringMatching(/^Usage: zenvark watch /) });
+    const subcommands = ['ls', 'status', 'history', 'open', 'close', 'monitor', 'release', 'reset', 'deploy-functions', 'watch'];
+    for (const sub of subcommands) {
+      expect(await npx('zenvark', sub, '--help')).toMatchObject({ code: 0, stdout: expect.stringMatching(new RegExp(`^Usage: zenvark ${sub} `)) });
+    }
     await withRedis(async (url) => {
       const deploy = await npx('zenvark', '--url', url, 'deploy-functions');
       expect(deploy, deploy.stderr).toMatchObject({ code: 0, stdout: expect.stringContaining(`loaded ${LIBRARY_NAME} revision ${LIBRARY_REVISION} (it was missing)`) });
@@ -349,8 +354,48 @@ describe('at run time, against a Redis without the library', () => {
       const unknown = "error: no breaker 'payments' under prefix 'zenvark': Redis has no state for it (zenvark:{payments}:state)\n";
       expect(await npx('zenvark', '--url', url, 'status', 'payments')).toEqual({ code: 1, stdout: '', stderr: unknown });
       expect(await npx('zenvark', '--url', url, 'open', 'payments', '--reason', 'deploying', '--for', '30m')).toEqual({ code: 1, stdout: '', stderr: unknown });
+
+      // A breaker that tripped, as an instance reports it; then every read and control, and watch hearing one.
+      const redis = new Redis(url);
+      try {
+        await recordCall(redis, 'zenvark', 'payments', 'failure');
+        expect(await npx('zenvark', '--url', url, 'ls')).toMatchObject({ code: 0, stdout: expect.stringMatching(/\npayments +open +- +1 /) });
+        expect(await npx('zenvark', '--url', url, 'status', 'payments')).toMatchObject({ code: 0, stdout: expect.stringMatching(/^breaker payments: open for /) });
+        // The installed bin itself, which npx runs: npx does not pass a SIGINT on to it.
+        const watch = spawn(join(projects.esm.dir, 'node_modules', '.bin', 'zenvark'), ['--url', url, '--json', 'watch'], { cwd: projects.esm.dir, env });
+        let heard = '';
+        watch.stdout.on('data', (chunk: Buffer) => {
+          heard += chunk.toString();
+        });
+        const exited = new Promise<number | null>((resolve) => watch.on('exit', resolve));
+        try {
+          await vi.waitFor(async () => expect(await redis.call('PUBSUB', 'NUMSUB', 'zenvark:feed')).toEqual(['zenvark:feed', 1]), { timeout: 30_000, interval: 100 });
+          const controls = [['open', '--for', '30m'], ['close'], ['monitor', '--for', '1h'], ['release'], ['reset']];
+          for (const [action, ...rest] of controls) {
+            const done = await npx('zenvark', '--url', url, action as string, 'payments', '--reason', `package test: ${action}`, '--actor', 'ops@package', ...rest);
+            expect(done, done.stderr).toMatchObject({ code: 0, stdout: expect.stringMatching(/^breaker payments: /) });
+          }
+          await vi.waitFor(() => expect(heard.trimEnd().split('\n')).toHaveLength(controls.length), { timeout: 30_000 });
+          expect(heard.trimEnd().split('\n').map((line) => (JSON.parse(line) as { reason: string }).reason)).toEqual(['forced_open', 'forced_closed', 'monitored', 'released', 'reset']);
+        } finally {
+          watch.kill('SIGINT');
+        }
+        expect(await exited).toBe(0);
+        const history = await npx('zenvark', '--url', url, '--json', 'history', 'payments');
+        expect(history, history.stderr).toMatchObject({ code: 0 });
+        expect((JSON.parse(history.stdout) as { reason: string; actor: string }[]).map((t) => t.reason)).toEqual([
+          'consecutive_failures',
+          'forced_open',
+          'forced_closed',
+          'monitored',
+          'released',
+          'reset',
+        ]);
+      } finally {
+        redis.disconnect();
+      }
     });
-  }, 120_000);
+  }, 180_000);
 
   it('the zenvark-deploy-functions bin, run with npx, loads the library; --check then exits 0', async () => {
     await withRedis(async (url) => {

@@ -151,7 +151,7 @@ describe('on a Redis Cluster', () => {
     await vi.waitFor(() => expect(errorCodes(refused[0] as Instance)).toContain(code), { timeout: 10_000 });
     const told = (refused[0] as Instance).seen.errors.find((e) => (e as { code?: string }).code === code) as Error;
     expect(told.message).toContain(victim.address);
-    expect(told.message).toContain(`npx zenvark-deploy-functions --url redis://${victim.address} --cluster`);
+    expect(told.message).toContain(`npx zenvark deploy-functions --url redis://${victim.address} --cluster`);
 
     await fail(allowed[0] as Instance, 1);
     await vi.waitFor(async () => expect(await installedRevision(victim.admin)).toBe(LIBRARY_REVISION), { timeout: 10_000 });
