@@ -22,7 +22,7 @@ describe('start() and the function library', () => {
     const error = await i.breaker.start().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LibraryMissingError);
     expect((error as Error).message).toMatch(/zenvark_v1 is not loaded on 127\.0\.0\.1:\d+/);
-    expect((error as Error).message).toContain('zenvark-deploy-functions');
+    expect((error as Error).message).toContain('npx zenvark deploy-functions');
     expect((error as Error).message).toContain('loadFunctions: true');
     await vi.waitFor(async () => expect(await own.zenvarkConnections()).toEqual([]));
     await stopAll([i]);

@@ -51,7 +51,7 @@ describe('Redis restarted empty', () => {
     for (const i of instances) {
       await vi.waitFor(() => expect(codes(i)).toContain('ZV_LIBRARY_MISSING'), { timeout: 15_000 });
       const report = reportOf(i, 'ZV_LIBRARY_MISSING');
-      expect(report?.message).toContain('zenvark-deploy-functions');
+      expect(report?.message).toContain('npx zenvark deploy-functions');
     }
     // Alone, each still protects itself.
     const [first] = instances as [Instance];
@@ -66,7 +66,7 @@ describe('Redis restarted empty', () => {
     await rejoinedAndTripping(run, first);
     const figures = await run.finish({
       injected: `redis-server killed and started empty, the library loaded by an operator ${size === 'long' ? `${outage / 1000} s later` : 'at once'}; 3 instances × ${RATE} calls/s`,
-      note: 'without loadFunctions each instance says once that the library is missing (naming zenvark-deploy-functions) and decides alone; converge counts from the operator loading it',
+      note: 'without loadFunctions each instance says once that the library is missing (naming zenvark deploy-functions) and decides alone; converge counts from the operator loading it',
     });
     for (const i of instances) expectOncePerCause(i, 'ZV_REDIS_UNREACHABLE', 'ZV_LIBRARY_MISSING', 'ZV_REDIS_RESTORED');
     return figures;
