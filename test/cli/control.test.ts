@@ -5,13 +5,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../harness/redis-server.js';
 import { breakerKeys } from '../../src/keys.js';
 import type { Transition } from '../../src/transition.js';
-import { createUser } from '../support/acl.js';
+import { createUser, createUserOn } from '../support/acl.js';
 import { ownRedis } from '../support/own-redis.js';
-import { recordCall, zenvark } from '../support/zenvark.js';
+import { recordCall, watchProcess, zenvark } from '../support/zenvark.js';
 
 const own = ownRedis({ library: true });
 const freshPrefix = () => `zvctl-${randomBytes(4).toString('hex')}`;
@@ -175,6 +175,51 @@ describe('what a control refuses, writing nothing', () => {
     }
     const port = await freePort();
     expect(await zenvark(['--url', `redis://127.0.0.1:${port}`, 'open', 'payments', '--reason', 'r', '--for', 'soon'])).toMatchObject({ code: 3 });
+  });
+
+  it("the on-call user of the README's Least privilege runs every subcommand but deploy-functions", async () => {
+    // The README's line, as written: the default prefix, a breaker of the test's own.
+    const id = `oncall-${randomBytes(4).toString('hex')}`;
+    await recordCall(own.admin, 'zenvark', id, 'failure');
+    const { username, password } = await createUserOn([own.admin], 'oncall', { unique: true });
+    const url = `redis://${username}:${password}@127.0.0.1:${own.server.port}`;
+    const watching = watchProcess(['--url', url, '--json', 'watch']);
+    try {
+      // Listening once Redis counts its subscription (no other watch runs on this server now).
+      await vi.waitFor(async () => expect(await own.admin.call('PUBSUB', 'NUMSUB', 'zenvark:feed')).toEqual(['zenvark:feed', 1]), {
+        timeout: 20_000,
+        interval: 50,
+      });
+      const runs = [
+        ['ls'],
+        ['status', id],
+        ['open', id, '--reason', 'on-call test', '--for', '10m'],
+        ['close', id, '--reason', 'on-call test'],
+        ['monitor', id, '--reason', 'on-call test'],
+        ['release', id, '--reason', 'on-call test'],
+        ['reset', id, '--reason', 'on-call test'],
+        ['history', id],
+      ];
+      for (const args of runs) {
+        const run = await zenvark(['--url', url, ...args]);
+        expect(run, args.join(' ')).toMatchObject({ code: 0, stderr: '' });
+      }
+      const reasons = ['forced_open', 'forced_closed', 'monitored', 'released', 'reset'];
+      await vi.waitFor(() => expect(watching.stdout().trimEnd().split('\n').filter((line) => line.includes(`"${id}"`))).toHaveLength(reasons.length), {
+        timeout: 20_000,
+      });
+      const heard = watching
+        .stdout()
+        .trimEnd()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { breakerId: string; reason: string })
+        .filter((t) => t.breakerId === id);
+      expect(heard.map((t) => t.reason)).toEqual(reasons);
+    } finally {
+      watching.child.kill('SIGINT');
+    }
+    expect(await watching.exited).toBe(0);
+    expect(watching.stderr()).toBe('');
   });
 
   it('a user whose ACL lacks FCALL (the observer): permission denied, exit code 4, one line, no password', async () => {
