@@ -62,6 +62,8 @@ interface NodeEntry {
   readonly primaryId: string | undefined;
   /** Slot ranges it serves, [first, last]. */
   readonly slots: readonly (readonly [number, number])[];
+  /** The asked node's cluster bus link to it is up. */
+  readonly connected: boolean;
 }
 
 function parseNodes(text: string): NodeEntry[] {
@@ -69,9 +71,10 @@ function parseNodes(text: string): NodeEntry[] {
     .trim()
     .split('\n')
     .map((line) => {
-      const [id = '', address = '', flags = '', primary = '', , , , , ...slots] = line.trim().split(' ');
+      const [id = '', address = '', flags = '', primary = '', , , , link = '', ...slots] = line.trim().split(' ');
       return {
         id,
+        connected: link === 'connected',
         port: Number(/:(\d+)@/.exec(address)?.[1]),
         flags: flags.split(','),
         primaryId: primary === '-' ? undefined : primary,
@@ -195,8 +198,11 @@ export class RedisCluster {
 
   /**
    * Waits until every live node reports cluster_state:ok, knows every node, agrees with
-   * the others on each node's role, primary and slots, and every live replica's link to
-   * its primary is up.
+   * the others on each node's role, primary and slots, every live replica's link to its
+   * primary is up, and so is every live node's cluster bus link to every other live node:
+   * a PUBLISH crosses the bus, and a node whose link is being made again drops it (a node
+   * makes a link again when a pong is half the node timeout late, which a loaded machine
+   * sees).
    */
   async settled(timeoutMs = 30_000): Promise<void> {
     await until(
@@ -209,6 +215,8 @@ export class RedisCluster {
           if (!info.includes('cluster_state:ok')) return undefined;
           const entries = await this.entries(node);
           if (entries.length !== this.nodes.length || entries.some((e) => e.flags.includes('handshake'))) return undefined;
+          const livePorts = new Set(alive.map((n) => n.port));
+          if (entries.some((e) => !e.flags.includes('myself') && livePorts.has(e.port) && !e.connected)) return undefined;
           layouts.add(layout(entries));
           const self = entries.find((e) => e.flags.includes('myself'));
           if (self && !isPrimary(self) && (await node.info('replication')).get('master_link_status') !== 'up') return undefined;
