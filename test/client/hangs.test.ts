@@ -3,7 +3,7 @@
  * running past slowCallDurationMs counts as a slow call while it runs, once.
  */
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
-import { type CallEvent, ConsecutiveBreaker, CountBreaker, SamplingBreaker, type ZenvarkError } from '../../src/index.js';
+import { type CallEvent, ConsecutiveBreaker, ConstantBackoff, CountBreaker, SamplingBreaker, type ZenvarkError } from '../../src/index.js';
 import { type RedisServer, disposeRedis, startRedis } from '../../harness/redis-server.js';
 import { DEFAULTS, breakerKeys } from '../../src/index.js';
 import { watchHandles } from '../support/handles.js';
@@ -171,6 +171,42 @@ describe('hang detection (the slow-call rule configured)', () => {
       expect(hangWatchTimers(await timers.pending())).toEqual([]);
       await recorded(long, 2);
       expect(short.breaker.stats.recorded).toBe(2);
+    } finally {
+      timers.stop();
+    }
+  });
+
+  it('a trial call is not watched: its permit has a timeout of its own', async () => {
+    const i = await started({
+      breaker: new CountBreaker({ threshold: 0.5, size: 10, minimumNumberOfCalls: 1 }),
+      slowCallDurationMs: 50,
+      slowCallRateThreshold: 1,
+      health: { backoff: new ConstantBackoff({ delayMs: 50 }) },
+      halfOpen: { permittedCalls: 1, permitTimeoutMs: 10_000 },
+    });
+    await fail(i, 1);
+    await untilAll(instances, 'half_open');
+    const timers = watchHandles(['Timeout']);
+    try {
+      // Calls until one gets the permit; the others are refused at once.
+      let ran = 0;
+      const trial = () => {
+        ran += 1;
+        return hang();
+      };
+      const calls: Promise<string>[] = [];
+      await vi.waitFor(
+        async () => {
+          calls.push(...(await fresh(() => [i.breaker.execute(trial).catch(() => 'refused')])));
+          expect(ran).toBe(1);
+        },
+        { timeout: 10_000, interval: 20 },
+      );
+      expect(hangWatchTimers(await timers.pending())).toEqual([]);
+      for (const end of hanging.splice(0)) end();
+      await untilAll(instances, 'closed');
+      expect(await Promise.all(calls)).toContain('late');
+      expect(i.breaker.stats).toMatchObject({ trials: 1, stale: 0 });
     } finally {
       timers.stop();
     }
