@@ -26,13 +26,16 @@ interface Job {
   gc?: boolean;
 }
 
-// zenvark-prometheus is reported, with no target: what the metrics entry point adds.
-const subjects = ['zenvark', 'zenvark-prometheus', 'cockatiel-consecutive', 'cockatiel-sampling', 'opossum'];
+// zenvark-prometheus and zenvark-slow are reported, with no target: what the metrics entry
+// point adds, and what a breaker with the slow-call rule (hang detection) costs per call.
+const subjects = ['zenvark', 'zenvark-prometheus', 'zenvark-slow', 'cockatiel-consecutive', 'cockatiel-sampling', 'opossum'];
 const paths = ['success', 'failure', 'open'];
 const jobs: Job[] = [
   ...subjects.flatMap((subject) => paths.map((path) => ({ script: 'overhead', args: [subject, path] }))),
   { script: 'commands', args: ['zenvark', quick ? '2' : '10'] },
   { script: 'commands', args: ['stream', quick ? '2' : '10'] },
+  { script: 'hang', args: ['count', quick ? '3' : '10'] },
+  { script: 'hang', args: ['sampling', quick ? '3' : '10'] },
   { script: 'propagation', args: quick ? ['10', '5'] : ['50', '20'] },
   { script: 'failover', args: quick ? ['1', '1000'] : ['5', '5000'] },
   { script: 'topology-failover', args: quick ? ['1'] : ['3'] },

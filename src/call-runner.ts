@@ -79,7 +79,7 @@ function runPlain<T>(c: BreakerContext, view: View, fn: Call<T>): Promise<T> {
 }
 
 /** Runs fn with whatever was configured: timeout, caller's signal, classification,
- * slow calls, fallback; as a trial call when a permit is given. */
+ * slow calls (hung ones too), fallback; as a trial call when a permit is given. */
 function runFully<T>(c: BreakerContext, view: View, fn: Call<T>, options: ExecuteOptions<T> | undefined, permit: Permit | undefined): Promise<T> {
   const callerSignal = options?.signal;
   if (typeof fn !== 'function' || callerSignal?.aborted) {
@@ -93,6 +93,8 @@ function runFully<T>(c: BreakerContext, view: View, fn: Call<T>, options: Execut
   const timed = timeoutMs !== undefined || o.slowCallDurationMs !== undefined || c.listens('call');
   const startedAt = timed ? performance.now() : 0;
   const controller = timeoutMs !== undefined || callerSignal ? new AbortController() : undefined;
+  // A closed-state call that runs past slowCallDurationMs counts while it runs (a trial call has its permit's timeout).
+  const watched = permit === undefined && c.running ? c.hangs?.begin(startedAt, view) : undefined;
 
   return new Promise<T>((resolve, reject) => {
     let done = false;
@@ -104,7 +106,8 @@ function runFully<T>(c: BreakerContext, view: View, fn: Call<T>, options: Execut
       if (timer) clearTimeout(timer);
       callerSignal?.removeEventListener('abort', onCallerAbort);
       const timedOut = result === FAILURE && error instanceof TimeoutError && error.breakerId === o.id;
-      c.outcomes.observed(view, result, startedAt, permit, timedOut);
+      const hung = watched !== undefined && watched.end();
+      c.outcomes.observed(view, result, startedAt, permit, timedOut, hung);
       if (!failed) resolve(value as T);
       else if (fallback && result === FAILURE) resolve(answerOf(fallback, error));
       else reject(error);

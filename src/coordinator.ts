@@ -9,6 +9,7 @@ import type { CircuitBreaker } from './circuit-breaker.js';
 import { BreakerMode, CircuitRole, CircuitState } from './constants.js';
 import { type ConnectionListener, type SharedConnections, attachConnections, detachConnections } from './connections.js';
 import { Duties } from './duties.js';
+import { HangWatch } from './hang-watch.js';
 import { type BreakerEventName, Emitter, RedisOperation, StateSource } from './events.js';
 import { LibraryMissingError, LibraryOutdatedError, ProcessStalledError, ZenvarkError } from './errors.js';
 import type { FeedMessage, Published } from './feed-message.js';
@@ -50,6 +51,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
   readonly mode: ModeKeeper;
   /** No timeout, classifier or slow-call rule: execute() takes its shortest path. */
   readonly plain: boolean;
+  /** With the slow-call rule: counts closed-state calls still running past slowCallDurationMs. */
+  readonly hangs: HangWatch<View> | undefined;
 
   /** What execute() acts on: the shared state, or this process's own while Redis is unreachable. */
   view: View = NEVER_WRITTEN;
@@ -89,6 +92,9 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.duties = new Duties(this);
     this.mode = new ModeKeeper(this);
     this.plain = o.timeoutMs === undefined && o.slowCallDurationMs === undefined && o.isFailure === undefined && o.isResultFailure === undefined;
+    // options.ts makes the slow-call duration and rate go together.
+    const slowAfter = o.slowCallDurationMs;
+    if (slowAfter !== undefined) this.hangs = new HangWatch<View>(slowAfter, (view) => this.outcomes.hung(view));
   }
 
   /** What the breaker tells the application: its events, and errors once per cause. */
@@ -173,6 +179,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.listening = false;
     const modeStopped = this.mode.stop();
     this.duties.stop();
+    // Calls still running are no longer watched: nothing counts after stop().
+    this.hangs?.stop();
     const trials = this.trials;
     // Permits belong to this run's connections: the next start() asks anew.
     this.trials = undefined;

@@ -67,14 +67,15 @@ export class Outcomes implements RecorderOwner {
   /**
    * A call settled with `result` (`timedOut`: by this breaker's TimeoutError); it started
    * when execute() acted on `view`, at `startedAt` (0: the time was not taken, as nothing
-   * needed it).
+   * needed it). `hung`: it was counted when it ran past slowCallDurationMs (hung()); its
+   * end is still told, but counts nothing more.
    */
-  observed(view: View, result: CallResult, startedAt: number, permit?: Permit, timedOut = false): void {
+  observed(view: View, result: CallResult, startedAt: number, permit?: Permit, timedOut = false, hung = false): void {
     const c = this.c;
     const durationMs = startedAt === 0 ? 0 : performance.now() - startedAt;
     // A call that started before anything listened has no duration to tell.
     if (startedAt !== 0 && c.listens('call')) c.notifier.call(timedOut ? CallOutcome.TIMEOUT : result, durationMs, permit !== undefined);
-    if (!c.running) return;
+    if (!c.running || hung) return;
     if (permit) {
       this.trials += 1;
       c.trials?.report(permit, result);
@@ -84,9 +85,22 @@ export class Outcomes implements RecorderOwner {
       this.ignored += 1;
       return;
     }
-    const failure = result === CallResult.FAILURE;
     const slowAfter = c.o.slowCallDurationMs;
-    const slow = slowAfter !== undefined && durationMs >= slowAfter;
+    this.count(view, result === CallResult.FAILURE, slowAfter !== undefined && durationMs >= slowAfter);
+  }
+
+  /**
+   * A closed-state call that started under `view` is still running past
+   * slowCallDurationMs (hang-watch.ts): it counts now, as a slow success (neutral to the
+   * failure rate), and its end counts nothing more.
+   */
+  hung(view: View): void {
+    if (this.c.running) this.count(view, false, true);
+  }
+
+  /** Counts one outcome of a call started under `view`: for Redis, in the local window, or as stale. */
+  private count(view: View, failure: boolean, slow: boolean): void {
+    const c = this.c;
     const local = c.local;
     if (view !== c.view) {
       this.stale += 1;

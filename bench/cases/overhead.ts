@@ -2,8 +2,9 @@
  * Call overhead: nanoseconds per call over a bare `await fn()`, measured in this process
  * with the bare loop interleaved between repetitions (so both see the same machine).
  *   npx tsx bench/cases/overhead.ts <subject> <path> [--quick]
- * subject: zenvark | zenvark-prometheus (with zenvark/prometheus registered) | opossum |
- *          cockatiel-consecutive | cockatiel-sampling
+ * subject: zenvark | zenvark-prometheus (with zenvark/prometheus registered) |
+ *          zenvark-slow (the slow-call rule configured: hang detection watches every call) |
+ *          opossum | cockatiel-consecutive | cockatiel-sampling
  * path:    success | failure (fn rejects, the circuit stays closed) | open (fast-fail)
  */
 import { randomUUID } from 'node:crypto';
@@ -15,7 +16,7 @@ import {
 } from 'cockatiel';
 import { Redis } from 'ioredis';
 import Opossum from 'opossum';
-import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff } from '../library.js';
+import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff, SamplingBreaker } from '../library.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 import { sleep } from '../../harness/clock.js';
 import { disposeRedis, startRedis } from '../../harness/redis-server.js';
@@ -36,7 +37,22 @@ const fn = path === 'failure' ? reject : succeed;
 /** One call through the subject; must swallow the rejection it expects. */
 type Call = () => Promise<unknown>;
 
-async function zenvark(metrics = false): Promise<{ call: Call; close: () => Promise<void> }> {
+/** What a zenvark subject adds to the default breaker: the Prometheus metrics, or the slow-call rule. */
+type Extra = 'metrics' | 'slow-rule' | undefined;
+
+/**
+ * The slow-call rule needs a window: a time window that never reaches its minimum on the
+ * closed paths, and trips on the first failure on the open path. Calls settle at once,
+ * far within the slow-call duration: what is measured is the watching, not a slow call.
+ */
+const slowRule = () => ({
+  breaker: new SamplingBreaker({ threshold: 1, duration: 60_000, minimumNumberOfCalls: path === 'open' ? 1 : 1_000_000_000 }),
+  slowCallDurationMs: 60_000,
+  slowCallRateThreshold: 1,
+});
+
+async function zenvark(extra: Extra = undefined): Promise<{ call: Call; close: () => Promise<void> }> {
+  const metrics = extra === 'metrics';
   // Loaded for this subject only: prom-client is no part of the others' process.
   let registration: { dispose(): void } | undefined;
   if (metrics) {
@@ -54,6 +70,7 @@ async function zenvark(metrics = false): Promise<{ call: Call; close: () => Prom
     breaker: new ConsecutiveBreaker({ threshold: path === 'open' ? 1 : 1_000_000_000 }),
     health: { backoff: new ConstantBackoff({ delayMs: 1_000_000 }), check: async () => Promise.reject(failure) },
     onError: () => undefined,
+    ...(extra === 'slow-rule' ? slowRule() : {}),
   });
   await breaker.start();
   if (path === 'open') {
@@ -94,7 +111,8 @@ async function opossum(): Promise<{ call: Call; close: () => Promise<void> }> {
 
 const setups: Record<string, () => Promise<{ call: Call; close: () => Promise<void> }>> = {
   zenvark: () => zenvark(),
-  'zenvark-prometheus': () => zenvark(true),
+  'zenvark-prometheus': () => zenvark('metrics'),
+  'zenvark-slow': () => zenvark('slow-rule'),
   opossum,
   'cockatiel-consecutive': () => cockatiel('consecutive'),
   'cockatiel-sampling': () => cockatiel('sampling'),
