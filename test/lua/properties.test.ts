@@ -376,6 +376,9 @@ const EXAMPLES: [Config, Step[]][] = [
   example('open', [controlled('close'), opening, as({ fn: 'zv1_explain' }), controlled('release')]),
   example('leased', [controlled('monitor', 5), { sleepMs: 20 }, checked('idle', 'failure'), controlled('open', 5), { sleepMs: 20 }, controlled('expire')]),
   example('half_open', [permitted, controlled('close', 5), { sleepMs: 20 }, grantingTrip, controlled('open', 5), { sleepMs: 20 }, controlled('release')]),
+  // A control without create on a breaker Redis does not know: the random sequences reach
+  // it only by chance (a fresh breaker, a control first, create 0), too rarely to count on.
+  example('fresh', [controlled('open', 0, 0)]),
 ];
 
 // ---- from a step to FCALL ----------------------------------------------------------------------
