@@ -31,6 +31,16 @@ export async function watch(s: Server, prefix: string, json: boolean, out: Outpu
   const seen: Seen[] = [];
   const rows = new Map<string, BreakerRow>();
   let stop = () => {};
+  // Listened for from the start: a connection lost while the breakers are read (before the
+  // watch loop below) must end the command too, not leave it with nothing to wait for.
+  let lost: Error | undefined;
+  let onLost = (error: Error) => {
+    lost = error;
+  };
+  subscriber.once('end', () => {
+    const server = serverAddress(subscriber);
+    onLost(new RedisUnreachableError(server, `lost the connection to Redis at ${server} while watching`));
+  });
   try {
     await subscriber.subscribe(channel).catch((error: unknown) => {
       throw driverError(error, subscriber);
@@ -56,13 +66,14 @@ export async function watch(s: Server, prefix: string, json: boolean, out: Outpu
     else if (!json) out.say(`${draw()}\n`);
 
     return await new Promise<ExitCode>((resolve, reject) => {
+      if (lost) {
+        reject(lost);
+        return;
+      }
+      onLost = reject;
       stop = () => resolve(EXIT.DONE);
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      subscriber.once('end', () => {
-        const server = serverAddress(subscriber);
-        reject(new RedisUnreachableError(server, `lost the connection to Redis at ${server} while watching`));
-      });
       subscriber.on('message', (_channel: string, message: string) => {
         let m: ReturnType<typeof parseFeedMessage>;
         try {
