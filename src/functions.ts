@@ -330,6 +330,16 @@ export async function control(
   return stateReply('zv1_control', await answer(connection, 'zv1_control', sent), CONTROL, 4);
 }
 
+// PROVISIONAL (isolation branch, until lua7's wire is merged): zv1_isolate's reply.
+const ISOLATE = ['isolated', 'not_reached', 'not_closed', 'stale_gen', 'mode', 'monitored', 'rejoined', 'not_isolated'] as const;
+
+/** What zv1_isolate answers: its status, the fleet's state, and the instance entry written ('' for none). */
+export interface IsolationReply {
+  readonly status: (typeof ISOLATE)[number];
+  readonly view: SharedView;
+  readonly id: string;
+}
+
 /** The library's functions for one breaker, over one connection. */
 export class BreakerFunctions {
   /**
@@ -438,6 +448,25 @@ export class BreakerFunctions {
   control(action: ControlAction | 'expire', note: string, forMs: number): Promise<ControlReply> {
     const { channel, actor, retention } = this;
     return control(this.connection, this.keys, { channel, actor, retention }, { action, note, forMs, create: true });
+  }
+
+  /** PROVISIONAL: zv1_isolate isolate, with this instance's own window figures. */
+  async isolate(generation: number, w: WindowFigures): Promise<IsolationReply> {
+    return this.isolation(['isolate', generation, w.failures, w.calls, w.slow]);
+  }
+
+  /** PROVISIONAL: zv1_isolate rejoin. */
+  async rejoin(generation: number, reason: string): Promise<IsolationReply> {
+    return this.isolation(['rejoin', generation, reason]);
+  }
+
+  private async isolation(args: (string | number)[]): Promise<IsolationReply> {
+    const { keys } = this;
+    const instances = `${keys.state.slice(0, -'state'.length)}instances`;
+    const instanceEvents = `${keys.state.slice(0, -'state'.length)}instance-events`;
+    const sent = this.connection.fcall('zv1_isolate', 4, keys.state, keys.events, instances, instanceEvents, this.channel, this.actor, this.retention, ...args);
+    const reply = await this.reply('zv1_isolate', sent);
+    return { status: oneOf('zv1_isolate', reply[0], ISOLATE), view: viewAt(reply, 1), id: text(reply[4]) };
   }
 
   /** Whether the audit stream holds this transition's entry (retention may have trimmed it). */

@@ -96,6 +96,7 @@ export class Outcomes implements RecorderOwner {
         this.recorder.start(view.generation);
       }
       this.recorder.add(failure, slow);
+      c.isolation?.add(failure, slow);
     } else if (!local.evaluating) {
       this.undelivered += 1;
     } else {

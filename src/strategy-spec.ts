@@ -30,6 +30,18 @@ function buildSpec(strategy: BreakerStrategy): string {
   }
 }
 
+/** The window as audit entries name it: 'consecutive', 'count:<size>' or 'time:<duration ms>'. */
+export function windowName(strategy: BreakerStrategy): string {
+  switch (strategy.kind) {
+    case StrategyKind.CONSECUTIVE:
+      return strategy.kind;
+    case StrategyKind.COUNT:
+      return `${strategy.kind}:${strategy.size}`;
+    case StrategyKind.TIME:
+      return `${strategy.kind}:${strategy.duration}`;
+  }
+}
+
 /** A spec read back from the library (the one the last recorded call stored). */
 export interface ParsedSpec {
   readonly kind: StrategyKind;

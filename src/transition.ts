@@ -1,4 +1,4 @@
-import { BreakerMode, type CircuitState, type TransitionReason } from './constants.js';
+import { BreakerMode, type CircuitState, TransitionScope, type TransitionReason } from './constants.js';
 import { ZenvarkError } from './errors.js';
 import { breakerMode, circuitState, int } from './wire.js';
 
@@ -12,6 +12,12 @@ export interface Transition {
   readonly from: CircuitState;
   readonly to: CircuitState;
   readonly reason: TransitionReason | LocalReason;
+  /**
+   * 'fleet' for a transition of the shared state (the `:events` stream); 'instance' for
+   * one instance isolating itself or rejoining (the `:instance-events` stream): `actor`
+   * is that instance, and `generation` the fleet's, unchanged by it.
+   */
+  readonly scope: TransitionScope;
   /** Generation the breaker entered; outcomes observed under older ones never count. */
   readonly generation: number;
   /** Failures behind the decision (the run, or the failures in the window). */
@@ -39,8 +45,13 @@ export interface Transition {
   /** When the mode set by this control ends, or when the mode it ends ended (`expired`):
    * server time in ms; '' for none. */
   readonly until: string;
-  /** The rule reached: for `would_open`, and for `released` or `expired` that opened. */
+  /** The rule reached: for `would_open`, and for `released` or `expired` that opened; with
+   * the instance rule, the trip's `minimum_instances:K` and/or `instance_share:S`. */
   readonly rule: string;
+  /** Instances whose failures were in the window when the instance rule decided ('' otherwise). */
+  readonly instances: string;
+  /** Instances that reported in the window when the instance rule decided ('' otherwise). */
+  readonly reporters: string;
   /** True when decided in this process while Redis was unreachable; never audited. */
   readonly local: boolean;
 }
@@ -75,16 +86,18 @@ const NO_NUMBERS: DecisionNumbers = { failures: '', calls: '', slow: '', rate: '
 export function localTransition(
   from: CircuitState,
   to: CircuitState,
-  reason: LocalReason,
+  reason: LocalReason | TransitionReason,
   generation: number,
   actor: string,
   numbers: DecisionNumbers = NO_NUMBERS,
+  scope: TransitionScope = TransitionScope.FLEET,
 ): Transition {
   return {
     id: '',
     from,
     to,
     reason,
+    scope,
     generation,
     ...numbers,
     window: '',
@@ -95,12 +108,15 @@ export function localTransition(
     note: '',
     until: '',
     rule: '',
+    instances: '',
+    reporters: '',
     local: true,
   };
 }
 
-/** Reads one entry of the audit stream (or the same fields of a feed message). */
-export function parseAuditEntry(fields: Record<string, string>, id: string): Transition {
+/** Reads one entry of the audit stream (or the same fields of a feed message); `scope`
+ * says which stream it came from. */
+export function parseAuditEntry(fields: Record<string, string>, id: string, scope: TransitionScope = TransitionScope.FLEET): Transition {
   const need = (name: string): string => {
     const value = fields[name];
     if (typeof value !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', `transition entry without '${name}'`);
@@ -111,6 +127,7 @@ export function parseAuditEntry(fields: Record<string, string>, id: string): Tra
     from: circuitState(need('from')),
     to: circuitState(need('to')),
     reason: need('reason') as Transition['reason'],
+    scope,
     generation: int(need('gen')),
     failures: fields.failures ?? '',
     calls: fields.calls ?? '',
@@ -126,6 +143,9 @@ export function parseAuditEntry(fields: Record<string, string>, id: string): Tra
     note: fields.note ?? '',
     until: fields.until ?? '',
     rule: fields.rule ?? '',
+    // Absent from entries of revisions before 7.
+    instances: fields.instances ?? '',
+    reporters: fields.reporters ?? '',
     local: false,
   };
 }
