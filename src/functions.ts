@@ -3,12 +3,12 @@
  * and turns replies into typed objects; nothing else sees a raw reply. The contract of
  * each function is the block above it in lua/zenvark_v1.lua.
  */
-import type { BreakerMode, CallResult, CheckResult, ControlAction } from './constants.js';
+import { type BreakerMode, type CallResult, type CheckResult, type ControlAction, TransitionScope } from './constants.js';
 import type { Connection } from './connections.js';
 import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
 import { ProcessStalledError, RedisFunctionError, RedisUnreachableError } from './errors.js';
 import { type Published, parsePublished } from './feed-message.js';
-import type { BreakerKeys } from './keys.js';
+import { type BreakerKeys, isolationKeyList } from './keys.js';
 import { libraryNotCurrent } from './library.js';
 import { driverError, replyCode } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
@@ -285,11 +285,49 @@ export async function readSnapshot(connection: Connection, keys: BreakerKeys): P
 
 /**
  * Up to `count` transitions of a breaker's audit stream, newest first, from stream id `end`
- * down to `start` (XREVRANGE bounds: '+', '-', an id, '(' an id for an exclusive one).
+ * down to `start` (XREVRANGE bounds: '+', '-', an id, '(' an id for an exclusive one); of
+ * the fleet's stream, or (scope 'instance') of its instance-events stream.
  */
-export async function readAudit(connection: Connection, keys: BreakerKeys, end: string, start: string, count: number): Promise<Transition[]> {
-  const entries = (await answer(connection, 'XREVRANGE', connection.xrevrange(keys.events, end, start, 'COUNT', count))) as [string, string[]][];
-  return entries.map(([id, list]) => parseAuditEntry(entryFields(list), id));
+export async function readAudit(
+  connection: Connection,
+  keys: BreakerKeys,
+  end: string,
+  start: string,
+  count: number,
+  scope: TransitionScope = TransitionScope.FLEET,
+): Promise<Transition[]> {
+  const key = scope === TransitionScope.FLEET ? keys.events : keys.instanceEvents;
+  const entries = (await answer(connection, 'XREVRANGE', connection.xrevrange(key, end, start, 'COUNT', count))) as [string, string[]][];
+  return entries.map(([id, list]) => parseAuditEntry(entryFields(list), id, scope));
+}
+
+/** One instance's entry of a breaker's reporter set (the instances hash; see zv1_record). */
+export interface Reporter {
+  readonly instanceId: string;
+  /** The fleet generation it was written under: entries of another one do not count. */
+  readonly generation: number;
+  /** Server ms of its last report, and of its last report holding a failure (0: none). */
+  readonly lastMs: number;
+  readonly failedMs: number;
+  /** Server ms at which it isolated itself; 0 when it is not isolated. */
+  readonly isolatedMs: number;
+}
+
+/**
+ * A breaker's reporter set, over any connection (HGETALL, read-only). Each value is
+ * 'gen:last_pos:last_ms:fail_pos:fail_ms:iso_ms'; one not of that form is ZV_BAD_REPLY.
+ */
+export async function readReporters(connection: Connection, keys: BreakerKeys): Promise<Reporter[]> {
+  const pairs = await answer(connection, 'HGETALL', connection.call('HGETALL', keys.instances));
+  const reporters: Reporter[] = [];
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    const value = text(pairs[i + 1]);
+    const parts = value.split(':');
+    if (parts.length !== 6) throw badReply('the instances hash', value);
+    const [generation, , lastMs, , failedMs, isolatedMs] = parts.map(int) as number[];
+    reporters.push({ instanceId: text(pairs[i]), generation, lastMs, failedMs, isolatedMs } as Reporter);
+  }
+  return reporters;
 }
 
 /** What a control sends besides the header: see zv1_control. */
@@ -462,9 +500,7 @@ export class BreakerFunctions {
 
   private async isolation(args: (string | number)[]): Promise<IsolationReply> {
     const { keys } = this;
-    const instances = `${keys.state.slice(0, -'state'.length)}instances`;
-    const instanceEvents = `${keys.state.slice(0, -'state'.length)}instance-events`;
-    const sent = this.connection.fcall('zv1_isolate', 4, keys.state, keys.events, instances, instanceEvents, this.channel, this.actor, this.retention, ...args);
+    const sent = this.connection.fcall('zv1_isolate', 4, ...isolationKeyList(keys), this.channel, this.actor, this.retention, ...args);
     const reply = await this.reply('zv1_isolate', sent);
     return { status: oneOf('zv1_isolate', reply[0], ISOLATE), view: viewAt(reply, 1), id: text(reply[4]) };
   }
