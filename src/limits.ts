@@ -91,7 +91,3 @@ export const MAX_DELAY_MS = 2_147_483_647;
 /** Outcomes one pending summary holds at most, in calls; further ones are dropped and
  * counted (`stats.overflowed`) until the summary is sent (client only). */
 export const MAX_PENDING_OUTCOMES = 100_000;
-
-/** Largest `minimumInstances`; the library keeps at most this many reporters per breaker
- * for the instance rule (the most recent ones). */
-export const MAX_INSTANCES = 64;
