@@ -53,6 +53,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
   readonly plain: boolean;
   /** With the instance rule: this instance's own window, and its isolation (isolation.ts). */
   readonly isolation: Isolation | undefined;
+  /** The instance rule as zv1_record takes it ('K:share'), or undefined without one. */
+  readonly instanceRule: string | undefined;
 
   /** What execute() acts on: the shared state, or this process's own while Redis is unreachable. */
   view: View = NEVER_WRITTEN;
@@ -92,6 +94,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.duties = new Duties(this);
     this.mode = new ModeKeeper(this);
     this.isolation = o.instanceRule ? new Isolation(this) : undefined;
+    this.instanceRule = o.instanceRule && `${o.instanceRule.minimumInstances}:${o.instanceRule.minimumInstanceShare}`;
     this.plain = o.timeoutMs === undefined && o.slowCallDurationMs === undefined && o.isFailure === undefined && o.isResultFailure === undefined;
   }
 

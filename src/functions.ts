@@ -17,7 +17,7 @@ import { type Transition, parseAuditEntry } from './transition.js';
 import { badReply, breakerMode, circuitState, int, oneOf, text } from './wire.js';
 
 // Each reply's statuses, in one list: the type is derived from it and replies are checked against it.
-const RECORD = ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped'] as const;
+const RECORD = ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped', 'held'] as const;
 const ACQUIRE = ['granted', 'held'] as const;
 const RENEW = ['renewed', 'lost'] as const;
 const RELEASE = ['released', 'not_holder'] as const;
@@ -422,10 +422,18 @@ export class BreakerFunctions {
   }
 
   /** Records a summary; with `takeLease`, a trip it makes also grants this instance the lease, when it is free. */
-  async record(generation: number, s: OutcomeSummary, takeLease: boolean): Promise<RecordReply> {
+  async record(generation: number, s: OutcomeSummary, takeLease: boolean, instanceRule?: string): Promise<RecordReply> {
     const args: (string | number)[] = [generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
-    if (takeLease) args.push(this.leaseTtlMs);
-    const reply = await this.call('zv1_record', args);
+    if (instanceRule === undefined) {
+      if (takeLease) args.push(this.leaseTtlMs);
+      const reply = await this.call('zv1_record', args);
+      return { ...stateReply('zv1_record', reply, RECORD, 4), token: int(reply[5] ?? 0) };
+    }
+    // PROVISIONAL until lua7's wire: ARGV 13 '0' (no lease) so that the rule can follow.
+    args.push(takeLease ? this.leaseTtlMs : 0, instanceRule);
+    const { keys } = this;
+    const sent = this.connection.fcall('zv1_record', 3, keys.state, keys.events, keys.instances, this.channel, this.actor, this.retention, ...args);
+    const reply = await this.reply('zv1_record', sent);
     return { ...stateReply('zv1_record', reply, RECORD, 4), token: int(reply[5] ?? 0) };
   }
 

@@ -10,7 +10,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
-import { CircuitOpenError, ConsecutiveBreaker, CountBreaker, DEFAULTS, breakerKeys } from '../../src/index.js';
+import { CircuitOpenError, ConsecutiveBreaker, CountBreaker, DEFAULTS, breakerHistory, breakerKeys, breakerStatus } from '../../src/index.js';
 import { type MetricsRegistration, registerMetrics } from '../../src/prometheus.js';
 import { type Instance, type InstanceOptions, fail, fleet, sharedState, startAll, stopAll, uniqueId } from '../support/instances.js';
 import { figure, scrape } from '../support/metrics.js';
@@ -124,19 +124,54 @@ describe('one instance failing alone', () => {
   it('with minimumInstanceShare: one of three failing is below the share, two of three reach it', async () => {
     const breaker = new CountBreaker({ threshold: 0.5, size: 20, minimumNumberOfCalls: 4 });
     const [a, b, c] = (await started(3, { minimumInstances: undefined, minimumInstanceShare: 0.5, breaker })) as [Instance, Instance, Instance];
-    // Every instance reports in the window first.
+    // Every instance reports in the window first; then the failures of one (3 of its own 4
+    // calls) reach the rate, in its window and in the fleet's (3 of 6), from 1 of 3 instances.
     await Promise.all([a, b, c].map((i) => i.breaker.execute(succeeding)));
     await until(() => expect([a, b, c].map((i) => i.breaker.stats.recorded)).toEqual([1, 1, 1]));
-    await fail(a, 4);
+    await fail(a, 3);
     await until(() => expect(a.breaker.state).toBe('isolated'));
     expect(await fleetEntries(a)).toEqual([]);
-    expect(a.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', reason: 'failure_rate', rate: '1.0000' });
+    expect(a.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', reason: 'failure_rate', failures: '3', calls: '4', rate: '0.7500' });
 
     await fail(b, 4);
     await until(() => expect(c.breaker.state).toBe('open'));
     const opened = (await fleetEntries(a)).filter((e) => e.to === 'open');
     expect(opened).toHaveLength(1);
     expect(opened[0]).toMatchObject({ reason: 'failure_rate', instances: '2', reporters: '3', rule: 'instance_share:0.5' });
+  });
+});
+
+describe('the admin API', () => {
+  it('breakerStatus lists the isolated instances; breakerHistory merges both streams by id, with the scope', async () => {
+    const [a, b] = (await started(3)) as [Instance, Instance, Instance];
+    await Promise.all(instances.map((i) => i.breaker.execute(succeeding)));
+    await until(() => expect(instances.map((i) => i.breaker.stats.recorded)).toEqual([1, 1, 1]));
+    await fail(a, 3);
+    await until(() => expect(a.breaker.state).toBe('isolated'));
+
+    const status = await breakerStatus(b.redis, a.breaker.id);
+    expect(status.reporters).toBe(3);
+    expect(status.isolated).toEqual([{ instanceId: a.breaker.instanceId, since: expect.any(Number) }]);
+    expect(status.text).toContain(`instances: 3 reported in this generation; isolated (their own calls failed, they fail fast until their own checks pass): ${a.breaker.instanceId} (for `);
+
+    a.healthy = true;
+    await until(() => expect(a.breaker.state).toBe('closed'));
+    await fail(a, 3);
+    await fail(b, 3);
+    await until(() => expect(b.breaker.state).toBe('open'));
+    await until(async () => expect((await breakerHistory(b.redis, a.breaker.id)).length).toBe(4));
+    const history = await breakerHistory(b.redis, a.breaker.id);
+    expect(history.map((t) => `${t.scope}:${t.from}>${t.to}:${t.reason}`)).toEqual([
+      'instance:closed>isolated:consecutive_failures',
+      'instance:isolated>closed:recovered',
+      'instance:closed>isolated:consecutive_failures',
+      'fleet:closed>open:consecutive_failures',
+    ]);
+    // Consecutive failures: the reporters in the window are those of the failure run.
+    expect(history.at(-1)).toMatchObject({ instances: '2', reporters: '2', rule: 'minimum_instances:2' });
+    expect((await breakerHistory(b.redis, a.breaker.id, { limit: 2 })).map((t) => t.scope)).toEqual(['instance', 'fleet']);
+    // The trip ended every isolation: none is listed.
+    expect((await breakerStatus(b.redis, a.breaker.id)).isolated).toEqual([]);
   });
 });
 
