@@ -157,19 +157,19 @@ describe('the admin API', () => {
     a.healthy = true;
     await until(() => expect(a.breaker.state).toBe('closed'));
     await fail(a, 3);
+    await until(() => expect(a.breaker.state).toBe('isolated'));
     await fail(b, 3);
     await until(() => expect(b.breaker.state).toBe('open'));
     await until(async () => expect((await breakerHistory(b.redis, a.breaker.id)).length).toBe(4));
     const history = await breakerHistory(b.redis, a.breaker.id);
-    expect(history.map((t) => `${t.scope}:${t.from}>${t.to}:${t.reason}`)).toEqual([
-      'instance:closed>isolated:consecutive_failures',
-      'instance:isolated>closed:recovered',
-      'instance:closed>isolated:consecutive_failures',
-      'fleet:closed>open:consecutive_failures',
-    ]);
+    const steps = history.map((t) => `${t.scope}:${t.from}>${t.to}:${t.reason}`);
+    expect(steps.slice(0, 2)).toEqual(['instance:closed>isolated:consecutive_failures', 'instance:isolated>closed:recovered']);
+    // Two streams: entries of one millisecond have ids of the same time, so an isolation and
+    // the trip right after it may be in either order.
+    expect(steps.slice(2).sort()).toEqual(['fleet:closed>open:consecutive_failures', 'instance:closed>isolated:consecutive_failures']);
     // Consecutive failures: the reporters in the window are those of the failure run.
-    expect(history.at(-1)).toMatchObject({ instances: '2', reporters: '2', rule: 'minimum_instances:2' });
-    expect((await breakerHistory(b.redis, a.breaker.id, { limit: 2 })).map((t) => t.scope)).toEqual(['instance', 'fleet']);
+    expect(history.find((t) => t.scope === 'fleet')).toMatchObject({ instances: '2', reporters: '2', rule: 'minimum_instances:2' });
+    expect((await breakerHistory(b.redis, a.breaker.id, { limit: 2 })).map((t) => t.scope).sort()).toEqual(['fleet', 'instance']);
     // The trip ended every isolation: none is listed.
     expect((await breakerStatus(b.redis, a.breaker.id)).isolated).toEqual([]);
   });
