@@ -15,13 +15,13 @@ import { ZenvarkError } from './errors.js';
 import { duration } from './describe.js';
 import { type Explanation, type ExplainOptions, OPERATOR_TIMEOUT_MS, explainBreaker } from './explain.js';
 import { controlArguments } from './controls.js';
-import { type Reporter, control, readAudit, readReporters, readSnapshot } from './functions.js';
+import { control, readAudit, readInstanceAudit, readReporters, readSnapshot } from './functions.js';
 import { type BreakerKeys, breakerIdOf, breakerKeys, feedChannel, stateKeyPattern } from './keys.js';
 import { ask, primaries } from './library.js';
 import { MAX_ACTOR_BYTES, MAX_DELAY_MS } from './limits.js';
 import { DEFAULTS, keyPrefix, redisClient } from './options.js';
 import { answeredWithin } from './redis-failure.js';
-import type { Transition } from './transition.js';
+import { type Transition, instanceTransition } from './transition.js';
 import { bytesIn, durationIn, integerIn, nonEmptyString, onlyKnownKeys, requiredObject, show } from './validate.js';
 import { badReply } from './wire.js';
 
@@ -139,20 +139,20 @@ export async function breakerStatus(redis: Redis | Cluster, id: string, options?
   const client = redis as Connection;
   const all = await answeredWithin(timeoutMs, client, 'HGETALL', readReporters(client, breakerKeys(prefix, status.breakerId)));
   // Entries of another generation are the fleet's past: they no longer count.
-  const current = all.filter((r) => r.generation === status.generation);
+  const current = [...all].filter(([, r]) => r.generation === status.generation);
   const isolated = current
-    .filter((r) => r.isolatedMs > 0)
-    .sort((a, b) => a.isolatedMs - b.isolatedMs)
-    .map((r) => ({ instanceId: r.instanceId, since: r.isolatedMs }));
-  const line = instancesLine(current, isolated);
+    .filter(([, r]) => r.isolatedAtMs > 0)
+    .sort(([, a], [, b]) => a.isolatedAtMs - b.isolatedAtMs)
+    .map(([instanceId, r]) => ({ instanceId, since: r.isolatedAtMs }));
+  const line = instancesLine(current.length, isolated);
   const lines = line === undefined ? status.lines : [...status.lines, line];
   return { ...status, reporters: current.length, isolated, lines, text: lines.join('\n') };
 }
 
 /** The reporter set in words; undefined without one (no instance rule). */
-function instancesLine(current: readonly Reporter[], isolated: readonly IsolatedInstance[], now = Date.now()): string | undefined {
-  if (current.length === 0) return undefined;
-  const reported = `instances: ${current.length} reported in this generation`;
+function instancesLine(reporters: number, isolated: readonly IsolatedInstance[], now = Date.now()): string | undefined {
+  if (reporters === 0) return undefined;
+  const reported = `instances: ${reporters} reported in this generation`;
   if (isolated.length === 0) return `${reported}, none isolated`;
   const each = isolated.map((i) => `${i.instanceId} (for ${duration(Math.max(0, now - i.since))})`);
   return `${reported}; isolated (their own calls failed, they fail fast until their own checks pass): ${each.join(', ')}`;
@@ -177,7 +177,11 @@ export async function breakerHistory(redis: Redis | Cluster, id: string, options
   const read = async () => {
     const keys = await knownBreaker(call, breakerId);
     const f = { since, until, reason, limit };
-    const [fleet, instances] = await Promise.all([matching(call.client, keys, f, TransitionScope.FLEET), matching(call.client, keys, f, TransitionScope.INSTANCE)]);
+    const read = (scope: TransitionScope) => (end: string, count: number) =>
+      scope === TransitionScope.FLEET
+        ? readAudit(call.client, keys, end, f.since, count)
+        : readInstanceAudit(call.client, keys, end, f.since, count).then((entries) => entries.map(instanceTransition));
+    const [fleet, instances] = await Promise.all([matching(read(TransitionScope.FLEET), f), matching(read(TransitionScope.INSTANCE), f)]);
     const merged = [...fleet, ...instances].sort((a, b) => compareIds(a.id, b.id));
     return merged.slice(Math.max(0, merged.length - limit));
   };
@@ -194,16 +198,14 @@ function compareIds(a: string, b: string): number {
 
 /** Pages of the stream, newest first, until `limit` entries matched or the range ends; returned oldest first. */
 async function matching(
-  client: Connection,
-  keys: BreakerKeys,
+  readPage: (end: string, count: number) => Promise<Transition[]>,
   f: { since: string; until: string; reason: string | undefined; limit: number },
-  scope: TransitionScope,
 ): Promise<Transition[]> {
   const found: Transition[] = [];
   let end = f.until;
   for (;;) {
     const count = f.reason === undefined ? Math.min(HISTORY_PAGE, f.limit - found.length) : HISTORY_PAGE;
-    const page = await readAudit(client, keys, end, f.since, count, scope);
+    const page = await readPage(end, count);
     for (const t of page) {
       if (f.reason === undefined || t.reason === f.reason) found.push(t);
       if (found.length >= f.limit) return found.reverse();

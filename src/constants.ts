@@ -75,8 +75,9 @@ export const TransitionReason = {
   EXPIRED: 'expired',
   /** An operator reset the breaker: closed, window and recovery progress cleared. */
   RESET: 'reset',
-  // Instance-level (scope 'instance', the instance-events stream). An isolation's start
-  // names the rule its own window reached (consecutive_failures, failure_rate, slow_call_rate).
+  // Instance-level (scope 'instance', the instance-events stream; RejoinReason and
+  // InstanceReason name them for zv1_isolate). An isolation's start names the rule its own
+  // window reached (consecutive_failures, failure_rate, slow_call_rate).
   /** Monitor mode: this instance's own outcomes reached a rule (named in `rule`); it stayed in. */
   WOULD_ISOLATE: 'would_isolate',
   /** The isolated instance's own recovery checks passed (`health.successThreshold` in a row). */
@@ -116,6 +117,33 @@ export const ControlAction = {
   RESET: 'reset',
 } as const;
 export type ControlAction = (typeof ControlAction)[keyof typeof ControlAction];
+
+/** What an instance asks of zv1_isolate. */
+export const IsolationAction = {
+  /** Its own window reached a rule that the fleet's instance rule held back: it stops calling. */
+  ISOLATE: 'isolate',
+  /** It comes back (a RejoinReason says why). */
+  REJOIN: 'rejoin',
+} as const;
+export type IsolationAction = (typeof IsolationAction)[keyof typeof IsolationAction];
+
+/** Why an isolated instance rejoined the fleet, as its instance-level entry writes it. */
+export const RejoinReason = {
+  /** Its own recovery checks passed. */
+  RECOVERED: TransitionReason.RECOVERED,
+  /** The fleet opened: the instance follows it. */
+  FLEET_OPENED: TransitionReason.FLEET_OPENED,
+  /** The breaker was stopped while isolated. */
+  STOPPED: TransitionReason.STOPPED,
+} as const;
+export type RejoinReason = (typeof RejoinReason)[keyof typeof RejoinReason];
+
+/** Why an instance-level entry was written, besides the rule reached (an isolation) and a RejoinReason. */
+export const InstanceReason = {
+  /** Monitor mode: the instance's own window reached the rule named in `rule`; it stayed in. */
+  WOULD_ISOLATE: TransitionReason.WOULD_ISOLATE,
+} as const;
+export type InstanceReason = (typeof InstanceReason)[keyof typeof InstanceReason];
 
 /** Strategy kinds as the Lua library names them. */
 export const StrategyKind = {

@@ -26,7 +26,7 @@ import { NEVER_WRITTEN, type SharedView, type View, isBehind, isNewer, sharedVie
 import { driverError, redisFailure } from './redis-failure.js';
 import { breakerStarted, breakerStopped } from './running-breakers.js';
 import type { FeedListener } from './state-feed.js';
-import { strategySpec } from './strategy-spec.js';
+import { instanceRuleSpec, strategySpec } from './strategy-spec.js';
 import { type DecisionNumbers, LocalReason, type Transition, localTransition } from './transition.js';
 import { TrialPermits } from './trial-permits.js';
 
@@ -94,7 +94,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.duties = new Duties(this);
     this.mode = new ModeKeeper(this);
     this.isolation = o.instanceRule ? new Isolation(this) : undefined;
-    this.instanceRule = o.instanceRule && `${o.instanceRule.minimumInstances}:${o.instanceRule.minimumInstanceShare}`;
+    this.instanceRule = o.instanceRule && instanceRuleSpec(o.instanceRule.minimumInstances, o.instanceRule.minimumInstanceShare);
     this.plain = o.timeoutMs === undefined && o.slowCallDurationMs === undefined && o.isFailure === undefined && o.isResultFailure === undefined;
   }
 

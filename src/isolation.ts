@@ -11,10 +11,20 @@
  * entries, in the breaker's instance-events stream; when Redis cannot be reached the
  * instance isolates and rejoins alone, and says so once through onError.
  */
-import { BreakerMode, CallResult, type CheckResult, CircuitState, HealthCheckType, StrategyKind, TransitionReason, TransitionScope } from './constants.js';
+import {
+  BreakerMode,
+  CallResult,
+  type CheckResult,
+  CircuitState,
+  HealthCheckType,
+  RejoinReason,
+  StrategyKind,
+  TransitionReason,
+  TransitionScope,
+} from './constants.js';
 import type { BreakerContext } from './coordinator.js';
 import { RedisOperation, StateSource } from './events.js';
-import type { IsolationReply } from './functions.js';
+import type { IsolateReply } from './functions.js';
 import { HealthChecker } from './health-checker.js';
 import { windowNumbers } from './local-mode.js';
 import { LocalWindow, type WindowFacts } from './local-window.js';
@@ -22,9 +32,6 @@ import { redisFailure } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
 import { windowName } from './strategy-spec.js';
 import { type DecisionNumbers, type Transition, localTransition } from './transition.js';
-
-/** Why an isolation ends. */
-type RejoinReason = typeof TransitionReason.RECOVERED | typeof TransitionReason.FLEET_OPENED | typeof TransitionReason.STOPPED;
 
 /** An isolation under way. */
 interface Isolated {
@@ -83,7 +90,7 @@ export class Isolation {
     if (next.generation === current.generation && next.state === CircuitState.CLOSED) return;
     // An operator's control of a closed fleet moves it on too: the isolation ends with
     // it, and with no rejoin entry (zv1_isolate's reasons are the three below).
-    this.leave(next.state === CircuitState.CLOSED ? undefined : TransitionReason.FLEET_OPENED, next.state);
+    this.leave(next.state === CircuitState.CLOSED ? undefined : RejoinReason.FLEET_OPENED, next.state);
   }
 
   /** A new run of the breaker: not isolated, an empty window. */
@@ -95,7 +102,7 @@ export class Isolation {
   /** The breaker stops: an isolation ends with a 'stopped' entry (best effort, within the command timeout). */
   async stop(): Promise<void> {
     this.checker?.stop();
-    if (this.current) this.leave(TransitionReason.STOPPED, CircuitState.CLOSED);
+    if (this.current) this.leave(RejoinReason.STOPPED, CircuitState.CLOSED);
     while (this.calls.size > 0) await Promise.all(this.calls);
   }
 
@@ -119,27 +126,27 @@ export class Isolation {
     );
   }
 
-  private answered(reply: IsolationReply, facts: WindowFacts, generation: number): void {
+  private answered(reply: IsolateReply, facts: WindowFacts, generation: number): void {
     const c = this.c;
     if (!c.running) {
       // Isolated in Redis as this instance stopped: it rejoins there at once.
-      if (reply.status === 'isolated' && c.functions) this.track(c.functions.rejoin(generation, TransitionReason.STOPPED).then(() => undefined));
+      if (reply.status === 'isolated' && c.functions) this.track(c.functions.rejoin(generation, RejoinReason.STOPPED).then(() => undefined));
       return;
     }
     if (reply.status === 'isolated') {
       // The fleet moved on while the call was on its way: Redis ignores an entry of another generation.
       if (c.shared.generation === generation && c.shared.state === CircuitState.CLOSED && !this.current) {
-        this.begin(this.transition(CircuitState.CLOSED, CircuitState.ISOLATED, this.ruleOf(facts), generation, windowNumbers(c.o, facts), reply.id));
+        this.begin(this.transition(CircuitState.CLOSED, CircuitState.ISOLATED, this.ruleOf(facts), generation, windowNumbers(c.o, facts), reply.entryId));
       }
       return;
     }
     this.window = this.newWindow();
     if (reply.status === 'monitored') {
       // Monitor mode: audited as would_isolate, and told as the fleet's would_open is.
-      const t = this.transition(CircuitState.CLOSED, CircuitState.CLOSED, TransitionReason.WOULD_ISOLATE, generation, windowNumbers(c.o, facts), reply.id);
+      const t = this.transition(CircuitState.CLOSED, CircuitState.CLOSED, TransitionReason.WOULD_ISOLATE, generation, windowNumbers(c.o, facts), reply.entryId);
       c.notifier.transition({ ...t, rule: this.ruleOf(facts) }, StateSource.REPLY);
     } else if (reply.status === 'not_closed' || reply.status === 'stale_gen') {
-      c.adopt(reply.view);
+      c.adopt(reply);
     }
   }
 
@@ -174,7 +181,7 @@ export class Isolation {
     if (!current) return true;
     current.passes = result === CallResult.SUCCESS ? current.passes + 1 : 0;
     if (current.passes < this.c.o.healthSuccessThreshold) return false;
-    this.leave(TransitionReason.RECOVERED, CircuitState.CLOSED);
+    this.leave(RejoinReason.RECOVERED, CircuitState.CLOSED);
     return true;
   }
 
@@ -202,7 +209,7 @@ export class Isolation {
     }
     this.track(
       functions.rejoin(current.generation, reason).then(
-        (reply) => tell(reply.id, reply.view),
+        (reply) => tell(reply.entryId, reply),
         (error: unknown) => {
           tell('');
           if (c.running) c.failed(error, RedisOperation.ISOLATION, 'rejoining the fleet');
