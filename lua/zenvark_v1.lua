@@ -1032,9 +1032,12 @@ value 'gen:last_pos:last_ms:fail_pos:fail_ms:iso_ms':
              instance rule) after the instance's last report; last_ms its server time (ms)
   fail_pos   the same for its last report holding a failure; fail_ms its time (0:0: none)
   iso_ms     server ms at which it isolated itself (zv1_isolate); 0: not isolated. An
-             isolated instance counts neither as failing nor as reporting (its failures
-             were its own), and its rejoin clears fail_pos and fail_ms (they stay in the
-             window, no longer naming it)
+             instance isolated in the current generation counts as failing and reporting,
+             whatever its positions (it still fails, alone: when a second instance fails,
+             the failures of the window come from two), so that an outage reaching the
+             instances one after another opens the fleet instead of isolating each in
+             turn; its rejoin clears fail_pos and fail_ms (its failures stay in the window,
+             no longer naming it)
 A summary lays successes first and failures last, as the count window does, so that a
 report's failures end at its position.
 In the window, for an entry of the current generation (failing: fail_pos/fail_ms;
@@ -1047,8 +1050,9 @@ configured with the rule) move no position: they count for the strategy, not as 
 Bound: at most MAX_INSTANCES entries. A call that adds an entry past it deletes the entries
 of other generations, then those least recently active (max(last_ms, iso_ms); ties by
 name), until MAX_INSTANCES are left: past the bound the rule counts among the
-MAX_INSTANCES most recent reporters. A fleet trip made by the rule deletes the hash (the
-isolations end when the fleet opens).
+MAX_INSTANCES most recent reporters. A trip leaves the hash as it is: its entries are then
+of another generation (counted no more), and an isolated instance's rejoin still finds its
+iso_ms to write its entry (fleet_opened).
 ]]
 
 local function parse_instance_rule(raw)
@@ -1118,7 +1122,7 @@ end
 
 -- What a call that changes the reporters may run on the instances hash.
 local function reporter_rights(key)
-  return { 'HSET', key, 'DEL', key, 'HLEN', key, 'HGETALL', key, 'HDEL', key }
+  return { 'HSET', key, 'HLEN', key, 'HGETALL', key, 'HDEL', key }
 end
 
 -- Keeps at most MAX_INSTANCES entries, after a write that added `actor`'s (see above).
@@ -1174,13 +1178,14 @@ local function count_reporters(key, actor, own, st, s, span, now)
     end
     return pos > 0 and pos > floor_pos
   end
-  -- An isolated instance counts neither way: its failures were its own (zv1_isolate).
+  -- An instance isolated in this generation still fails (see "Reporters").
   local function add(r)
-    if r.gen == st.gen and r.iso_ms == 0 then
-      if within(r.fail_pos, r.fail_ms) then
+    if r.gen == st.gen then
+      local isolated = r.iso_ms > 0
+      if isolated or within(r.fail_pos, r.fail_ms) then
         failing = failing + 1
       end
-      if within(r.last_pos, r.last_ms) then
+      if isolated or within(r.last_pos, r.last_ms) then
         reporting = reporting + 1
       end
     end
@@ -1351,8 +1356,7 @@ failing instances and reporting instances in the window}; status is
   'opened'      counted (into a reset window or not), and the circuit opened; the
                 published entry says who holds the lease; with the instance rule the entry
                 has `instances` (failing), `reporters` and `rule` (the instance rule met:
-                'minimum_instances:K', 'instance_share:S' or both, comma-separated), and
-                the instances hash is deleted with the trip
+                'minimum_instances:K', 'instance_share:S' or both, comma-separated)
   'held'        (ARGV 14 only) counted; a rule of the strategy was reached but the instance
                 rule was not met: no transition, no entry; {'held', state, gen, epoch, '',
                 0, failing, reporting}
@@ -1476,8 +1480,6 @@ local function record(keys, args)
     end
     local message = transition(h, st, now, OPEN, reason, facts, '', changed)
     if rule then
-      -- The isolations end when the fleet opens; the reporters start over.
-      checked('DEL', instances_key)
       return { 'opened', st.state, st.gen, st.epoch, message, token, failing, reporting }
     end
     return { 'opened', st.state, st.gen, st.epoch, message, token }

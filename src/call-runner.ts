@@ -45,7 +45,7 @@ function failFast<T>(c: BreakerContext, state: CircuitState, fallback: ExecuteOp
   c.outcomes.refused();
   const halfOpen = state === CircuitState.HALF_OPEN;
   if (c.listens('call')) c.notifier.call(halfOpen ? CallOutcome.REJECTED_HALF_OPEN : CallOutcome.REJECTED_OPEN, 0, false);
-  const error = new CircuitOpenError(c.o.id, halfOpen ? 'half_open' : 'open');
+  const error = new CircuitOpenError(c.o.id, halfOpen ? 'half_open' : state === CircuitState.ISOLATED ? 'isolated' : 'open');
   if (fallback) return answerOf(fallback, error);
   return new Promise<T>((_, reject) => queueMicrotask(() => reject(error)));
 }

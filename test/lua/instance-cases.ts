@@ -81,13 +81,13 @@ const TWO = '2:0';
 export const INSTANCE_CASES: LuaCase[] = [
   // ---- zv1_record with an instance rule ----
   {
-    name: 'instance rule, consecutive: one instance failing is held (no entry); a second one failing opens the fleet, the instances hash deleted',
+    name: 'instance rule, consecutive: one instance failing is held (no entry); a second one failing opens the fleet; the reporters stay, of the old generation',
     steps: [
       { ...recordWithRule(0, { fail: 3 }, consecutive(3), TWO, 'a'), expect: held(1, 1) },
       fleetEntries(0),
       reporterEntry('a', /^0:3:\d+:3:\d+:0$/),
       { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'b'), expect: openedByRule(1, 'consecutive_failures', 'minimum_instances:2', 2, 2) },
-      { check: async (redis, keys) => expect(await redis.exists(keys.instances)).toBe(0) },
+      reporterEntry('a', /^0:3:\d+:3:\d+:0$/),
       { check: async (redis, keys) => expect(await redis.hget(keys.state, 'rn')).toBe('4') },
     ],
   },
@@ -293,17 +293,28 @@ export const INSTANCE_CASES: LuaCase[] = [
     ],
   },
   {
-    name: 'isolate: an isolated instance counts neither way; its rejoin clears its failures, which stay in the window',
+    name: 'isolate: an isolated instance counts as failing, wherever its failures are: one more failing instance opens the fleet',
     steps: [
       { ...recordWithRule(0, { fail: 2 }, consecutive(3), TWO, 'a'), expect: { status: 'ok' } },
       { ...isolate('a', 0, 3, 3), expect: { status: 'isolated' } },
       reporterEntry('a', /^0:2:\d+:2:\d+:[1-9]\d*$/),
-      // The run is 3, but a's failures were its own: b alone fails.
-      { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'b'), expect: { status: 'held', state: 'closed', gen: 0, instances: 1, reporters: 1 } },
+      // A success breaks the run: a's failures are out of it, and a still counts.
+      { ...recordWithRule(0, { ok: 1 }, consecutive(3), TWO, 'c'), expect: { status: 'ok' } },
+      { ...recordWithRule(0, { fail: 3 }, consecutive(3), TWO, 'b'), expect: openedByRule(1, 'consecutive_failures', 'minimum_instances:2', 2, 2) },
+      // The trip leaves the reporters; a's rejoin finds its isolation and writes its entry.
+      { ...rejoin('a', 1, 'fleet_opened'), expect: { status: 'rejoined', state: 'open', gen: 1 } },
+      reporterEntry('a', /^0:2:\d+:0:0:0$/),
+    ],
+  },
+  {
+    name: 'isolate: a rejoin clears the failures of the instance, which stay in the window without naming it',
+    steps: [
+      { ...recordWithRule(0, { fail: 2 }, consecutive(3), TWO, 'a'), expect: { status: 'ok' } },
+      { ...isolate('a', 0, 3, 3), expect: { status: 'isolated' } },
       { ...rejoin('a', 0), expect: { status: 'rejoined' } },
       reporterEntry('a', /^0:2:\d+:0:0:0$/),
-      // a reported in the run (its last report is in it), and failed in it no more.
-      { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'b'), expect: { status: 'held', instances: 1, reporters: 2 } },
+      // The run is 3 with a's failures; a reported in it, and failed in it no more.
+      { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'b'), expect: { status: 'held', state: 'closed', gen: 0, instances: 1, reporters: 2 } },
       { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'c'), expect: openedByRule(1, 'consecutive_failures', 'minimum_instances:2', 2, 3) },
     ],
   },
