@@ -1,8 +1,9 @@
 /**
  * A rolling upgrade: clients of the previous release (library revision 5, the package as
- * released before issue 12: test/support/previous-client.ts) and of this one on one Redis,
- * on one breaker. Old clients must neither crash nor misbehave on a library and states they
- * were not written for, and the library must be upgradable under them.
+ * released before issue 12: releasedZenvark(5) of test/support/previous-client.ts) and of
+ * this one on one Redis, on one breaker. Old clients must neither crash nor misbehave on a
+ * library and states they were not written for, and the library must be upgradable under
+ * them.
  */
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { sleep } from '../../harness/clock.js';
@@ -14,15 +15,15 @@ import { deploy } from '../support/deploy-functions.js';
 import { type Instance, type InstanceOptions, fail, instance, leaderOf, stateOf, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
 import { type Monitor, monitor } from '../support/monitor.js';
 import { ownRedis } from '../support/own-redis.js';
-import { type PreviousZenvark, previousZenvark } from '../support/previous-client.js';
+import { type ReleasedZenvark, releasedZenvark } from '../support/previous-client.js';
 
 const own = ownRedis({ library: true });
-let previous: PreviousZenvark;
+let previous: ReleasedZenvark;
 let instances: Instance[] = [];
 let commands: Monitor | undefined;
 
 beforeAll(async () => {
-  previous = await previousZenvark();
+  previous = await releasedZenvark(5);
 });
 
 beforeEach(async () => {
