@@ -6,6 +6,10 @@ Every function takes the same two keys, built by src/keys.ts, in one hash slot:
   KEYS[1]  <prefix>:{<id>}:state   hash: state, generation, window, lease, recovery progress,
                                    trial permits, the mode an operator set
   KEYS[2]  <prefix>:{<id>}:events  stream: one entry per transition (the audit log)
+and, where an instance rule is in use (zv1_record with its last argument, zv1_isolate):
+  KEYS[3]  <prefix>:{<id>}:instances        hash: the reporters (see "Reporters" below)
+  KEYS[4]  <prefix>:{<id>}:instance-events  stream: instance-level entries (zv1_isolate);
+                                   never published, never read by zv1_record
 
 Writing functions share an ARGV header:
   ARGV[1] channel    where transitions and lease releases are published
@@ -49,7 +53,7 @@ local function bind_globals()
   pack_struct, unpack_struct, encode_json = struct.pack, struct.unpack, cjson.encode
 end
 
-local REVISION = 6
+local REVISION = 7
 
 -- Limits: the bounds of src/limits.ts, under the same names. test/lua/limits.test.ts calls
 -- every function with each bounded argument at its bounds and checks these values
@@ -68,6 +72,7 @@ local MAX_ACTOR_BYTES = 256
 local MAX_CHANNEL_BYTES = 1024
 local MAX_NOTE_BYTES = 512                  -- an operator's reason for a control
 local MAX_MODE_MS = 2592000000              -- a control's expiry, ms (30 days)
+local MAX_INSTANCES = 64                    -- reporter entries kept; minimum instances of the instance rule
 
 local CLOSED = 'closed'
 local OPEN = 'open'
@@ -103,26 +108,30 @@ local LAST_CALL_STEP_MS = 100
 --   mode                    '' or '<mode>:<until>': the mode and when it ends (server ms, 0
 --                           for never), in one field so that zv1_record reads one more only
 --   ma mn mt                who set the mode, their reason, when (server ms)
+--   rn                      outcomes folded by calls that gave an instance rule (zv1_record's
+--                           ARGV 14): a position counter, never reset (see "Reporters")
 local CORE = { 'state', 'gen', 'epoch', 'since', 'mode' }
 local WINDOW = { 'run', 'cfg', 'w', 'last' }
 local LEASE = { 'lh', 'lt', 'lu' }
 local RECOVERY = { 'hcf', 'hca', 'hcs' }
 local TRIALS = { 'tp', 'ts', 'pn' }
 local MODE_INFO = { 'ma', 'mn', 'mt' }
+local REPORTING = { 'rn' }
 local ALL_FIELDS = {
   'state', 'gen', 'epoch', 'since', 'mode', 'run', 'cfg', 'w', 'last', 'lh', 'lt', 'lu', 'hcf', 'hca', 'hcs', 'tp', 'ts', 'pn',
-  'ma', 'mn', 'mt',
+  'ma', 'mn', 'mt', 'rn',
 }
 local INT_FIELDS = {
   gen = true, since = true, run = true, last = true, lt = true, lu = true, hcf = true, hca = true, hcs = true, ts = true, pn = true,
-  mt = true,
+  mt = true, rn = true,
 }
 -- Fields added after revision 1: a hash written by an earlier revision reads them as these.
-local LATER_FIELDS = { hcs = '0', tp = '', ts = '0', pn = '0', mode = '', ma = '', mn = '', mt = '0' }
+local LATER_FIELDS = { hcs = '0', tp = '', ts = '0', pn = '0', mode = '', ma = '', mn = '', mt = '0', rn = '0' }
 -- What a control's transition writes besides the transition's own fields.
 local MODE_FIELDS = { 'mode', 'ma', 'mn', 'mt' }
 local ALL_GROUPS = { CORE, WINDOW, LEASE, RECOVERY, TRIALS, MODE_INFO }
 local RECORD_GROUPS = { CORE, WINDOW }
+local RULE_RECORD_GROUPS = { CORE, WINDOW, REPORTING }
 local LEASE_GROUPS = { CORE, LEASE }
 local HEALTH_GROUPS = { CORE, LEASE, RECOVERY }
 local TRIAL_GROUPS = { CORE, RECOVERY, TRIALS }
@@ -243,11 +252,16 @@ local function enum_arg(args, i, name, allowed)
   return raw
 end
 
--- KEYS must be the breaker's two keys, and ARGV at most `most` values: a client that
--- sends more means something this revision does not do.
-local function check_counts(keys, args, most)
-  if #keys ~= 2 then
-    fail('ZV_BADARG', 'expected 2 keys (state, events), got ' .. #keys)
+local KEY_NAMES = {
+  [2] = 'state, events', [3] = 'state, events, instances', [4] = 'state, events, instances, instance-events',
+}
+
+-- KEYS must be the breaker's two keys (or the `nkeys` a function takes, see KEY_NAMES), and
+-- ARGV at most `most` values: a client that sends more means something this revision does not do.
+local function check_counts(keys, args, most, nkeys)
+  nkeys = nkeys or 2
+  if #keys ~= nkeys then
+    fail('ZV_BADARG', 'expected ' .. nkeys .. ' keys (' .. KEY_NAMES[nkeys] .. '), got ' .. #keys)
   end
   if #args > most then
     fail('ZV_BADARG', 'expected at most ' .. most .. ' arguments, got ' .. #args)
@@ -259,10 +273,11 @@ end
 -- more than filling it, and more work for the garbage collector).
 local call_header = {}
 
--- The ARGV header of every writing function, which takes at most `most` arguments; a
--- retention of 0 (zv1_control alone takes it: `min_retention`) trims nothing.
-local function header(keys, args, most, min_retention)
-  check_counts(keys, args, most)
+-- The ARGV header of every writing function, which takes at most `most` arguments and
+-- `nkeys` keys (default 2); a retention of 0 (zv1_control and zv1_isolate take it:
+-- `min_retention`) trims nothing.
+local function header(keys, args, most, min_retention, nkeys)
+  check_counts(keys, args, most, nkeys)
   local h = call_header
   h.state_key = keys[1]
   h.events_key = keys[2]
@@ -337,7 +352,8 @@ end
 local function fresh_state(now, micros)
   return {
     state = CLOSED, gen = 0, epoch = micros[1] .. format('%06d', micros[2]), since = now, mode = '', run = 0, cfg = '', w = '',
-    last = -1, lh = '', lt = 0, lu = 0, hcf = 0, hca = now, hcs = 0, tp = '', ts = 0, pn = 0, ma = '', mn = '', mt = 0, new = true,
+    last = -1, lh = '', lt = 0, lu = 0, hcf = 0, hca = now, hcs = 0, tp = '', ts = 0, pn = 0, ma = '', mn = '', mt = 0, rn = 0,
+    new = true,
   }
 end
 
@@ -562,7 +578,9 @@ end
 -- `facts` holds the numbers behind the decision; `token` is the actor's lease token or '';
 -- `also` names fields the caller changed on the way (written with the transition's own).
 -- `facts` may also hold, for the entry: note (an operator's reason), until_ms (when the
--- mode ends or ended), rule (the rule a would_open or a mode's end found reached); and
+-- mode ends or ended), rule (the rule a would_open or a mode's end found reached, or the
+-- instance rule a trip met), instances and reporters (the failing and the reporting
+-- instances an instance rule counted; '' in every other entry); and
 -- keep_window, which leaves the window as it is (a control's transitions: the window
 -- decides what follows the mode).
 -- Writes these fields, whichever groups the caller loaded (on a new hash, every field):
@@ -583,7 +601,7 @@ local function transition(h, st, now, to, reason, facts, token, also)
     threshold = facts.threshold or '', window = facts.window or '',
     actor = h.actor, token = token, time = format_number(now),
     mode = mode_parts(st.mode), note = facts.note or '', ['until'] = untl > 0 and format_number(untl) or '',
-    rule = facts.rule or '',
+    rule = facts.rule or '', instances = facts.instances or '', reporters = facts.reporters or '',
   }
   -- The entry first: a stream that refuses it (one whose last id is the largest there is)
   -- leaves nothing written.
@@ -593,6 +611,7 @@ local function transition(h, st, now, to, reason, facts, token, also)
     'threshold', entry.threshold, 'window', entry.window,
     'actor', entry.actor, 'token', entry.token, 'time', entry.time,
     'mode', entry.mode, 'note', entry.note, 'until', entry['until'], 'rule', entry.rule,
+    'instances', entry.instances, 'reporters', entry.reporters,
   }
   local id
   if h.retention > 0 then
@@ -655,8 +674,6 @@ local STRATEGY_KINDS = { consecutive = true, count = true, time = true }
 -- With a slow-call rate in (0, 1], the share of slow calls in the window opens the circuit
 -- too. The spec is stored (cfg) with the window; a spec of another shape (kind and
 -- window) resets the window.
-local parsed_specs, parsed_count = {}, 0
-
 local function parse_strategy(raw)
   local kind, threshold, window, minimum, slow = match(raw, '^(%a+):([^:]+):([^:]+):([^:]+):?([^:]*)$')
   if not kind then
@@ -689,22 +706,28 @@ local function parse_strategy(raw)
   return s
 end
 
--- A spec is parsed once: it is a pure function of its text, and a library keeps its
--- upvalues between calls. The cache is bounded.
-local function strategy_arg(args, i)
-  local raw = args[i] or required_arg(args, i, 'strategy')
-  local s = parsed_specs[raw]
-  if s then
-    return s
+-- An argument parsed once per text by `parse`, a pure function of it: a library keeps its
+-- upvalues between calls. Each memory holds 64 texts at most.
+local function remembered(parse, name)
+  local memory, count = {}, 0
+  return function(args, i)
+    local raw = args[i] or required_arg(args, i, name)
+    local parsed = memory[raw]
+    if parsed then
+      return parsed
+    end
+    parsed = parse(raw)
+    if count >= 64 then
+      memory, count = {}, 0
+    end
+    memory[raw] = parsed
+    count = count + 1
+    return parsed
   end
-  s = parse_strategy(raw)
-  if parsed_count >= 64 then
-    parsed_specs, parsed_count = {}, 0
-  end
-  parsed_specs[raw] = s
-  parsed_count = parsed_count + 1
-  return s
 end
+
+-- ARGV[i], the strategy spec (see parse_strategy).
+local strategy_arg = remembered(parse_strategy, 'strategy')
 
 -- The strategy stored with the window (cfg), as zv1_record took it; nil before the first
 -- recorded call. Text that zv1_record would have refused is not the library's.
@@ -991,6 +1014,187 @@ local function judge(s, failures, calls, slow)
 end
 
 ---------------------------------------------------------------------------------------
+-- Reporters: the instance rule
+---------------------------------------------------------------------------------------
+
+--[[ The instance rule (zv1_record's ARGV 14, 'K:share'): the fleet opens only when a rule
+of the strategy is reached AND failures in the window came from at least K distinct
+instances AND failing instances / instances that reported in the window >= share (K 0 or
+share '0': that part is off; not both).
+
+The reporters live in the instances hash (KEYS[3]), one field per instance (its actor),
+value 'gen:last_pos:last_ms:fail_pos:fail_ms:iso_ms':
+  gen        the fleet generation the entry was written under. Entries of another
+             generation are ignored: every transition moves the generation on, so after a
+             trip or a would_open (which empty the window) and after an operator's control
+             (which may keep it) reporters are counted afresh.
+  last_pos   rn (the state hash's position counter: outcomes folded by calls that gave an
+             instance rule) after the instance's last report; last_ms its server time (ms)
+  fail_pos   the same for its last report holding a failure; fail_ms its time (0:0: none)
+  iso_ms     server ms at which it isolated itself (zv1_isolate); 0: not isolated
+A summary lays successes first and failures last, as the count window does, so that a
+report's failures end at its position.
+In the window, for an entry of the current generation (failing: fail_pos/fail_ms;
+reporting: last_pos/last_ms; a position or time of 0 is never in it):
+  consecutive  pos > rn - run, the run the strategy judged
+  count        pos > rn - L, L the outcomes the window holds after the fold
+  time         bucket(ms) > bucket(now) - TIME_BUCKETS, bucket(ms) = floor(ms / (window / TIME_BUCKETS))
+Outcomes recorded without an instance rule (a client of an earlier revision, or one not
+configured with the rule) move no position: they count for the strategy, not as reporters.
+Bound: at most MAX_INSTANCES entries. A call that adds an entry past it deletes the entries
+of other generations, then those least recently active (max(last_ms, iso_ms); ties by
+name), until MAX_INSTANCES are left: past the bound the rule counts among the
+MAX_INSTANCES most recent reporters. A fleet trip made by the rule deletes the hash (the
+isolations end when the fleet opens).
+]]
+
+local function parse_instance_rule(raw)
+  local k_text, share_text = match(raw, '^([^:]+):([^:]+)$')
+  if not k_text then
+    fail('ZV_BADARG', "instance rule must be 'minimum instances:share', got " .. show(raw))
+  end
+  local parts = { k_text, share_text }
+  local r = { k = int_arg(parts, 1, 'minimum instances', 0, MAX_INSTANCES), share = 0 }
+  if share_text ~= '0' then
+    r.share = rate_arg(parts, 2, 'instance share')
+  end
+  if r.k == 0 and r.share == 0 then
+    fail('ZV_BADARG', 'the instance rule needs minimum instances or a share, got ' .. show(raw))
+  end
+  local names = {}
+  if r.k > 0 then
+    names[#names + 1] = 'minimum_instances:' .. format_number(r.k)
+  end
+  if r.share > 0 then
+    names[#names + 1] = 'instance_share:' .. format_number(r.share)
+  end
+  r.name = concat(names, ',')
+  return r
+end
+
+-- ARGV[i], the instance rule (see parse_instance_rule).
+local instance_rule_arg = remembered(parse_instance_rule, 'instance rule')
+
+-- A reporter entry's value as its parts; nil for text this library does not write.
+local function reporter_parts(value)
+  local g, lp, lm, fp, fm, im = match(value, '^(%d+):(%d+):(%d+):(%d+):(%d+):(%d+)$')
+  if not g then
+    return nil
+  end
+  return {
+    gen = tonumber(g), last_pos = tonumber(lp), last_ms = tonumber(lm), fail_pos = tonumber(fp), fail_ms = tonumber(fm),
+    iso_ms = tonumber(im),
+  }
+end
+
+local function reporter_entry(key, field, value)
+  local r = reporter_parts(value)
+  if not r then
+    corrupt(key, field, value)
+  end
+  return r
+end
+
+local function reporter_text(r)
+  return format_number(r.gen) .. ':' .. format_number(r.last_pos) .. ':' .. format_number(r.last_ms) .. ':'
+    .. format_number(r.fail_pos) .. ':' .. format_number(r.fail_ms) .. ':' .. format_number(r.iso_ms)
+end
+
+-- The actor's reporter entry (nil when none), the hash's type checked: read before any write.
+local function read_reporter(key, actor)
+  local value = pcall_redis('HGET', key, actor)
+  if type(value) == 'table' and value.err then
+    check_key_type(key, 'hash')
+    refused(value, 'HGET', key)
+  end
+  if not value then
+    return nil
+  end
+  return reporter_entry(key, actor, value)
+end
+
+-- What a call that changes the reporters may run on the instances hash.
+local function reporter_rights(key)
+  return { 'HSET', key, 'DEL', key, 'HLEN', key, 'HGETALL', key, 'HDEL', key }
+end
+
+-- Keeps at most MAX_INSTANCES entries, after a write that added `actor`'s (see above).
+local function bound_reporters(key, gen)
+  if checked('HLEN', key) <= MAX_INSTANCES then
+    return
+  end
+  local all = checked('HGETALL', key)
+  local gone, live = {}, {}
+  for i = 1, #all, 2 do
+    local r = reporter_parts(all[i + 1])
+    if not r or r.gen ~= gen then
+      gone[#gone + 1] = all[i]
+    else
+      live[#live + 1] = { all[i], max(r.last_ms, r.iso_ms) }
+    end
+  end
+  sort(live, function(a, b)
+    if a[2] ~= b[2] then
+      return a[2] < b[2]
+    end
+    return a[1] < b[1]
+  end)
+  for i = 1, #live - MAX_INSTANCES do
+    gone[#gone + 1] = live[i][1]
+  end
+  if #gone > 0 then
+    checked('HDEL', key, unpack(gone))
+  end
+end
+
+-- Writes the actor's entry; then keeps the bound if the entry is new.
+local function write_reporter(key, actor, r)
+  if checked('HSET', key, actor, reporter_text(r)) == 1 then
+    bound_reporters(key, r.gen)
+  end
+end
+
+-- The failing and the reporting instances in the window of strategy `s` after a fold (see
+-- above): `span` is the run (consecutive) or the window's length (count); `own` stands for
+-- the actor's stored entry. Every entry is checked.
+local function count_reporters(key, actor, own, st, s, span, now)
+  local all = checked('HGETALL', key)
+  local failing, reporting = 0, 0
+  local floor_pos, width, oldest = st.rn - span, 0, 0
+  if s.kind == 'time' then
+    width = s.window / TIME_BUCKETS
+    oldest = floor(now / width) - TIME_BUCKETS
+  end
+  local function within(pos, ms)
+    if width > 0 then
+      return ms > 0 and floor(ms / width) > oldest
+    end
+    return pos > 0 and pos > floor_pos
+  end
+  local function add(r)
+    if r.gen == st.gen then
+      if within(r.fail_pos, r.fail_ms) then
+        failing = failing + 1
+      end
+      if within(r.last_pos, r.last_ms) then
+        reporting = reporting + 1
+      end
+    end
+  end
+  for i = 1, #all, 2 do
+    if all[i] ~= actor then
+      add(reporter_entry(key, all[i], all[i + 1]))
+    end
+  end
+  add(own)
+  return failing, reporting
+end
+
+local function instance_rule_met(r, failing, reporting)
+  return (r.k == 0 or failing >= r.k) and (r.share == 0 or (reporting > 0 and rate_reached(failing, reporting, r.share)))
+end
+
+---------------------------------------------------------------------------------------
 -- Modes: what follows a mode when it ends
 ---------------------------------------------------------------------------------------
 
@@ -1120,35 +1324,70 @@ end
 
 --[[ zv1_record: fold a summary of call outcomes into the window; maybe trip (on the
 failure run, the failure rate, or the slow-call rate).
-KEYS: state, events.
+KEYS: state, events; and instances (a hash, see "Reporters") exactly when ARGV 14 is given.
 ARGV: header (channel, actor, retention), generation the outcomes were observed under,
   summary (7 values, see summary_arg), strategy spec (one value, see strategy_arg), lease
-  ttl ms (optional, 1..MAX_TTL_MS): when given and the call trips the breaker while no
-  instance holds a valid lease, the actor is granted it with the trip (see grant()): the
-  instance that saw the failures runs the recovery checks, and nobody else has to ask.
+  ttl ms (optional, 0..MAX_TTL_MS; 0 or absent: no lease wanted): when above 0 and the call
+  trips the breaker while no instance holds a valid lease, the actor is granted it with the
+  trip (see grant()): the instance that saw the failures runs the recovery checks, and
+  nobody else has to ask; instance rule (optional, revision 7: 'K:share', K an integer
+  0..MAX_INSTANCES, share '0' or a rate in (0, 1], not both 0; e.g. '2:0', '0:0.5',
+  '2:0.5'; ARGV 13 must then be given, '0' for no lease).
+Without ARGV 14 nothing of the instance rule is read or written. With it, the call adds its
+outcomes to rn and writes the actor's reporter entry (every counted call but a trip or a
+would_open); when a rule of the strategy is reached, the reporters in the window are
+counted (this report included) and the circuit opens only if the instance rule is met.
 Returns: {status, state, gen, epoch ('' before the first write), transition JSON or '',
 then for 'opened' the token of the lease the actor holds after the trip (0: another
-instance holds it, or no ttl was given)}; status is
+instance holds it, or no ttl was given), then with ARGV 14, for 'opened' and 'held',
+failing instances and reporting instances in the window}; status is
   'ok'          counted, no transition
   'reshaped'    counted into a window reset because the stored one had another shape; no
                 transition
   'opened'      counted (into a reset window or not), and the circuit opened; the
-                published entry says who holds the lease
+                published entry says who holds the lease; with the instance rule the entry
+                has `instances` (failing), `reporters` and `rule` (the instance rule met:
+                'minimum_instances:K', 'instance_share:S' or both, comma-separated), and
+                the instances hash is deleted with the trip
+  'held'        (ARGV 14 only) counted; a rule of the strategy was reached but the instance
+                rule was not met: no transition, no entry; {'held', state, gen, epoch, '',
+                0, failing, reporting}
   'stale_gen'   observed under another generation: not counted (also after a mode whose
                 expiry had passed was ended first: see zv1_control)
   'not_closed'  the breaker is not closed: not counted
-Under a mode (zv1_control): forced closed counts and never trips; monitor, when a rule is
-reached, writes and publishes a would_open transition (closed to closed, the rule in `rule`,
-the window emptied, no lease granted) and answers 'ok' with its JSON and new generation.
-Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+Under a mode (zv1_control): forced closed counts and never trips (the instance rule is not
+evaluated); monitor, when a rule is reached (and the instance rule, if given, met), writes
+and publishes a would_open transition (closed to closed, the rule in `rule`, followed by the
+instance rule's name after a comma, `instances` and `reporters` with the rule, the window
+emptied, no lease granted) and answers 'ok' with its JSON and new generation; an instance
+rule not met answers 'held'.
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT (also a reporter entry this library did not
+write, found when the reporters are counted: an expired mode's end may have been written
+before), ZV_NOPERM, ZV_REFUSED. ]]
 local function record(keys, args)
-  local h = header(keys, args, 13)
+  local rule_given = args[14]
+  local h = header(keys, args, 14, nil, rule_given and 3 or 2)
   local gen = int_arg(args, 4, 'generation', 0, SAFE_INTEGER)
   local sum = summary_arg(args, 5)
   local s = strategy_arg(args, 12)
-  local ttl = opt_int_arg(args, 13, 'lease ttl', 1, MAX_TTL_MS, nil)
+  local ttl = opt_int_arg(args, 13, 'lease ttl', 0, MAX_TTL_MS, nil)
+  if ttl == 0 then
+    ttl = nil
+  end
+  local rule, own, instances_key
+  if rule_given then
+    rule = instance_rule_arg(args, 14)
+  end
   local now, micros = server_time()
-  local st = load_state(h.state_key, now, micros, RECORD_GROUPS)
+  local st
+  if rule then
+    st = load_state(h.state_key, now, micros, RULE_RECORD_GROUPS)
+    instances_key = keys[3]
+    own = read_reporter(instances_key, h.actor)
+    check_rights(reporter_rights(instances_key))
+  else
+    st = load_state(h.state_key, now, micros, RECORD_GROUPS)
+  end
   if st.mode ~= '' then
     settle_expired(h, st, now)
   end
@@ -1183,12 +1422,35 @@ local function record(keys, args)
   end
 
   local reason, facts = judge(s, failures, calls, slow)
+  local mine, failing, reporting
+  if rule then
+    -- This report's positions: its failures are its last outcomes (see "Reporters").
+    st.rn = st.rn + sum.calls
+    changed[#changed + 1] = 'rn'
+    local kept = own and own.gen == st.gen and own or nil
+    mine = {
+      gen = st.gen, last_pos = st.rn, last_ms = now, fail_pos = kept and kept.fail_pos or 0, fail_ms = kept and kept.fail_ms or 0,
+      iso_ms = kept and kept.iso_ms or 0,
+    }
+    if sum.failures > 0 then
+      mine.fail_pos, mine.fail_ms = st.rn, now
+    end
+    if reason and mode_parts(st.mode) ~= FORCED_CLOSED then
+      failing, reporting = count_reporters(instances_key, h.actor, mine, st, s, s.kind == 'count' and calls or failures, now)
+      if instance_rule_met(rule, failing, reporting) then
+        facts.instances, facts.reporters = format_number(failing), format_number(reporting)
+      else
+        reason = nil
+        status = 'held'
+      end
+    end
+  end
   if reason and st.mode ~= '' then
     if mode_parts(st.mode) == MONITOR then
       -- What a trip would have been, audited and published; the circuit stays closed and
       -- the window starts over, as after a trip.
       check_transition_keys(h)
-      facts.rule = reason
+      facts.rule = rule and reason .. ',' .. rule.name or reason
       local message = transition(h, st, now, CLOSED, 'would_open', facts, '', changed)
       return { 'ok', st.state, st.gen, st.epoch, message }
     end
@@ -1205,7 +1467,15 @@ local function record(keys, args)
     if st.lh == h.actor and lease_valid(st, now) then
       token = st.lt
     end
+    if rule then
+      facts.rule = rule.name
+    end
     local message = transition(h, st, now, OPEN, reason, facts, '', changed)
+    if rule then
+      -- The isolations end when the fleet opens; the reporters start over.
+      checked('DEL', instances_key)
+      return { 'opened', st.state, st.gen, st.epoch, message, token, failing, reporting }
+    end
     return { 'opened', st.state, st.gen, st.epoch, message, token }
   end
 
@@ -1218,6 +1488,12 @@ local function record(keys, args)
   end
   if #changed > 0 or st.new then
     save_state(h.state_key, st, changed)
+  end
+  if rule then
+    write_reporter(instances_key, h.actor, mine)
+    if status == 'held' then
+      return { 'held', st.state, st.gen, st.epoch, '', 0, failing, reporting }
+    end
   end
   return { status, st.state, st.gen, st.epoch, '' }
 end
@@ -1721,6 +1997,137 @@ local function control(keys, args)
   return reply('applied', transition(h, st, now, forcing.to, forcing.reason, facts, '', MODE_FIELDS))
 end
 
+local ISOLATE_ACTIONS = { isolate = true, rejoin = true }
+local REJOIN_REASONS = { recovered = true, fleet_opened = true, stopped = true }
+local ISOLATED = 'isolated'
+
+-- Appends an instance-level entry to the instance-events stream (never published): the
+-- actor's move `from` -> `to`, with the fleet's generation (not incremented), state and mode.
+local function instance_entry(h, key, st, now, from, to, reason, facts)
+  local fields = {
+    'from', from, 'to', to, 'reason', reason,
+    'failures', facts.failures or '', 'calls', facts.calls or '', 'slow', facts.slow or '', 'rate', facts.rate or '',
+    'threshold', facts.threshold or '', 'window', facts.window or '',
+    'actor', h.actor, 'time', format_number(now), 'gen', format_number(st.gen), 'state', st.state,
+    'mode', (mode_parts(st.mode)), 'rule', facts.rule or '',
+  }
+  if h.retention > 0 then
+    return checked('XADD', key, 'MAXLEN', '~', h.retention, '*', unpack(fields))
+  end
+  return checked('XADD', key, '*', unpack(fields))
+end
+
+--[[ zv1_isolate: an instance that alone sees failures takes itself out of the fleet's
+calls (isolate), or comes back (rejoin). The fleet's state is not changed.
+KEYS: state, events, instances (hash, see "Reporters"), instance-events (stream).
+ARGV: header (channel, actor, retention: approximate MAXLEN of the instance-events stream,
+  0 trims nothing), action ('isolate' | 'rejoin'), generation (the fleet generation the
+  instance saw), then
+  isolate: failures, calls, slow (0..MAX_COUNT each, failures and slow at most calls): the
+    instance's OWN window figures, as it holds them (for consecutive failures, failures =
+    calls = its run); 8 arguments in all
+  rejoin: reason ('recovered' | 'fleet_opened' | 'stopped'); 6 arguments in all
+Every argument and key type is checked before any write; a mode whose expiry has passed is
+ended first (its 'expired' entry on the events stream, as by every writing function).
+isolate: the server judges the figures by the fleet's stored strategy (cfg). Statuses, in
+the order they are decided:
+  'stale_gen'    generation is not the fleet's: nothing written
+  'not_closed'   the fleet is not closed (forced open included): nothing written
+  'not_reached'  the figures reach no rule of the stored strategy (or none is stored yet):
+                 nothing written
+  'mode'         the fleet is forced closed: nothing written
+  'monitored'    monitor mode: an instance entry, closed to closed, reason 'would_isolate',
+                 the rule reached in `rule`; the instance stays in
+  'isolated'     an instance entry, closed to isolated, reason the rule reached
+                 (consecutive_failures | failure_rate | slow_call_rate); iso_ms set to now in
+                 the actor's reporter entry (created, of the current generation, if absent
+                 or of another generation). An actor isolated already in this generation
+                 answers 'isolated' with no entry id and nothing written.
+rejoin (whatever the generation: an isolation ends whatever the fleet did meanwhile):
+  'rejoined'      the actor's reporter entry has iso_ms > 0: an instance entry from isolated
+                  to the fleet's state, reason the rejoin's; iso_ms cleared
+  'not_isolated'  no such entry (never isolated, rejoined already, or deleted by a fleet
+                  trip or the bound): nothing written
+Instance entry fields: from, to, reason, failures, calls, slow, rate, threshold, window (as
+a trip's entry has them; '' for a rejoin), actor, time (server ms), gen (the fleet's
+generation), state (the fleet's), mode (the fleet's), rule.
+Returns: {status, fleet state, gen, epoch ('' before the first write), entry id or ''}.
+Errors: ZV_BADARG, ZV_WRONGTYPE, ZV_CORRUPT, ZV_NOPERM, ZV_REFUSED. ]]
+local function isolate(keys, args)
+  local h = header(keys, args, 8, 0, 4)
+  local action = enum_arg(args, 4, 'action', ISOLATE_ACTIONS)
+  local gen = int_arg(args, 5, 'generation', 0, SAFE_INTEGER)
+  local failures, calls, slow, why
+  if action == 'isolate' then
+    failures = int_arg(args, 6, 'failures', 0, MAX_COUNT)
+    calls = int_arg(args, 7, 'calls', 0, MAX_COUNT)
+    slow = int_arg(args, 8, 'slow', 0, MAX_COUNT)
+    if failures > calls or slow > calls then
+      fail('ZV_BADARG', 'failures and slow calls must not exceed calls, got failures ' .. failures .. ', slow ' .. slow
+        .. ', calls ' .. calls)
+    end
+  else
+    if #args > 6 then
+      fail('ZV_BADARG', 'rejoin takes 6 arguments, got ' .. #args)
+    end
+    why = enum_arg(args, 6, 'reason', REJOIN_REASONS)
+  end
+  local instances_key, log_key = keys[3], keys[4]
+  local now, micros = server_time()
+  local st = load_state(h.state_key, now, micros, RECORD_GROUPS)
+  local s = stored_strategy(h.state_key, st.cfg)
+  check_key_type(h.events_key, 'stream')
+  check_key_type(log_key, 'stream')
+  local own = read_reporter(instances_key, h.actor)
+  check_rights(append_all({ 'XADD', log_key }, reporter_rights(instances_key)))
+  if st.mode ~= '' then
+    settle_expired(h, st, now)
+  end
+
+  local function reply(status, id)
+    return { status, st.state, st.gen, visible_epoch(st), id or '' }
+  end
+  if action == 'rejoin' then
+    if not own or own.iso_ms == 0 then
+      return reply('not_isolated')
+    end
+    local id = instance_entry(h, log_key, st, now, ISOLATED, st.state, why, {})
+    own.iso_ms = 0
+    checked('HSET', instances_key, h.actor, reporter_text(own))
+    return reply('rejoined', id)
+  end
+  if gen ~= st.gen then
+    return reply('stale_gen')
+  end
+  if st.state ~= CLOSED then
+    return reply('not_closed')
+  end
+  local reason, facts
+  if s then
+    reason, facts = judge(s, failures, calls, slow)
+  end
+  if not reason then
+    return reply('not_reached')
+  end
+  local mode_name = mode_parts(st.mode)
+  if mode_name == FORCED_CLOSED then
+    return reply('mode')
+  end
+  if mode_name == MONITOR then
+    facts.rule = reason
+    return reply('monitored', instance_entry(h, log_key, st, now, CLOSED, CLOSED, 'would_isolate', facts))
+  end
+  local mine = own and own.gen == st.gen and own or nil
+  if mine and mine.iso_ms > 0 then
+    return reply('isolated')
+  end
+  local id = instance_entry(h, log_key, st, now, CLOSED, ISOLATED, reason, facts)
+  mine = mine or { gen = st.gen, last_pos = 0, last_ms = 0, fail_pos = 0, fail_ms = 0 }
+  mine.iso_ms = now
+  write_reporter(instances_key, h.actor, mine)
+  return reply('isolated', id)
+end
+
 redis.register_function{ function_name = 'zv1_revision', callback = guard(revision), flags = { 'no-writes' } }
 redis.register_function{ function_name = 'zv1_state', callback = guard(read_state), flags = { 'no-writes' } }
 redis.register_function{ function_name = 'zv1_explain', callback = guard(explain), flags = { 'no-writes' } }
@@ -1733,3 +2140,4 @@ redis.register_function('zv1_health', guard(health))
 redis.register_function('zv1_permit', guard(permit))
 redis.register_function('zv1_trial', guard(trial))
 redis.register_function('zv1_control', guard(control))
+redis.register_function('zv1_isolate', guard(isolate))

@@ -94,6 +94,33 @@ export const ControlAction = {
 } as const;
 export type ControlAction = (typeof ControlAction)[keyof typeof ControlAction];
 
+/** What an instance asks of zv1_isolate. */
+export const IsolationAction = {
+  /** Its own window reached a rule that the fleet's instance rule held back: it stops calling. */
+  ISOLATE: 'isolate',
+  /** It comes back (a RejoinReason says why). */
+  REJOIN: 'rejoin',
+} as const;
+export type IsolationAction = (typeof IsolationAction)[keyof typeof IsolationAction];
+
+/** Why an isolated instance rejoined the fleet, as its instance-level entry writes it. */
+export const RejoinReason = {
+  /** Its own recovery checks passed. */
+  RECOVERED: 'recovered',
+  /** The fleet opened: the instance follows it. */
+  FLEET_OPENED: 'fleet_opened',
+  /** The breaker was stopped while isolated. */
+  STOPPED: 'stopped',
+} as const;
+export type RejoinReason = (typeof RejoinReason)[keyof typeof RejoinReason];
+
+/** Why an instance-level entry was written, besides the rule reached (an isolation) and a RejoinReason. */
+export const InstanceReason = {
+  /** Monitor mode: the instance's own window reached the rule named in `rule`; it stayed in. */
+  WOULD_ISOLATE: 'would_isolate',
+} as const;
+export type InstanceReason = (typeof InstanceReason)[keyof typeof InstanceReason];
+
 /** Strategy kinds as the Lua library names them. */
 export const StrategyKind = {
   CONSECUTIVE: 'consecutive',

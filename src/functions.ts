@@ -3,21 +3,23 @@
  * and turns replies into typed objects; nothing else sees a raw reply. The contract of
  * each function is the block above it in lua/zenvark_v1.lua.
  */
-import type { BreakerMode, CallResult, CheckResult, ControlAction } from './constants.js';
+import { type BreakerMode, type CallResult, type CheckResult, type ControlAction, IsolationAction, type RejoinReason } from './constants.js';
 import type { Connection } from './connections.js';
 import { SERVER_ERROR_CODES, type ServerErrorCode } from './error-codes.js';
 import { ProcessStalledError, RedisFunctionError, RedisUnreachableError } from './errors.js';
 import { type Published, parsePublished } from './feed-message.js';
-import type { BreakerKeys } from './keys.js';
+import { type BreakerKeys, isolationKeyList, keyList, ruleKeyList } from './keys.js';
 import { libraryNotCurrent } from './library.js';
 import { driverError, replyCode } from './redis-failure.js';
 import type { SharedView } from './shared-view.js';
 import { stallWatch } from './stall-watch.js';
-import { type Transition, parseAuditEntry } from './transition.js';
+import { type InstanceEntry, type ReporterEntry, type Transition, parseAuditEntry, parseInstanceEntry, parseReporterEntry } from './transition.js';
 import { badReply, breakerMode, circuitState, int, oneOf, text } from './wire.js';
 
 // Each reply's statuses, in one list: the type is derived from it and replies are checked against it.
-const RECORD = ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped'] as const;
+const RECORD = ['ok', 'opened', 'stale_gen', 'not_closed', 'reshaped', 'held'] as const;
+const ISOLATE = ['isolated', 'monitored', 'not_reached', 'stale_gen', 'not_closed', 'mode'] as const;
+const REJOIN = ['rejoined', 'not_isolated'] as const;
 const ACQUIRE = ['granted', 'held'] as const;
 const RENEW = ['renewed', 'lost'] as const;
 const RELEASE = ['released', 'not_holder'] as const;
@@ -81,7 +83,29 @@ export interface StateReply<S extends string> {
 export interface RecordReply extends StateReply<(typeof RECORD)[number]> {
   /** 'opened': the fencing token of the lease granted to this instance with the trip; 0 when none was (another holds it). */
   readonly token: number;
+  /**
+   * With an instance rule, for 'opened' and 'held' (a rule of the strategy reached, the
+   * instance rule not met: no transition): the instances whose failures are in the window,
+   * and those that reported in it. Undefined otherwise.
+   */
+  readonly instances: { readonly failing: number; readonly reporting: number } | undefined;
 }
+
+/** The figures of an instance's own window, as zv1_isolate judges them (for consecutive failures, failures = calls = the run). */
+export interface OwnWindowFigures {
+  readonly failures: number;
+  readonly calls: number;
+  readonly slow: number;
+}
+
+/** zv1_isolate's answer: the fleet's state (unchanged by it) and the instance-level entry written, if any. */
+export interface IsolationReply<S extends string> extends SharedView {
+  readonly status: S;
+  /** The id of the entry written to the instance-events stream; '' when none was. */
+  readonly entryId: string;
+}
+export type IsolateReply = IsolationReply<(typeof ISOLATE)[number]>;
+export type RejoinReply = IsolationReply<(typeof REJOIN)[number]>;
 export type HealthReply = StateReply<(typeof HEALTH)[number]>;
 export type ControlReply = StateReply<(typeof CONTROL)[number]>;
 export type TrialReply = StateReply<(typeof TRIAL)[number]>;
@@ -175,6 +199,11 @@ async function functionError(error: unknown, functionName: string, connection: C
     if (notCurrent) return notCurrent;
   }
   return driverError(error, connection);
+}
+
+/** {status, state, gen, epoch, entry id}: zv1_isolate's reply. */
+function isolationReply<const S extends string>(reply: unknown[], statuses: readonly S[]): IsolationReply<S> {
+  return { status: oneOf('zv1_isolate', reply[0], statuses), ...viewAt(reply, 1), entryId: text(reply[4]) };
 }
 
 function viewAt(reply: unknown[], at: number): SharedView {
@@ -278,6 +307,23 @@ export async function readExplanation(connection: Connection, keys: BreakerKeys)
   return parseExplanation(await answer(connection, 'zv1_explain', connection.fcall_ro('zv1_explain', 2, keys.state, keys.events)));
 }
 
+/**
+ * Up to `count` entries of a breaker's instance-events stream (instances isolating
+ * themselves and rejoining), newest first, from id `end` down to `start` (as readAudit).
+ */
+export async function readInstanceAudit(connection: Connection, keys: BreakerKeys, end: string, start: string, count: number): Promise<InstanceEntry[]> {
+  const entries = (await answer(connection, 'XREVRANGE', connection.xrevrange(keys.instanceEvents, end, start, 'COUNT', count))) as [string, string[]][];
+  return entries.map(([id, list]) => parseInstanceEntry(entryFields(list), id));
+}
+
+/** A breaker's reporter entries (the instances hash), by instance id; empty when it has none. */
+export async function readReporters(connection: Connection, keys: BreakerKeys): Promise<Map<string, ReporterEntry>> {
+  const list = await answer(connection, 'HGETALL', connection.call('HGETALL', keys.instances));
+  const reporters = new Map<string, ReporterEntry>();
+  for (let i = 0; i + 1 < list.length; i += 2) reporters.set(text(list[i]), parseReporterEntry(text(list[i + 1])));
+  return reporters;
+}
+
 /** zv1_state over any connection: a breaker's, an operator's, a replica's (it is read-only). */
 export async function readSnapshot(connection: Connection, keys: BreakerKeys): Promise<Snapshot> {
   return parseSnapshot(await answer(connection, 'zv1_state', connection.fcall_ro('zv1_state', 2, keys.state, keys.events)));
@@ -349,10 +395,9 @@ export class BreakerFunctions {
     private readonly leaseTtlMs: number,
   ) {}
 
-  /** Calls a writing function: KEYS, then the ARGV header every one of them takes, then `args`. */
-  private call(name: string, args: (string | number)[]): Promise<unknown[]> {
-    const { keys } = this;
-    return this.reply(name, this.connection.fcall(name, 2, keys.state, keys.events, this.channel, this.actor, this.retention, ...args));
+  /** Calls a writing function: KEYS (the two, or `keys`), then the ARGV header every one of them takes, then `args`. */
+  private call(name: string, args: (string | number)[], keys: readonly string[] = keyList(this.keys)): Promise<unknown[]> {
+    return this.reply(name, this.connection.fcall(name, keys.length, ...keys, this.channel, this.actor, this.retention, ...args));
   }
 
   private reply(name: string, sent: Promise<unknown>): Promise<unknown[]> {
@@ -373,12 +418,39 @@ export class BreakerFunctions {
     return parseSnapshot(await this.call('zv1_sync', [this.strategy]));
   }
 
-  /** Records a summary; with `takeLease`, a trip it makes also grants this instance the lease, when it is free. */
-  async record(generation: number, s: OutcomeSummary, takeLease: boolean): Promise<RecordReply> {
+  /**
+   * Records a summary; with `takeLease`, a trip it makes also grants this instance the
+   * lease, when it is free. With `instanceRule` (see instanceRuleSpec; revision 7), the
+   * trip needs the instance rule met too (else 'held'), and the call sends the instances key.
+   */
+  async record(generation: number, s: OutcomeSummary, takeLease: boolean, instanceRule?: string): Promise<RecordReply> {
     const args: (string | number)[] = [generation, s.ok, s.fail, s.slowOk, s.slowFail, s.head, s.maxRun, s.tail, this.strategy];
-    if (takeLease) args.push(this.leaseTtlMs);
-    const reply = await this.call('zv1_record', args);
-    return { ...stateReply('zv1_record', reply, RECORD, 4), token: int(reply[5] ?? 0) };
+    if (instanceRule === undefined) {
+      if (takeLease) args.push(this.leaseTtlMs);
+      const reply = await this.call('zv1_record', args);
+      return { ...stateReply('zv1_record', reply, RECORD, 4), token: int(reply[5] ?? 0), instances: undefined };
+    }
+    // ARGV 13 '0': no lease wanted, so that the rule can follow.
+    args.push(takeLease ? this.leaseTtlMs : 0, instanceRule);
+    const reply = await this.call('zv1_record', args, ruleKeyList(this.keys));
+    const counted = reply.length > 6 ? { failing: int(reply[6]), reporting: int(reply[7]) } : undefined;
+    return { ...stateReply('zv1_record', reply, RECORD, 4), token: int(reply[5] ?? 0), instances: counted };
+  }
+
+  /**
+   * This instance takes itself out of the fleet's calls: the library judges `own` (its own
+   * window's figures) by the fleet's stored strategy. 'isolated' when it may; see
+   * zv1_isolate for the other answers. `generation`: the fleet's, as this instance saw it.
+   */
+  async isolate(generation: number, own: OwnWindowFigures): Promise<IsolateReply> {
+    const reply = await this.call('zv1_isolate', [IsolationAction.ISOLATE, generation, own.failures, own.calls, own.slow], isolationKeyList(this.keys));
+    return isolationReply(reply, ISOLATE);
+  }
+
+  /** This instance comes back ('rejoined'; 'not_isolated' when the library holds no isolation of it, e.g. after a fleet trip ended it). */
+  async rejoin(generation: number, reason: RejoinReason): Promise<RejoinReply> {
+    const reply = await this.call('zv1_isolate', [IsolationAction.REJOIN, generation, reason], isolationKeyList(this.keys));
+    return isolationReply(reply, REJOIN);
   }
 
   async acquire(): Promise<AcquireReply> {

@@ -10,6 +10,10 @@ export interface BreakerKeys {
   readonly state: string;
   /** Stream: one entry per transition; the audit log. */
   readonly events: string;
+  /** Hash: one reporter entry per instance, for the instance rule and isolation (see zv1_record). */
+  readonly instances: string;
+  /** Stream: instance-level entries (an instance isolating itself, rejoining); never published. */
+  readonly instanceEvents: string;
 }
 
 export function encodeId(id: string): string {
@@ -37,12 +41,22 @@ export function breakerIdOf(prefix: string, key: string): string | undefined {
 
 export function breakerKeys(prefix: string, id: string): BreakerKeys {
   const base = `${prefix}:{${encodeId(id)}}:`;
-  return { state: `${base}state`, events: `${base}events` };
+  return { state: `${base}state`, events: `${base}events`, instances: `${base}instances`, instanceEvents: `${base}instance-events` };
 }
 
-/** The keys in the order the Lua library takes them. */
+/** The keys in the order the Lua library takes them (every function but those below). */
 export function keyList(keys: BreakerKeys): [string, string] {
   return [keys.state, keys.events];
+}
+
+/** The keys of zv1_record with an instance rule. */
+export function ruleKeyList(keys: BreakerKeys): [string, string, string] {
+  return [keys.state, keys.events, keys.instances];
+}
+
+/** The keys of zv1_isolate. */
+export function isolationKeyList(keys: BreakerKeys): [string, string, string, string] {
+  return [keys.state, keys.events, keys.instances, keys.instanceEvents];
 }
 
 const channels = new Map<string, string>();

@@ -66,6 +66,14 @@ export const MAX_NOTE_BYTES = 512;
 /** Longest expiry of a control (`--for`), in milliseconds (30 days). */
 export const MAX_MODE_MS = 2_592_000_000;
 
+/**
+ * Largest `minimumInstances`, and the most reporter entries the library keeps for the
+ * instance rule (one per instance that reported under it): past it, the entries of the
+ * instances least recently active are dropped, and the rule counts among the
+ * MAX_INSTANCES most recent reporters.
+ */
+export const MAX_INSTANCES = 64;
+
 /** Longest channel the library publishes on, in bytes (the feed channel, `<prefix>:feed`). */
 export const MAX_CHANNEL_BYTES = 1024;
 

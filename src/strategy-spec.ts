@@ -30,6 +30,15 @@ function buildSpec(strategy: BreakerStrategy): string {
   }
 }
 
+/**
+ * The instance rule as zv1_record takes it (its ARGV 14): 'K:share', a part not configured
+ * written 0; undefined when neither is (the library then reads and writes nothing of it).
+ */
+export function instanceRuleSpec(minimumInstances: number | undefined, minimumInstanceShare: number | undefined): string | undefined {
+  if (minimumInstances === undefined && minimumInstanceShare === undefined) return undefined;
+  return `${minimumInstances ?? 0}:${minimumInstanceShare ?? 0}`;
+}
+
 /** A spec read back from the library (the one the last recorded call stored). */
 export interface ParsedSpec {
   readonly kind: StrategyKind;

@@ -1,4 +1,4 @@
-import { BreakerMode, type CircuitState, type TransitionReason } from './constants.js';
+import { BreakerMode, CircuitState, type InstanceReason, type RejoinReason, type TransitionReason } from './constants.js';
 import { ZenvarkError } from './errors.js';
 import { breakerMode, circuitState, int } from './wire.js';
 
@@ -39,8 +39,15 @@ export interface Transition {
   /** When the mode set by this control ends, or when the mode it ends ended (`expired`):
    * server time in ms; '' for none. */
   readonly until: string;
-  /** The rule reached: for `would_open`, and for `released` or `expired` that opened. */
+  /** The rule reached: for `would_open` (followed by the instance rule, after a comma, when
+   * one is configured), for `released` or `expired` that opened; for a trip the instance
+   * rule met ('minimum_instances:K', 'instance_share:S' or both, comma-separated). */
   readonly rule: string;
+  /** With an instance rule: the instances whose failures are in the window (a trip, a
+   * `would_open`); '' otherwise and in entries of revisions before 7. */
+  readonly instances: string;
+  /** With an instance rule: the instances that reported in the window; '' otherwise. */
+  readonly reporters: string;
   /** True when decided in this process while Redis was unreachable; never audited. */
   readonly local: boolean;
 }
@@ -95,7 +102,21 @@ export function localTransition(
     note: '',
     until: '',
     rule: '',
+    instances: '',
+    reporters: '',
     local: true,
+  };
+}
+
+/** The numbers behind a decision and its window, as an entry of either stream gives them. */
+function decisionOf(fields: Record<string, string>): DecisionNumbers & { readonly window: string } {
+  return {
+    failures: fields.failures ?? '',
+    calls: fields.calls ?? '',
+    slow: fields.slow ?? '',
+    rate: fields.rate ?? '',
+    threshold: fields.threshold ?? '',
+    window: fields.window ?? '',
   };
 }
 
@@ -112,12 +133,7 @@ export function parseAuditEntry(fields: Record<string, string>, id: string): Tra
     to: circuitState(need('to')),
     reason: need('reason') as Transition['reason'],
     generation: int(need('gen')),
-    failures: fields.failures ?? '',
-    calls: fields.calls ?? '',
-    slow: fields.slow ?? '',
-    rate: fields.rate ?? '',
-    threshold: fields.threshold ?? '',
-    window: fields.window ?? '',
+    ...decisionOf(fields),
     actor: need('actor'),
     token: fields.token ?? '',
     time: int(need('time')),
@@ -126,6 +142,98 @@ export function parseAuditEntry(fields: Record<string, string>, id: string): Tra
     note: fields.note ?? '',
     until: fields.until ?? '',
     rule: fields.rule ?? '',
+    // Absent from entries of revisions before 7.
+    instances: fields.instances ?? '',
+    reporters: fields.reporters ?? '',
     local: false,
   };
+}
+
+/** Where an instance-level entry moves its instance from and to: out of the fleet's calls, or back to the fleet's state. */
+export type InstanceFrom = typeof CircuitState.CLOSED | 'isolated';
+export type InstanceTo = CircuitState | 'isolated';
+
+/**
+ * One instance-level entry, as zv1_isolate writes it to the breaker's instance-events
+ * stream (`XRANGE <prefix>:{<id>}:instance-events - +`): an instance isolating itself
+ * (closed to isolated; reason the rule its own window reached), a would_isolate under
+ * monitor (closed to closed), or a rejoin (isolated to the fleet's state; reason a
+ * RejoinReason). Never published on the feed. Fields that do not apply are ''.
+ */
+export interface InstanceEntry extends DecisionNumbers {
+  readonly id: string;
+  readonly from: InstanceFrom;
+  readonly to: InstanceTo;
+  readonly reason: TransitionReason | InstanceReason | RejoinReason;
+  /** With the numbers (the instance's own window behind an isolation, as a trip's entry has them): its window. */
+  readonly window: string;
+  /** The instance. */
+  readonly actor: string;
+  /** Server time, ms. */
+  readonly time: number;
+  /** The fleet's generation (an instance entry does not move it). */
+  readonly generation: number;
+  /** The fleet's state and mode when the entry was written. */
+  readonly state: CircuitState;
+  readonly mode: BreakerMode;
+  /** For would_isolate: the rule the instance's window reached. */
+  readonly rule: string;
+}
+
+const ISOLATED = 'isolated';
+
+function instanceSide<T extends string>(value: string, allowed: readonly string[]): T {
+  if (!allowed.includes(value)) throw new ZenvarkError('ZV_BAD_MESSAGE', `instance entry with an unknown state ${JSON.stringify(value).slice(0, 40)}`);
+  return value as T;
+}
+
+/** Reads one entry of the instance-events stream. */
+export function parseInstanceEntry(fields: Record<string, string>, id: string): InstanceEntry {
+  const need = (name: string): string => {
+    const value = fields[name];
+    if (typeof value !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', `instance entry without '${name}'`);
+    return value;
+  };
+  return {
+    id,
+    from: instanceSide<InstanceFrom>(need('from'), [CircuitState.CLOSED, ISOLATED]),
+    to: instanceSide<InstanceTo>(need('to'), [...Object.values(CircuitState), ISOLATED]),
+    reason: need('reason') as InstanceEntry['reason'],
+    ...decisionOf(fields),
+    actor: need('actor'),
+    time: int(need('time')),
+    generation: int(need('gen')),
+    state: circuitState(need('state')),
+    mode: breakerMode(fields.mode),
+    rule: fields.rule ?? '',
+  };
+}
+
+/**
+ * One instance's entry of the instances hash (`HGETALL <prefix>:{<id>}:instances`, field:
+ * the instance id), as the library keeps it for the instance rule: stored as
+ * 'gen:last_pos:last_ms:fail_pos:fail_ms:iso_ms' (see "Reporters" in lua/zenvark_v1.lua).
+ * An entry of another generation than the breaker's is stale: the library ignores it.
+ */
+export interface ReporterEntry {
+  /** The fleet generation it was written under. */
+  readonly generation: number;
+  /** Position (outcomes reported under the rule so far) and server time of its last report. */
+  readonly lastPosition: number;
+  readonly lastMs: number;
+  /** The same for its last report holding a failure; 0 and 0 when none. */
+  readonly failurePosition: number;
+  readonly failureMs: number;
+  /** Server time it isolated itself; 0 when it is not isolated. */
+  readonly isolatedAtMs: number;
+}
+
+/** Reads one value of the instances hash; ZV_BAD_REPLY for text the library does not write. */
+export function parseReporterEntry(value: string): ReporterEntry {
+  const m = /^(\d+):(\d+):(\d+):(\d+):(\d+):(\d+)$/.exec(value);
+  if (!m) throw new ZenvarkError('ZV_BAD_REPLY', `a reporter entry this client cannot read: ${JSON.stringify(value).slice(0, 80)}`);
+  const [generation, lastPosition, lastMs, failurePosition, failureMs, isolatedAtMs] = m.slice(1).map((n) => int(n)) as [
+    number, number, number, number, number, number,
+  ];
+  return { generation, lastPosition, lastMs, failurePosition, failureMs, isolatedAtMs };
 }

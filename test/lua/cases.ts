@@ -37,6 +37,7 @@ import {
   trial,
   NEW_TOKEN,
 } from './harness.js';
+import { INSTANCE_BAD_ARGUMENTS, INSTANCE_CASES } from './instance-cases.js';
 
 
 const error = (pattern: RegExp) => ({ error: expect.stringMatching(pattern) });
@@ -177,8 +178,6 @@ const badArguments: [string, Step, RegExp][] = [
   ['permit: permits >= 1', permit(0, 0, 1), /^ZV_BADARG trial permits must be in \[1, 10000\], got 0/],
   ['permit: ttl >= 1', permit(0, 2, 2, 0), /^ZV_BADARG permit ttl must be in \[1, 3600000\], got 0/],
   ['trial: the result must be known', trial(0, 1, 'great', 2, 2), /^ZV_BADARG result must be one of failure, ignored, success, got 'great'/],
-  ['extra arguments are refused: record', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1), '1000', 'more'] }, /^ZV_BADARG expected at most 13 arguments, got 14/],
-  ['record: a lease ttl >= 1', record(0, { fail: 1 }, consecutive(1), 'i1', 100, 0), /^ZV_BADARG lease ttl must be in \[1, 3600000\], got 0/],
   ['record: a lease ttl is an integer', { fn: 'zv1_record', args: [...header(), '0', ...summary({ fail: 1 }), consecutive(1), 'soon'] }, /^ZV_BADARG lease ttl must be an integer, got 'soon'/],
   ['extra arguments are refused: acquire', { fn: 'zv1_acquire', args: [...header(), '1000', 'more'] }, /^ZV_BADARG expected at most 4 arguments, got 5/],
   ['extra arguments are refused: renew', { fn: 'zv1_renew', args: [...header(), '1', '1000', 'more'] }, /^ZV_BADARG expected at most 5 arguments, got 6/],
@@ -196,6 +195,7 @@ const badArguments: [string, Step, RegExp][] = [
   ['explain takes the two keys', { fn: 'zv1_explain', keys: ['only-one'], args: [] }, /^ZV_BADARG expected 2 keys \(state, events\), got 1/],
   ['trial: a permit id is an integer', { fn: 'zv1_trial', args: [...header(), '0', 'p1', 'success', '2', '2'] }, /^ZV_BADARG permit must be an integer, got 'p1'/],
   ...controlArguments,
+  ...INSTANCE_BAD_ARGUMENTS,
 ];
 
 // ---- operator controls (zv1_control) and the modes they set ----
@@ -1653,6 +1653,7 @@ export const CASES: LuaCase[] = [
   },
 
   ...controlCases,
+  ...INSTANCE_CASES,
 
   // ---- the audit stream ----
   {
@@ -1667,7 +1668,7 @@ export const CASES: LuaCase[] = [
           const fields = entries.map(([, list]) => list.filter((_, i) => i % 2 === 0));
           const names = [
             'from', 'to', 'reason', 'gen', 'failures', 'calls', 'slow', 'rate', 'threshold', 'window', 'actor', 'token', 'time',
-            'mode', 'note', 'until', 'rule',
+            'mode', 'note', 'until', 'rule', 'instances', 'reporters',
           ];
           expect(fields).toEqual([names, names]);
           const [first] = entries;

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { sleep } from '../../harness/clock.js';
-import { type BreakerKeys, breakerKeys, keyList } from '../../src/keys.js';
+import { type BreakerKeys, breakerKeys, isolationKeyList, keyList, ruleKeyList } from '../../src/keys.js';
 import { LIBRARY_CODE } from '../../src/shipped-library.js';
 
 export const CHANNEL = 'zvtest:feed';
@@ -25,7 +25,8 @@ export type Fn =
   | 'zv1_sync'
   | 'zv1_explain'
   | 'zv1_control'
-  | 'zv1_revision';
+  | 'zv1_revision'
+  | 'zv1_isolate';
 
 /**
  * A lease token granted earlier in the same case: its value is known only once the grant
@@ -59,8 +60,11 @@ export type Arg = string | number | Granted;
 export interface CallStep {
   readonly fn: Fn;
   readonly args: readonly Arg[];
-  /** Overrides the breaker's three keys (to test the key count). */
+  /** Overrides the breaker's keys (to test the key count). */
   readonly keys?: readonly string[];
+  /** The breaker's keys this step sends: 'rule' adds the instances hash (zv1_record with an
+   * instance rule), 'isolation' both instance keys (zv1_isolate); default the two. */
+  readonly keySet?: 'rule' | 'isolation';
   /** Partial shape of the decoded reply, checked with toMatchObject. */
   readonly expect?: Record<string, unknown>;
 }
@@ -108,6 +112,35 @@ export function summary(s: SummaryInput): string[] {
   const maxRun = s.maxRun ?? Math.max(head, tail, allFail ? failures : Math.min(failures, 1));
   return [ok, fail, slowOk, slowFail, head, maxRun, tail].map(String);
 }
+
+/**
+ * Records a summary with an instance rule ('K:share', ARGV 14) and the instances key; lease
+ * ttl '0' (none) unless given.
+ */
+export const recordWithRule = (
+  gen: number,
+  s: SummaryInput,
+  strategy: string,
+  rule: string,
+  actor = 'i1',
+  leaseTtlMs = 0,
+): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_record',
+  args: [...header(actor), String(gen), ...summary(s), strategy, String(leaseTtlMs), rule],
+  keySet: 'rule',
+});
+/** An instance isolating itself with its own window's figures. */
+export const isolate = (actor: string, gen: number, failures: number, calls: number, slow = 0, retention = 100): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_isolate',
+  args: [...header(actor, retention), 'isolate', String(gen), String(failures), String(calls), String(slow)],
+  keySet: 'isolation',
+});
+/** An isolated instance coming back. */
+export const rejoin = (actor: string, gen: number, reason = 'recovered'): Omit<CallStep, 'expect'> => ({
+  fn: 'zv1_isolate',
+  args: [...header(actor), 'rejoin', String(gen), reason],
+  keySet: 'isolation',
+});
 
 /** Records a summary; with `leaseTtlMs`, a trip grants `actor` the lease when it is free. */
 export const record = (gen: number, s: SummaryInput, strategy: string, actor = 'i1', retention = 100, leaseTtlMs?: number): Omit<CallStep, 'expect'> => ({
@@ -194,7 +227,17 @@ export function decode(fn: Fn, reply: unknown): Record<string, unknown> {
       return { ...decoded, last: pairs(decoded.last as unknown[]) };
     }
     case 'zv1_record':
-      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], transition: transition(r[4]), ...(r.length > 5 ? { token: r[5] } : {}) };
+      return {
+        status: r[0],
+        state: r[1],
+        gen: r[2],
+        epoch: r[3],
+        transition: transition(r[4]),
+        ...(r.length > 5 ? { token: r[5] } : {}),
+        ...(r.length > 6 ? { instances: r[6], reporters: r[7] } : {}),
+      };
+    case 'zv1_isolate':
+      return { status: r[0], state: r[1], gen: r[2], epoch: r[3], entry: r[4] === '' ? '' : '<id>' };
     case 'zv1_acquire':
       return { status: r[0], token: r[1], holder: r[2], leaseMs: r[3], snapshot: pairs(r.slice(4)) };
     case 'zv1_renew':
@@ -247,7 +290,7 @@ const READ_ONLY: ReadonlySet<Fn> = new Set(['zv1_revision', 'zv1_state', 'zv1_ex
 
 /** Calls one step's function with the breaker's keys (or the step's own); errors come back as `{ error }`. */
 export async function callStep(redis: Redis, keys: BreakerKeys, step: Omit<CallStep, 'expect'>): Promise<Record<string, unknown>> {
-  const k = step.keys ?? keyList(keys);
+  const k = step.keys ?? (step.keySet === 'rule' ? ruleKeyList(keys) : step.keySet === 'isolation' ? isolationKeyList(keys) : keyList(keys));
   const args = step.args.map((arg) => {
     if (arg instanceof Granted) throw new Error(`${step.fn}: granted(${arg.rank}) names a token only runCase knows`);
     return String(arg);
@@ -354,13 +397,13 @@ export async function contents(redis: Redis, key: string): Promise<string | null
 
 /** The contents of a breaker's keys (see contents()), to tell whether a call changed anything. */
 export async function dumps(redis: Redis, keys: BreakerKeys): Promise<(string | null)[]> {
-  return Promise.all(keyList(keys).map((key) => contents(redis, key)));
+  return Promise.all(isolationKeyList(keys).map((key) => contents(redis, key)));
 }
 
 /** The keys of a breaker that exist. */
 export async function existingKeys(redis: Redis, keys: BreakerKeys): Promise<string[]> {
   const out: string[] = [];
-  for (const key of keyList(keys)) if ((await redis.exists(key)) === 1) out.push(key);
+  for (const key of isolationKeyList(keys)) if ((await redis.exists(key)) === 1) out.push(key);
   return out;
 }
 

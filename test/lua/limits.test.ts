@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { type BreakerKeys, keyList } from '../../src/keys.js';
+import { type BreakerKeys, isolationKeyList, keyList, ruleKeyList } from '../../src/keys.js';
 import * as limits from '../../src/limits.js';
 import {
   MAX_ACTOR_BYTES,
@@ -15,6 +15,7 @@ import {
   MAX_COUNT_WINDOW,
   MAX_DURATION_MS,
   MAX_HEALTH_SUCCESS_THRESHOLD,
+  MAX_INSTANCES,
   MAX_MODE_MS,
   MAX_NOTE_BYTES,
   MAX_RETENTION,
@@ -47,7 +48,15 @@ const AFTER_HEADER: Record<Exclude<Fn, 'zv1_state' | 'zv1_explain' | 'zv1_revisi
   zv1_trial: ['0', '1', 'success', '2', '2'],
   zv1_sync: [consecutive(5)],
   zv1_control: ['open', 'why', '0', '1'],
+  zv1_isolate: ['isolate', '0', '5', '5', '0'],
 };
+
+/** The keys each function takes: zv1_isolate four, zv1_record three with an instance rule (ARGV 14), the others two. */
+function keysOf(fn: Fn, args: Args, keys: BreakerKeys): string[] {
+  if (fn === 'zv1_isolate') return isolationKeyList(keys);
+  if (fn === 'zv1_record' && args.length > 13) return ruleKeyList(keys);
+  return keyList(keys);
+}
 
 interface Bounded {
   readonly fn: Fn;
@@ -68,7 +77,7 @@ const BOUNDED: readonly Bounded[] = [
     { fn, name: 'channel', min: 1, max: MAX_CHANNEL_BYTES, args: (v) => [...H({ channel: 'c'.repeat(v) }), ...AFTER_HEADER[fn]] },
     { fn, name: 'actor', min: 1, max: MAX_ACTOR_BYTES, args: (v) => [...H({ actor: 'a'.repeat(v) }), ...AFTER_HEADER[fn]] },
     // An operator's control takes 0: it trims nothing.
-    { fn, name: 'retention', min: fn === 'zv1_control' ? 0 : 1, max: MAX_RETENTION, args: (v) => [...H({ retention: v }), ...AFTER_HEADER[fn]] },
+    { fn, name: 'retention', min: fn === 'zv1_control' || fn === 'zv1_isolate' ? 0 : 1, max: MAX_RETENTION, args: (v) => [...H({ retention: v }), ...AFTER_HEADER[fn]] },
   ]),
 
   { fn: 'zv1_record', name: 'generation', min: 0, max: SAFE_INTEGER, args: (v) => [...H(), v, ...summary({ fail: 1 }), consecutive(5)] },
@@ -95,7 +104,15 @@ const BOUNDED: readonly Bounded[] = [
   { fn: 'zv1_record', name: 'window', min: MIN_DURATION_MS, max: MAX_DURATION_MS, args: (v) => record(summary({ fail: 1 }), `time:0.5:${v}:1`) },
   { fn: 'zv1_record', name: 'minimum calls', min: 1, max: MAX_COUNT, args: (v) => record(summary({ fail: 1 }), `time:0.5:1000:${v}`) },
 
-  { fn: 'zv1_record', name: 'lease ttl', min: 1, max: MAX_TTL_MS, args: (v) => [...H(), '0', ...summary({ fail: 1 }), consecutive(5), v] },
+  // 0: no lease wanted (so that an instance rule can follow).
+  { fn: 'zv1_record', name: 'lease ttl', min: 0, max: MAX_TTL_MS, args: (v) => [...H(), '0', ...summary({ fail: 1 }), consecutive(5), v] },
+  {
+    fn: 'zv1_record',
+    name: 'minimum instances',
+    min: 0,
+    max: MAX_INSTANCES,
+    args: (v) => [...H(), '0', ...summary({ fail: 1 }), consecutive(5), '0', `${v}:0.5`],
+  },
   { fn: 'zv1_acquire', name: 'ttl', min: 1, max: MAX_TTL_MS, args: (v) => [...H(), v] },
 
   { fn: 'zv1_renew', name: 'token', min: 1, max: SAFE_INTEGER, args: (v) => [...H(), v, '1000'] },
@@ -126,13 +143,20 @@ const BOUNDED: readonly Bounded[] = [
 
   { fn: 'zv1_control', name: 'note', min: 1, max: MAX_NOTE_BYTES, args: (v) => [...H(), 'open', 'n'.repeat(v), '0', '1'] },
   { fn: 'zv1_control', name: 'for', min: 0, max: MAX_MODE_MS, args: (v) => [...H(), 'monitor', 'why', v, '1'] },
+
+  { fn: 'zv1_isolate', name: 'generation', min: 0, max: SAFE_INTEGER, args: (v) => [...H(), 'isolate', v, '5', '5', '0'] },
+  { fn: 'zv1_isolate', name: 'failures', min: 0, max: MAX_COUNT, args: (v) => [...H(), 'isolate', '0', v, MAX_COUNT, '0'] },
+  { fn: 'zv1_isolate', name: 'calls', min: 0, max: MAX_COUNT, args: (v) => [...H(), 'isolate', '0', '0', v, '0'] },
+  { fn: 'zv1_isolate', name: 'slow', min: 0, max: MAX_COUNT, args: (v) => [...H(), 'isolate', '0', '0', MAX_COUNT, v] },
+  { fn: 'zv1_isolate', name: 'generation', min: 0, max: SAFE_INTEGER, args: (v) => [...H(), 'rejoin', v, 'recovered'] },
 ];
 
 const redis = shippedLibrary();
 
 async function fcall(keys: BreakerKeys, fn: Fn, args: Args): Promise<unknown> {
   try {
-    return await redis().call('FCALL', fn, '2', ...keyList(keys), ...args.map(String));
+    const k = keysOf(fn, args, keys);
+    return await redis().call('FCALL', fn, String(k.length), ...k, ...args.map(String));
   } catch (error) {
     return error;
   }
@@ -148,7 +172,7 @@ async function seeded(): Promise<BreakerKeys> {
 
 /** Whether each key exists, and its serialized value. */
 async function snapshot(keys: BreakerKeys): Promise<unknown[]> {
-  return Promise.all(keyList(keys).flatMap((key) => [redis().exists(key), redis().dumpBuffer(key)]));
+  return Promise.all(isolationKeyList(keys).flatMap((key) => [redis().exists(key), redis().dumpBuffer(key)]));
 }
 
 async function accepted(b: Bounded, v: number): Promise<void> {

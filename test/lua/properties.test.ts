@@ -54,7 +54,9 @@ const redis = shippedLibrary();
 
 const SOURCE = readFileSync(new URL('../../lua/zenvark_v1.lua', import.meta.url), 'utf8');
 
-type CallFn = Exclude<Fn, 'zv1_revision'>;
+// zv1_isolate and zv1_record's instance rule (ARGV 14, answer 'held') are not in the model:
+// their cases are in instance-cases.ts.
+type CallFn = Exclude<Fn, 'zv1_revision' | 'zv1_isolate'>;
 const FNS: readonly CallFn[] = [
   'zv1_record', 'zv1_acquire', 'zv1_renew', 'zv1_release', 'zv1_health', 'zv1_permit', 'zv1_trial', 'zv1_state', 'zv1_sync', 'zv1_explain',
   'zv1_control',
@@ -1145,7 +1147,9 @@ describe('the shipped library under random call sequences', () => {
   );
 
   it('the sequences reached every status of every function', () => {
-    const missing = FNS.flatMap((fn) => [...(CONTRACTS.get(fn) as Contract).statuses].map((s) => `${fn} ${s}`)).filter((s) => !reached.has(s));
+    const missing = FNS.flatMap((fn) => [...(CONTRACTS.get(fn) as Contract).statuses].map((s) => `${fn} ${s}`)).filter(
+      (s) => !reached.has(s) && s !== 'zv1_record held',
+    );
     expect(missing, JSON.stringify(Object.fromEntries([...reached].sort()), null, 1)).toEqual([]);
   });
 

@@ -1,6 +1,6 @@
 import calculateSlot from 'cluster-key-slot';
 import { describe, expect, it } from 'vitest';
-import { breakerIdOf, breakerKeys, encodeId, keyList, stateKeyPattern } from '../../src/keys.js';
+import { breakerIdOf, breakerKeys, encodeId, isolationKeyList, keyList, ruleKeyList, stateKeyPattern } from '../../src/keys.js';
 
 const ids = [
   'payments',
@@ -21,14 +21,26 @@ const ids = [
 
 describe('breaker keys', () => {
   it.each(ids.filter((id) => id !== '').map((id) => [id.slice(0, 40), id]))('%s: every key of the breaker hashes to one slot', (_label, id) => {
-    const slots = keyList(breakerKeys('zenvark', id)).map((key) => calculateSlot(key));
+    const slots = isolationKeyList(breakerKeys('zenvark', id)).map((key) => calculateSlot(key));
     expect(new Set(slots).size).toBe(1);
   });
 
   it('the slot depends on the id alone, not on the part', () => {
     const keys = breakerKeys('zenvark', 'payments');
-    expect(keys).toEqual({ state: 'zenvark:{payments}:state', events: 'zenvark:{payments}:events' });
+    expect(keys).toEqual({
+      state: 'zenvark:{payments}:state',
+      events: 'zenvark:{payments}:events',
+      instances: 'zenvark:{payments}:instances',
+      instanceEvents: 'zenvark:{payments}:instance-events',
+    });
     expect(calculateSlot(keys.state)).toBe(calculateSlot('payments'));
+  });
+
+  it('each function takes its keys in the order the library names them', () => {
+    const keys = breakerKeys('zenvark', 'payments');
+    expect(keyList(keys)).toEqual([keys.state, keys.events]);
+    expect(ruleKeyList(keys)).toEqual([keys.state, keys.events, keys.instances]);
+    expect(isolationKeyList(keys)).toEqual([keys.state, keys.events, keys.instances, keys.instanceEvents]);
   });
 
   it('escaping is injective: different ids never share keys', () => {
@@ -48,6 +60,8 @@ describe('breaker ids from keys (listBreakers)', () => {
     ['another prefix', 'other:{payments}:state'],
     ['a longer prefix', 'zenvark:x:{payments}:state'],
     ['the events key', 'zenvark:{payments}:events'],
+    ['the instances key', 'zenvark:{payments}:instances'],
+    ['the instance-events key', 'zenvark:{payments}:instance-events'],
     ['an empty id', 'zenvark:{}:state'],
     ['a brace inside', 'zenvark:{a}:state}:state'],
     ['an escape this module does not write', 'zenvark:{a%41}:state'],
