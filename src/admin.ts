@@ -9,18 +9,19 @@
  */
 import { hostname, userInfo } from 'node:os';
 import type { Cluster, Redis } from 'ioredis';
-import { type CircuitState, ControlAction } from './constants.js';
+import { type CircuitState, ControlAction, TransitionScope } from './constants.js';
 import type { Connection } from './connections.js';
 import { ZenvarkError } from './errors.js';
+import { duration } from './describe.js';
 import { type Explanation, type ExplainOptions, OPERATOR_TIMEOUT_MS, explainBreaker } from './explain.js';
 import { controlArguments } from './controls.js';
-import { control, readAudit, readSnapshot } from './functions.js';
+import { control, readAudit, readInstanceAudit, readReporters, readSnapshot } from './functions.js';
 import { type BreakerKeys, breakerIdOf, breakerKeys, feedChannel, stateKeyPattern } from './keys.js';
 import { ask, primaries } from './library.js';
 import { MAX_ACTOR_BYTES, MAX_DELAY_MS } from './limits.js';
 import { DEFAULTS, keyPrefix, redisClient } from './options.js';
 import { answeredWithin } from './redis-failure.js';
-import type { Transition } from './transition.js';
+import { type Transition, instanceTransition } from './transition.js';
 import { bytesIn, durationIn, integerIn, nonEmptyString, onlyKnownKeys, requiredObject, show } from './validate.js';
 import { badReply } from './wire.js';
 
@@ -110,20 +111,59 @@ function unknownBreaker(id: string, prefix: string): ZenvarkError {
   return new ZenvarkError('ZV_UNKNOWN_BREAKER', `no breaker '${id}' under prefix '${prefix}': Redis has no state for it (${breakerKeys(prefix, id).state})`);
 }
 
-/**
- * Breaker `id`'s status: its explanation (state, generation, lease, window, recovery; see
- * explainBreaker()), read through any client, a replica's too.
- */
-export async function breakerStatus(redis: Redis | Cluster, id: string, options?: ExplainOptions): Promise<Explanation> {
-  const status = await explainBreaker(redis, id, options);
-  if (status.epoch === '') throw unknownBreaker(status.breakerId, options?.prefix ?? DEFAULTS.prefix);
-  return status;
+/** An instance isolated from its breaker's fleet (see CircuitBreakerOptions.minimumInstances). */
+export interface IsolatedInstance {
+  readonly instanceId: string;
+  /** When it isolated itself: server time, ms since the epoch. */
+  readonly since: number;
+}
+
+/** A breaker's status: its explanation, and the instances of the instance rule. */
+export interface BreakerStatus extends Explanation {
+  /** Instances that reported in the current generation (the instance rule's reporter set); 0 without the rule. */
+  readonly reporters: number;
+  /** Those isolated now, the longest isolated first. */
+  readonly isolated: readonly IsolatedInstance[];
 }
 
 /**
- * Breaker `id`'s transitions from its audit stream, oldest first: those between `since`
- * and `until`, of `reason`, the newest `limit` of them. Retention bounds what the stream
- * still holds.
+ * Breaker `id`'s status: its explanation (state, generation, lease, window, recovery; see
+ * explainBreaker()) and the instances isolated from it, read through any client, a
+ * replica's too.
+ */
+export async function breakerStatus(redis: Redis | Cluster, id: string, options?: ExplainOptions): Promise<BreakerStatus> {
+  const status = await explainBreaker(redis, id, options);
+  const prefix = options?.prefix ?? DEFAULTS.prefix;
+  if (status.epoch === '') throw unknownBreaker(status.breakerId, prefix);
+  const timeoutMs = options?.timeoutMs ?? OPERATOR_TIMEOUT_MS;
+  const client = redis as Connection;
+  const all = await answeredWithin(timeoutMs, client, 'HGETALL', readReporters(client, breakerKeys(prefix, status.breakerId)));
+  // Entries of another generation are the fleet's past: they no longer count.
+  const current = [...all].filter(([, r]) => r.generation === status.generation);
+  const isolated = current
+    .filter(([, r]) => r.isolatedAtMs > 0)
+    .sort(([, a], [, b]) => a.isolatedAtMs - b.isolatedAtMs)
+    .map(([instanceId, r]) => ({ instanceId, since: r.isolatedAtMs }));
+  const line = instancesLine(current.length, isolated);
+  const lines = line === undefined ? status.lines : [...status.lines, line];
+  return { ...status, reporters: current.length, isolated, lines, text: lines.join('\n') };
+}
+
+/** The reporter set in words; undefined without one (no instance rule). */
+function instancesLine(reporters: number, isolated: readonly IsolatedInstance[], now = Date.now()): string | undefined {
+  if (reporters === 0) return undefined;
+  const reported = `instances: ${reporters} reported in this generation`;
+  if (isolated.length === 0) return `${reported}, none isolated`;
+  const each = isolated.map((i) => `${i.instanceId} (for ${duration(Math.max(0, now - i.since))})`);
+  return `${reported}; isolated (their own calls failed, they fail fast until their own checks pass): ${each.join(', ')}`;
+}
+
+/**
+ * Breaker `id`'s transitions from its audit streams, oldest first: those between `since`
+ * and `until`, of `reason`, the newest `limit` of them. The fleet's transitions (scope
+ * 'fleet') and its instances' isolations (scope 'instance', from the instance-events
+ * stream) are merged in the order Redis appended them. Retention bounds what the streams
+ * still hold.
  */
 export async function breakerHistory(redis: Redis | Cluster, id: string, options?: HistoryOptions): Promise<Transition[]> {
   const fn = 'breakerHistory()';
@@ -134,20 +174,38 @@ export async function breakerHistory(redis: Redis | Cluster, id: string, options
   const until = o.until === undefined ? '+' : String(time(`${fn} options.until`, o.until));
   const reason = o.reason === undefined ? undefined : nonEmptyString(`${fn} options.reason`, o.reason);
   const limit = o.limit === undefined ? Number.POSITIVE_INFINITY : integerIn(`${fn} options.limit`, o.limit, 1, Number.MAX_SAFE_INTEGER);
-  const read = async () => matching(call.client, await knownBreaker(call, breakerId), { since, until, reason, limit });
+  const read = async () => {
+    const keys = await knownBreaker(call, breakerId);
+    const f = { since, until, reason, limit };
+    const read = (scope: TransitionScope) => (end: string, count: number) =>
+      scope === TransitionScope.FLEET
+        ? readAudit(call.client, keys, end, f.since, count)
+        : readInstanceAudit(call.client, keys, end, f.since, count).then((entries) => entries.map(instanceTransition));
+    const [fleet, instances] = await Promise.all([matching(read(TransitionScope.FLEET), f), matching(read(TransitionScope.INSTANCE), f)]);
+    const merged = [...fleet, ...instances].sort((a, b) => compareIds(a.id, b.id));
+    return merged.slice(Math.max(0, merged.length - limit));
+  };
   return answeredWithin(call.timeoutMs, call.client, 'the history', read());
+}
+
+/** The order of two stream ids ('<ms>-<seq>'): Redis appends in increasing order. */
+function compareIds(a: string, b: string): number {
+  const [aMs, aSeq] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bMs, bSeq] = b.split('-').map(BigInt) as [bigint, bigint];
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  return aSeq === bSeq ? 0 : aSeq < bSeq ? -1 : 1;
 }
 
 /** Pages of the stream, newest first, until `limit` entries matched or the range ends; returned oldest first. */
 async function matching(
-  client: Connection,
-  keys: BreakerKeys,
+  readPage: (end: string, count: number) => Promise<Transition[]>,
   f: { since: string; until: string; reason: string | undefined; limit: number },
 ): Promise<Transition[]> {
   const found: Transition[] = [];
   let end = f.until;
   for (;;) {
-    const page = await readAudit(client, keys, end, f.since, f.reason === undefined ? Math.min(HISTORY_PAGE, f.limit - found.length) : HISTORY_PAGE);
+    const count = f.reason === undefined ? Math.min(HISTORY_PAGE, f.limit - found.length) : HISTORY_PAGE;
+    const page = await readPage(end, count);
     for (const t of page) {
       if (f.reason === undefined || t.reason === f.reason) found.push(t);
       if (found.length >= f.limit) return found.reverse();

@@ -9,6 +9,12 @@ export const CircuitState = {
   OPEN: 'open',
   /** Recovering: a limited number of trial calls, across the fleet, decide. */
   HALF_OPEN: 'half_open',
+  /**
+   * This instance only: its own outcomes reached the strategy's rule while the fleet's
+   * instance rule (minimumInstances, minimumInstanceShare) kept the fleet closed. Its calls
+   * fail fast until its own recovery checks pass; never a state of the fleet.
+   */
+  ISOLATED: 'isolated',
 } as const;
 export type CircuitState = (typeof CircuitState)[keyof typeof CircuitState];
 
@@ -69,8 +75,26 @@ export const TransitionReason = {
   EXPIRED: 'expired',
   /** An operator reset the breaker: closed, window and recovery progress cleared. */
   RESET: 'reset',
+  // Instance-level (scope 'instance', the instance-events stream; RejoinReason and
+  // InstanceReason name them for zv1_isolate). An isolation's start names the rule its own
+  // window reached (consecutive_failures, failure_rate, slow_call_rate).
+  /** Monitor mode: this instance's own outcomes reached a rule (named in `rule`); it stayed in. */
+  WOULD_ISOLATE: 'would_isolate',
+  /** The isolated instance's own recovery checks passed (`health.successThreshold` in a row). */
+  RECOVERED: 'recovered',
+  /** The fleet opened while the instance was isolated: it follows the fleet. */
+  FLEET_OPENED: 'fleet_opened',
+  /** The instance stopped while isolated. */
+  STOPPED: 'stopped',
 } as const;
 export type TransitionReason = (typeof TransitionReason)[keyof typeof TransitionReason];
+
+/** Whom a transition concerns: the fleet's shared state, or one instance's isolation. */
+export const TransitionScope = {
+  FLEET: 'fleet',
+  INSTANCE: 'instance',
+} as const;
+export type TransitionScope = (typeof TransitionScope)[keyof typeof TransitionScope];
 
 /** What an operator set beside the state (zv1_control), or normal operation (''). */
 export const BreakerMode = {
@@ -106,18 +130,18 @@ export type IsolationAction = (typeof IsolationAction)[keyof typeof IsolationAct
 /** Why an isolated instance rejoined the fleet, as its instance-level entry writes it. */
 export const RejoinReason = {
   /** Its own recovery checks passed. */
-  RECOVERED: 'recovered',
+  RECOVERED: TransitionReason.RECOVERED,
   /** The fleet opened: the instance follows it. */
-  FLEET_OPENED: 'fleet_opened',
+  FLEET_OPENED: TransitionReason.FLEET_OPENED,
   /** The breaker was stopped while isolated. */
-  STOPPED: 'stopped',
+  STOPPED: TransitionReason.STOPPED,
 } as const;
 export type RejoinReason = (typeof RejoinReason)[keyof typeof RejoinReason];
 
 /** Why an instance-level entry was written, besides the rule reached (an isolation) and a RejoinReason. */
 export const InstanceReason = {
   /** Monitor mode: the instance's own window reached the rule named in `rule`; it stayed in. */
-  WOULD_ISOLATE: 'would_isolate',
+  WOULD_ISOLATE: TransitionReason.WOULD_ISOLATE,
 } as const;
 export type InstanceReason = (typeof InstanceReason)[keyof typeof InstanceReason];
 

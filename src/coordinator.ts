@@ -14,6 +14,7 @@ import { LibraryMissingError, LibraryOutdatedError, ProcessStalledError, Zenvark
 import type { FeedMessage, Published } from './feed-message.js';
 import { BreakerFunctions, type Snapshot } from './functions.js';
 import { type BreakerKeys, breakerKeys, feedChannel } from './keys.js';
+import { Isolation } from './isolation.js';
 import { LeaseKeeper } from './lease.js';
 import { LocalMode } from './local-mode.js';
 import { ModeKeeper } from './mode.js';
@@ -25,7 +26,7 @@ import { NEVER_WRITTEN, type SharedView, type View, isBehind, isNewer, sharedVie
 import { driverError, redisFailure } from './redis-failure.js';
 import { breakerStarted, breakerStopped } from './running-breakers.js';
 import type { FeedListener } from './state-feed.js';
-import { strategySpec } from './strategy-spec.js';
+import { instanceRuleSpec, strategySpec } from './strategy-spec.js';
 import { type DecisionNumbers, LocalReason, type Transition, localTransition } from './transition.js';
 import { TrialPermits } from './trial-permits.js';
 
@@ -50,6 +51,10 @@ export class Coordinator implements FeedListener, ConnectionListener {
   readonly mode: ModeKeeper;
   /** No timeout, classifier or slow-call rule: execute() takes its shortest path. */
   readonly plain: boolean;
+  /** With the instance rule: this instance's own window, and its isolation (isolation.ts). */
+  readonly isolation: Isolation | undefined;
+  /** The instance rule as zv1_record takes it ('K:share'), or undefined without one. */
+  readonly instanceRule: string | undefined;
 
   /** What execute() acts on: the shared state, or this process's own while Redis is unreachable. */
   view: View = NEVER_WRITTEN;
@@ -88,6 +93,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.outcomes = new Outcomes(this);
     this.duties = new Duties(this);
     this.mode = new ModeKeeper(this);
+    this.isolation = o.instanceRule ? new Isolation(this) : undefined;
+    this.instanceRule = o.instanceRule && instanceRuleSpec(o.instanceRule.minimumInstances, o.instanceRule.minimumInstanceShare);
     this.plain = o.timeoutMs === undefined && o.slowCallDurationMs === undefined && o.isFailure === undefined && o.isResultFailure === undefined;
   }
 
@@ -142,6 +149,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
       this.duties.reset();
       this.duties.resume(snapshot, this.shared);
       this.outcomes.start(this.shared.generation);
+      this.isolation?.reset();
       this.lease = new LeaseKeeper(functions, o.leaseTtlMs, this);
       connections.addListener(this);
       this.running = true;
@@ -172,6 +180,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.running = false;
     this.listening = false;
     const modeStopped = this.mode.stop();
+    // An isolated instance writes its rejoin entry while it still has its connections.
+    const isolationStopped = this.isolation?.stop();
     this.duties.stop();
     const trials = this.trials;
     // Permits belong to this run's connections: the next start() asks anew.
@@ -183,6 +193,7 @@ export class Coordinator implements FeedListener, ConnectionListener {
     await modeStopped;
     await this.lease?.stop();
     await trialsStopped;
+    await isolationStopped;
     if (connections) connections.feed.remove(this.channel, this.keys.state, this);
     await this.notices?.drained();
     this.connections = undefined;
@@ -252,7 +263,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     if (this.local || !this.running) return this.running && modeChanged;
     if (next.state === current.state && next.generation === current.generation) return false;
     this.duties.follow(next, published?.recoveryFailures ?? 0);
-    this.view = next;
+    this.isolation?.fleetMoved(next);
+    this.view = this.own(next);
     this.outcomes.newGeneration(next.generation);
     this.notifier.changed(this.functions, current, next, published?.transition, source === 'feed' ? StateSource.FEED : StateSource.REPLY);
     return true;
@@ -448,6 +460,26 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.reconcile();
   }
 
+  // ---- isolation (isolation.ts) ------------------------------------------------------
+
+  /** execute()'s view of the shared view `v`: 'isolated' while this instance is. */
+  private own(v: View): View {
+    return this.isolation?.isolated ? { ...v, state: CircuitState.ISOLATED } : v;
+  }
+
+  /** This instance isolated itself or rejoined: execute() acts on that from now. */
+  isolationChanged(): void {
+    const isolated = this.isolation?.isolated === true;
+    if (this.local) {
+      // Alone, an instance that rejoins starts a window of its own afresh.
+      this.view = { ...this.view, state: isolated ? CircuitState.ISOLATED : CircuitState.CLOSED };
+      if (!isolated) this.local.restart();
+    } else {
+      this.view = this.own(this.shared);
+    }
+    this.reconcile();
+  }
+
   /** Redis accepts this breaker's calls again: its shared state replaces this process's own. */
   private leaveLocal(snapshot: Snapshot, source: Source): void {
     const local = this.local;
@@ -460,7 +492,8 @@ export class Coordinator implements FeedListener, ConnectionListener {
     this.take(snapshot, source);
     this.mode.followSnapshot(snapshot);
     const shared = this.shared;
-    this.view = shared;
+    this.isolation?.fleetMoved(shared);
+    this.view = this.own(shared);
     this.duties.rejoin(snapshot, shared);
     this.outcomes.newGeneration(shared.generation);
     this.notifier.settle('redis:');

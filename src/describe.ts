@@ -2,7 +2,7 @@
  * Zenvark's facts in words, for people: what a transition decided and who reported it, the
  * mode an operator set, durations, rates and counts. explain() writes its lines with them.
  */
-import { BreakerMode, StrategyKind, TransitionReason } from './constants.js';
+import { BreakerMode, StrategyKind, TransitionReason, TransitionScope } from './constants.js';
 import type { ModeInfo } from './functions.js';
 import type { Transition } from './transition.js';
 
@@ -14,7 +14,30 @@ export interface WindowShape {
 
 /** What transition `t` decided, and who reported it when. */
 export function describeTransition(t: Transition, stored: WindowShape | undefined): string {
-  return `${decision(t, stored)}, ${reporter(t)}`;
+  if (t.scope === TransitionScope.INSTANCE) return `${instanceDecision(t, stored)}, ${reporter(t)}`;
+  return `${decision(t, stored)}${instanceRule(t)}, ${reporter(t)}`;
+}
+
+/** The instance rule's figures behind a fleet decision, when it decided. */
+function instanceRule(t: Transition): string {
+  if (t.instances === '') return '';
+  return ` with failures from ${count(Number(t.instances), 'instance')} of ${t.reporters} reporting (${t.rule})`;
+}
+
+/** What an instance-level transition (isolation) decided. */
+function instanceDecision(t: Transition, stored: WindowShape | undefined): string {
+  switch (t.reason) {
+    case TransitionReason.WOULD_ISOLATE:
+      return `monitor mode: its own calls reached ${t.rule} (${count(Number(t.failures), 'failure')} of ${count(Number(t.calls), 'call')}); it would have isolated itself and stayed in`;
+    case TransitionReason.RECOVERED:
+      return 'its own recovery checks passed: it rejoined the fleet';
+    case TransitionReason.FLEET_OPENED:
+      return `the fleet went ${t.to.replace('_', '-')}: the isolated instance follows it`;
+    case TransitionReason.STOPPED:
+      return 'it stopped while isolated';
+    default:
+      return `isolated itself: ${decision(t, stored)} in its own calls, while the fleet stayed closed`;
+  }
 }
 
 /** What the rule of a transition saw, in words. */

@@ -35,16 +35,21 @@ export function notStarted(breakerId: string, method: string, instead: string): 
  */
 export class CircuitOpenError extends ZenvarkError {
   declare readonly breakerId: string;
-  /** 'open', or 'half_open' when no trial permit was free. */
-  declare readonly state: 'open' | 'half_open';
+  /** 'open', 'half_open' when no trial permit was free, or 'isolated' when this instance
+   * isolated itself (see CircuitBreakerOptions.minimumInstances). */
+  declare readonly state: 'open' | 'half_open' | 'isolated';
 
-  constructor(breakerId: string, state: 'open' | 'half_open' = 'open') {
+  constructor(breakerId: string, state: 'open' | 'half_open' | 'isolated' = 'open') {
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
     try {
       super(
         'ZV_CIRCUIT_OPEN',
-        state === 'open' ? `circuit '${breakerId}' is open` : `circuit '${breakerId}' is half-open and no trial permit is free`,
+        state === 'open'
+          ? `circuit '${breakerId}' is open`
+          : state === 'isolated'
+            ? `circuit '${breakerId}' is isolated on this instance: its own calls failed while the fleet's stayed closed`
+            : `circuit '${breakerId}' is half-open and no trial permit is free`,
       );
     } finally {
       Error.stackTraceLimit = limit;

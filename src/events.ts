@@ -58,6 +58,8 @@ export const RedisOperation = {
   TRIAL: 'trial',
   /** zv1_control: ending a mode whose expiry passed (a control's own failure rejects its promise). */
   CONTROL: 'control',
+  /** zv1_isolate: this instance isolating itself or rejoining. */
+  ISOLATION: 'isolation',
   /** The connection itself, or the state feed. */
   CONNECTION: 'connection',
 } as const;

@@ -103,6 +103,9 @@ export interface InstanceFigures {
   readonly state: CircuitState;
   /** In degraded mode: Redis was unreachable, and it decides alone. */
   readonly degraded: boolean;
+  /** While it is isolated (state 'isolated'): the transition that isolated it, with the
+   * rule its own window reached and the figures; else undefined. */
+  readonly isolation: Transition | undefined;
 }
 
 /**
@@ -218,7 +221,7 @@ export async function explainRunning(core: BreakerContext): Promise<Explanation>
     trialSuccessThreshold: o.halfOpen?.successThreshold,
     waitOnly: o.halfOpen !== undefined && o.check === undefined,
     ownSpec: strategySpec(o.breaker, o.slowCallRateThreshold),
-    instance: { instanceId: o.instanceId, role: core.role, state: core.view.state, degraded: core.local !== undefined },
+    instance: { instanceId: o.instanceId, role: core.role, state: core.view.state, degraded: core.local !== undefined, isolation: core.isolation?.since },
   });
 }
 
@@ -327,7 +330,7 @@ function transitionInto(r: ExplainReply): { transition?: Transition; note?: stri
 
 type Facts = Omit<Explanation, 'lines' | 'text'>;
 
-const STATE_WORDS: Record<CircuitState, string> = { closed: 'closed', open: 'open', half_open: 'half-open' };
+const STATE_WORDS: Record<CircuitState, string> = { closed: 'closed', open: 'open', half_open: 'half-open', isolated: 'isolated' };
 
 function render(e: Facts, known: Known, note: string | undefined): string[] {
   const lines = [headline(e)];
@@ -417,6 +420,13 @@ function leaseLine(l: LeaseFigures, state: CircuitState, underMode: boolean): st
 function instanceLine(i: InstanceFigures, shared: CircuitState): string {
   const role = i.role === CircuitRole.LEADER ? 'the lease holder' : 'a follower';
   const head = `this instance (${i.instanceId}) is ${role}`;
+  const t = i.isolation;
+  if (t) {
+    const figures = t.rate === '' ? `${t.failures} of ${t.threshold}` : `rate ${t.rate} of ${t.threshold} over ${t.calls} calls`;
+    const rule = t.reason.replaceAll('_', ' ');
+    const since = t.local ? ', decided alone (Redis did not answer)' : ` (instance entry ${t.id})`;
+    return `${head}, isolated: its own calls reached ${rule} (${figures}) while the fleet's instance rule kept it ${STATE_WORDS[shared]}${since}; its calls fail fast until its own recovery checks pass`;
+  }
   if (i.degraded) return `${head}, in degraded mode (Redis was unreachable): it acts on its own state, ${STATE_WORDS[i.state]}`;
   return i.state === shared ? head : `${head}; it acts on ${STATE_WORDS[i.state]} until it hears of the change`;
 }

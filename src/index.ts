@@ -22,7 +22,7 @@ export {
   type ConstantBackoffOptions,
   type ExponentialBackoffOptions,
 } from './backoff.js';
-export { CircuitState, CircuitRole, HealthCheckType, CallResult, TransitionReason, BreakerMode, ControlAction } from './constants.js';
+export { CircuitState, CircuitRole, HealthCheckType, CallResult, TransitionReason, TransitionScope, BreakerMode, ControlAction } from './constants.js';
 export type { ModeOptions, ReasonOptions } from './controls.js';
 export { LocalReason, type Transition } from './transition.js';
 export {

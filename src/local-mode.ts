@@ -75,19 +75,21 @@ export class LocalMode {
   /** The local trip, with the numbers the library's audit entry would give. */
   private trip(facts: WindowFacts | undefined): LocalTrip | undefined {
     if (!facts) return undefined;
-    const strategy = this.o.breaker;
-    const windowed = strategy.kind !== StrategyKind.CONSECUTIVE;
-    const counted = facts.slowRule ? facts.slow : facts.failures;
-    const threshold = facts.slowRule ? this.o.slowCallRateThreshold : strategy.threshold;
-    return {
-      reason: facts.slowRule ? LocalReason.LOCAL_SLOW_CALLS : LocalReason.LOCAL_FAILURES,
-      numbers: {
-        failures: String(facts.failures),
-        calls: String(facts.calls),
-        slow: windowed ? String(facts.slow) : '',
-        rate: windowed && facts.calls > 0 ? (counted / facts.calls).toFixed(4) : '',
-        threshold: String(threshold),
-      },
-    };
+    return { reason: facts.slowRule ? LocalReason.LOCAL_SLOW_CALLS : LocalReason.LOCAL_FAILURES, numbers: windowNumbers(this.o, facts) };
   }
+}
+
+/** The numbers behind a trip of a window of this process's own, as the library's audit entry gives them. */
+export function windowNumbers(o: ResolvedOptions, facts: WindowFacts): DecisionNumbers {
+  const strategy = o.breaker;
+  const windowed = strategy.kind !== StrategyKind.CONSECUTIVE;
+  const counted = facts.slowRule ? facts.slow : facts.failures;
+  const threshold = facts.slowRule ? o.slowCallRateThreshold : strategy.threshold;
+  return {
+    failures: String(facts.failures),
+    calls: String(facts.calls),
+    slow: windowed ? String(facts.slow) : '',
+    rate: windowed && facts.calls > 0 ? (counted / facts.calls).toFixed(4) : '',
+    threshold: String(threshold),
+  };
 }

@@ -9,6 +9,7 @@ import {
   MAX_ACTOR_BYTES,
   MAX_DELAY_MS,
   MAX_HEALTH_SUCCESS_THRESHOLD,
+  MAX_INSTANCES,
   MAX_PREFIX_LENGTH,
   MAX_RETENTION,
   MAX_TRIAL_PERMITS,
@@ -112,6 +113,19 @@ export interface CircuitBreakerOptions {
   timeoutMs?: number;
   /** Recover through trial calls, limited across the fleet. Default: off. */
   halfOpen?: HalfOpenOptions;
+  /**
+   * The instance rule: the fleet opens only when the strategy's rule is reached and the
+   * failures in the window came from at least this many distinct instances, 1 to 64. An
+   * instance whose own outcomes reach the strategy's rule while the fleet stays closed
+   * isolates itself (state 'isolated') until its own recovery checks pass. Default: off.
+   */
+  minimumInstances?: number;
+  /**
+   * The instance rule by share: the fleet opens only when the instances whose failures
+   * are in the window make up at least this share, in (0, 1], of the instances that
+   * reported in it. With minimumInstances, both must hold. Default: off.
+   */
+  minimumInstanceShare?: number;
   /** Called when this instance gains or loses the lease. */
   onRoleChange?: (role: CircuitRole) => void;
   /** Receives call, fast-fail and health-check observations. */
@@ -144,6 +158,8 @@ export const CIRCUIT_BREAKER_KEYS = {
   slowCallRateThreshold: true,
   timeoutMs: true,
   halfOpen: true,
+  minimumInstances: true,
+  minimumInstanceShare: true,
   onRoleChange: true,
   metrics: true,
   prefix: true,
@@ -181,6 +197,12 @@ export interface ResolvedHalfOpen {
   readonly permitTimeoutMs: number;
 }
 
+/** minimumInstances and minimumInstanceShare, 0 for the one not set (never both). */
+export interface InstanceRule {
+  readonly minimumInstances: number;
+  readonly minimumInstanceShare: number;
+}
+
 export interface ResolvedOptions {
   readonly id: string;
   readonly redis: Redis | Cluster;
@@ -196,6 +218,8 @@ export interface ResolvedOptions {
   readonly slowCallRateThreshold: number | undefined;
   readonly timeoutMs: number | undefined;
   readonly halfOpen: ResolvedHalfOpen | undefined;
+  /** The instance rule, or undefined when neither option is set (no isolation either). */
+  readonly instanceRule: InstanceRule | undefined;
   /** Undefined when not given: errors nobody listens for go to console.error. */
   readonly onError: ((error: Error) => void) | undefined;
   readonly onStateChange: CircuitBreakerOptions['onStateChange'];
@@ -311,6 +335,7 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
   if (slowCallRateThreshold !== undefined && breaker.kind === StrategyKind.CONSECUTIVE) {
     throw new TypeError('CircuitBreaker.slowCallRateThreshold needs a window: use a CountBreaker or SamplingBreaker');
   }
+  const instanceRule = resolveInstanceRule(o.minimumInstances, o.minimumInstanceShare);
   const metrics = o.metrics as BreakerMetricsRecorder | undefined;
   if (metrics !== undefined) {
     requiredObject('CircuitBreaker.metrics', metrics);
@@ -337,6 +362,7 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     slowCallRateThreshold,
     timeoutMs,
     halfOpen,
+    instanceRule,
     onError: functionOrUndefined('CircuitBreaker.onError', o.onError as ResolvedOptions['onError']),
     onStateChange: functionOrUndefined('CircuitBreaker.onStateChange', o.onStateChange as ResolvedOptions['onStateChange']),
     onRoleChange: functionOrUndefined('CircuitBreaker.onRoleChange', o.onRoleChange as ResolvedOptions['onRoleChange']),
@@ -350,6 +376,14 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     instanceId,
     loadFunctions: optionalBoolean('CircuitBreaker.loadFunctions', o.loadFunctions, DEFAULTS.loadFunctions),
     localFallback: optionalBoolean('CircuitBreaker.localFallback', o.localFallback, DEFAULTS.localFallback),
+  };
+}
+
+function resolveInstanceRule(minimumInstances: unknown, share: unknown): InstanceRule | undefined {
+  if (minimumInstances === undefined && share === undefined) return undefined;
+  return {
+    minimumInstances: minimumInstances === undefined ? 0 : integerIn('CircuitBreaker.minimumInstances', minimumInstances, 1, MAX_INSTANCES),
+    minimumInstanceShare: share === undefined ? 0 : rate('CircuitBreaker.minimumInstanceShare', share),
   };
 }
 

@@ -96,6 +96,7 @@ export class Outcomes implements RecorderOwner {
         this.recorder.start(view.generation);
       }
       this.recorder.add(failure, slow);
+      c.isolation?.add(failure, slow);
     } else if (!local.evaluating) {
       this.undelivered += 1;
     } else {
@@ -165,7 +166,7 @@ export class Outcomes implements RecorderOwner {
     const sentAt = performance.now();
     try {
       // A breaker that is stopping records what is pending, but takes no lease with a trip.
-      const reply = await functions.record(generation, summary, c.running);
+      const reply = await functions.record(generation, summary, c.running, c.instanceRule);
       if (reply.status === 'stale_gen' || reply.status === 'not_closed') this.stale += summary.calls;
       else this.recorded += summary.calls;
       if (!c.running) {

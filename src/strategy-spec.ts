@@ -30,6 +30,18 @@ function buildSpec(strategy: BreakerStrategy): string {
   }
 }
 
+/** The window as audit entries name it: 'consecutive', 'count:<size>' or 'time:<duration ms>'. */
+export function windowName(strategy: BreakerStrategy): string {
+  switch (strategy.kind) {
+    case StrategyKind.CONSECUTIVE:
+      return strategy.kind;
+    case StrategyKind.COUNT:
+      return `${strategy.kind}:${strategy.size}`;
+    case StrategyKind.TIME:
+      return `${strategy.kind}:${strategy.duration}`;
+  }
+}
+
 /**
  * The instance rule as zv1_record takes it (its ARGV 14): 'K:share', a part not configured
  * written 0; undefined when neither is (the library then reads and writes nothing of it).

@@ -1,4 +1,4 @@
-import { BreakerMode, CircuitState, type InstanceReason, type RejoinReason, type TransitionReason } from './constants.js';
+import { BreakerMode, CircuitState, type InstanceReason, type RejoinReason, TransitionScope, type TransitionReason } from './constants.js';
 import { ZenvarkError } from './errors.js';
 import { breakerMode, circuitState, int } from './wire.js';
 
@@ -12,6 +12,12 @@ export interface Transition {
   readonly from: CircuitState;
   readonly to: CircuitState;
   readonly reason: TransitionReason | LocalReason;
+  /**
+   * 'fleet' for a transition of the shared state (the `:events` stream); 'instance' for
+   * one instance isolating itself or rejoining (the `:instance-events` stream): `actor`
+   * is that instance, and `generation` the fleet's, unchanged by it.
+   */
+  readonly scope: TransitionScope;
   /** Generation the breaker entered; outcomes observed under older ones never count. */
   readonly generation: number;
   /** Failures behind the decision (the run, or the failures in the window). */
@@ -82,16 +88,18 @@ const NO_NUMBERS: DecisionNumbers = { failures: '', calls: '', slow: '', rate: '
 export function localTransition(
   from: CircuitState,
   to: CircuitState,
-  reason: LocalReason,
+  reason: LocalReason | TransitionReason,
   generation: number,
   actor: string,
   numbers: DecisionNumbers = NO_NUMBERS,
+  scope: TransitionScope = TransitionScope.FLEET,
 ): Transition {
   return {
     id: '',
     from,
     to,
     reason,
+    scope,
     generation,
     ...numbers,
     window: '',
@@ -132,6 +140,7 @@ export function parseAuditEntry(fields: Record<string, string>, id: string): Tra
     from: circuitState(need('from')),
     to: circuitState(need('to')),
     reason: need('reason') as Transition['reason'],
+    scope: TransitionScope.FLEET,
     generation: int(need('gen')),
     ...decisionOf(fields),
     actor: need('actor'),
@@ -236,4 +245,33 @@ export function parseReporterEntry(value: string): ReporterEntry {
     number, number, number, number, number, number,
   ];
   return { generation, lastPosition, lastMs, failurePosition, failureMs, isolatedAtMs };
+}
+
+/** An instance-level entry as a transition (scope 'instance'), for a history of both streams. */
+export function instanceTransition(e: InstanceEntry): Transition {
+  return {
+    id: e.id,
+    // 'isolated' is a CircuitState of this client: an instance's own.
+    from: e.from as CircuitState,
+    to: e.to as CircuitState,
+    reason: e.reason,
+    scope: TransitionScope.INSTANCE,
+    generation: e.generation,
+    failures: e.failures,
+    calls: e.calls,
+    slow: e.slow,
+    rate: e.rate,
+    threshold: e.threshold,
+    window: e.window,
+    actor: e.actor,
+    token: '',
+    time: e.time,
+    mode: e.mode,
+    note: '',
+    until: '',
+    rule: e.rule,
+    instances: '',
+    reporters: '',
+    local: false,
+  };
 }

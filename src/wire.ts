@@ -25,6 +25,7 @@ export function circuitState(value: unknown): CircuitState {
   if (s === CircuitState.CLOSED) return CircuitState.CLOSED;
   if (s === CircuitState.OPEN) return CircuitState.OPEN;
   if (s === CircuitState.HALF_OPEN) return CircuitState.HALF_OPEN;
+  if (s === CircuitState.ISOLATED) return CircuitState.ISOLATED;
   throw new ZenvarkError('ZV_BAD_REPLY', `unknown circuit state ${JSON.stringify(s)}`);
 }
 

@@ -19,11 +19,20 @@ export interface WorkerConfig {
   reportDelayMs?: number;
   /** Recover through this many fleet-wide trial calls (all must succeed), without a health check. */
   halfOpenPermits?: number;
+  /** The instance rule (and so isolation): the fleet opens only on failures from this many instances. */
+  minimumInstances?: number;
 }
+
+/**
+ * What this worker's dependency does (the 'dependency' command): answers, fails, or hangs
+ * (never answers; only the call's signal ends it). The health checks fail while it does
+ * not answer, as a real check of it would.
+ */
+export type DependencyMode = 'ok' | 'fail' | 'hang';
 
 export type WorkerEvent =
   | { type: 'ready'; at: number }
-  | { type: 'state'; state: string; reason: string; generation: number; at: number }
+  | { type: 'state'; state: string; reason: string; generation: number; scope: string; at: number }
   | { type: 'role'; role: string; at: number }
   | { type: 'check'; checkType: string; at: number }
   | { type: 'error'; code: string; message: string; at: number }
@@ -40,8 +49,20 @@ export type WorkerCommand =
   | { cmd: 'storm'; seq: number; at: number; count: number }
   /** What the health checks answer from wall-clock time `at` on (default: now). */
   | { cmd: 'healthy'; seq: number; value: boolean; at?: number }
+  /** From now on the dependency answers, fails or hangs (see DependencyMode). */
+  | { cmd: 'dependency'; seq: number; mode: DependencyMode }
+  /** Calls the dependency every `everyMs` for `forMs`; answers how the calls went (Traffic). */
+  | { cmd: 'traffic'; seq: number; forMs: number; everyMs: number }
   /** Stops the breaker; answers with its stats (BreakerStats) after the stop. */
   | { cmd: 'stop'; seq: number };
+
+/** What a 'traffic' command's calls did. */
+export interface Traffic {
+  /** Calls that reached the dependency. */
+  ran: number;
+  /** Calls refused with CircuitOpenError. */
+  rejected: number;
+}
 
 const config = JSON.parse(process.env.ZV_WORKER ?? '{}') as WorkerConfig;
 const held: WorkerEvent[] = [];
@@ -56,8 +77,19 @@ const send = (event: WorkerEvent) => {
   if (!config.reportDelayMs || event.type === 'done') flush();
   else flushTimer ??= setTimeout(flush, config.reportDelayMs);
 };
-/** Health checks pass from this wall-clock time on. */
+/** Health checks pass from this wall-clock time on (while the dependency answers). */
 let healthyFrom = Number.POSITIVE_INFINITY;
+let dependencyMode: DependencyMode = 'ok';
+
+/** One call of the dependency, as it behaves now. */
+async function dependency(signal: AbortSignal | undefined): Promise<string> {
+  if (dependencyMode === 'fail') throw new Error('dependency failed');
+  if (dependencyMode === 'hang') {
+    // Hang detection (issue 13) adds its scenario on this mode: the call ends only when aborted.
+    return new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true }));
+  }
+  return 'ok';
+}
 
 const redis = new Redis(config.url);
 redis.on('error', () => {});
@@ -73,12 +105,13 @@ const breaker = new CircuitBreaker({
       config.halfOpenPermits === undefined
         ? async (type) => {
             send({ type: 'check', checkType: type, at: wallMs() });
-            if (wallMs() < healthyFrom) throw new Error('still down');
+            if (wallMs() < healthyFrom || dependencyMode !== 'ok') throw new Error('still down');
           }
         : undefined,
   },
   halfOpen: config.halfOpenPermits === undefined ? undefined : { permittedCalls: config.halfOpenPermits },
-  onStateChange: (state, t) => send({ type: 'state', state, reason: t.reason, generation: t.generation, at: wallMs() }),
+  minimumInstances: config.minimumInstances,
+  onStateChange: (state, t) => send({ type: 'state', state, reason: t.reason, generation: t.generation, scope: t.scope, at: wallMs() }),
   onRoleChange: (role) => send({ type: 'role', role, at: wallMs() }),
   onError: (e) => {
     if ((e as ZenvarkError).code === 'ZV_HEALTH_CHECK_FAILED') return;
@@ -138,6 +171,31 @@ process.on('message', async (message: WorkerCommand) => {
       );
       await Promise.all(calls);
       send({ type: 'done', seq: message.seq, result: ran });
+      break;
+    }
+    case 'dependency':
+      dependencyMode = message.mode;
+      send({ type: 'done', seq: message.seq });
+      break;
+    case 'traffic': {
+      const traffic: Traffic = { ran: 0, rejected: 0 };
+      const calls: Promise<unknown>[] = [];
+      const until = performance.now() + message.forMs;
+      while (performance.now() < until) {
+        calls.push(
+          breaker
+            .execute((signal) => {
+              traffic.ran += 1;
+              return dependency(signal);
+            })
+            .catch((error: Error) => {
+              if (error.name === 'CircuitOpenError') traffic.rejected += 1;
+            }),
+        );
+        await sleep(message.everyMs);
+      }
+      await Promise.all(calls);
+      send({ type: 'done', seq: message.seq, result: traffic });
       break;
     }
     case 'healthy':

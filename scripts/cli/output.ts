@@ -82,6 +82,7 @@ export function figures(t: Transition): string {
   if (t.window !== '') parts.push(t.window);
   if (t.token !== '') parts.push(`token ${t.token}`);
   if (t.rule !== '') parts.push(`rule ${t.rule}`);
+  if (t.instances !== '') parts.push(`instances ${t.instances} of ${t.reporters}`);
   if (t.note !== '') parts.push(`note ${JSON.stringify(t.note)}`);
   // A mode set until then; or, for the entry that ended a mode, when that one was to end.
   if (t.until !== '') parts.push(`${t.mode === '' ? 'was until' : 'until'} ${new Date(Number(t.until)).toISOString()}`);
@@ -89,6 +90,15 @@ export function figures(t: Transition): string {
 }
 
 export const TRANSITION_HEADER = ['TIME', 'FROM', 'TO', 'REASON', 'GEN', 'ACTOR', 'FIGURES'] as const;
+
+/** `zenvark history`: the fleet's transitions and its instances' isolations (SCOPE), merged. */
+export const HISTORY_HEADER = ['TIME', 'SCOPE', 'FROM', 'TO', 'REASON', 'GEN', 'ACTOR', 'FIGURES'] as const;
+
+/** A transition as a row under HISTORY_HEADER. */
+export function historyRow(t: Transition): string[] {
+  const [time = '', ...rest] = transitionRow(t);
+  return [time, t.scope, ...rest];
+}
 
 /** A transition as a row under TRANSITION_HEADER. */
 export function transitionRow(t: Transition): string[] {

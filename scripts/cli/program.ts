@@ -12,7 +12,7 @@ import { redactError } from '../../src/redact.js';
 import { type Target, UsageError, connect, server } from './connect.js';
 import { deployFunctions } from './deploy.js';
 import { EXIT, type ExitCode, exitCodeOf } from './exit.js';
-import { Output, TRANSITION_HEADER, parseDuration, parseTime, table, transitionRow } from './output.js';
+import { HISTORY_HEADER, Output, historyRow, parseDuration, parseTime, table } from './output.js';
 import { ROW_HEADER, breakerRow, breakerRows } from './rows.js';
 import { watch } from './watch.js';
 
@@ -90,7 +90,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
 
   const history = program
     .command('history')
-    .description("a breaker's transitions from its audit stream, oldest first")
+    .description("a breaker's transitions from its audit streams, oldest first: the fleet's and its instances' isolations (SCOPE)")
     .argument('<id>', 'the breaker')
     .option('--since <time>', 'from this time: ISO 8601 (2026-12-06T10:00:00Z), or a duration ago (30m, 2h, 1d)')
     .option('--until <time>', 'up to this time, as --since')
@@ -111,7 +111,7 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     await withRedis(history, async (connection, g, o) => {
       const entries = await breakerHistory(connection, history.args[0] as string, { prefix: g.prefix, ...filters });
       if (g.json) o.json(entries);
-      else o.say(entries.length === 0 ? 'no transitions match' : table(TRANSITION_HEADER, entries.map(transitionRow)));
+      else o.say(entries.length === 0 ? 'no transitions match' : table(HISTORY_HEADER, entries.map(historyRow)));
       return EXIT.DONE;
     });
   });

@@ -56,7 +56,7 @@ describe('zenvark open, release', () => {
     const entry = await lastEntry(prefix, 'payments');
     expect(entry).toMatchObject({ from: 'closed', to: 'open', reason: 'forced_open', actor: 'ops@bastion', note: 'deploying v2', mode: 'forced_open', until: String(json.mode.until) });
     const table = await zenvark([...args, 'history', 'payments']);
-    expect(table.stdout.trimEnd().split('\n').at(-1)).toMatch(new RegExp(`^${ISO} +closed +open +forced_open +1 +ops@bastion +note "deploying v2" until ${ISO}$`));
+    expect(table.stdout.trimEnd().split('\n').at(-1)).toMatch(new RegExp(`^${ISO} +fleet +closed +open +forced_open +1 +ops@bastion +note "deploying v2" until ${ISO}$`));
 
     const release = await zenvark([...args, 'release', 'payments', '--reason', 'deploy done', '--actor', 'ops@bastion']);
     expect(release).toEqual({ code: 0, stdout: 'breaker payments: released by ops@bastion; now closed, generation 2\n', stderr: '' });

@@ -141,8 +141,8 @@ describe('zenvark history', () => {
     const table = await zenvark([...args, 'history', id]);
     expect(table.code).toBe(0);
     const lines = table.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^TIME +FROM +TO +REASON +GEN +ACTOR +FIGURES$/);
-    expect(lines[1]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z +closed +open +consecutive_failures +1 +test-instance +failures 1 calls 1 threshold 1 consecutive$/);
+    expect(lines[0]).toMatch(/^TIME +SCOPE +FROM +TO +REASON +GEN +ACTOR +FIGURES$/);
+    expect(lines[1]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z +fleet +closed +open +consecutive_failures +1 +test-instance +failures 1 calls 1 threshold 1 consecutive$/);
     expect(lines).toHaveLength(4);
 
     const ids = async (...filters: string[]) => {

@@ -45,6 +45,27 @@ describe('least privilege, as the README gives it', () => {
     expect(await own.admin.call('ACL', 'LOG')).toEqual([]);
   });
 
+  it('the application user runs the instance rule: an instance isolates itself and rejoins, then the fleet opens', async () => {
+    const url = await createUser('app');
+    instances = fleet(url, 2, { loadFunctions: false, minimumInstances: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    await startAll(instances);
+    await own.admin.call('ACL', 'LOG', 'RESET');
+    await fail(a, 3);
+    await vi.waitFor(() => expect(a.breaker.state).toBe('isolated'));
+    a.healthy = true;
+    await vi.waitFor(() => expect(a.breaker.state).toBe('closed'));
+    a.healthy = false;
+    await fail(a, 3);
+    await vi.waitFor(() => expect(a.breaker.state).toBe('isolated'));
+    await fail(b, 3);
+    await untilAll(instances, 'open');
+    await stopAll(instances);
+    // The failing checks of the isolated instance are all it was told of.
+    for (const i of instances) expect(codes(i).filter((code) => code !== 'ZV_HEALTH_CHECK_FAILED')).toEqual([]);
+    expect(await own.admin.call('ACL', 'LOG')).toEqual([]);
+  });
+
   it('the application user explains its breaker; the observer user reads it, and may write nothing', async () => {
     const app = await createUser('app');
     const observer = new URL(await createUser('observer'));

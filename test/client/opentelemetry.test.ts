@@ -12,6 +12,7 @@ import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import { type Instance, fail, fleet, instance, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
 import { openTelemetry } from '../support/metrics.js';
 import { metricsScenarios, stoppedScenario } from '../support/metrics-scenarios.js';
+import { CircuitState } from '../../src/index.js';
 import { DEFAULT_BUCKETS } from '../../src/instruments.js';
 import { type MetricsRegistration, registerMetrics } from '../../src/opentelemetry.js';
 
@@ -121,7 +122,7 @@ describe('zenvark/opentelemetry: registration', () => {
     await i.breaker.start();
     const exported = await p.exported();
     expect(exported.scopes).toEqual([expect.objectContaining({ name: 'zenvark', version })]);
-    expect(exported.metrics.get('zenvark.state')?.dataPoints).toHaveLength(3);
+    expect(exported.metrics.get('zenvark.state')?.dataPoints).toHaveLength(Object.values(CircuitState).length);
   });
 
   it('buckets of your own are the histograms\' boundaries', async () => {

@@ -21,6 +21,7 @@ import {
   MAX_DELAY_MS,
   MAX_DURATION_MS,
   MAX_HEALTH_SUCCESS_THRESHOLD,
+  MAX_INSTANCES,
   MAX_PREFIX_LENGTH,
   MAX_RETENTION,
   MAX_TRIAL_PERMITS,
@@ -96,6 +97,7 @@ const BOUNDS: readonly Bound[] = [
     min: 1,
     max: MAX_HEALTH_SUCCESS_THRESHOLD,
   },
+  { option: 'CircuitBreaker.minimumInstances', validate: (v) => options({ minimumInstances: v }), min: 1, max: MAX_INSTANCES },
   { option: 'CircuitBreaker.leaseTtlMs', validate: (v) => options({ leaseTtlMs: v }), min: MIN_LEASE_TTL_MS, max: MAX_TTL_MS },
   { option: 'CircuitBreaker.auditRetention', validate: (v) => options({ auditRetention: v }), min: 1, max: MAX_RETENTION },
   {

@@ -68,6 +68,11 @@ describe('CircuitBreaker options', () => {
     ['more successes than permits', (o) => ({ ...o, halfOpen: { permittedCalls: 2, successThreshold: 3 } }), RangeError, 'CircuitBreaker.halfOpen.successThreshold must be an integer in [1, 2], got 3'],
     ['a permit shorter than 3 timeouts', (o) => ({ ...o, timeoutMs: 5000, halfOpen: { permittedCalls: 2, permitTimeoutMs: 14_999 } }), RangeError, 'CircuitBreaker.halfOpen.permitTimeoutMs must be at least 3 × timeoutMs (15000), got 14999'],
     ['recovery success threshold 0', (o) => ({ ...o, health: { ...o.health, successThreshold: 0 } }), RangeError, 'CircuitBreaker.health.successThreshold must be an integer in [1, 100], got 0'],
+    ['minimumInstances 0', (o) => ({ ...o, minimumInstances: 0 }), RangeError, 'CircuitBreaker.minimumInstances must be an integer in [1, 64], got 0'],
+    ['fractional minimumInstances', (o) => ({ ...o, minimumInstances: 1.5 }), RangeError, 'CircuitBreaker.minimumInstances must be an integer in [1, 64], got 1.5'],
+    ['minimumInstances as a string', (o) => ({ ...o, minimumInstances: '2' }), TypeError, 'CircuitBreaker.minimumInstances must be a number, got "2"'],
+    ['instance share 0', (o) => ({ ...o, minimumInstanceShare: 0 }), RangeError, 'CircuitBreaker.minimumInstanceShare must be in (0, 1], got 0'],
+    ['instance share above 1', (o) => ({ ...o, minimumInstances: 2, minimumInstanceShare: 1.01 }), RangeError, 'CircuitBreaker.minimumInstanceShare must be in (0, 1], got 1.01'],
     ['idle probes without a check', (o) => ({ ...o, halfOpen: { permittedCalls: 1 }, health: { backoff: o.health.backoff, idleProbeIntervalMs: 1000 } }), TypeError, 'CircuitBreaker.health.idleProbeIntervalMs needs CircuitBreaker.health.check'],
   ];
 
@@ -83,6 +88,14 @@ describe('CircuitBreaker options', () => {
     expect(permitTimeout({ halfOpen: { permittedCalls: 1 }, timeoutMs: 2000 })).toBe(10_000);
     expect(permitTimeout({ halfOpen: { permittedCalls: 1 }, timeoutMs: 5000 })).toBe(15_000);
     expect(permitTimeout({ halfOpen: { permittedCalls: 1, permitTimeoutMs: 15_000 }, timeoutMs: 5000 })).toBe(15_000);
+  });
+
+  it('the instance rule: either option or both; off when neither is set', () => {
+    const rule = (o: Partial<CircuitBreakerOptions>) => resolveOptions({ ...valid(), ...o }).instanceRule;
+    expect(rule({})).toBeUndefined();
+    expect(rule({ minimumInstances: 2 })).toEqual({ minimumInstances: 2, minimumInstanceShare: 0 });
+    expect(rule({ minimumInstanceShare: 0.5 })).toEqual({ minimumInstances: 0, minimumInstanceShare: 0.5 });
+    expect(rule({ minimumInstances: 64, minimumInstanceShare: 1 })).toEqual({ minimumInstances: 64, minimumInstanceShare: 1 });
   });
 
   it('a health check is optional when trial calls decide recovery', () => {

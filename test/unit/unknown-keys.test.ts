@@ -30,7 +30,7 @@ import { validOptions as valid } from './valid-options.js';
 
 const breakerKnown =
   'id, redis, breaker, health, onError, onStateChange, isFailure, isResultFailure, slowCallDurationMs, ' +
-  'slowCallRateThreshold, timeoutMs, halfOpen, onRoleChange, metrics, prefix, leaseTtlMs, auditRetention, ' +
+  'slowCallRateThreshold, timeoutMs, halfOpen, minimumInstances, minimumInstanceShare, onRoleChange, metrics, prefix, leaseTtlMs, auditRetention, ' +
   'instanceId, loadFunctions, localFallback';
 
 const breaker = (change: (o: CircuitBreakerOptions) => object) => () => new CircuitBreaker(change(valid()) as CircuitBreakerOptions);
@@ -171,6 +171,8 @@ describe('every documented option is accepted', () => {
     slowCallRateThreshold: 0.5,
     timeoutMs: 2000,
     halfOpen,
+    minimumInstances: 2,
+    minimumInstanceShare: 0.5,
     onRoleChange: () => {},
     metrics: { recordCall() {}, recordBlockedRequest() {}, recordHealthCheck() {} },
     prefix: 'zv-test',
