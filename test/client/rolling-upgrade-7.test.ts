@@ -32,7 +32,7 @@ import { isolationKeyList, keyList, ruleKeyList } from '../../src/keys.js';
 import { instanceRuleSpec, strategySpec } from '../../src/strategy-spec.js';
 import { summary } from '../lua/harness.js';
 import { deploy } from '../support/deploy-functions.js';
-import { type Instance, fail, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
+import { type Instance, errorCodes, fail, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
 import { ownRedis } from '../support/own-redis.js';
 import { type ReleasedZenvark, releasedZenvark } from '../support/previous-client.js';
 import { type MixedOptions, type Release, alternatingCalls, countedOnce, mixedFleet, streamEntries, tripStopAndRecover } from '../support/rolling-upgrade.js';
@@ -129,7 +129,7 @@ describe('revision 6 clients on a library upgraded to 7', () => {
     const window = { threshold: 0.5, size: 10_000 };
     const all = mixed(id, ['old', 'old', 'old', 'new', 'new'], {
       old: { breaker: new revision6.CountBreaker(window) },
-      new: { breaker: new CountBreaker(window) },
+      new: { breaker: new CountBreaker(window), minimumInstances: 2 },
     });
     const old = all.slice(0, 3);
     const fresh = all.slice(3);
@@ -156,12 +156,14 @@ describe('revision 6 clients on a library upgraded to 7', () => {
     const totals = [...(await oldMade), ...(await freshMade)];
 
     await countedOnce(own.admin, id, all, totals);
+    // Only the new clients report with the instance rule.
+    expect(Object.keys(await own.admin.hgetall(keysOf(id).instances)).sort()).toEqual(['new-0', 'new-1']);
   });
 
-  it('an old client trips by the strategy and every client opens; when it stops, the next lease holder, of either release, recovers the breaker for all', async () => {
+  it('an old client trips by the strategy and every client opens, new ones with minimumInstances too; when it stops, the next lease holder, of either release, recovers the breaker for all', async () => {
     await revision6Library();
     // A lease of 30 s: only the release the stopping holder announces explains a quick takeover.
-    const all = mixed(uniqueId(), ['old', 'old', 'new', 'new'], { both: { leaseTtlMs: 30_000 } });
+    const all = mixed(uniqueId(), ['old', 'old', 'new', 'new'], { both: { leaseTtlMs: 30_000 }, new: { minimumInstances: 2 } });
     const [tripper, ...others] = all as [Instance, ...Instance[]];
     await startAll(all.slice(0, 2));
     await upgrade();
@@ -178,11 +180,67 @@ describe('revision 6 clients on a library upgraded to 7', () => {
       rule: '',
     });
   });
+
+  it('a client of this release with minimumInstances, failing alone, isolates itself: old clients hear nothing of it and keep calling; it recovers alone, and follows the fleet when their catch-up opens it', async () => {
+    await revision6Library();
+    const id = uniqueId();
+    const k = keysOf(id);
+    const all = mixed(id, ['old', 'old', 'new'], { new: { minimumInstances: 2 } });
+    const old = all.slice(0, 2);
+    const fresh = all[2] as Instance;
+    await startAll(old);
+    await upgrade();
+    await startAll([fresh]);
+    // Checks pass (a failed one is told to onError): its own first one brings it back.
+    for (const i of all) i.healthy = true;
+
+    await fail(fresh, 3);
+    await vi.waitFor(() => expect(fresh.seen.states.map((s) => [s.state, s.transition.scope, s.transition.reason])).toEqual([
+      ['isolated', 'instance', 'consecutive_failures'],
+      ['closed', 'instance', 'recovered'],
+    ]));
+    expect((await fieldsOf(k.instanceEvents)).map((f) => `${f.from}>${f.to} ${f.reason} ${f.actor}`)).toEqual([
+      'closed>isolated consecutive_failures new-0',
+      'isolated>closed recovered new-0',
+    ]);
+    expect(await fieldsOf(k.events)).toEqual([]);
+
+    // Isolated again, and this time it stays so: its checks fail (told to its onError).
+    fresh.healthy = false;
+    await fail(fresh, 3);
+    await vi.waitFor(() => expect(fresh.breaker.state).toBe('isolated'));
+    for (const i of old) await expect(i.breaker.execute(async () => 'ran')).resolves.toBe('ran');
+
+    // The fleet forced open while every subscriber is down: each client catches up; the
+    // isolated one follows the fleet and rejoins it.
+    const sources = old.map((i) => {
+      const heard: string[] = [];
+      i.breaker.on('stateChange', (e) => heard.push(e.source));
+      return heard;
+    });
+    const results = await own.admin.pipeline().call('CLIENT', 'KILL', 'TYPE', 'pubsub').call(...control(id, 'open')).exec();
+    expect(results?.filter(([error]) => error !== null)).toEqual([]);
+    await untilAll(all, 'open');
+    await vi.waitFor(() => expect(fresh.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', from: 'isolated', to: 'open', reason: 'fleet_opened' }));
+    await vi.waitFor(async () => expect((await fieldsOf(k.instanceEvents)).map((f) => f.reason)).toEqual(['consecutive_failures', 'recovered', 'consecutive_failures', 'fleet_opened']));
+    // An operator's reset closes the fleet for all (a release would open it again: the window holds the failures).
+    expect((await send(control(id, 'reset')))[0]).toBe('applied');
+    await untilAll(all, 'closed');
+    for (const [n, i] of old.entries()) {
+      await vi.waitFor(() => expect(i.seen.states.map((s) => [s.state, s.transition.reason])).toEqual([['open', 'forced_open'], ['closed', 'reset']]));
+      // The open read back; the reset heard on the feed (or read back after a reply that told the lease holder of it).
+      expect(sources[n]?.[0]).toBe('replay');
+      expect(i.seen.errors).toEqual([]);
+    }
+    expect(errorCodes(fresh).filter((code) => code !== 'ZV_HEALTH_CHECK_FAILED')).toEqual([]);
+    expect((await fieldsOf(k.events)).map((f) => `${f.from}>${f.to} ${f.reason}`)).toEqual(['closed>open forced_open', 'open>closed reset']);
+  });
 });
 
 /**
- * New instances' reports and isolation, as a client of this release with minimumInstances 2
- * sends them (the function calls of ruleRecord and isolation above), beside old clients.
+ * New instances' reports and isolation at the function level, as a client of this release
+ * with minimumInstances 2 sends them (ruleRecord and isolation above): what old clients see
+ * of each reply and entry, with the interleavings pinned (a pipeline runs them in order).
  */
 describe('instance-level decisions beside revision 6 clients', () => {
   it("a new instance's failures alone are held; an old client's one failure then trips by the strategy alone; two new instances failing trip by the rule; old clients follow and recover", async () => {
