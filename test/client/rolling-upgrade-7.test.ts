@@ -13,7 +13,11 @@
  * names no rule and no instances, and it is not in the reporter set, so an old client
  * counts neither as a failing instance nor as a reporting one for the share. A trip by an
  * old client does not clear the reporter set (its call does not name the key); the trip
- * moves the generation on, and entries of another generation are not counted.
+ * moves the generation on, and entries of another generation are not counted. The
+ * reporters' positions move only with reports that carry the rule, so in a count window an
+ * old client's outcomes push a new instance's failure out of the window but not out of the
+ * positions: it still counts as failing, and the rule errs toward tripping while old
+ * clients report.
  */
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { IsolationAction } from '../../src/constants.js';
