@@ -1031,7 +1031,10 @@ value 'gen:last_pos:last_ms:fail_pos:fail_ms:iso_ms':
   last_pos   rn (the state hash's position counter: outcomes folded by calls that gave an
              instance rule) after the instance's last report; last_ms its server time (ms)
   fail_pos   the same for its last report holding a failure; fail_ms its time (0:0: none)
-  iso_ms     server ms at which it isolated itself (zv1_isolate); 0: not isolated
+  iso_ms     server ms at which it isolated itself (zv1_isolate); 0: not isolated. An
+             isolated instance counts neither as failing nor as reporting (its failures
+             were its own), and its rejoin clears fail_pos and fail_ms (they stay in the
+             window, no longer naming it)
 A summary lays successes first and failures last, as the count window does, so that a
 report's failures end at its position.
 In the window, for an entry of the current generation (failing: fail_pos/fail_ms;
@@ -1171,8 +1174,9 @@ local function count_reporters(key, actor, own, st, s, span, now)
     end
     return pos > 0 and pos > floor_pos
   end
+  -- An isolated instance counts neither way: its failures were its own (zv1_isolate).
   local function add(r)
-    if r.gen == st.gen then
+    if r.gen == st.gen and r.iso_ms == 0 then
       if within(r.fail_pos, r.fail_ms) then
         failing = failing + 1
       end
@@ -2092,7 +2096,9 @@ local function isolate(keys, args)
       return reply('not_isolated')
     end
     local id = instance_entry(h, log_key, st, now, ISOLATED, st.state, why, {})
-    own.iso_ms = 0
+    -- Its failures before it rejoined were its own: they no longer make it a failing
+    -- instance of the window.
+    own.iso_ms, own.fail_pos, own.fail_ms = 0, 0, 0
     checked('HSET', instances_key, h.actor, reporter_text(own))
     return reply('rejoined', id)
   end

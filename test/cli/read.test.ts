@@ -117,6 +117,35 @@ describe('zenvark status', () => {
   });
 });
 
+describe('an isolated instance (the instance rule)', () => {
+  it("status lists it; history shows its entries beside the fleet's, with their scope", async () => {
+    const prefix = freshPrefix();
+    const id = fresh('isolating');
+    const args = ['--url', url(), '--prefix', prefix];
+    // Instance 'lonely' fails alone (3 in a row, the strategy's rule): the instance rule
+    // (2 instances) holds the fleet, and it isolates itself.
+    const lonely = new BreakerFunctions(own.admin, breakerKeys(prefix, id), feedChannel(prefix), 'lonely', 100, 'consecutive:3:0:0', 10_000);
+    const held = await lonely.record(0, { ok: 0, fail: 3, slowOk: 0, slowFail: 0, head: 3, maxRun: 3, tail: 3 }, false, '2:0');
+    expect(held.status).toBe('held');
+    expect((await lonely.isolate(0, { failures: 3, calls: 3, slow: 0 })).status).toBe('isolated');
+
+    const status = await zenvark([...args, 'status', id]);
+    expect(status, status.stderr).toMatchObject({ code: 0 });
+    expect(status.stdout).toMatch(/\ninstances: 1 reported in this generation; isolated \(.*\): lonely \(for [\d.]+ m?s\)$/m);
+    const json = JSON.parse((await zenvark([...args, '--json', 'status', id])).stdout) as { reporters: number; isolated: { instanceId: string }[] };
+    expect(json).toMatchObject({ reporters: 1, isolated: [{ instanceId: 'lonely' }] });
+
+    await recordCall(own.admin, prefix, id, 'failure', 'other');
+    const table = await zenvark([...args, 'history', id]);
+    const lines = table.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[1]).toMatch(/^\S+ +instance +closed +isolated +consecutive_failures +0 +lonely +failures 3 calls 3 threshold 3 consecutive$/);
+    expect(lines[2]).toMatch(/^\S+ +fleet +closed +open +consecutive_failures +1 +other /);
+    const entries = JSON.parse((await zenvark([...args, '--json', 'history', id])).stdout) as Transition[];
+    expect(entries.map((t) => t.scope)).toEqual(['instance', 'fleet']);
+  });
+});
+
 describe('zenvark history', () => {
   it('lists the transitions oldest first; filters by reason, time and limit; --json for export', async () => {
     const prefix = freshPrefix();

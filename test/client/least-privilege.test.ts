@@ -6,8 +6,8 @@
 import { execFile } from 'node:child_process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { breakerKeys, explainBreaker } from '../../src/index.js';
-import { type Instance, fail, fleet, leaderOf, sharedState, startAll, stopAll, untilAll } from '../support/instances.js';
-import { createUser as createReadmeUser } from '../support/acl.js';
+import { type Instance, fail, fleet, leaderOf, sharedState, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
+import { createUser as createReadmeUser, createUserOn } from '../support/acl.js';
 import { ownRedis } from '../support/own-redis.js';
 
 const root = new URL('../../', import.meta.url);
@@ -45,7 +45,7 @@ describe('least privilege, as the README gives it', () => {
     expect(await own.admin.call('ACL', 'LOG')).toEqual([]);
   });
 
-  it('the application user runs the instance rule: an instance isolates itself and rejoins, then the fleet opens', async () => {
+  it('the application user runs the instance rule: an instance isolates itself and rejoins, then two instances open the fleet', async () => {
     const url = await createUser('app');
     instances = fleet(url, 2, { loadFunctions: false, minimumInstances: 2 });
     const [a, b] = instances as [Instance, Instance];
@@ -55,15 +55,36 @@ describe('least privilege, as the README gives it', () => {
     await vi.waitFor(() => expect(a.breaker.state).toBe('isolated'));
     a.healthy = true;
     await vi.waitFor(() => expect(a.breaker.state).toBe('closed'));
-    a.healthy = false;
-    await fail(a, 3);
-    await vi.waitFor(() => expect(a.breaker.state).toBe('isolated'));
-    await fail(b, 3);
+    // Failures from both instances in the fleet open it.
+    await fail(a, 2);
+    await vi.waitFor(() => expect(a.breaker.stats.recorded).toBe(5));
+    await fail(b, 2);
     await untilAll(instances, 'open');
     await stopAll(instances);
     // The failing checks of the isolated instance are all it was told of.
     for (const i of instances) expect(codes(i).filter((code) => code !== 'ZV_HEALTH_CHECK_FAILED')).toEqual([]);
     expect(await own.admin.call('ACL', 'LOG')).toEqual([]);
+  });
+
+  it('refused the instance-events stream, an instance isolates itself alone, says so once, and rejoins alone', async () => {
+    const id = uniqueId('alone');
+    const keys = breakerKeys('zenvark', id);
+    // The application user of the README, but with the breaker's keys other than its instance-events stream.
+    const allowed = [keys.state, keys.events, keys.instances].map((key) => `~${key}`);
+    const { username, password } = await createUserOn([own.admin], 'app', { drop: ['~zenvark:*'], add: allowed, unique: true });
+    const url = `redis://${username}:${password}@${own.server.host}:${own.server.port}`;
+    instances = fleet(url, 2, { id, loadFunctions: false, minimumInstances: 2 });
+    const [a, b] = instances as [Instance, Instance];
+    await startAll(instances);
+    await fail(a, 3);
+    await vi.waitFor(() => expect(a.breaker.state).toBe('isolated'));
+    expect(a.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', to: 'isolated', reason: 'consecutive_failures', local: true, id: '' });
+    expect(codes(a)).toEqual(['ZV_NOPERM']);
+    await expect(b.breaker.execute(async () => 'ok')).resolves.toBe('ok');
+    a.healthy = true;
+    await vi.waitFor(() => expect(a.breaker.state).toBe('closed'));
+    expect(a.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', from: 'isolated', to: 'closed', reason: 'recovered', local: true });
+    expect(codes(a).filter((code) => code === 'ZV_NOPERM')).toEqual(['ZV_NOPERM']);
   });
 
   it('the application user explains its breaker; the observer user reads it, and may write nothing', async () => {

@@ -63,8 +63,12 @@ describe('the instance rule across processes', () => {
     expect((await entries(keys.instanceEvents)).map((e) => e.reason)).toEqual(['consecutive_failures', 'recovered']);
     expect(await entries(keys.events)).toEqual([]);
 
-    // A real outage: every instance's dependency fails. The fleet opens, once.
+    // A real outage: every instance's dependency fails. One failing call each, one after
+    // the other, so that the failures in the fleet's window come from several instances
+    // before any of them isolates itself (an isolated instance no longer counts), then
+    // traffic: the fleet opens, once.
     await Promise.all(workers.map((w) => w.send({ cmd: 'dependency', mode: 'fail' })));
+    for (const w of workers) await w.send({ cmd: 'fail', count: 1 });
     await traffic(workers, 1000);
     await vi.waitFor(() => expect(states(workers)).toEqual(['open', 'open', 'open', 'open']), { timeout: 10_000 });
     const opened = (await entries(keys.events)).filter((e) => e.to === 'open');

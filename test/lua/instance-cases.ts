@@ -293,13 +293,18 @@ export const INSTANCE_CASES: LuaCase[] = [
     ],
   },
   {
-    name: 'isolate: a reporter entry keeps its report figures when it isolates; the rule then still counts its failures',
+    name: 'isolate: an isolated instance counts neither way; its rejoin clears its failures, which stay in the window',
     steps: [
       { ...recordWithRule(0, { fail: 2 }, consecutive(3), TWO, 'a'), expect: { status: 'ok' } },
       { ...isolate('a', 0, 3, 3), expect: { status: 'isolated' } },
       reporterEntry('a', /^0:2:\d+:2:\d+:[1-9]\d*$/),
-      { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'b'), expect: openedByRule(1, 'consecutive_failures', 'minimum_instances:2', 2, 2) },
-      ...changingNothing([{ ...rejoin('a', 1, 'fleet_opened'), expect: { status: 'not_isolated', state: 'open', gen: 1 } }]),
+      // The run is 3, but a's failures were its own: b alone fails.
+      { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'b'), expect: { status: 'held', state: 'closed', gen: 0, instances: 1, reporters: 1 } },
+      { ...rejoin('a', 0), expect: { status: 'rejoined' } },
+      reporterEntry('a', /^0:2:\d+:0:0:0$/),
+      // a reported in the run (its last report is in it), and failed in it no more.
+      { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'b'), expect: { status: 'held', instances: 1, reporters: 2 } },
+      { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'c'), expect: openedByRule(1, 'consecutive_failures', 'minimum_instances:2', 2, 3) },
     ],
   },
   {
