@@ -78,12 +78,12 @@ describe('least privilege, as the README gives it', () => {
     await startAll(instances);
     await fail(a, 3);
     await vi.waitFor(() => expect(a.breaker.state).toBe('isolated'));
-    expect(a.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', to: 'isolated', reason: 'consecutive_failures', local: true, id: '' });
+    await vi.waitFor(() => expect(a.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', to: 'isolated', reason: 'consecutive_failures', local: true, id: '' }));
     expect(codes(a)).toEqual(['ZV_NOPERM']);
     await expect(b.breaker.execute(async () => 'ok')).resolves.toBe('ok');
     a.healthy = true;
     await vi.waitFor(() => expect(a.breaker.state).toBe('closed'));
-    expect(a.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', from: 'isolated', to: 'closed', reason: 'recovered', local: true });
+    await vi.waitFor(() => expect(a.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', from: 'isolated', to: 'closed', reason: 'recovered', local: true }));
     expect(codes(a).filter((code) => code === 'ZV_NOPERM')).toEqual(['ZV_NOPERM']);
   });
 
