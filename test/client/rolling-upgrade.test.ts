@@ -1,28 +1,29 @@
 /**
  * A rolling upgrade: clients of the previous release (library revision 5, the package as
- * released before issue 12: test/support/previous-client.ts) and of this one on one Redis,
- * on one breaker. Old clients must neither crash nor misbehave on a library and states they
- * were not written for, and the library must be upgradable under them.
+ * released before issue 12: releasedZenvark(5) of test/support/previous-client.ts) and of
+ * this one on one Redis, on one breaker. Old clients must neither crash nor misbehave on a
+ * library and states they were not written for, and the library must be upgradable under
+ * them.
  */
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { sleep } from '../../harness/clock.js';
 import type { ControlAction } from '../../src/constants.js';
 import { type ControlReply, control } from '../../src/functions.js';
 import { DEFAULTS, LIBRARY_REVISION, type Transition, breakerKeys, explainBreaker, feedChannel, installedRevision } from '../../src/index.js';
 import { parseAuditEntry } from '../../src/transition.js';
 import { deploy } from '../support/deploy-functions.js';
-import { type Instance, type InstanceOptions, fail, instance, leaderOf, stateOf, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
+import { type Instance, type InstanceOptions, fail, failing, leaderOf, stateOf, startAll, stopAll, uniqueId, untilAll } from '../support/instances.js';
 import { type Monitor, monitor } from '../support/monitor.js';
 import { ownRedis } from '../support/own-redis.js';
-import { type PreviousZenvark, previousZenvark } from '../support/previous-client.js';
+import { type ReleasedZenvark, releasedZenvark } from '../support/previous-client.js';
+import { type Release, alternatingCalls, countedOnce, mixedFleet, streamEntries, tripStopAndRecover } from '../support/rolling-upgrade.js';
 
 const own = ownRedis({ library: true });
-let previous: PreviousZenvark;
+let previous: ReleasedZenvark;
 let instances: Instance[] = [];
 let commands: Monitor | undefined;
 
 beforeAll(async () => {
-  previous = await previousZenvark();
+  previous = await releasedZenvark(5);
 });
 
 beforeEach(async () => {
@@ -35,18 +36,9 @@ afterEach(async () => {
   instances = [];
 });
 
-type Release = 'old' | 'new';
-
 /** Instances of breaker `id`, each of the release named (`old-0`, `new-0`, ...). */
 function mixed(id: string, releases: Release[], options: InstanceOptions = {}): Instance[] {
-  const made = releases.map((release, n) =>
-    instance(own.server.url, {
-      ...options,
-      id,
-      instanceId: `${release}-${releases.slice(0, n).filter((r) => r === release).length}`,
-      ...(release === 'old' ? { zenvark: previous } : {}),
-    }),
-  );
+  const made = mixedFleet(own.server.url, id, releases, previous, { both: options });
   instances.push(...made);
   return made;
 }
@@ -61,12 +53,8 @@ function operator(id: string, action: ControlAction, forMs = 0): Promise<Control
 
 /** Breaker `id`'s audit stream, oldest first. */
 async function audit(id: string): Promise<Transition[]> {
-  const entries = await own.admin.xrange(breakerKeys(DEFAULTS.prefix, id).events, '-', '+');
-  return entries.map(([entryId, list]) => {
-    const fields: Record<string, string> = {};
-    for (let n = 0; n + 1 < list.length; n += 2) fields[list[n] as string] = list[n + 1] as string;
-    return parseAuditEntry(fields, entryId);
-  });
+  const entries = await streamEntries(own.admin, breakerKeys(DEFAULTS.prefix, id).events);
+  return entries.map((e) => parseAuditEntry(e.fields, e.id));
 }
 
 const reasons = async (id: string) => (await audit(id)).map((t) => `${t.from}>${t.to} ${t.reason}`);
@@ -81,50 +69,13 @@ describe('old and new clients on one breaker', () => {
     ['old', 'new'],
     ['new', 'old'],
   ])('a trip reported by an %s client opens every client; when it stops, a %s client takes the lease and recovers the breaker', async (tripping, other) => {
-    // A lease of 30 s: only the release the stopping holder announces explains a quick takeover.
     const [tripper, ...others] = mixed(uniqueId(), [tripping, other, other], { leaseTtlMs: 30_000 }) as [Instance, Instance, Instance];
     await startAll(instances);
-    await fail(tripper, 3);
-    await untilAll(instances, 'open');
-    expect(await leaderOf(instances)).toBe(tripper);
-    for (const i of instances) {
-      await vi.waitFor(() => expect(statesSeen(i)).toEqual(['open']));
-      expect(i.seen.states[0]?.transition).toMatchObject({ reason: 'consecutive_failures', actor: tripper.breaker.instanceId, generation: 1 });
-    }
-
-    await tripper.breaker.stop();
-    const next = await leaderOf(others);
-    for (const i of others) i.healthy = true;
-    await untilAll(others, 'closed');
-    for (const i of others) {
-      await vi.waitFor(() => expect(statesSeen(i)).toEqual(['open', 'closed']));
-      expect(i.seen.states[1]?.transition).toMatchObject({ reason: 'recovery_check_passed', actor: next.breaker.instanceId, generation: 2 });
-    }
-    // Calls pass again on both releases.
-    for (const i of others) await expect(i.breaker.execute(async () => 'ok')).resolves.toBe('ok');
-    for (const i of instances) expect(i.seen.errors).toEqual([]);
+    await tripStopAndRecover(tripper, others);
   });
 });
 
 describe('the library upgraded under old clients', () => {
-  /**
-   * Calls through `i` until `traffic.done`, a success and a failure in turn, a few ms apart,
-   * so that its reports reach Redis before, while and after the library is replaced.
-   */
-  async function calls(i: Instance, traffic: { done: boolean }): Promise<{ calls: number; failures: number }> {
-    let made = 0;
-    while (!traffic.done) {
-      await i.breaker
-        .execute(async () => {
-          if (made % 2 === 1) throw new Error('dependency failed');
-        })
-        .catch(() => undefined);
-      made += 1;
-      await sleep(5);
-    }
-    return { calls: made, failures: Math.floor(made / 2) };
-  }
-
   it('from revision 5 to this one, by deploy-functions, while they call: every outcome counted once, nothing reported', async () => {
     await own.admin.call('FUNCTION', 'DELETE', 'zenvark_v1');
     // As an operator deployed it for them, with the previous release's own deploy.
@@ -136,7 +87,7 @@ describe('the library upgraded under old clients', () => {
     const old = mixed(id, ['old', 'old', 'old'], { breaker: new previous.CountBreaker({ threshold: 0.5, size: 10_000 }) });
     await startAll(old);
     const traffic = { done: false };
-    const made = Promise.all(old.map((i) => calls(i, traffic)));
+    const made = Promise.all(old.map((i) => alternatingCalls(i, traffic)));
     const recorded = () => old.map((i) => i.breaker.stats.recorded);
     await vi.waitFor(() => expect(recorded().every((n) => n >= 20)).toBe(true), { timeout: 10_000 });
 
@@ -148,22 +99,7 @@ describe('the library upgraded under old clients', () => {
     traffic.done = true;
     const totals = await made;
 
-    const total = totals.reduce((sum, t) => sum + t.calls, 0);
-    expect(total).toBeLessThan(10_000);
-    // Each outcome reached Redis, and none was counted as stale, locally or twice.
-    for (const [k, i] of old.entries()) {
-      // A last success waits up to a second for company.
-      await vi.waitFor(() => expect(i.breaker.stats.recorded).toBe(totals[k]?.calls), { timeout: 5_000 });
-      expect(i.breaker.stats).toMatchObject({ stale: 0, local: 0, overflowed: 0, undelivered: 0, rejected: 0 });
-    }
-    const explained = await explainBreaker(own.admin, id);
-    expect(explained).toMatchObject({ state: 'closed', generation: 0 });
-    expect(explained.window).toMatchObject({ calls: total, failures: totals.reduce((sum, t) => sum + t.failures, 0) });
-    for (const i of old) {
-      expect(i.seen.errors).toEqual([]);
-      expect(i.seen.states).toEqual([]);
-      expect(i.breaker.state).toBe('closed');
-    }
+    await countedOnce(own.admin, id, old, totals);
   });
 });
 
@@ -210,7 +146,9 @@ describe("old clients under an operator's controls", () => {
 
   it('forced closed: their failures are counted and never trip', async () => {
     const id = uniqueId();
-    const old = mixed(id, ['old', 'old', 'old']);
+    // No recovery check within the test: the lease holder's, failing, would be told to onError.
+    const health = { backoff: new previous.ConstantBackoff({ delayMs: 3_600_000 }), check: failing };
+    const old = mixed(id, ['old', 'old', 'old'], { health });
     await startAll(old);
     // Open by a trip first: forcing closed closes it on every old client.
     await fail(old[0] as Instance, 3);
@@ -282,13 +220,11 @@ describe("old clients under an operator's controls", () => {
 
   it('release of a forced close whose window reached a rule: open, and an old lease holder recovers it', async () => {
     const { id, old } = await forcedClosedAtRule();
-    expect((await operator(id, 'release')).status).toBe('applied');
-    await untilAll(old, 'open');
-    expect((await audit(id)).at(-1)).toMatchObject({ from: 'closed', to: 'open', reason: 'released', rule: 'consecutive_failures', mode: '' });
-
-    await leaderOf(old);
+    // Their checks pass (a failed one is told to onError): the lease holder's first recovers it.
     for (const i of old) i.healthy = true;
-    await untilAll(old, 'closed');
+    expect((await operator(id, 'release')).status).toBe('applied');
+    for (const i of old) await vi.waitFor(() => expect(i.seen.states.map((t) => t.state)).toEqual(['closed', 'open', 'closed']));
+    expect((await audit(id)).at(-2)).toMatchObject({ from: 'closed', to: 'open', reason: 'released', rule: 'consecutive_failures', mode: '' });
     expect((await reasons(id)).at(-1)).toBe('open>closed recovery_check_passed');
     for (const i of old) expect(i.seen.errors).toEqual([]);
   });
@@ -297,6 +233,8 @@ describe("old clients under an operator's controls", () => {
     const id = uniqueId();
     const old = mixed(id, ['old', 'old', 'old']);
     await startAll(old);
+    // Their lease holder's checks pass (a failed one is told to onError) and are ignored.
+    for (const i of old) i.healthy = true;
     // A recorded call stores the strategy: the window, not its absence, decides.
     await old[0]?.breaker.execute(async () => 'ok');
     await vi.waitFor(() => expect(old[0]?.breaker.stats.recorded).toBe(1), { timeout: 5_000 });
@@ -315,6 +253,8 @@ describe("old clients under an operator's controls", () => {
 
   it('reset of a forced open whose window reached a rule: closed on every old client, the window cleared', async () => {
     const { id, old } = await forcedClosedAtRule();
+    // Their lease holder's checks pass (a failed one is told to onError) and are ignored.
+    for (const i of old) i.healthy = true;
     expect((await operator(id, 'open')).status).toBe('applied');
     await untilAll(old, 'open');
     expect((await operator(id, 'reset')).status).toBe('applied');
