@@ -69,7 +69,8 @@ describe('the lease, held only while a duty needs it', () => {
     await untilAll(instances, 'closed');
     await vi.waitFor(() => expect(instances.map((i) => i.breaker.role)).toEqual(['follower', 'follower']));
     expect(await sharedState(tripper)).toMatchObject({ holder: '', lease_ms: '0' });
-    expect(callsOf(tripper.breaker.id)).toContain('zv1_release');
+    // MONITOR tells what a server ran a little after: waited for, as anything it reports.
+    await vi.waitFor(() => expect(callsOf(tripper.breaker.id)).toContain('zv1_release'));
     expect(tripper.seen.roles).toEqual(['leader', 'follower']);
   });
 
