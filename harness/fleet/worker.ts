@@ -5,7 +5,7 @@
  * resolution, so that the parent can measure across processes on one machine.
  */
 import { Redis } from 'ioredis';
-import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff, type ZenvarkError } from '../../src/index.js';
+import { CircuitBreaker, ConsecutiveBreaker, ConstantBackoff, CountBreaker, type ZenvarkError } from '../../src/index.js';
 import { sleep, wallMs } from '../clock.js';
 
 export interface WorkerConfig {
@@ -21,6 +21,13 @@ export interface WorkerConfig {
   halfOpenPermits?: number;
   /** The instance rule (and so isolation): the fleet opens only on failures from this many instances. */
   minimumInstances?: number;
+  /**
+   * The slow-call rule (and so hang detection): calls taking this long are slow. The
+   * strategy is then a CountBreaker (threshold: failure rate 0.5 over 20 calls, 5 at least;
+   * slow-call rate 0.5) instead of the consecutive one, and calls time out after `timeoutMs`.
+   */
+  slowCallDurationMs?: number;
+  timeoutMs?: number;
 }
 
 /**
@@ -58,6 +65,8 @@ export type WorkerCommand =
 
 /** What a 'traffic' command's calls did. */
 export interface Traffic {
+  /** Wall-clock time the first call started. */
+  firstAt: number;
   /** Calls that reached the dependency. */
   ran: number;
   /** Calls refused with CircuitOpenError. */
@@ -85,7 +94,7 @@ let dependencyMode: DependencyMode = 'ok';
 async function dependency(signal: AbortSignal | undefined): Promise<string> {
   if (dependencyMode === 'fail') throw new Error('dependency failed');
   if (dependencyMode === 'hang') {
-    // Hang detection (issue 13) adds its scenario on this mode: the call ends only when aborted.
+    // Ends only when aborted (the call's timeout, or stop()).
     return new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true }));
   }
   return 'ok';
@@ -98,7 +107,14 @@ const breaker = new CircuitBreaker({
   redis,
   instanceId: config.instanceId,
   leaseTtlMs: config.leaseTtlMs,
-  breaker: new ConsecutiveBreaker({ threshold: config.threshold }),
+  ...(config.slowCallDurationMs === undefined
+    ? { breaker: new ConsecutiveBreaker({ threshold: config.threshold }) }
+    : {
+        breaker: new CountBreaker({ threshold: 0.5, size: 20, minimumNumberOfCalls: 5 }),
+        slowCallDurationMs: config.slowCallDurationMs,
+        slowCallRateThreshold: 0.5,
+        timeoutMs: config.timeoutMs,
+      }),
   health: {
     backoff: new ConstantBackoff({ delayMs: config.backoffMs }),
     check:
@@ -178,7 +194,7 @@ process.on('message', async (message: WorkerCommand) => {
       send({ type: 'done', seq: message.seq });
       break;
     case 'traffic': {
-      const traffic: Traffic = { ran: 0, rejected: 0 };
+      const traffic: Traffic = { firstAt: wallMs(), ran: 0, rejected: 0 };
       const calls: Promise<unknown>[] = [];
       const until = performance.now() + message.forMs;
       while (performance.now() < until) {

@@ -2,7 +2,8 @@
  * The fleet simulation of issue 13 (item 4), instances in separate processes on one
  * breaker with the instance rule: one instance whose dependency fails while the others'
  * answers isolates itself and the fleet stays closed, then recovers by its own checks;
- * a real outage (every instance failing) opens the fleet, once.
+ * a real outage (every instance failing) opens the fleet, once; a dependency that hangs
+ * opens it on the slow-call rate before any call returns.
  */
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it, vi } from 'vitest';
@@ -63,12 +64,10 @@ describe('the instance rule across processes', () => {
     expect((await entries(keys.instanceEvents)).map((e) => e.reason)).toEqual(['consecutive_failures', 'recovered']);
     expect(await entries(keys.events)).toEqual([]);
 
-    // A real outage: every instance's dependency fails. One failing call each, one after
-    // the other, so that the failures in the fleet's window come from several instances
-    // before any of them isolates itself (an isolated instance no longer counts), then
-    // traffic: the fleet opens, once.
+    // A real outage: every instance's dependency fails. Some may isolate themselves first:
+    // an isolated instance still counts as failing, so the next one that fails opens the
+    // fleet, once, and the isolated ones follow it.
     await Promise.all(workers.map((w) => w.send({ cmd: 'dependency', mode: 'fail' })));
-    for (const w of workers) await w.send({ cmd: 'fail', count: 1 });
     await traffic(workers, 1000);
     await vi.waitFor(() => expect(states(workers)).toEqual(['open', 'open', 'open', 'open']), { timeout: 10_000 });
     const opened = (await entries(keys.events)).filter((e) => e.to === 'open');
@@ -81,6 +80,29 @@ describe('the instance rule across processes', () => {
     expect(workers.flatMap((w) => w.of('error'))).toEqual([]);
   });
 
-  // The hanging dependency (issue 13, item 4, with hang detection): the worker's
-  // dependency mode 'hang' (harness/fleet/worker.ts) makes every call hang until aborted.
+  it('a hanging dependency: the fleet opens on the slow-call rate while every call hangs, before any returns', async () => {
+    const id = uniqueId('hangs');
+    const keys = breakerKeys(DEFAULTS.prefix, id);
+    // Calls are slow after 200 ms; a hanging call ends only at its timeout, 5 s after it began.
+    const timeoutMs = 5000;
+    workers = await startWorkers(3, { url, id, leaseTtlMs: 1000, backoffMs: 100, threshold: 3, slowCallDurationMs: 200, timeoutMs });
+    await Promise.all(workers.map((w) => w.send({ cmd: 'dependency', mode: 'hang' })));
+    // Traffic for 1 s (a call every 20 ms from each): answered once every call has timed out.
+    const done = traffic(workers, 1000);
+    await vi.waitFor(() => expect(states(workers)).toEqual(['open', 'open', 'open']), { timeout: timeoutMs });
+    const [opened, ...more] = (await entries(keys.events)).filter((e) => e.to === 'open');
+    expect(more).toEqual([]);
+    expect(opened).toMatchObject({ reason: 'slow_call_rate', failures: '0' });
+    expect(Number(opened?.slow)).toBeGreaterThanOrEqual(5);
+
+    const calls = await done;
+    const firstCall = Math.min(...calls.map((t) => t.firstAt));
+    const openedAt = Math.max(...workers.map((w) => w.of('state').find((e) => e.state === 'open')?.at ?? Number.POSITIVE_INFINITY));
+    // Every instance had opened before the first call could have returned (its timeout).
+    expect(openedAt - firstCall).toBeLessThan(timeoutMs);
+    // The calls already running timed out; the later ones were refused.
+    for (const t of calls) expect(t.rejected).toBeGreaterThan(0);
+    await Promise.all(workers.map((w) => w.stop()));
+    expect(workers.flatMap((w) => w.of('error'))).toEqual([]);
+  });
 });
