@@ -1,7 +1,8 @@
 /**
- * An instance isolating itself (issue 13; docs/architecture.md, "Instance isolation"). With
- * the instance rule configured (minimumInstances, minimumInstanceShare), the fleet opens
- * only when failures come from enough instances; an instance whose own outcomes reach the
+ * An instance isolating itself (docs/architecture.md, "One instance's failures are its own",
+ * and the flow "An instance isolating itself"). With the instance rule configured
+ * (minimumInstances, minimumInstanceShare), the fleet opens only when failures come from
+ * enough instances; an instance whose own outcomes reach the
  * strategy's rule while the fleet stays closed opens for itself only: state 'isolated',
  * its calls fail fast, and it runs its own recovery checks (the health checker's code,
  * with health.check, health.backoff and health.successThreshold). It rejoins when they
