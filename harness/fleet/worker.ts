@@ -32,8 +32,9 @@ export interface WorkerConfig {
 
 /**
  * What this worker's dependency does (the 'dependency' command): answers, fails, or hangs
- * (never answers; only the call's signal ends it). The health checks fail while it does
- * not answer, as a real check of it would.
+ * (answers nothing until the call's signal aborts it or the mode changes: then the calls
+ * hanging answer). The health checks fail while it does not answer, as a real check of it
+ * would.
  */
 export type DependencyMode = 'ok' | 'fail' | 'hang';
 
@@ -65,8 +66,6 @@ export type WorkerCommand =
 
 /** What a 'traffic' command's calls did. */
 export interface Traffic {
-  /** Wall-clock time the first call started. */
-  firstAt: number;
   /** Calls that reached the dependency. */
   ran: number;
   /** Calls refused with CircuitOpenError. */
@@ -89,13 +88,25 @@ const send = (event: WorkerEvent) => {
 /** Health checks pass from this wall-clock time on (while the dependency answers). */
 let healthyFrom = Number.POSITIVE_INFINITY;
 let dependencyMode: DependencyMode = 'ok';
+/** Calls hanging now: they answer when the dependency leaves 'hang'. */
+const hanging = new Set<() => void>();
 
 /** One call of the dependency, as it behaves now. */
 async function dependency(signal: AbortSignal | undefined): Promise<string> {
   if (dependencyMode === 'fail') throw new Error('dependency failed');
   if (dependencyMode === 'hang') {
-    // Ends only when aborted (the call's timeout, or stop()).
-    return new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason), { once: true }));
+    // Ends when aborted (the call's timeout), or answers when the dependency answers again.
+    return new Promise((resolve, reject) => {
+      const answer = () => {
+        hanging.delete(answer);
+        resolve('ok');
+      };
+      hanging.add(answer);
+      signal?.addEventListener('abort', () => {
+        hanging.delete(answer);
+        reject(signal.reason);
+      }, { once: true });
+    });
   }
   return 'ok';
 }
@@ -191,10 +202,11 @@ process.on('message', async (message: WorkerCommand) => {
     }
     case 'dependency':
       dependencyMode = message.mode;
+      if (dependencyMode !== 'hang') for (const answer of [...hanging]) answer();
       send({ type: 'done', seq: message.seq });
       break;
     case 'traffic': {
-      const traffic: Traffic = { firstAt: wallMs(), ran: 0, rejected: 0 };
+      const traffic: Traffic = { ran: 0, rejected: 0 };
       const calls: Promise<unknown>[] = [];
       const until = performance.now() + message.forMs;
       while (performance.now() < until) {
