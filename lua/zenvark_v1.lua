@@ -1032,12 +1032,10 @@ value 'gen:last_pos:last_ms:fail_pos:fail_ms:iso_ms':
              instance rule) after the instance's last report; last_ms its server time (ms)
   fail_pos   the same for its last report holding a failure; fail_ms its time (0:0: none)
   iso_ms     server ms at which it isolated itself (zv1_isolate); 0: not isolated. An
-             instance isolated in the current generation counts as failing and reporting,
-             whatever its positions (it still fails, alone: when a second instance fails,
-             the failures of the window come from two), so that an outage reaching the
-             instances one after another opens the fleet instead of isolating each in
-             turn; its rejoin clears fail_pos and fail_ms (its failures stay in the window,
-             no longer naming it)
+             isolated instance counts like any other, while its failures are in the window
+             (when a second instance fails meanwhile, the failures do come from two; one
+             that died isolated stops counting when they leave it); its rejoin clears
+             fail_pos and fail_ms (its failures stay in the window, no longer naming it)
 A summary lays successes first and failures last, as the count window does, so that a
 report's failures end at its position.
 In the window, for an entry of the current generation (failing: fail_pos/fail_ms;
@@ -1178,14 +1176,12 @@ local function count_reporters(key, actor, own, st, s, span, now)
     end
     return pos > 0 and pos > floor_pos
   end
-  -- An instance isolated in this generation still fails (see "Reporters").
   local function add(r)
     if r.gen == st.gen then
-      local isolated = r.iso_ms > 0
-      if isolated or within(r.fail_pos, r.fail_ms) then
+      if within(r.fail_pos, r.fail_ms) then
         failing = failing + 1
       end
-      if isolated or within(r.last_pos, r.last_ms) then
+      if within(r.last_pos, r.last_ms) then
         reporting = reporting + 1
       end
     end
@@ -1385,6 +1381,11 @@ local function record(keys, args)
   local rule, own, instances_key
   if rule_given then
     rule = instance_rule_arg(args, 14)
+    -- Every instance that reported in a run of failures failed in it: a share would always be 1.
+    if rule.share > 0 and s.kind == 'consecutive' then
+      fail('ZV_BADARG', 'a share of instances needs a count or time window, got strategy ' .. show(s.spec)
+        .. ' and instance rule ' .. show(args[14]))
+    end
   end
   local now, micros = server_time()
   local st
@@ -2004,7 +2005,7 @@ local function control(keys, args)
 end
 
 local ISOLATE_ACTIONS = { isolate = true, rejoin = true }
-local REJOIN_REASONS = { recovered = true, fleet_opened = true, stopped = true }
+local REJOIN_REASONS = { recovered = true, fleet_opened = true, fleet_moved = true, stopped = true }
 local ISOLATED = 'isolated'
 
 -- Appends an instance-level entry to the instance-events stream (never published): the
@@ -2032,7 +2033,7 @@ ARGV: header (channel, actor, retention: approximate MAXLEN of the instance-even
   isolate: failures, calls, slow (0..MAX_COUNT each, failures and slow at most calls): the
     instance's OWN window figures, as it holds them (for consecutive failures, failures =
     calls = its run); 8 arguments in all
-  rejoin: reason ('recovered' | 'fleet_opened' | 'stopped'); 6 arguments in all
+  rejoin: reason ('recovered' | 'fleet_opened' | 'fleet_moved' | 'stopped'); 6 arguments in all
 Every argument and key type is checked before any write; a mode whose expiry has passed is
 ended first (its 'expired' entry on the events stream, as by every writing function).
 isolate: the server judges the figures by the fleet's stored strategy (cfg). Statuses, in
@@ -2052,8 +2053,8 @@ the order they are decided:
 rejoin (whatever the generation: an isolation ends whatever the fleet did meanwhile):
   'rejoined'      the actor's reporter entry has iso_ms > 0: an instance entry from isolated
                   to the fleet's state, reason the rejoin's; iso_ms cleared
-  'not_isolated'  no such entry (never isolated, rejoined already, or deleted by a fleet
-                  trip or the bound): nothing written
+  'not_isolated'  no such entry (never isolated, rejoined already, or dropped by the
+                  bound): nothing written
 Instance entry fields: from, to, reason, failures, calls, slow, rate, threshold, window (as
 a trip's entry has them; '' for a rejoin), actor, time (server ms), gen (the fleet's
 generation), state (the fleet's), mode (the fleet's), rule.

@@ -86,6 +86,9 @@ export const TransitionReason = {
   FLEET_OPENED: 'fleet_opened',
   /** The instance stopped while isolated. */
   STOPPED: 'stopped',
+  /** The fleet moved to another generation while the instance was isolated, and stayed
+   * closed (an operator's control, or transitions this instance did not see): it follows. */
+  FLEET_MOVED: 'fleet_moved',
 } as const;
 export type TransitionReason = (typeof TransitionReason)[keyof typeof TransitionReason];
 
@@ -135,6 +138,8 @@ export const RejoinReason = {
   FLEET_OPENED: TransitionReason.FLEET_OPENED,
   /** The breaker was stopped while isolated. */
   STOPPED: TransitionReason.STOPPED,
+  /** The fleet moved on, closed (an operator's control, a gap in what it saw). */
+  FLEET_MOVED: TransitionReason.FLEET_MOVED,
 } as const;
 export type RejoinReason = (typeof RejoinReason)[keyof typeof RejoinReason];
 

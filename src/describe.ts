@@ -35,6 +35,8 @@ function instanceDecision(t: Transition, stored: WindowShape | undefined): strin
       return `the fleet went ${t.to.replace('_', '-')}: the isolated instance follows it`;
     case TransitionReason.STOPPED:
       return 'it stopped while isolated';
+    case TransitionReason.FLEET_MOVED:
+      return 'the fleet moved on to another generation, closed: the isolated instance follows it';
     default:
       return `isolated itself: ${decision(t, stored)} in its own calls, while the fleet stayed closed`;
   }

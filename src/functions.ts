@@ -447,7 +447,7 @@ export class BreakerFunctions {
     return isolationReply(reply, ISOLATE);
   }
 
-  /** This instance comes back ('rejoined'; 'not_isolated' when the library holds no isolation of it, e.g. after a fleet trip ended it). */
+  /** This instance comes back ('rejoined'; 'not_isolated' when the library holds no isolation of it: rejoined already, or its entry dropped by the bound of 64). */
   async rejoin(generation: number, reason: RejoinReason): Promise<RejoinReply> {
     const reply = await this.call('zv1_isolate', [IsolationAction.REJOIN, generation, reason], isolationKeyList(this.keys));
     return isolationReply(reply, REJOIN);

@@ -24,6 +24,7 @@ import {
   TransitionScope,
 } from './constants.js';
 import type { BreakerContext } from './coordinator.js';
+import { RedisUnreachableError } from './errors.js';
 import { RedisOperation, StateSource } from './events.js';
 import type { IsolateReply } from './functions.js';
 import { HealthChecker } from './health-checker.js';
@@ -43,6 +44,9 @@ interface Isolated {
   /** Own recovery checks passed in a row. */
   passes: number;
 }
+
+/** The notifier's cause keys of zv1_isolate's refusals. */
+const REFUSED = 'isolation-refused:';
 
 /** Isolations are numbered across the process, so that each one's recovery loop is a new duty. */
 let isolations = 0;
@@ -89,9 +93,9 @@ export class Isolation {
       return;
     }
     if (next.generation === current.generation && next.state === CircuitState.CLOSED) return;
-    // An operator's control of a closed fleet moves it on too: the isolation ends with
-    // it, and with no rejoin entry (zv1_isolate's reasons are the three below).
-    this.leave(next.state === CircuitState.CLOSED ? undefined : RejoinReason.FLEET_OPENED, next.state);
+    // An operator's control of a closed fleet moves it on too (or transitions this instance
+    // did not see): the isolation ends with it.
+    this.leave(next.state === CircuitState.CLOSED ? RejoinReason.FLEET_MOVED : RejoinReason.FLEET_OPENED, next.state);
   }
 
   /** A new run of the breaker: not isolated, an empty window. */
@@ -129,18 +133,22 @@ export class Isolation {
 
   private answered(reply: IsolateReply, facts: WindowFacts, generation: number): void {
     const c = this.c;
-    if (!c.running) {
-      // Isolated in Redis as this instance stopped: it rejoins there at once.
-      if (reply.status === 'isolated' && c.functions) this.track(c.functions.rejoin(generation, RejoinReason.STOPPED).then(() => undefined));
-      return;
-    }
+    this.accepted();
     if (reply.status === 'isolated') {
-      // The fleet moved on while the call was on its way: Redis ignores an entry of another generation.
-      if (c.shared.generation === generation && c.shared.state === CircuitState.CLOSED && !this.current) {
-        this.begin(this.transition(CircuitState.CLOSED, CircuitState.ISOLATED, this.ruleOf(facts), generation, windowNumbers(c.o, facts), reply.entryId));
+      const t = this.transition(CircuitState.CLOSED, CircuitState.ISOLATED, this.ruleOf(facts), generation, windowNumbers(c.o, facts), reply.entryId);
+      if (!c.running) {
+        // Isolated in Redis as this instance stopped: it rejoins there at once. Neither was
+        // told here: the instance never acted isolated.
+        this.rejoinAfter(t, RejoinReason.STOPPED, CircuitState.CLOSED, false);
+      } else if (c.shared.generation !== generation || c.shared.state !== CircuitState.CLOSED) {
+        // The fleet moved on while the call was on its way: the isolation Redis wrote ends there too.
+        this.rejoinAfter(t, c.shared.state === CircuitState.CLOSED ? RejoinReason.FLEET_MOVED : RejoinReason.FLEET_OPENED, c.shared.state, false);
+      } else if (!this.current) {
+        this.begin(t);
       }
       return;
     }
+    if (!c.running) return;
     this.window = this.newWindow();
     if (reply.status === 'monitored') {
       // Monitor mode: audited as would_isolate, and told as the fleet's would_open is.
@@ -156,7 +164,28 @@ export class Isolation {
     const c = this.c;
     if (!c.running || this.current) return;
     this.begin(this.transition(CircuitState.CLOSED, CircuitState.ISOLATED, this.ruleOf(facts), generation, windowNumbers(c.o, facts), ''));
-    c.failed(error, RedisOperation.ISOLATION, 'isolating this instance');
+    this.failed(error, 'isolating this instance');
+  }
+
+  /**
+   * A zv1_isolate call failed. No answer: Redis is unreachable, as for any call (degraded
+   * mode). Refused (an ACL without the instance keys, a key of another type): the breaker's
+   * other calls may well be accepted, so it is not degraded mode, whose resync would end at
+   * once and tell the cause again at each isolation: told once, until a call is accepted.
+   */
+  private failed(error: unknown, what: string): void {
+    const c = this.c;
+    if (error instanceof RedisUnreachableError) {
+      c.failed(error, RedisOperation.ISOLATION, what);
+      return;
+    }
+    const failure = redisFailure(error);
+    c.notifier.reportCause(`${REFUSED}${failure.key}`, failure.code, `${what} failed; this instance isolates itself and rejoins without Redis`, error);
+  }
+
+  /** A zv1_isolate call was accepted: a refusal told before is over (told again if it comes back). */
+  private accepted(): void {
+    this.c.notifier.settle(REFUSED);
   }
 
   private begin(t: Transition): void {
@@ -201,19 +230,32 @@ export class Isolation {
     this.checker?.assign(undefined);
     if (c.running) c.isolationChanged();
     if (reason === undefined) return;
-    const tell = (id: string, view?: SharedView) =>
-      c.notifier.transition(this.transition(CircuitState.ISOLATED, view?.state ?? to, reason, current.generation, undefined, id), StateSource.REPLY);
+    this.rejoinAfter(current.transition, reason, to);
+  }
+
+  /**
+   * Writes the rejoin entry of the isolation `began`; when `told` (the instance acted
+   * isolated), tells it as a transition to `to` (or to the fleet's state, as Redis answered).
+   */
+  private rejoinAfter(began: Transition, reason: RejoinReason, to: CircuitState, told = true): void {
+    const c = this.c;
+    const tell = (id: string, view?: SharedView) => {
+      if (told) c.notifier.transition(this.transition(CircuitState.ISOLATED, view?.state ?? to, reason, began.generation, undefined, id), StateSource.REPLY);
+    };
     const functions = c.functions;
     if (!functions) {
       tell('');
       return;
     }
     this.track(
-      functions.rejoin(current.generation, reason).then(
-        (reply) => tell(reply.entryId, reply),
+      functions.rejoin(began.generation, reason).then(
+        (reply) => {
+          this.accepted();
+          tell(reply.entryId, reply);
+        },
         (error: unknown) => {
           tell('');
-          if (c.running) c.failed(error, RedisOperation.ISOLATION, 'rejoining the fleet');
+          if (c.running) this.failed(error, 'rejoining the fleet');
           else c.notifier.report(redisFailure(error).code, 'writing the rejoin entry of this instance as it stopped failed', error);
         },
       ),

@@ -123,7 +123,8 @@ export interface CircuitBreakerOptions {
   /**
    * The instance rule by share: the fleet opens only when the instances whose failures
    * are in the window make up at least this share, in (0, 1], of the instances that
-   * reported in it. With minimumInstances, both must hold. Default: off.
+   * reported in it. With minimumInstances, both must hold. CountBreaker or SamplingBreaker
+   * only (in a run of consecutive failures every instance that reported failed). Default: off.
    */
   minimumInstanceShare?: number;
   /** Called when this instance gains or loses the lease. */
@@ -336,6 +337,10 @@ export function resolveOptions(options: CircuitBreakerOptions): ResolvedOptions 
     throw new TypeError('CircuitBreaker.slowCallRateThreshold needs a window: use a CountBreaker or SamplingBreaker');
   }
   const instanceRule = resolveInstanceRule(o.minimumInstances, o.minimumInstanceShare);
+  if (instanceRule?.minimumInstanceShare && breaker.kind === StrategyKind.CONSECUTIVE) {
+    // Every instance that reported in a run of failures failed in it: the share would always be 1.
+    throw new TypeError('CircuitBreaker.minimumInstanceShare needs a window: use a CountBreaker or SamplingBreaker (minimumInstances works with every strategy)');
+  }
   const metrics = o.metrics as BreakerMetricsRecorder | undefined;
   if (metrics !== undefined) {
     requiredObject('CircuitBreaker.metrics', metrics);

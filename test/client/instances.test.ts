@@ -125,6 +125,16 @@ describe('one instance failing alone', () => {
     await until(async () => expect((await instanceEntries(a)).at(-1)).toMatchObject({ from: 'isolated', to: 'open', reason: 'fleet_opened', actor: a.breaker.instanceId }));
   });
 
+  it('an operator forcing a closed fleet closed moves it on: the isolated instance follows, its rejoin entry says fleet_moved', async () => {
+    const [a, b] = (await started(2)) as [Instance, Instance];
+    await fail(a, 3);
+    await until(() => expect(a.breaker.state).toBe('isolated'));
+    await b.breaker.forceClose({ reason: 'the dependency is fine' });
+    await until(() => expect(a.breaker.state).toBe('closed'));
+    await until(async () => expect((await instanceEntries(a)).at(-1)).toMatchObject({ from: 'isolated', to: 'closed', reason: 'fleet_moved', actor: a.breaker.instanceId }));
+    await until(() => expect(a.seen.states.at(-1)?.transition).toMatchObject({ scope: 'instance', from: 'isolated', to: 'closed', reason: 'fleet_moved' }));
+  });
+
   it('with minimumInstanceShare: one of three failing is below the share; isolated, it still counts, and a second failing instance reaches it', async () => {
     const breaker = new CountBreaker({ threshold: 0.5, size: 20, minimumNumberOfCalls: 4 });
     const [a, b, c] = (await started(3, { minimumInstances: undefined, minimumInstanceShare: 0.5, breaker })) as [Instance, Instance, Instance];

@@ -293,17 +293,27 @@ export const INSTANCE_CASES: LuaCase[] = [
     ],
   },
   {
-    name: 'isolate: an isolated instance counts as failing, wherever its failures are: one more failing instance opens the fleet',
+    name: 'isolate: an isolated instance counts while its failures are in the window; one more failing instance opens the fleet; the trip keeps the reporters',
     steps: [
       { ...recordWithRule(0, { fail: 2 }, consecutive(3), TWO, 'a'), expect: { status: 'ok' } },
       { ...isolate('a', 0, 3, 3), expect: { status: 'isolated' } },
       reporterEntry('a', /^0:2:\d+:2:\d+:[1-9]\d*$/),
-      // A success breaks the run: a's failures are out of it, and a still counts.
-      { ...recordWithRule(0, { ok: 1 }, consecutive(3), TWO, 'c'), expect: { status: 'ok' } },
-      { ...recordWithRule(0, { fail: 3 }, consecutive(3), TWO, 'b'), expect: openedByRule(1, 'consecutive_failures', 'minimum_instances:2', 2, 2) },
+      { ...recordWithRule(0, { fail: 1 }, consecutive(3), TWO, 'b'), expect: openedByRule(1, 'consecutive_failures', 'minimum_instances:2', 2, 2) },
       // The trip leaves the reporters; a's rejoin finds its isolation and writes its entry.
       { ...rejoin('a', 1, 'fleet_opened'), expect: { status: 'rejoined', state: 'open', gen: 1 } },
       reporterEntry('a', /^0:2:\d+:0:0:0$/),
+    ],
+  },
+  {
+    name: 'isolate: an isolated instance whose failures left the window counts no more (one that died isolated does not hold the rule down)',
+    steps: [
+      { ...recordWithRule(0, { fail: 2 }, consecutive(3), TWO, 'a'), expect: { status: 'ok' } },
+      { ...isolate('a', 0, 3, 3), expect: { status: 'isolated' } },
+      // A success breaks the run: a's failures are out of it.
+      { ...recordWithRule(0, { ok: 1 }, consecutive(3), TWO, 'c'), expect: { status: 'ok' } },
+      { ...recordWithRule(0, { fail: 3 }, consecutive(3), TWO, 'b'), expect: held(1, 1) },
+      // A control moved the fleet on, closed: the isolated instance follows (fleet_moved).
+      { ...rejoin('a', 0, 'fleet_moved'), expect: { status: 'rejoined', state: 'closed', gen: 0 } },
     ],
   },
   {
@@ -433,6 +443,7 @@ export const INSTANCE_BAD_ARGUMENTS: [string, CallStep, RegExp][] = [
   ['record: an instance share > 0', withRule('2:-0.5'), /^ZV_BADARG instance share must be in \(0, 1\], got -0.5/],
   ['record: an instance share of 0 is written 0', withRule('2:0.0'), /^ZV_BADARG instance share must be in \(0, 1\], got 0.0/],
   ['record: an instance rule is not 0:0', withRule('0:0'), /^ZV_BADARG the instance rule needs minimum instances or a share, got '0:0'/],
+  ['record: a share of instances needs a window (every reporter in a run of failures failed)', withRule('0:0.5'), /^ZV_BADARG a share of instances needs a count or time window, got strategy 'consecutive:1:0:0' and instance rule '0:0.5'/],
   ['record: a lease ttl >= 0', record(0, { fail: 1 }, consecutive(1), 'i1', 100, -1), /^ZV_BADARG lease ttl must be in \[0, 3600000\], got -1/],
   ['record: a lease ttl >= 0 with a rule', recordWithRule(0, { fail: 1 }, consecutive(1), TWO, 'i1', -1), /^ZV_BADARG lease ttl must be in \[0, 3600000\], got -1/],
   ['extra arguments are refused: record with a rule', { ...withRule(TWO), args: [...withRule(TWO).args, 'more'] }, /^ZV_BADARG expected at most 14 arguments, got 15/],
@@ -447,7 +458,7 @@ export const INSTANCE_BAD_ARGUMENTS: [string, CallStep, RegExp][] = [
   ['isolate: failures <= calls', isolation('isolate', '0', '4', '3', '0'), /^ZV_BADARG failures and slow calls must not exceed calls, got failures 4, slow 0, calls 3/],
   ['isolate: slow <= calls', isolation('isolate', '0', '0', '3', '4'), /^ZV_BADARG failures and slow calls must not exceed calls, got failures 0, slow 4, calls 3/],
   ['isolate: a reason is required to rejoin', isolation('rejoin', '0'), /^ZV_BADARG reason is missing \(ARGV\[6\]\)/],
-  ['isolate: the reason must be known', isolation('rejoin', '0', 'bored'), /^ZV_BADARG reason must be one of fleet_opened, recovered, stopped, got 'bored'/],
+  ['isolate: the reason must be known', isolation('rejoin', '0', 'bored'), /^ZV_BADARG reason must be one of fleet_moved, fleet_opened, recovered, stopped, got 'bored'/],
   ['isolate: rejoin takes no figures', isolation('rejoin', '0', 'recovered', '3'), /^ZV_BADARG rejoin takes 6 arguments, got 7/],
   ['extra arguments are refused: isolate', isolation('isolate', '0', '3', '3', '0', 'more'), /^ZV_BADARG expected at most 8 arguments, got 9/],
   ['isolate: retention >= 0', { ...isolate('a', 0, 3, 3, 0, -1) }, /^ZV_BADARG retention must be in \[0, 1000000\], got -1/],

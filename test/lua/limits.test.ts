@@ -111,7 +111,7 @@ const BOUNDED: readonly Bounded[] = [
     name: 'minimum instances',
     min: 0,
     max: MAX_INSTANCES,
-    args: (v) => [...H(), '0', ...summary({ fail: 1 }), consecutive(5), '0', `${v}:0.5`],
+    args: (v) => [...H(), '0', ...summary({ fail: 1 }), 'count:0.5:10:5', '0', `${v}:0.5`],
   },
   { fn: 'zv1_acquire', name: 'ttl', min: 1, max: MAX_TTL_MS, args: (v) => [...H(), v] },
 

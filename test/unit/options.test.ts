@@ -94,8 +94,15 @@ describe('CircuitBreaker options', () => {
     const rule = (o: Partial<CircuitBreakerOptions>) => resolveOptions({ ...valid(), ...o }).instanceRule;
     expect(rule({})).toBeUndefined();
     expect(rule({ minimumInstances: 2 })).toEqual({ minimumInstances: 2, minimumInstanceShare: 0 });
-    expect(rule({ minimumInstanceShare: 0.5 })).toEqual({ minimumInstances: 0, minimumInstanceShare: 0.5 });
-    expect(rule({ minimumInstances: 64, minimumInstanceShare: 1 })).toEqual({ minimumInstances: 64, minimumInstanceShare: 1 });
+    const windowed = { breaker: new CountBreaker({ threshold: 0.5, size: 10, minimumNumberOfCalls: 5 }) };
+    expect(rule({ ...windowed, minimumInstanceShare: 0.5 })).toEqual({ minimumInstances: 0, minimumInstanceShare: 0.5 });
+    expect(rule({ ...windowed, minimumInstances: 64, minimumInstanceShare: 1 })).toEqual({ minimumInstances: 64, minimumInstanceShare: 1 });
+  });
+
+  it('a share of instances needs a window: in a run of consecutive failures every reporter failed', () => {
+    expect(() => new CircuitBreaker({ ...valid(), minimumInstanceShare: 0.5 })).toThrow(
+      'CircuitBreaker.minimumInstanceShare needs a window: use a CountBreaker or SamplingBreaker (minimumInstances works with every strategy)',
+    );
   });
 
   it('a health check is optional when trial calls decide recovery', () => {
