@@ -41,6 +41,13 @@ export async function watch(s: Server, prefix: string, json: boolean, out: Outpu
     const server = serverAddress(subscriber);
     onLost(new RedisUnreachableError(server, `lost the connection to Redis at ${server} while watching`));
   });
+  // Messages are listened for from the subscription on, and kept while the breakers are
+  // read: a transition published meanwhile is shown once the view is ready, not dropped.
+  const early: string[] = [];
+  let onMessage = (message: string) => {
+    early.push(message);
+  };
+  subscriber.on('message', (_channel: string, message: string) => onMessage(message));
   try {
     await subscriber.subscribe(channel).catch((error: unknown) => {
       throw driverError(error, subscriber);
@@ -74,7 +81,7 @@ export async function watch(s: Server, prefix: string, json: boolean, out: Outpu
       stop = () => resolve(EXIT.DONE);
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      subscriber.on('message', (_channel: string, message: string) => {
+      onMessage = (message: string) => {
         let m: ReturnType<typeof parseFeedMessage>;
         try {
           m = parseFeedMessage(message);
@@ -85,6 +92,10 @@ export async function watch(s: Server, prefix: string, json: boolean, out: Outpu
         const id = breakerIdOf(prefix, m.key);
         if (id === undefined) return;
         const t = m.transition;
+        // A transition published while the breakers were read may be in the table already
+        // (--json prints no table: every transition since the subscription is a line).
+        const known = rows.get(id);
+        if (!json && known && known.generation >= t.generation && known.since >= t.time) return;
         const one: Seen = { id, transition: t };
         rows.set(id, { id, state: t.to, mode: t.mode, generation: t.generation, since: t.time, last: t });
         seen.push(one);
@@ -92,7 +103,8 @@ export async function watch(s: Server, prefix: string, json: boolean, out: Outpu
         if (json) out.json({ breakerId: id, ...t });
         else if (terminal) out.say(`\x1b[H\x1b[2J${draw()}`);
         else out.say(seenRow(one).join('  '));
-      });
+      };
+      for (const message of early.splice(0)) onMessage(message);
     });
   } finally {
     process.off('SIGINT', stop);
