@@ -136,13 +136,19 @@ if (subject === 'zenvark') {
   // of 100, summaries of 99 successes and 1 failure); the median of the rounds, after a
   // warm-up round of 1,000, so that one round slowed by other work on the machine does not
   // decide it.
-  const backToBack = async (calls: number): Promise<number> => {
+  // With `rule`, the calls carry an instance rule (minimumInstances 2) and come from 8
+  // reporters in turn: what the rule adds to a record that trips nothing (the reporter's
+  // entry read and written, the position counter).
+  const backToBack = async (calls: number, rule = false): Promise<number> => {
     const id = `bench-sat-${randomUUID()}`;
+    const keys = [`zenvark:{${id}}:state`, `zenvark:{${id}}:events`, ...(rule ? [`zenvark:{${id}}:instances`] : [])];
     const before = await commandCounts();
     for (let sent = 0; sent < calls; sent += 1000) {
       const pipeline = admin.pipeline();
       for (let n = 0; n < Math.min(1000, calls - sent); n += 1) {
-        pipeline.call('FCALL', 'zv1_record', '2', `zenvark:{${id}}:state`, `zenvark:{${id}}:events`, 'zenvark:feed', 'bench', '1000', '0', '99', '1', '0', '0', '0', '1', '1', 'count:0.5:100:100');
+        const actor = rule ? `bench-${n % 8}` : 'bench';
+        const args = ['zenvark:feed', actor, '1000', '0', '99', '1', '0', '0', '0', '1', '1', 'count:0.5:100:100', ...(rule ? ['0', '2:0'] : [])];
+        pipeline.call('FCALL', 'zv1_record', String(keys.length), ...keys, ...args);
       }
       for (const [error, reply] of (await pipeline.exec()) ?? []) {
         // A refused call costs less: the figure would not be the record path's.
@@ -162,6 +168,16 @@ if (subject === 'zenvark') {
     min: Math.min(...rounds),
     unit: 'µs/call',
     note: `${rounds.length} rounds of 20,000 calls pipelined (Redis stays warm): ${rounds.map((r) => r.toFixed(1)).join(', ')}`,
+  });
+  const ruleRounds: number[] = [];
+  for (let round = 0; round < backToBackRounds; round += 1) ruleRounds.push(await backToBack(20_000, true));
+  figures.push({
+    name: 'server cost of zv1_record with an instance rule, back to back',
+    subject: label,
+    value: median(ruleRounds),
+    min: Math.min(...ruleRounds),
+    unit: 'µs/call',
+    note: `as above, from 8 reporters with minimumInstances 2 (no target): ${ruleRounds.map((r) => r.toFixed(1)).join(', ')}`,
   });
 
   // For scale: an FCALL of a function that does nothing, at the pace of the record calls.
