@@ -311,9 +311,8 @@ export async function readExplanation(connection: Connection, keys: BreakerKeys)
  * Up to `count` entries of a breaker's instance-events stream (instances isolating
  * themselves and rejoining), newest first, from id `end` down to `start` (as readAudit).
  */
-export async function readInstanceAudit(connection: Connection, keys: BreakerKeys, end: string, start: string, count: number): Promise<InstanceEntry[]> {
-  const entries = (await answer(connection, 'XREVRANGE', connection.xrevrange(keys.instanceEvents, end, start, 'COUNT', count))) as [string, string[]][];
-  return entries.map(([id, list]) => parseInstanceEntry(entryFields(list), id));
+export function readInstanceAudit(connection: Connection, keys: BreakerKeys, end: string, start: string, count: number): Promise<InstanceEntry[]> {
+  return readEntries(connection, keys.instanceEvents, end, start, count, parseInstanceEntry);
 }
 
 /** A breaker's reporter entries (the instances hash), by instance id; empty when it has none. */
@@ -333,9 +332,21 @@ export async function readSnapshot(connection: Connection, keys: BreakerKeys): P
  * Up to `count` transitions of a breaker's audit stream, newest first, from stream id `end`
  * down to `start` (XREVRANGE bounds: '+', '-', an id, '(' an id for an exclusive one).
  */
-export async function readAudit(connection: Connection, keys: BreakerKeys, end: string, start: string, count: number): Promise<Transition[]> {
-  const entries = (await answer(connection, 'XREVRANGE', connection.xrevrange(keys.events, end, start, 'COUNT', count))) as [string, string[]][];
-  return entries.map(([id, list]) => parseAuditEntry(entryFields(list), id));
+export function readAudit(connection: Connection, keys: BreakerKeys, end: string, start: string, count: number): Promise<Transition[]> {
+  return readEntries(connection, keys.events, end, start, count, parseAuditEntry);
+}
+
+/** Up to `count` entries of stream `key`, newest first, from `end` down to `start`, each read by `parse`. */
+async function readEntries<T>(
+  connection: Connection,
+  key: string,
+  end: string,
+  start: string,
+  count: number,
+  parse: (fields: Record<string, string>, id: string) => T,
+): Promise<T[]> {
+  const entries = (await answer(connection, 'XREVRANGE', connection.xrevrange(key, end, start, 'COUNT', count))) as [string, string[]][];
+  return entries.map(([id, list]) => parse(entryFields(list), id));
 }
 
 /** What a control sends besides the header: see zv1_control. */

@@ -128,13 +128,18 @@ function decisionOf(fields: Record<string, string>): DecisionNumbers & { readonl
   };
 }
 
-/** Reads one entry of the audit stream (or the same fields of a feed message). */
-export function parseAuditEntry(fields: Record<string, string>, id: string): Transition {
-  const need = (name: string): string => {
+/** A reader of the fields an entry of kind `kind` must have: a missing one is ZV_BAD_MESSAGE. */
+function required(fields: Record<string, string>, kind: string): (name: string) => string {
+  return (name) => {
     const value = fields[name];
-    if (typeof value !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', `transition entry without '${name}'`);
+    if (typeof value !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', `${kind} entry without '${name}'`);
     return value;
   };
+}
+
+/** Reads one entry of the audit stream (or the same fields of a feed message). */
+export function parseAuditEntry(fields: Record<string, string>, id: string): Transition {
+  const need = required(fields, 'transition');
   return {
     id,
     from: circuitState(need('from')),
@@ -198,11 +203,7 @@ function instanceSide<T extends string>(value: string, allowed: readonly string[
 
 /** Reads one entry of the instance-events stream. */
 export function parseInstanceEntry(fields: Record<string, string>, id: string): InstanceEntry {
-  const need = (name: string): string => {
-    const value = fields[name];
-    if (typeof value !== 'string') throw new ZenvarkError('ZV_BAD_MESSAGE', `instance entry without '${name}'`);
-    return value;
-  };
+  const need = required(fields, 'instance');
   return {
     id,
     from: instanceSide<InstanceFrom>(need('from'), [CircuitState.CLOSED, ISOLATED]),
